@@ -1,0 +1,162 @@
+"""Database records. All datetimes are naive UTC (``timeutil.utcnow()``), on every backend.
+
+Feed       a source and its runtime state (validators, schedule, errors, redirects)
+Article    one story, identified by ``identity_key`` across all feeds
+Sighting   (article, feed): the same story seen in another feed is a sighting, not a new article
+Match      (article, topic): why an article was flagged (score, terms, snippet)
+Alert      the outbox row for a flagged article: one per article, listing its topics
+Delivery   (alert, channel): makes delivery idempotent per channel
+Heartbeat  liveness stamps written by beat ticks and workers
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from feedwatch.timeutil import utcnow
+
+
+class FeedState:
+    NEW = "new"
+    OK = "ok"
+    NOT_MODIFIED = "not_modified"
+    BACKING_OFF = "backing_off"
+    FAILING = "failing"
+    DISABLED = "disabled"
+    ALL = (NEW, OK, NOT_MODIFIED, BACKING_OFF, FAILING, DISABLED)
+
+
+class AlertStatus:
+    PENDING = "pending"  # committed, no message published yet (or publish failed)
+    QUEUED = "queued"  # a deliver_alert message was published
+    DELIVERED = "delivered"  # every configured channel has a sent Delivery
+    FAILED = "failed"  # a channel dead-lettered it; `feedwatch alerts retry` replays
+    ALL = (PENDING, QUEUED, DELIVERED, FAILED)
+
+
+class DeliveryStatus:
+    SENT = "sent"
+    RETRYING = "retrying"
+    DEAD = "dead"
+
+
+class Feed(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    config_url: str = Field(sa_column=Column(Text, unique=True, nullable=False))
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = ""
+    language: str | None = None
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    interval_minutes: float = 10.0
+    min_interval_minutes: float | None = None
+    max_interval_minutes: float | None = None
+    full_text: bool = False
+    enabled: bool = True
+
+    state: str = Field(default=FeedState.NEW, index=True)
+    next_check_at: datetime = Field(default_factory=utcnow, index=True)
+    next_check_reason: str = "new feed"
+    claimed_at: datetime | None = None
+
+    etag: str | None = None
+    last_modified: str | None = None
+    body_hash: str | None = None
+
+    last_polled_at: datetime | None = None
+    last_ok_at: datetime | None = None
+    last_status: int | None = None
+    last_entries: int = 0
+    last_new: int = 0
+    last_duration_ms: int | None = None
+
+    error_class: str | None = None
+    error_message: str | None = None
+    error_count: int = 0
+    total_errors: int = 0
+    last_error_at: datetime | None = None
+
+    redirect_candidate: str | None = None
+    redirect_count: int = 0
+    redirect_history: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+    poll_history: list[dict[str, Any]] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False)
+    )
+
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class Article(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    identity_key: str = Field(max_length=64, unique=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    guid: str | None = Field(default=None, sa_column=Column(Text))
+    url: str | None = Field(default=None, sa_column=Column(Text))
+    title: str = Field(default="", sa_column=Column(Text, nullable=False))
+    summary: str = Field(default="", sa_column=Column(Text, nullable=False))
+    text: str = Field(default="", sa_column=Column(Text, nullable=False))
+    author: str | None = None
+    language: str | None = None
+    published_at: datetime = Field(index=True)
+    published_from_feed: bool = True
+    fetched_at: datetime = Field(default_factory=utcnow, index=True)
+    content_hash: str = Field(max_length=64, index=True)
+    flagged: bool = Field(default=False, index=True)
+
+
+class Sighting(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("article_id", "feed_id", name="uq_sighting_article_feed"),)
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", index=True)
+    feed_id: int = Field(foreign_key="feed.id", index=True)
+    seen_at: datetime = Field(default_factory=utcnow)
+
+
+class Match(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("article_id", "topic", name="uq_match_article_topic"),)
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", index=True)
+    topic: str = Field(index=True)
+    score: float
+    terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    snippet: str = Field(default="", sa_column=Column(Text, nullable=False))
+    explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    stage: str = "feed"  # "feed" (title + teaser) or "full_text"
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class Alert(SQLModel, table=True):
+    __table_args__ = (Index("ix_alert_status_created", "status", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    article_id: int = Field(foreign_key="article.id", unique=True)
+    topics: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    status: str = Field(default=AlertStatus.PENDING)
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    queued_at: datetime | None = None
+    delivered_at: datetime | None = None
+
+
+class Delivery(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    channel: str
+    status: str = DeliveryStatus.RETRYING
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(default_factory=utcnow)
+    sent_at: datetime | None = None
+
+
+class Heartbeat(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    at: datetime = Field(default_factory=utcnow)
+    detail: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))

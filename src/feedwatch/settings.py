@@ -1,0 +1,114 @@
+"""Settings: one pydantic-settings class, read when called, never at import.
+
+Every setting has a default that works for the embedded mode (``feedwatch run`` with no servers)
+and an environment name ``FEEDWATCH_<NAME>``; a ``.env`` file in the working directory is read too.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from feedwatch import __version__
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_CONFIG_DIR = PACKAGE_DIR.parent.parent / "config"
+
+
+def _default_config_file(name: str) -> Path:
+    """The file under ``./config`` if present, else the copy shipped inside the package."""
+    local = Path("config") / name
+    if local.exists():
+        return local
+    if (REPO_CONFIG_DIR / name).exists():
+        return REPO_CONFIG_DIR / name
+    return PACKAGE_DIR / "defaults" / name
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="FEEDWATCH_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    home: Path = Field(default=Path("var"), description="Data directory (SQLite, broker, alerts).")
+    database_url: str = Field(default="", description="SQLAlchemy URL; default SQLite in home.")
+    broker_url: str = Field(default="filesystem://", description="Celery broker URL.")
+    feeds_file: Path = Field(default_factory=lambda: _default_config_file("feeds.toml"))
+    rules_file: Path = Field(default_factory=lambda: _default_config_file("rules.toml"))
+    allow_private_networks: bool = False
+
+    # scheduling
+    tick_seconds: float = Field(default=5.0, gt=0)
+    default_interval_minutes: float = Field(default=10.0, gt=0)
+    claim_lease_seconds: int = Field(default=300, gt=0, description="A claimed feed is re-due after this if its poll never reports.")
+    claim_batch: int = Field(default=500, gt=0, description="Most feeds claimed by one tick.")
+    poll_batch_size: int = Field(default=20, gt=0, description="Feed ids per poll_feed message.")
+    alert_requeue_seconds: int = Field(default=60, gt=0, description="A queued alert not delivered after this is re-sent by the tick.")
+
+    # fetching
+    user_agent: str = f"feedwatch/{__version__} (+https://github.com/feedwatch/feedwatch)"
+    connect_timeout: float = Field(default=5.0, gt=0)
+    read_timeout: float = Field(default=10.0, gt=0)
+    fetch_deadline: float = Field(default=30.0, gt=0, description="Total seconds for one fetch, all redirects included.")
+    max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
+    max_redirects: int = Field(default=5, ge=0)
+    fetch_concurrency: int = Field(default=50, gt=0)
+    per_host_concurrency: int = Field(default=4, gt=0)
+
+    # worker
+    worker_concurrency: int = Field(default=2, gt=0)
+    task_soft_time_limit: int = Field(default=120, gt=0)
+    task_hard_time_limit: int = Field(default=150, gt=0)
+    visibility_timeout: int = Field(default=3600, gt=0)
+    worker_max_memory_per_child_kb: int = Field(default=400_000, gt=0)
+
+    # alerts
+    alert_channels: str = Field(default="console,jsonl", description="Comma-separated channel names.")
+    alerts_file: Path | None = Field(default=None, description="JSONL channel file; default home/alerts.jsonl.")
+
+    # operations
+    beat_late_seconds: float = Field(default=60.0, gt=0)
+    alert_backlog_seconds: float = Field(default=300.0, gt=0)
+    log_level: str = "INFO"
+    log_format: str = Field(default="auto", pattern="^(auto|json|console)$")
+    metrics_port: int = 9808
+
+    @model_validator(mode="after")
+    def _derive(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.home / 'feedwatch.db').resolve()}"
+        if self.alerts_file is None:
+            self.alerts_file = self.home / "alerts.jsonl"
+        if self.task_hard_time_limit <= self.task_soft_time_limit:
+            raise ValueError("task_hard_time_limit must be greater than task_soft_time_limit")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def is_filesystem_broker(self) -> bool:
+        return self.broker_url.startswith("filesystem://")
+
+    @property
+    def broker_dir(self) -> Path:
+        return (self.home / "broker").resolve()
+
+    @property
+    def channel_names(self) -> list[str]:
+        return [c.strip() for c in self.alert_channels.split(",") if c.strip()]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment on first call."""
+    return Settings()
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment)."""
+    get_settings.cache_clear()

@@ -1,0 +1,1 @@
+"""The Celery application: app, config, beat schedule and thin task entrypoints."""

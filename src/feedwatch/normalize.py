@@ -1,0 +1,250 @@
+"""Normalize stage: :class:`ParsedEntry` → :class:`ArticleDraft` ready to store. Pure.
+
+Decisions, in the order an entry meets them:
+
+* Identity: a guid that is an absolute http(s) URL is global (the same item in two feeds is one
+  article) and shares its key space with canonical links; any other guid is scoped by the feed
+  URL; no guid → the canonical link; neither → hash of feed URL, title and date.
+* URL: absolute (resolved against the entry's base), http/https only, tracking parameters and
+  fragment dropped, query canonicalized (w3lib) so equal links compare equal.
+* Text: plain text from HTML, entities decoded (twice where clearly double-escaped), paragraph
+  breaks kept as newlines, other white space collapsed. Title ≤ 1,000 characters, text ≤ 100 KB.
+* Language: entry, else feed, else configured, else detected on title + text.
+* Date: published, else updated, else the fetch time (``published_from_feed=False``); dates
+  before 1990 or more than two days ahead of the fetch are bogus and fall back the same way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import Any
+from urllib.parse import SplitResult, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import nh3
+from w3lib.url import canonicalize_url
+
+from feedwatch.parse import ParsedEntry, ParsedFeed
+from feedwatch.textnorm import fold
+
+MAX_TITLE_CHARS = 1_000
+MAX_SUMMARY_CHARS = 2_000
+MAX_TEXT_BYTES = 100_000
+MIN_DATE = datetime(1990, 1, 1)
+MAX_FUTURE = timedelta(days=2)
+_DETECT_CHARS = 2_000  # enough for a stable guess; detection cost grows with length
+
+_TRACKING_EXACT = frozenset(
+    {"fbclid", "gclid", "dclid", "gbraid", "wbraid", "yclid", "msclkid", "mc_cid", "mc_eid",
+     "ref", "ref_src", "ref_url", "igshid", "_ga", "_gl", "ocid", "cmpid", "smid", "wt_mc",
+     "wt_zmc"}
+)  # fmt: skip
+_TRACKING_PREFIXES = ("utm_", "at_")  # at_*: AT Internet (at_medium, at_campaign, ...)
+
+_BLOCK_TAG = re.compile(
+    r"<\s*/?\s*(?:p|div|br|li|ul|ol|h[1-6]|tr|table|blockquote|section|article|hr|pre|dd|dt|"
+    r"figure|figcaption|header|footer)\b[^>]*>",
+    re.IGNORECASE,
+)
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_HSPACE = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_ALLSPACE = re.compile(r"\s+")
+_ISO639_3 = {"rus": "ru", "eng": "en", "aze": "az", "hye": "hy", "arm": "hy", "deu": "de",
+             "ger": "de", "fra": "fr", "fre": "fr", "ukr": "uk", "geo": "ka",
+             "kat": "ka"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ArticleDraft:
+    identity_key: str
+    guid: str | None
+    url: str | None
+    title: str
+    summary: str
+    text: str
+    author: str | None
+    language: str | None
+    published_at: datetime  # naive UTC
+    published_from_feed: bool
+    content_hash: str
+
+
+def normalize_feed(
+    feed: ParsedFeed, *, feed_url: str, configured_language: str | None, fetched_at: datetime
+) -> list[ArticleDraft]:
+    """Every entry normalized, de-duplicated by identity key (first occurrence wins)."""
+    feed_language = _language_code(feed.language) or _language_code(configured_language)
+    drafts: dict[str, ArticleDraft] = {}
+    for entry in feed.entries:
+        draft = normalize_entry(
+            entry, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at
+        )
+        drafts.setdefault(draft.identity_key, draft)
+    return list(drafts.values())
+
+
+def normalize_entry(
+    entry: ParsedEntry, *, feed_url: str, feed_language: str | None, fetched_at: datetime
+) -> ArticleDraft:
+    """One entry as a draft article (see the module docstring for each decision)."""
+    base = entry.base or feed_url
+    url = canonical_url(entry.link, base) if entry.link else None
+    title = _single_line(html_to_text(entry.title))[:MAX_TITLE_CHARS]
+    summary = html_to_text(entry.summary_html)
+    text = _cap_bytes(max(html_to_text(entry.content_html), summary, key=len), MAX_TEXT_BYTES)
+    published_at, from_feed = _published(entry, fetched_at)
+    language = (
+        _language_code(entry.language)
+        or _language_code(feed_language)
+        or detect_language(f"{title}\n{text}")
+    )
+    return ArticleDraft(
+        identity_key=_identity_key(entry.guid, url, feed_url, title, published_at, from_feed),
+        guid=entry.guid,
+        url=url,
+        title=title,
+        summary=summary[:MAX_SUMMARY_CHARS],
+        text=text,
+        author=_single_line(html_to_text(entry.author)) or None if entry.author else None,
+        language=language,
+        published_at=published_at,
+        published_from_feed=from_feed,
+        content_hash=_sha256(fold(f"{title}\n{text}")),
+    )
+
+
+def _identity_key(
+    guid: str | None, url: str | None, feed_url: str, title: str, date: datetime, dated: bool
+) -> str:
+    if guid:
+        global_url = canonical_url(guid) if _is_absolute_http(guid) else None
+        # Same "url:" space as links: a feed with guid=permalink and one with only the link agree.
+        return _sha256(f"url:{global_url}" if global_url else f"guid:{feed_url}\n{guid}")
+    if url:
+        return _sha256(f"url:{url}")
+    return _sha256(f"item:{feed_url}\n{title}\n{date.isoformat() if dated else ''}")
+
+
+def canonical_url(url: str, base: str | None = None) -> str | None:
+    """Absolute http(s) URL without tracking parameters and fragment; None if not http(s)."""
+    url = url.strip()
+    try:
+        if base:
+            url = urljoin(base.strip(), url)
+        parts = urlsplit(url)
+        if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+            return None
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if _keep(k)]
+        url = urlunsplit(parts._replace(netloc=_netloc(parts), query=urlencode(query), fragment=""))
+        return str(canonicalize_url(url))
+    # urlsplit rejects malformed IPv6 hosts and ports with ValueError; such a link is unusable.
+    except ValueError:
+        return None
+
+
+def _netloc(parts: SplitResult) -> str:
+    """Host and non-default port; credentials are dropped (never stored, never shown)."""
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = parts.port  # ValueError on a bad port, handled by the caller
+    default = 443 if parts.scheme.lower() == "https" else 80
+    return f"{host}:{port}" if port is not None and port != default else host
+
+
+def _keep(param: str) -> bool:
+    name = param.lower()
+    return name not in _TRACKING_EXACT and not name.startswith(_TRACKING_PREFIXES)
+
+
+def _is_absolute_http(value: str) -> bool:
+    return value.lower().startswith(("http://", "https://"))
+
+
+def html_to_text(html_text: str) -> str:
+    """Plain text of an HTML fragment: tags dropped, entities decoded, paragraphs as newlines."""
+    if not html_text:
+        return ""
+    if "<" in html_text or "&" in html_text:
+        marked = _BLOCK_TAG.sub("\n", html_text)
+        # nh3 (ammonia) drops every tag, comments and script/style bodies; returns escaped text.
+        text = html.unescape(nh3.clean(marked, tags=set()))
+        if "&" in text:
+            # Still an entity after one decoding: the feed escaped twice (&amp;amp;).
+            text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
+    else:
+        text = html_text
+    text = _CONTROL.sub("", text).replace("\u00a0", " ")
+    return _NEWLINES.sub("\n", _HSPACE.sub(" ", text)).strip()
+
+
+def _single_line(text: str) -> str:
+    return _ALLSPACE.sub(" ", text).strip()
+
+
+def _cap_bytes(text: str, limit: int) -> str:
+    if len(text) * 4 <= limit:  # fast path: no UTF-8 character is longer than 4 bytes
+        return text
+    return text.encode("utf-8")[:limit].decode("utf-8", errors="ignore")
+
+
+def _published(entry: ParsedEntry, fetched_at: datetime) -> tuple[datetime, bool]:
+    fetched = _naive_utc(fetched_at)
+    for value in (entry.published, entry.updated):
+        if value is not None:
+            date = _naive_utc(value)
+            if MIN_DATE <= date <= fetched + MAX_FUTURE:
+                return date, True
+    return fetched, False
+
+
+def _naive_utc(value: datetime) -> datetime:
+    """Naive UTC, the draft's form; a naive input is taken to be UTC already."""
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _language_code(value: str | None) -> str | None:
+    """ISO 639-1 from a feed's language tag ("ru-RU", "en_us", "rus"); None if unusable."""
+    if not value:
+        return None
+    primary = value.strip().replace("_", "-").split("-")[0].lower()
+    if len(primary) == 2 and primary.isascii() and primary.isalpha():
+        return primary
+    return _ISO639_3.get(primary)
+
+
+def detect_language(text: str, hint: str | None = None) -> str | None:
+    """Detected ISO 639-1 language of ``text``; ``hint`` wins when the detector is unsure."""
+    sample = text[:_DETECT_CHARS].strip()
+    hinted = _language_code(hint)
+    if len(sample) < 3 or not any(c.isalpha() for c in sample):
+        return hinted
+    lang, confidence = _identifier().classify(sample)
+    if lang == "tr" and "ə" in sample.lower():
+        # langid confuses Azerbaijani with Turkish; the schwa is written only in Azerbaijani.
+        lang = "az"
+    if hinted and confidence < 0.5:
+        return hinted
+    return str(lang) if lang != "und" else hinted
+
+
+@cache
+def _identifier() -> Any:
+    """The langid model, loaded once per process on first use (it takes ~0.3 s)."""
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier
+
+    identifier = LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+    # The model also knows ISO 639-3-only varieties (pcm, gcf, crh, ...) that steal short English
+    # or Azerbaijani titles and cannot be stored as ISO 639-1: restrict it to two-letter codes.
+    identifier.set_languages([code for code in identifier.labels if len(code) == 2])
+    return identifier
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).hexdigest()

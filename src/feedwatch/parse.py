@@ -1,0 +1,238 @@
+"""Parse stage: fetched bytes + response headers → :class:`ParsedFeed`. Pure: no I/O, no clock.
+
+XML feeds (RSS 0.9x/1.0/2.0, Atom) go through feedparser, JSON Feed through
+:mod:`feedwatch.jsonfeed`. feedparser only ever receives bytes: given a string it would open URLs and local files itself.
+
+Failures are one exception with a class an operator acts on::
+
+    ParseError
+      error_class = "not_a_feed"   empty body, an HTML page, XML or JSON without a feed root
+      error_class = "parse_error"  looked like a feed but is broken beyond use
+
+A feed that is malformed (``bozo``) but still yields a title or entries is kept, with the reason
+in ``bozo_message``; an empty channel is a valid feed with no entries.
+
+Hostile input, and what bounds it:
+
+* External entities (XXE) and entity expansion (billion laughs): feedparser strips every
+  ``<!ENTITY>`` that is not a plain literal before expat sees the document, and turns off
+  external general entities; ``tests/unit/test_parse.py`` holds both.
+* ReDoS: feedparser runs a backtracking e-mail regex over the whole author string, quadratic in
+  its length (8 KB ≈ 0.7 s, 100 KB ≈ minutes). :func:`_bounded_sync_author_detail` caps the string
+  before that regex runs.
+* Size: at most :data:`MAX_ENTRIES` entries and :data:`MAX_RAW_FIELD` characters per raw field.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urljoin
+
+import feedparser
+import feedparser.mixin
+
+MAX_ENTRIES = 1_000
+MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
+MAX_RAW_TITLE = 10_000
+MAX_AUTHOR = 500  # well above any real byline, small enough for feedparser's quadratic regex
+
+NOT_A_FEED = "not_a_feed"
+PARSE_ERROR = "parse_error"
+
+
+class ParseError(Exception):
+    """A classified parse failure (``error_class`` is ``not_a_feed`` or ``parse_error``)."""
+
+    def __init__(self, error_class: str, message: str) -> None:
+        super().__init__(f"{error_class}: {message}")
+        self.error_class = error_class
+        self.message = message
+
+
+@dataclass(frozen=True)
+class ParsedEntry:
+    guid: str | None
+    link: str | None
+    title: str  # raw: may hold HTML
+    summary_html: str
+    content_html: str
+    author: str | None
+    published: datetime | None  # aware, UTC
+    updated: datetime | None  # aware, UTC
+    language: str | None
+    base: str | None  # absolute base URL for relative links in this entry
+
+
+@dataclass(frozen=True)
+class ParsedFeed:
+    title: str
+    link: str | None
+    language: str | None
+    entries: tuple[ParsedEntry, ...]
+    bozo: bool
+    bozo_message: str | None
+    ttl_minutes: int | None
+    update_period: str | None
+    update_frequency: int | None
+    hub_url: str | None
+    self_url: str | None
+    format: str  # feedparser's version ("rss20", "atom10", "rss10", ...) or "json"
+
+
+def _install_author_guard() -> None:
+    """Cap the author string before feedparser's backtracking e-mail regex sees it."""
+    mixin: Any = feedparser.mixin._FeedParserMixin
+    original: Callable[..., None] = mixin._sync_author_detail
+    if getattr(original, "_feedwatch_bounded", False):
+        return
+
+    def _bounded_sync_author_detail(self: Any, key: str = "author") -> None:
+        context = self._get_context()
+        value = context.get(key)
+        if isinstance(value, str) and len(value) > MAX_AUTHOR:
+            context[key] = value[:MAX_AUTHOR]
+        original(self, key)
+
+    _bounded_sync_author_detail._feedwatch_bounded = True  # type: ignore[attr-defined]
+    mixin._sync_author_detail = _bounded_sync_author_detail
+
+
+_install_author_guard()
+
+
+def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str) -> ParsedFeed:
+    """Parse one fetched document; raises :class:`ParseError` (never anything else)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if not head:
+        raise ParseError(NOT_A_FEED, "empty body")
+    if _is_json(head, lowered.get("content-type", "")):
+        from feedwatch.jsonfeed import parse_json_feed
+
+        return parse_json_feed(body, url=url)
+    return _parse_xml(body, lowered, url)
+
+
+def _is_json(head: bytes, content_type: str) -> bool:
+    if head.startswith(b"{"):
+        return True
+    # A JSON content type with an XML body is a mislabelled XML feed, which is common.
+    return "json" in content_type.lower() and not head.startswith(b"<")
+
+
+def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+    # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
+    # into URLs; normalize resolves links against ``base`` itself.
+    headers.pop("content-location", None)
+    try:
+        result = feedparser.parse(
+            body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        )
+    # feedparser on hostile bytes is third-party code we cannot audit fully: any crash is this
+    # feed's classified failure, never the worker's.
+    except Exception as exc:
+        raise ParseError(PARSE_ERROR, f"feedparser failed: {type(exc).__name__}: {exc}") from exc
+    feed = result.get("feed", {})
+    entries = result.get("entries", [])
+    version = result.get("version") or ""
+    bozo = bool(result.get("bozo"))
+    bozo_message = (str(result.get("bozo_exception", "")) or None) if bozo else None
+    title = _text(feed.get("title"), MAX_RAW_TITLE)
+    if not version:
+        if _looks_like_html(body) or not bozo:
+            raise ParseError(NOT_A_FEED, "no RSS, RDF or Atom root element")
+        raise ParseError(PARSE_ERROR, f"unreadable document: {bozo_message}")
+    if bozo and not entries and not title:
+        raise ParseError(PARSE_ERROR, f"malformed feed with no usable content: {bozo_message}")
+    return _build_feed(result, feed, entries, url, version, bozo, bozo_message)
+
+
+def _build_feed(
+    result: Any,
+    feed: Any,
+    entries: list[Any],
+    url: str,
+    version: str,
+    bozo: bool,
+    bozo_message: str | None,
+) -> ParsedFeed:
+    links = feed.get("links") or []
+    return ParsedFeed(
+        title=_text(feed.get("title"), MAX_RAW_TITLE),
+        link=_opt(feed.get("link")),
+        language=_opt(feed.get("language")),
+        entries=tuple(_entry(e, url) for e in entries[:MAX_ENTRIES]),
+        bozo=bozo,
+        bozo_message=bozo_message,
+        ttl_minutes=_int(feed.get("ttl")),
+        update_period=_opt(feed.get("sy_updateperiod")),
+        update_frequency=_int(feed.get("sy_updatefrequency")),
+        hub_url=_rel_link(links, "hub"),
+        self_url=_rel_link(links, "self"),
+        format=version,
+    )
+
+
+def _entry(e: Any, url: str) -> ParsedEntry:
+    contents = e.get("content") or []
+    content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
+    detail = e.get("title_detail") or e.get("summary_detail") or {}
+    xml_base = _opt(detail.get("base"))
+    return ParsedEntry(
+        guid=_opt(e.get("id")),
+        link=_opt(e.get("link")),
+        title=_text(e.get("title"), MAX_RAW_TITLE),
+        summary_html=_text(e.get("summary"), MAX_RAW_FIELD),
+        content_html=content,
+        author=_opt(e.get("author"), MAX_AUTHOR),
+        published=_struct_time(e.get("published_parsed")),
+        updated=_struct_time(e.get("updated_parsed")),
+        language=_opt(detail.get("language")),
+        base=urljoin(url, xml_base) if xml_base else url,
+    )
+
+
+def _looks_like_html(body: bytes) -> bool:
+    head = body[:2048].lower()
+    return b"<html" in head or b"<!doctype html" in head
+
+
+def _text(value: object, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _opt(value: object, limit: int = MAX_RAW_TITLE) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()[:limit]
+    return value or None
+
+
+def _int(value: object) -> int | None:
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return None
+    return number if 0 <= number <= 10_000_000 else None
+
+
+def _rel_link(links: list[Any], rel: str) -> str | None:
+    for link in links:
+        if isinstance(link, Mapping) and link.get("rel") == rel:
+            return _opt(link.get("href"))
+    return None
+
+
+def _struct_time(value: object) -> datetime | None:
+    """feedparser's ``*_parsed`` values are UTC ``struct_time``s."""
+    if not isinstance(value, time.struct_time):
+        return None
+    try:
+        return datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError, OSError):
+        return None

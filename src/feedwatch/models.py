@@ -1,4 +1,4 @@
-"""Database records. All datetimes are naive UTC (``timeutil.utcnow()``), on every backend.
+"""Database records. All datetimes are aware UTC (``timeutil.utcnow()``), on every backend.
 
 Feed       a source and its runtime state (validators, schedule, errors, redirects)
 Article    one story, identified by ``identity_key`` across all feeds
@@ -39,9 +39,12 @@ class AlertStatus:
 
 
 class DeliveryStatus:
+    PENDING = "pending"  # not attempted yet
+    SENDING = "sending"  # claimed by a worker until claimed_at + lease
     SENT = "sent"
-    RETRYING = "retrying"
-    DEAD = "dead"
+    RETRYING = "retrying"  # failed, will be retried
+    DEAD = "dead"  # dead-lettered after the last attempt; `feedwatch alerts retry` replays
+    ALL = (PENDING, SENDING, SENT, RETRYING, DEAD)
 
 
 class Feed(SQLModel, table=True):
@@ -126,7 +129,9 @@ class Match(SQLModel, table=True):
     score: float
     terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     snippet: str = Field(default="", sa_column=Column(Text, nullable=False))
-    explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    explanation: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JSON, nullable=False)
+    )
     stage: str = "feed"  # "feed" (title + teaser) or "full_text"
     created_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -149,10 +154,11 @@ class Delivery(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
     channel: str
-    status: str = DeliveryStatus.RETRYING
+    status: str = DeliveryStatus.PENDING
     attempts: int = 0
     last_error: str | None = Field(default=None, sa_column=Column(Text))
     created_at: datetime = Field(default_factory=utcnow)
+    claimed_at: datetime | None = None
     sent_at: datetime | None = None
 
 

@@ -43,16 +43,26 @@ class Settings(BaseSettings):
     # scheduling
     tick_seconds: float = Field(default=5.0, gt=0)
     default_interval_minutes: float = Field(default=10.0, gt=0)
-    claim_lease_seconds: int = Field(default=300, gt=0, description="A claimed feed is re-due after this if its poll never reports.")
+    claim_lease_seconds: int = Field(
+        default=300,
+        gt=0,
+        description="A claimed feed is re-due after this if its poll never reports.",
+    )
     claim_batch: int = Field(default=500, gt=0, description="Most feeds claimed by one tick.")
     poll_batch_size: int = Field(default=20, gt=0, description="Feed ids per poll_feed message.")
-    alert_requeue_seconds: int = Field(default=60, gt=0, description="A queued alert not delivered after this is re-sent by the tick.")
+    alert_requeue_seconds: int = Field(
+        default=60,
+        gt=0,
+        description="A queued alert not delivered after this is re-sent by the tick.",
+    )
 
     # fetching
     user_agent: str = f"feedwatch/{__version__} (+https://github.com/feedwatch/feedwatch)"
     connect_timeout: float = Field(default=5.0, gt=0)
     read_timeout: float = Field(default=10.0, gt=0)
-    fetch_deadline: float = Field(default=30.0, gt=0, description="Total seconds for one fetch, all redirects included.")
+    fetch_deadline: float = Field(
+        default=30.0, gt=0, description="Total seconds for one fetch, all redirects included."
+    )
     max_body_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_redirects: int = Field(default=5, ge=0)
     fetch_concurrency: int = Field(default=50, gt=0)
@@ -66,8 +76,12 @@ class Settings(BaseSettings):
     worker_max_memory_per_child_kb: int = Field(default=400_000, gt=0)
 
     # alerts
-    alert_channels: str = Field(default="console,jsonl", description="Comma-separated channel names.")
-    alerts_file: Path | None = Field(default=None, description="JSONL channel file; default home/alerts.jsonl.")
+    alert_channels: str = Field(
+        default="console,jsonl", description="Comma-separated channel names."
+    )
+    alerts_file: Path | None = Field(
+        default=None, description="JSONL channel file; default home/alerts.jsonl."
+    )
 
     # operations
     beat_late_seconds: float = Field(default=60.0, gt=0)

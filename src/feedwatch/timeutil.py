@@ -1,4 +1,4 @@
-"""Time helpers. The database stores naive UTC datetimes; everything converts at the edge."""
+"""Time helpers. Every stored datetime is timezone-aware UTC (SQLModel's UTCDateTime enforces it)."""
 
 from __future__ import annotations
 
@@ -6,19 +6,19 @@ from datetime import UTC, datetime
 
 
 def utcnow() -> datetime:
-    """Now, as a naive UTC datetime (the form stored in every table)."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now, timezone-aware, in UTC."""
+    return datetime.now(UTC)
 
 
-def to_naive_utc(value: datetime) -> datetime:
-    """Any datetime as naive UTC; a naive input is taken to be UTC already."""
+def to_utc(value: datetime) -> datetime:
+    """Any datetime as aware UTC; a naive input is taken to be UTC already."""
     if value.tzinfo is None:
-        return value
-    return value.astimezone(UTC).replace(tzinfo=None)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def isoformat_utc(value: datetime | None) -> str | None:
     """ISO 8601 with a ``Z`` suffix, for JSON output."""
     if value is None:
         return None
-    return to_naive_utc(value).isoformat(timespec="seconds") + "Z"
+    return to_utc(value).replace(tzinfo=None).isoformat(timespec="seconds") + "Z"

@@ -1,0 +1,186 @@
+"""The ``feedwatch`` command line: run the service, one-shot tools for humans, operations.
+
+Celery is imported only inside ``run`` (and the commands that publish messages), so the rest
+of the CLI works with no broker at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+from dataclasses import asdict
+from typing import Any
+
+import click
+from rich.console import Console
+
+from feedwatch import db, store
+from feedwatch.settings import Settings, get_settings
+from feedwatch.timeutil import utcnow
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    from feedwatch.logs import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings)
+    return settings
+
+
+def prepare(settings: Settings) -> None:
+    """Everything a service start needs before Celery: data dir, schema, feeds, rules."""
+    from feedwatch.pipeline import get_rulebook
+    from feedwatch.sources import load_feeds
+
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db.upgrade(settings)
+    specs = load_feeds(settings.feeds_file, settings.default_interval_minutes)
+    get_rulebook(settings.rules_file)  # invalid rules refuse the start, with file and line
+    with db.session_scope(settings) as session:
+        report = store.sync_feeds(session, specs, utcnow())
+    err.print(
+        f"[bold]feedwatch[/]: {len(specs)} feeds from {settings.feeds_file} "
+        f"({report.added} new, {report.disabled} disabled); rules {settings.rules_file}; "
+        f"database {_redact(settings.database_url)}; broker {_redact(settings.broker_url)}"
+    )
+
+
+def _redact(url: str) -> str:
+    """A URL without its password, for humans and logs."""
+    if "@" not in url or "://" not in url:
+        return url
+    scheme, rest = url.split("://", 1)
+    creds, host = rest.rsplit("@", 1)
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}"
+
+
+@click.group()
+@click.version_option(package_name="feedwatch")
+def main() -> None:
+    """feedwatch: news feed monitoring with multilingual keyword alerts."""
+
+
+@main.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=int,
+    default=None,
+    help="Worker processes (default FEEDWATCH_WORKER_CONCURRENCY).",
+)
+@click.option(
+    "--queues", "-Q", default="feeds,alerts,default", show_default=True, help="Queues to consume."
+)
+@click.option(
+    "--beat/--no-beat",
+    default=True,
+    show_default=True,
+    help="Run the scheduler inside this worker.",
+)
+def run(concurrency: int | None, queues: str, beat: bool) -> None:
+    """Run the service: a Celery worker with embedded beat (embedded defaults: no servers)."""
+    settings = _settings()
+    try:
+        prepare(settings)
+    except Exception as exc:  # noqa: BLE001 - a start-up refusal is shown plainly
+        err.print(f"[red]feedwatch run: cannot start:[/] {exc}")
+        sys.exit(2)
+    from workers.app import app, check_config
+
+    check_config(settings)
+    worker = app.Worker(
+        hostname=f"feedwatch-{os.getpid()}@{socket.gethostname()}",
+        queues=queues.split(","),
+        concurrency=concurrency or settings.worker_concurrency,
+        beat=beat,
+        loglevel=settings.log_level.upper(),
+        pool="prefork",
+        optimization="fair",
+    )
+    worker.start()
+    sys.exit(worker.exitcode)
+
+
+@main.group("db")
+def db_group() -> None:
+    """Database schema."""
+
+
+@db_group.command("upgrade")
+@click.option("--revision", default="head", show_default=True)
+def db_upgrade(revision: str) -> None:
+    """Apply Alembic migrations (``run`` does this itself)."""
+    settings = _settings()
+    db.upgrade(settings, revision)
+    err.print(f"database at {revision}: {_redact(settings.database_url)}")
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Do not store anything.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per source on stdout.")
+@click.argument("sources", nargs=-1, required=True)
+def ingest(dry_run: bool, as_json: bool, sources: tuple[str, ...]) -> None:
+    """Fetch (URL) or read (file) SOURCE, parse, normalize, match and store it once."""
+    from feedwatch.pipeline import Context
+    from feedwatch.pipeline import ingest as run_ingest
+
+    settings = _settings()
+    if not dry_run:
+        db.upgrade(settings)
+    ctx = Context(settings=settings, publish_alert=_publisher() if not dry_run else None)
+    failed = 0
+    for source in sources:
+        report = run_ingest(ctx, source, dry_run)
+        failed += not report.ok
+        if as_json:
+            click.echo(json.dumps(asdict(report), ensure_ascii=False, default=str))
+        else:
+            _print_ingest(report)
+    sys.exit(1 if failed else 0)
+
+
+def _publisher() -> Any:
+    """Publish deliver_alert when a broker answers; otherwise the outbox keeps the alert."""
+
+    def publish(alert_id: int) -> None:
+        from workers.tasks import deliver_alert
+
+        deliver_alert.apply_async((alert_id,), retry=False)
+
+    return publish
+
+
+def _print_ingest(report: Any) -> None:
+    from rich.table import Table
+
+    if not report.ok:
+        out.print(f"[red]{report.source}: {report.error_class}[/] {report.error}")
+        return
+    table = Table(
+        title=f"{report.source}: {report.entries} entries, {report.new} new, {report.flagged} flagged"
+    )
+    table.add_column("new")
+    table.add_column("title", overflow="fold")
+    table.add_column("lang")
+    table.add_column("topics (score: terms)", overflow="fold")
+    for item in report.items:
+        topics = "\n".join(
+            f"{t['topic']} ({t['score']}: {', '.join(t['terms'][:5])})" for t in item.topics
+        )
+        table.add_row("•" if item.new else "", item.title, item.language or "", topics)
+    out.print(table)
+
+
+def _add_optional_commands() -> None:
+    from feedwatch.rules.commands import rules
+
+    main.add_command(rules)
+
+
+_add_optional_commands()

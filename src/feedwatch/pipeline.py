@@ -1,0 +1,440 @@
+"""The pipeline: the one place that knows the order of the stages.
+
+    tick:  claim due feeds ─► send poll messages; re-send alerts whose message may be lost
+    poll:  fetch ─► parse ─► normalize ─► rules ─► store (articles, matches, alert rows, feed
+           state: ONE transaction per feed) ─► after commit, publish each new alert id
+    deliver: outbox row ─► every channel (see ``feedwatch.alerts``)
+
+Celery is not imported here: the worker hands in ``publish_poll`` / ``publish_alert`` callables,
+so the same code runs under a worker, in ``feedwatch ingest`` and in tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from sqlmodel import Session
+
+from feedwatch import store
+from feedwatch.db import session_scope
+from feedwatch.fetch import (
+    AddressPolicy,
+    FetchConfig,
+    FetchError,
+    FetchRequest,
+    FetchResult,
+    fetch_all,
+    fetch_one,
+)
+from feedwatch.models import Feed
+from feedwatch.normalize import ArticleDraft, normalize_feed
+from feedwatch.parse import ParseError, parse_feed
+from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
+from feedwatch.schedule import NextCheck, Timing, after_failure, after_success
+from feedwatch.settings import Settings
+from feedwatch.timeutil import utcnow
+
+log = structlog.get_logger("feedwatch.pipeline")
+
+PublishAlert = Callable[[int], None]
+PublishPoll = Callable[[list[int]], None]
+
+_rulebooks: dict[Path, tuple[float, Rulebook]] = {}
+
+
+def get_rulebook(path: Path) -> Rulebook:
+    """The compiled rulebook for ``path``, compiled once per process and again when it changes."""
+    mtime = path.stat().st_mtime
+    cached = _rulebooks.get(path)
+    if cached is None or cached[0] != mtime:
+        cached = _rulebooks[path] = (mtime, load_rulebook(path))
+    return cached[1]
+
+
+@dataclass
+class Context:
+    """What a stage run needs from its process: settings, compiled rules, clients, the clock."""
+
+    settings: Settings
+    publish_alert: PublishAlert | None = None
+    publish_poll: PublishPoll | None = None
+    clock: Callable[[], datetime] = utcnow
+    rng: random.Random = field(default_factory=random.Random)
+    policy: AddressPolicy | None = None
+
+    @property
+    def rulebook(self) -> Rulebook:
+        return get_rulebook(self.settings.rules_file)
+
+    @property
+    def fetch_config(self) -> FetchConfig:
+        return FetchConfig.from_settings(self.settings)
+
+    @property
+    def address_policy(self) -> AddressPolicy:
+        return self.policy or AddressPolicy.from_settings(self.settings)
+
+
+# --- tick --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickReport:
+    claimed: int
+    batches: int
+    alerts_requeued: int
+
+
+def tick(ctx: Context) -> TickReport:
+    """Claim due feeds and send them out in batches; re-send alerts stuck in the outbox."""
+    s = ctx.settings
+    now = ctx.clock()
+    with session_scope(s) as session:
+        ids = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
+        requeue = store.alerts_to_requeue(
+            session,
+            now,
+            pending_grace=timedelta(seconds=10),
+            queued_timeout=timedelta(seconds=s.alert_requeue_seconds),
+            limit=1000,
+        )
+        store.write_heartbeat(session, "beat", now, {"claimed": len(ids), "requeue": len(requeue)})
+    batches = [ids[i : i + s.poll_batch_size] for i in range(0, len(ids), s.poll_batch_size)]
+    unsent: list[int] = []
+    for batch in batches:
+        try:
+            assert ctx.publish_poll is not None
+            ctx.publish_poll(batch)
+        except Exception as exc:  # noqa: BLE001 - broker down: release the claim, try next tick
+            log.warning("tick.publish_failed", feeds=len(batch), error=str(exc))
+            unsent.extend(batch)
+    if unsent:
+        with session_scope(s) as session:
+            store.release_claims(session, unsent, now)
+    requeued = publish_alerts(ctx, requeue)
+    report = TickReport(claimed=len(ids), batches=len(batches), alerts_requeued=requeued)
+    log.info("tick", claimed=len(ids), batches=len(batches), alerts_requeued=requeued)
+    return report
+
+
+def publish_alerts(ctx: Context, alert_ids: Sequence[int]) -> int:
+    """Publish one message per alert; mark the ones published as queued. Returns that count."""
+    if not alert_ids or ctx.publish_alert is None:
+        return 0
+    published: list[int] = []
+    for alert_id in alert_ids:
+        try:
+            ctx.publish_alert(alert_id)
+        except Exception as exc:  # noqa: BLE001 - the outbox row stays pending; the tick retries
+            log.warning("alert.publish_failed", alert_id=alert_id, error=str(exc))
+            break
+        published.append(alert_id)
+    if published:
+        with session_scope(ctx.settings) as session:
+            store.mark_alerts_queued(session, published, ctx.clock())
+    return len(published)
+
+
+# --- poll --------------------------------------------------------------------------------------
+
+
+@dataclass
+class PollReport:
+    feed_id: int
+    url: str
+    outcome: str  # ok | not_modified | unchanged | error
+    http_status: int | None = None
+    bytes: int = 0
+    entries: int = 0
+    new: int = 0
+    flagged: int = 0
+    duration_ms: int = 0
+    error_class: str | None = None
+    error: str | None = None
+    alert_ids: list[int] = field(default_factory=list)
+    next_check: str | None = None
+
+
+def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
+    """Poll a batch of feeds: fetch concurrently, then process and store each one."""
+    with session_scope(ctx.settings) as session:
+        feeds = [f for f in store.get_feeds(session, feed_ids) if f.enabled]
+    requests = [
+        FetchRequest(url=f.url, etag=f.etag, last_modified=f.last_modified, key=f.id) for f in feeds
+    ]
+    started = time.monotonic()
+    results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+    fetch_ms = int((time.monotonic() - started) * 1000)
+    reports: list[PollReport] = []
+    for feed, result in zip(feeds, results, strict=True):
+        report = _process(ctx, feed, result)
+        reports.append(report)
+        publish_alerts(ctx, report.alert_ids)
+    log.info("poll.batch", feeds=len(feeds), fetch_ms=fetch_ms)
+    return reports
+
+
+def _process(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> PollReport:
+    assert feed.id is not None
+    now = ctx.clock()
+    report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok")
+    report.duration_ms = int(result.elapsed * 1000)
+    try:
+        if isinstance(result, FetchError):
+            raise result
+        report.http_status = result.status
+        report.bytes = len(result.body)
+        _store_result(ctx, feed, result, report, now)
+    except (FetchError, ParseError) as exc:
+        report.outcome, report.error_class, report.error = "error", exc.error_class, exc.message
+        report.http_status = getattr(exc, "status", report.http_status)
+        retry_after = getattr(exc, "retry_after", None)
+        with session_scope(ctx.settings) as session:
+            _record_failure(
+                ctx, session, feed.id, exc.error_class, exc.message, retry_after, report, now
+            )
+    log_fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url")}
+    log.info("feed.polled", url=feed.url, **log_fields)
+    return report
+
+
+def _store_result(
+    ctx: Context, feed: Feed, result: FetchResult, report: PollReport, now: datetime
+) -> None:
+    assert feed.id is not None
+    if result.not_modified:
+        report.outcome = "not_modified"
+        with session_scope(ctx.settings) as session:
+            _record_success(ctx, session, feed.id, result, None, report, now)
+        return
+    body_hash = hashlib.sha256(result.body).hexdigest()
+    if body_hash == feed.body_hash:
+        report.outcome = "unchanged"
+        with session_scope(ctx.settings) as session:
+            _record_success(ctx, session, feed.id, result, body_hash, report, now)
+        return
+    parsed = parse_feed(result.body, headers=result.headers, url=result.url)
+    drafts = normalize_feed(
+        parsed, feed_url=result.url, configured_language=feed.language, fetched_at=now
+    )
+    report.entries = len(drafts)
+    with session_scope(ctx.settings) as session:
+        alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report)
+        _record_success(ctx, session, feed.id, result, body_hash, report, now)
+    report.alert_ids = alert_ids
+
+
+def match_drafts(rulebook: Rulebook, drafts: Sequence[ArticleDraft]) -> dict[str, list[TopicMatch]]:
+    """Rule matches per identity key, for the drafts that match anything."""
+    matched: dict[str, list[TopicMatch]] = {}
+    for draft in drafts:
+        matches = rulebook.match(draft.title, draft.text, draft.language)
+        if matches:
+            matched[draft.identity_key] = matches
+    return matched
+
+
+def store_drafts(
+    session: Session,
+    rulebook: Rulebook,
+    feed_id: int,
+    drafts: Sequence[ArticleDraft],
+    now: datetime,
+    report: PollReport,
+) -> list[int]:
+    """Store new articles with their matches and alert rows; returns the new alert ids."""
+    seen = store.existing_identity_keys(session, [d.identity_key for d in drafts])
+    new = [d for d in drafts if d.identity_key not in seen]
+    matched = match_drafts(rulebook, new)
+    inserted = store.insert_articles(session, feed_id, new, now, set(matched))
+    store.add_sightings(
+        session, feed_id, store.ids_for_keys(session, [d.identity_key for d in drafts]), now
+    )
+    alert_ids: list[int] = []
+    for key, article_id in inserted.items():
+        matches = matched.get(key)
+        if not matches:
+            continue
+        store.insert_matches(session, article_id, matches, now, stage="feed")
+        alert_id = store.create_alert(session, article_id, [m.topic for m in matches], now)
+        if alert_id is not None:
+            alert_ids.append(alert_id)
+    report.new = len(inserted)
+    report.flagged = len(alert_ids)
+    return alert_ids
+
+
+def _timing(feed: Feed) -> Timing:
+    return Timing(feed.interval_minutes, feed.min_interval_minutes, feed.max_interval_minutes)
+
+
+def _apply_next(feed: Feed, nxt: NextCheck, report: PollReport) -> None:
+    feed.next_check_at, feed.state, feed.next_check_reason = nxt.at, nxt.state, nxt.reason
+    feed.claimed_at = None
+    report.next_check = nxt.reason
+
+
+def _history(feed: Feed, report: PollReport, now: datetime) -> None:
+    entry: dict[str, Any] = {
+        "at": now.isoformat(timespec="seconds"),
+        "outcome": report.outcome,
+        "status": report.http_status,
+        "entries": report.entries,
+        "new": report.new,
+    }
+    if report.error_class:
+        entry["error_class"] = report.error_class
+    feed.poll_history = [*feed.poll_history[-19:], entry]
+
+
+def _record_success(
+    ctx: Context,
+    session: Session,
+    feed_id: int,
+    result: FetchResult,
+    body_hash: str | None,
+    report: PollReport,
+    now: datetime,
+) -> None:
+    feed = session.get(Feed, feed_id)
+    assert feed is not None
+    nxt = after_success(_timing(feed), now, result.not_modified, ctx.rng)
+    _apply_next(feed, nxt, report)
+    if result.etag or result.last_modified or not result.not_modified:
+        feed.etag, feed.last_modified = result.etag, result.last_modified
+    if body_hash is not None:
+        feed.body_hash = body_hash
+    feed.last_polled_at = feed.last_ok_at = now
+    feed.last_status = result.status
+    feed.last_entries, feed.last_new = report.entries, report.new
+    feed.last_duration_ms = report.duration_ms
+    feed.error_count = 0
+    feed.error_class = feed.error_message = None
+    if result.redirects:
+        feed.redirect_history = [
+            *feed.redirect_history[-9:],
+            {
+                "at": now.isoformat(timespec="seconds"),
+                "chain": [[r.status, r.source, r.target] for r in result.redirects],
+            },
+        ]
+    feed.updated_at = now
+    _history(feed, report, now)
+    session.add(feed)
+
+
+def _record_failure(
+    ctx: Context,
+    session: Session,
+    feed_id: int,
+    error_class: str,
+    message: str,
+    retry_after: float | None,
+    report: PollReport,
+    now: datetime,
+) -> None:
+    feed = session.get(Feed, feed_id)
+    assert feed is not None
+    feed.error_count += 1
+    feed.total_errors += 1
+    feed.error_class, feed.error_message = error_class, message[:500]
+    feed.last_error_at = feed.last_polled_at = now
+    feed.last_status = report.http_status
+    nxt = after_failure(_timing(feed), now, error_class, feed.error_count, retry_after, ctx.rng)
+    _apply_next(feed, nxt, report)
+    feed.updated_at = now
+    _history(feed, report, now)
+    session.add(feed)
+
+
+# --- one-shot ingest -----------------------------------------------------------------------------
+
+
+@dataclass
+class IngestItem:
+    title: str
+    url: str | None
+    published_at: str
+    language: str | None
+    new: bool
+    topics: list[dict[str, Any]]
+
+
+@dataclass
+class IngestReport:
+    source: str
+    ok: bool
+    error_class: str | None = None
+    error: str | None = None
+    entries: int = 0
+    new: int = 0
+    flagged: int = 0
+    items: list[IngestItem] = field(default_factory=list)
+    alert_ids: list[int] = field(default_factory=list)
+
+
+def _read_source(ctx: Context, source: str) -> tuple[bytes, dict[str, str], str]:
+    if source.startswith(("http://", "https://")):
+        result = fetch_one(FetchRequest(url=source), ctx.fetch_config, ctx.address_policy)
+        return result.body, result.headers, result.url
+    path = Path(source)
+    return path.read_bytes(), {}, path.resolve().as_uri()
+
+
+def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
+    """fetch (or read) → parse → normalize → match (→ store unless ``dry_run``) one source."""
+    report = IngestReport(source=source, ok=True)
+    now = ctx.clock()
+    try:
+        body, headers, url = _read_source(ctx, source)
+        parsed = parse_feed(body, headers=headers, url=url)
+    except (FetchError, ParseError) as exc:
+        report.ok, report.error_class, report.error = False, exc.error_class, exc.message
+        return report
+    except OSError as exc:
+        report.ok, report.error_class, report.error = False, "io", str(exc)
+        return report
+    drafts = normalize_feed(parsed, feed_url=url, configured_language=None, fetched_at=now)
+    matched = match_drafts(ctx.rulebook, drafts)
+    report.entries = len(drafts)
+    new_keys = {d.identity_key for d in drafts}
+    if not dry_run:
+        with session_scope(ctx.settings) as session:
+            feed = store.get_or_create_adhoc_feed(session, source, now)
+            assert feed.id is not None
+            poll = PollReport(feed_id=feed.id, url=url, outcome="ok")
+            seen = store.existing_identity_keys(session, list(new_keys))
+            new_keys -= seen
+            report.alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, poll)
+        publish_alerts(ctx, report.alert_ids)
+    for draft in drafts:
+        matches = matched.get(draft.identity_key, [])
+        report.items.append(
+            IngestItem(
+                title=draft.title,
+                url=draft.url,
+                published_at=draft.published_at.isoformat(),
+                language=draft.language,
+                new=draft.identity_key in new_keys,
+                topics=[
+                    {
+                        "topic": m.topic,
+                        "score": round(m.score, 3),
+                        "terms": m.terms,
+                        "snippet": m.snippet,
+                    }
+                    for m in matches
+                ],
+            )
+        )
+    report.new = sum(1 for i in report.items if i.new)
+    report.flagged = sum(1 for i in report.items if i.topics and (dry_run or i.new))
+    return report

@@ -1,0 +1,296 @@
+"""Storage: every database write the pipeline makes, idempotent by construction.
+
+Unique keys and ``ON CONFLICT DO NOTHING`` make every write safe to repeat, which is what lets
+Celery redeliver any message (``acks_late``) without duplicating articles, matches or alerts.
+The functions take an open session and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import and_, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col
+
+from feedwatch.models import (
+    Alert,
+    AlertStatus,
+    Article,
+    Feed,
+    FeedState,
+    Heartbeat,
+    Match,
+    Sighting,
+)
+from feedwatch.timeutil import to_utc
+
+if TYPE_CHECKING:
+    from feedwatch.normalize import ArticleDraft
+    from feedwatch.rules import TopicMatch
+    from feedwatch.sources import FeedSpec
+
+
+def _insert(session: Session, table: Any) -> Any:
+    """An INSERT that supports ``on_conflict_do_nothing`` on this session's dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(table)
+    return sqlite.insert(table)
+
+
+# --- feeds -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    added: int
+    updated: int
+    disabled: int
+
+
+def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> SyncReport:
+    """Make the feed table match the configuration; runtime state is kept.
+
+    A feed is keyed by the URL written in the configuration (``config_url``), so an adopted
+    redirect does not make it look new. Feeds removed from the configuration are disabled, not
+    deleted: their articles and history stay.
+    """
+    existing = {f.config_url: f for f in session.exec(select(Feed)).scalars()}
+    added = updated = disabled = 0
+    for spec in specs:
+        feed = existing.pop(spec.url, None)
+        if feed is None:
+            feed = Feed(config_url=spec.url, url=spec.url, next_check_at=now, created_at=now)
+            added += 1
+        else:
+            updated += 1
+        feed.name = spec.name
+        feed.language = spec.language
+        feed.tags = list(spec.tags)
+        feed.interval_minutes = spec.interval_minutes
+        feed.min_interval_minutes = spec.min_interval_minutes
+        feed.max_interval_minutes = spec.max_interval_minutes
+        feed.full_text = spec.full_text
+        if spec.enabled and not feed.enabled:
+            feed.next_check_at = now
+        feed.enabled = spec.enabled
+        feed.updated_at = now
+        session.add(feed)
+    for feed in existing.values():
+        if feed.enabled and "ingest" not in feed.tags:
+            feed.enabled = False
+            feed.updated_at = now
+            session.add(feed)
+            disabled += 1
+    session.flush()
+    return SyncReport(added=added, updated=updated, disabled=disabled)
+
+
+def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[int]:
+    """Claim up to ``limit`` due feeds in one statement and return their ids.
+
+    Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
+    redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
+    once the lease runs out. PostgreSQL uses ``FOR UPDATE SKIP LOCKED``; SQLite serializes
+    writers, so the single UPDATE is atomic there as it is.
+    """
+    due = (
+        select(Feed.id)
+        .where(col(Feed.enabled), Feed.state != FeedState.DISABLED, Feed.next_check_at <= now)
+        .order_by(col(Feed.next_check_at))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Feed)
+        .where(col(Feed.id).in_(due.scalar_subquery()))
+        .values(claimed_at=now, next_check_at=now + timedelta(seconds=lease_seconds))
+        .returning(col(Feed.id))
+    )
+    return sorted(session.execute(stmt).scalars().all())
+
+
+def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
+    """Make claimed feeds due again at once (their poll message could not be published)."""
+    if ids:
+        session.execute(
+            update(Feed)
+            .where(col(Feed.id).in_(list(ids)))
+            .values(next_check_at=now, claimed_at=None)
+        )
+
+
+def get_feeds(session: Session, ids: Iterable[int]) -> list[Feed]:
+    ids = list(ids)
+    if not ids:
+        return []
+    return list(session.exec(select(Feed).where(col(Feed.id).in_(ids))).scalars())
+
+
+def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
+    """The feed row for a one-shot ``feedwatch ingest`` source (never polled by the service)."""
+    feed = session.exec(select(Feed).where(Feed.config_url == url)).scalars().first()
+    if feed is None:
+        feed = Feed(
+            config_url=url, url=url, name=url, enabled=False, tags=["ingest"], created_at=now
+        )
+        session.add(feed)
+        session.flush()
+    return feed
+
+
+# --- articles, matches, alerts ------------------------------------------------------------------
+
+
+def existing_identity_keys(session: Session, keys: Sequence[str]) -> set[str]:
+    if not keys:
+        return set()
+    stmt = select(Article.identity_key).where(col(Article.identity_key).in_(list(keys)))
+    return set(session.execute(stmt).scalars())
+
+
+def insert_articles(
+    session: Session, feed_id: int, drafts: Sequence[ArticleDraft], now: datetime, flagged: set[str]
+) -> dict[str, int]:
+    """Insert the drafts not stored yet; return identity_key → id for the rows inserted here.
+
+    A row another transaction inserted first is skipped by ``ON CONFLICT DO NOTHING`` and so is
+    not returned: only the poll that stored an article creates its matches and alert.
+    """
+    if not drafts:
+        return {}
+    rows = [
+        {
+            "identity_key": d.identity_key,
+            "feed_id": feed_id,
+            "guid": d.guid,
+            "url": d.url,
+            "title": d.title,
+            "summary": d.summary,
+            "text": d.text,
+            "author": d.author,
+            "language": d.language,
+            "published_at": to_utc(d.published_at),
+            "published_from_feed": d.published_from_feed,
+            "fetched_at": now,
+            "content_hash": d.content_hash,
+            "flagged": d.identity_key in flagged,
+        }
+        for d in drafts
+    ]
+    stmt = (
+        _insert(session, Article)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["identity_key"])
+        .returning(col(Article.id), col(Article.identity_key))
+    )
+    return {key: article_id for article_id, key in session.execute(stmt).all()}
+
+
+def ids_for_keys(session: Session, keys: Sequence[str]) -> list[int]:
+    if not keys:
+        return []
+    stmt = select(Article.id).where(col(Article.identity_key).in_(list(keys)))
+    return list(session.execute(stmt).scalars())
+
+
+def add_sightings(
+    session: Session, feed_id: int, article_ids: Sequence[int], now: datetime
+) -> None:
+    if not article_ids:
+        return
+    rows = [{"article_id": a, "feed_id": feed_id, "seen_at": now} for a in article_ids]
+    stmt = (
+        _insert(session, Sighting)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["article_id", "feed_id"])
+    )
+    session.execute(stmt)
+
+
+def insert_matches(
+    session: Session, article_id: int, matches: Sequence[TopicMatch], now: datetime, stage: str
+) -> None:
+    rows = [
+        {
+            "article_id": article_id,
+            "topic": m.topic,
+            "score": m.score,
+            "terms": list(m.terms),
+            "snippet": m.snippet,
+            "explanation": m.explanation(),
+            "stage": stage,
+            "created_at": now,
+        }
+        for m in matches
+    ]
+    if rows:
+        stmt = (
+            _insert(session, Match)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["article_id", "topic"])
+        )
+        session.execute(stmt)
+
+
+def create_alert(
+    session: Session, article_id: int, topics: Sequence[str], now: datetime
+) -> int | None:
+    """The outbox row for a flagged article; None if the article already has one."""
+    stmt = (
+        _insert(session, Alert)
+        .values(
+            article_id=article_id, topics=list(topics), status=AlertStatus.PENDING, created_at=now
+        )
+        .on_conflict_do_nothing(index_elements=["article_id"])
+        .returning(col(Alert.id))
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def mark_alerts_queued(session: Session, alert_ids: Sequence[int], now: datetime) -> None:
+    """Record that a message was published; a delivered alert is never moved back."""
+    if not alert_ids:
+        return
+    session.execute(
+        update(Alert)
+        .where(
+            col(Alert.id).in_(list(alert_ids)),
+            col(Alert.status).in_([AlertStatus.PENDING, AlertStatus.QUEUED]),
+        )
+        .values(status=AlertStatus.QUEUED, queued_at=now)
+    )
+
+
+def alerts_to_requeue(
+    session: Session, now: datetime, pending_grace: timedelta, queued_timeout: timedelta, limit: int
+) -> list[int]:
+    """Alerts whose message may be lost: pending past the grace, or queued and never delivered."""
+    stmt = (
+        select(Alert.id)
+        .where(
+            or_(
+                and_(Alert.status == AlertStatus.PENDING, Alert.created_at <= now - pending_grace),
+                and_(
+                    Alert.status == AlertStatus.QUEUED,
+                    col(Alert.queued_at) <= now - queued_timeout,
+                ),
+            )
+        )
+        .order_by(col(Alert.id))
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def write_heartbeat(session: Session, name: str, now: datetime, detail: dict[str, Any]) -> None:
+    beat = session.get(Heartbeat, name)
+    if beat is None:
+        beat = Heartbeat(name=name)
+    beat.at = now
+    beat.detail = detail
+    session.add(beat)

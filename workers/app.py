@@ -1,0 +1,145 @@
+"""The Celery application: configuration, queues, routes and the beat schedule.
+
+Every setting here serves at-least-once delivery with idempotent effects (see
+docs/reliability.md): late acks, rejected-on-worker-lost redelivery, prefetch of one, bounded
+socket timeouts, hard time limits below the broker's visibility timeout.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from feedwatch.settings import Settings, get_settings
+
+QUEUES = ("feeds", "alerts", "default")
+#: Longest countdown a task schedules for itself (deliver_alert's retry backoff), in seconds.
+MAX_COUNTDOWN = 300
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    if settings.is_filesystem_broker:
+        queue_dir = settings.broker_dir / "queue"
+        control_dir = settings.broker_dir / "control"
+        for folder in (queue_dir, control_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(queue_dir),
+            "data_folder_out": str(queue_dir),
+            "control_folder": str(control_dir),
+            "store_processed": False,
+        }
+    return {
+        "visibility_timeout": settings.visibility_timeout,
+        "socket_timeout": 10,
+        "socket_connect_timeout": 5,
+        "socket_keepalive": True,
+        "retry_on_timeout": True,
+        "health_check_interval": 25,
+        "max_retries": 3,
+    }
+
+
+def check_config(settings: Settings) -> None:
+    """Refuse to start when a redelivery could duplicate a running task (issue: visibility)."""
+    longest = settings.task_hard_time_limit + MAX_COUNTDOWN
+    if not settings.is_filesystem_broker and settings.visibility_timeout <= longest:
+        raise RuntimeError(
+            f"FEEDWATCH_VISIBILITY_TIMEOUT={settings.visibility_timeout}s must exceed the hard "
+            f"time limit plus the longest countdown ({longest}s), or Redis redelivers running tasks"
+        )
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    app = Celery("feedwatch", include=["workers.tasks"])
+    app.conf.update(
+        broker_url=settings.broker_url,
+        broker_transport_options=broker_transport_options(settings),
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=5,
+        broker_heartbeat=0,
+        task_serializer="json",
+        accept_content=["json"],
+        result_serializer="json",
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_acks_on_failure_or_timeout=True,
+        worker_prefetch_multiplier=1,
+        task_soft_time_limit=settings.task_soft_time_limit,
+        task_time_limit=settings.task_hard_time_limit,
+        worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_send_task_events=True,
+        task_send_sent_event=False,
+        task_publish_retry=True,
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        task_default_queue="default",
+        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        task_routes={
+            "feedwatch.schedule_tick": {"queue": "default", "routing_key": "default"},
+            "feedwatch.poll_feed": {"queue": "feeds", "routing_key": "feeds"},
+            "feedwatch.deliver_alert": {"queue": "alerts", "routing_key": "alerts"},
+        },
+        beat_schedule={
+            "schedule-tick": {
+                "task": "feedwatch.schedule_tick",
+                "schedule": settings.tick_seconds,
+                # A stale tick is worthless: a backlog never stacks ticks.
+                "options": {"expires": settings.tick_seconds, "queue": "default"},
+            }
+        },
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
+        timezone="UTC",
+        enable_utc=True,
+    )
+    return app
+
+
+app = create_app()
+
+
+@signals.setup_logging.connect
+def _setup_logging(**_: Any) -> None:
+    from feedwatch.logs import configure_logging
+
+    configure_logging(get_settings())
+
+
+@signals.worker_init.connect
+@signals.beat_init.connect
+def _check_on_start(**_: Any) -> None:
+    check_config(get_settings())
+
+
+@signals.worker_process_init.connect
+def _after_fork(**_: Any) -> None:
+    # Pooled connections must not cross a fork: each child builds its own.
+    from feedwatch.db import dispose_engines
+
+    dispose_engines()
+
+
+@signals.task_prerun.connect
+def _bind_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=getattr(task, "name", None))
+
+
+@signals.task_postrun.connect
+def _unbind_task(**_: Any) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

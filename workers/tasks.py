@@ -1,0 +1,67 @@
+"""Task entrypoints: decode the message, take this process's context, call one function.
+
+Messages carry ids only. Every task is idempotent (see feedwatch.store), which is what makes
+``acks_late`` + ``task_reject_on_worker_lost`` safe.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import structlog
+from celery import Task
+
+from feedwatch import alerts, pipeline
+from feedwatch.channels import Channel, build_channels
+from feedwatch.settings import get_settings
+from workers.app import MAX_COUNTDOWN, app
+
+_context: pipeline.Context | None = None
+_channels: list[Channel] | None = None
+
+
+def context() -> pipeline.Context:
+    """This process's pipeline context, built lazily in the worker child (never at import)."""
+    global _context
+    if _context is None:
+        _context = pipeline.Context(
+            settings=get_settings(),
+            publish_alert=lambda alert_id: deliver_alert.apply_async((alert_id,)),
+            publish_poll=lambda ids: poll_feed.apply_async((ids,)),
+        )
+    return _context
+
+
+def channels() -> list[Channel]:
+    global _channels
+    if _channels is None:
+        _channels = build_channels(get_settings())
+    return _channels
+
+
+@app.task(name="feedwatch.schedule_tick", acks_late=False)
+def schedule_tick() -> dict[str, int]:
+    report = pipeline.tick(context())
+    return {"claimed": report.claimed, "alerts_requeued": report.alerts_requeued}
+
+
+@app.task(name="feedwatch.poll_feed")
+def poll_feed(feed_ids: list[int] | int) -> dict[str, Any]:
+    ids = [feed_ids] if isinstance(feed_ids, int) else [int(i) for i in feed_ids]
+    structlog.contextvars.bind_contextvars(feed_ids=ids if len(ids) > 1 else None)
+    reports = pipeline.poll_feeds(context(), ids)
+    return {"feeds": len(reports), "new": sum(r.new for r in reports)}
+
+
+@app.task(name="feedwatch.deliver_alert", bind=True, max_retries=alerts.MAX_ATTEMPTS + 2)
+def deliver_alert(self: Task, alert_id: int) -> str:  # type: ignore[type-arg]
+    structlog.contextvars.bind_contextvars(alert_id=alert_id)
+    ctx = context()
+    try:
+        report = alerts.deliver(int(alert_id), channels(), ctx.settings, ctx.clock)
+    except alerts.DeliveryIncomplete as exc:
+        retries: int = self.request.retries
+        countdown = min(MAX_COUNTDOWN, 5 * 2**retries) * random.uniform(0.8, 1.2)
+        raise self.retry(exc=exc, countdown=countdown) from exc
+    return report.status

@@ -1,0 +1,312 @@
+"""The only code that talks to feed servers: a batch of conditional GETs under hard limits.
+
+One :func:`fetch_many` call owns one aiohttp session for the whole batch. Per fetch:
+
+- the caller's global and per-host slots are taken first, then a deadline starts
+  (``config.deadline``) that covers every redirect hop and every body byte, so a trickling
+  server costs at most the deadline however slowly it drips;
+- each hop is checked by the address policy (literal IPs here, host names in the resolver),
+  redirects are followed by hand up to ``max_redirects`` and loops are cut;
+- the body is streamed through :class:`~feedwatch.fetch.body.BodyDecoder`, which caps the
+  decompressed size; the wire size is capped too, so a lying Content-Length proves nothing.
+
+Connections are not reused (``force_close``): a hostile server that leaves junk on a
+keep-alive connection must not poison the next feed fetched from the same host.
+Every outcome is a :class:`FetchResult` or a classified :class:`FetchError`; no exception
+other than cancellation leaves :func:`fetch_many`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Final
+
+import aiohttp
+from yarl import URL
+
+from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder, non_feed_type, not_a_feed_reason
+from feedwatch.fetch.errors import FetchError, classify_status, parse_retry_after
+from feedwatch.fetch.guard import AddressPolicy, GuardedResolver, validate_url
+from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
+
+REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
+ACCEPT: Final = (
+    "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9,"
+    " application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
+)
+# aiohttp's own defaults, pinned here because they are our huge-header defence.
+MAX_LINE_SIZE: Final = 8190
+MAX_FIELD_SIZE: Final = 8190
+_MAX_MESSAGE: Final = 500
+
+
+@dataclass
+class _Progress:
+    """What one fetch has done so far, so a failure can report it."""
+
+    redirects: list[Redirect] = field(default_factory=list)
+    started: float | None = None
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+
+class _Batch:
+    """One session and the concurrency limits shared by every fetch of a batch."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, config: FetchConfig, policy: AddressPolicy
+    ) -> None:
+        self.session = session
+        self.config = config
+        self.policy = policy
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
+            lambda: asyncio.Semaphore(config.per_host)
+        )
+
+    @asynccontextmanager
+    async def host_slot(self, url: URL, held: str | None = None) -> AsyncIterator[None]:
+        key = _host_key(url)
+        if key == held:
+            yield
+            return
+        async with self.hosts[key]:
+            yield
+
+
+def _host_key(url: URL) -> str:
+    return (url.raw_host or "").lower().rstrip(".")
+
+
+async def fetch_many(
+    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+) -> list[FetchResult | FetchError]:
+    """Fetch every request concurrently; results come back in the order of ``requests``."""
+    if not requests:
+        return []
+    connector = aiohttp.TCPConnector(
+        resolver=GuardedResolver(policy),
+        limit=config.concurrency,
+        limit_per_host=0,  # our per-host semaphores decide, before the deadline starts
+        force_close=True,
+        family=socket.AF_UNSPEC,
+    )
+    timeout = aiohttp.ClientTimeout(
+        total=None,  # the per-fetch deadline is ours, see _fetch
+        connect=config.connect_timeout,
+        sock_connect=config.connect_timeout,
+        sock_read=config.read_timeout,
+    )
+    async with aiohttp.ClientSession(
+        connector=connector,
+        timeout=timeout,
+        auto_decompress=False,
+        headers={
+            "User-Agent": config.user_agent,
+            "Accept": ACCEPT,
+            "Accept-Encoding": ACCEPT_ENCODING,
+        },
+        cookie_jar=aiohttp.DummyCookieJar(),  # no state may leak from one feed to another
+        trust_env=False,  # proxies from the environment would bypass the address guard
+        max_line_size=MAX_LINE_SIZE,
+        max_field_size=MAX_FIELD_SIZE,
+    ) as session:
+        batch = _Batch(session, config, policy)
+        return list(await asyncio.gather(*(_fetch_classified(batch, r) for r in requests)))
+
+
+async def _fetch_classified(batch: _Batch, request: FetchRequest) -> FetchResult | FetchError:
+    progress = _Progress()
+    try:
+        return await _fetch(batch, request, progress)
+    except Exception as exc:  # noqa: BLE001 - one bad feed must never sink the batch
+        error = classify_exception(exc)
+        error.request = request
+        error.redirects = tuple(progress.redirects)
+        error.elapsed = progress.elapsed()
+        return error
+
+
+async def _fetch(batch: _Batch, request: FetchRequest, progress: _Progress) -> FetchResult:
+    url = validate_url(request.url, batch.policy)
+    first_host = _host_key(url)
+    # Host slot before the global one: feeds queued behind a busy host hold no global slot.
+    async with batch.host_slot(url), batch.slots:
+        progress.started = time.monotonic()
+        async with asyncio.timeout(batch.config.deadline):
+            return await _follow(batch, request, url, first_host, progress)
+
+
+def _request_headers(request: FetchRequest) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    if request.etag:
+        headers["If-None-Match"] = request.etag
+    if request.last_modified:
+        headers["If-Modified-Since"] = request.last_modified
+    return headers
+
+
+async def _follow(
+    batch: _Batch, request: FetchRequest, url: URL, first_host: str, progress: _Progress
+) -> FetchResult:
+    seen = {str(url)}
+    headers = _request_headers(request)
+    while True:
+        async with (
+            batch.host_slot(url, held=first_host),
+            batch.session.get(url, headers=headers, allow_redirects=False) as resp,
+        ):
+            if resp.status not in REDIRECT_STATUSES:
+                return await _final(batch, request, url, resp, progress)
+            target = _redirect_target(url, resp)
+        progress.redirects.append(Redirect(resp.status, str(url), str(target)))
+        if str(target) in seen:
+            raise FetchError("too_many_redirects", f"redirect loop back to {target}")
+        if len(progress.redirects) > batch.config.max_redirects:
+            raise FetchError(
+                "too_many_redirects", f"more than {batch.config.max_redirects} redirects"
+            )
+        seen.add(str(target))
+        # Every hop passes the same guard as the first one.
+        url = validate_url(target, batch.policy)
+
+
+def _redirect_target(url: URL, resp: aiohttp.ClientResponse) -> URL:
+    location = resp.headers.get("Location")
+    if not location:
+        raise FetchError("protocol", f"HTTP {resp.status} without Location", status=resp.status)
+    try:
+        return url.join(URL(location.strip())).with_fragment(None)
+    except (ValueError, TypeError) as exc:
+        raise FetchError("invalid_url", f"bad Location {location[:200]!r}: {exc}") from None
+
+
+def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in resp.headers.items():
+        key = name.lower()
+        out[key] = f"{out[key]}, {value}" if key in out else value
+    return out
+
+
+async def _final(
+    batch: _Batch,
+    request: FetchRequest,
+    url: URL,
+    resp: aiohttp.ClientResponse,
+    progress: _Progress,
+) -> FetchResult:
+    headers = _headers(resp)
+    status = resp.status
+    error_class = classify_status(status)
+    if error_class is not None:
+        raise FetchError(
+            error_class,
+            f"HTTP {status} {resp.reason or ''}".strip(),
+            status=status,
+            retry_after=parse_retry_after(headers.get("retry-after")),
+        )
+    body, wire = b"", 0
+    if status != 304:
+        content_type = headers.get("content-type")
+        if non_feed_type(content_type):  # decided by the header: do not download it
+            raise FetchError("not_a_feed", f"content-type {content_type!r}", status=status)
+        body, wire = await _read_body(resp, headers, batch.config.max_bytes)
+        reason = not_a_feed_reason(content_type, body)
+        if reason:
+            raise FetchError("not_a_feed", reason, status=status)
+    return FetchResult(
+        request=request,
+        url=str(url),
+        status=status,
+        not_modified=status == 304,
+        body=body,
+        headers=headers,
+        etag=headers.get("etag") or (request.etag if status == 304 else None),
+        last_modified=headers.get("last-modified")
+        or (request.last_modified if status == 304 else None),
+        redirects=tuple(progress.redirects),
+        elapsed=progress.elapsed(),
+        wire_bytes=wire,
+    )
+
+
+async def _read_body(
+    resp: aiohttp.ClientResponse, headers: dict[str, str], max_bytes: int
+) -> tuple[bytes, int]:
+    declared = headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise FetchError("too_large", f"Content-Length {declared} exceeds {max_bytes}")
+    decoder = BodyDecoder(headers.get("content-encoding"), max_bytes)
+    wire = 0
+    async for chunk in resp.content.iter_any():
+        wire += len(chunk)
+        # Compressed bytes count too: inflating can only grow a feed, so a wire size over the
+        # cap means a decoded size over it, without spending CPU to find out.
+        if wire > max_bytes:
+            raise FetchError("too_large", f"body exceeds {max_bytes} bytes on the wire")
+        decoder.feed(chunk)
+    return decoder.finish(), wire
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
+
+
+def classify_exception(exc: Exception) -> FetchError:
+    """Map any exception raised while fetching to a classified FetchError."""
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, TimeoutError):  # our deadline, aiohttp's connect and read timeouts
+        return FetchError("timeout", _short(exc) if str(exc) else "deadline or timeout exceeded")
+    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
+        return FetchError("tls", _short(exc))
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        # The DNS subclass only exists from aiohttp 3.11; the wrapped gaierror works everywhere.
+        if isinstance(exc.os_error, socket.gaierror):
+            return FetchError("dns", _short(exc))
+        return FetchError("connect", _short(exc))
+    if isinstance(exc, aiohttp.InvalidURL):
+        return FetchError("invalid_url", _short(exc))
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return FetchError("protocol", f"server disconnected: {_short(exc)}")
+    if isinstance(exc, aiohttp.ClientResponseError):  # unparseable status line or headers
+        return FetchError("protocol", exc.message[:_MAX_MESSAGE] or _short(exc))
+    if isinstance(exc, aiohttp.ClientPayloadError):
+        return FetchError("protocol", f"bad body: {_short(exc)}")
+    if isinstance(exc, aiohttp.ClientError):
+        return FetchError("protocol", f"{type(exc).__name__}: {_short(exc)}")
+    if isinstance(exc, OSError):
+        return FetchError("connect", f"{type(exc).__name__}: {_short(exc)}")
+    return FetchError("protocol", f"unexpected {type(exc).__name__}: {_short(exc)}")
+
+
+def fetch_all(
+    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+) -> list[FetchResult | FetchError]:
+    """Sync :func:`fetch_many`: a fresh event loop per call, so it is fork-safe (Celery prefork)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(fetch_many(requests, config, policy))
+    # Called from code already inside a loop: a thread can run only one, so use another thread.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedwatch-fetch") as pool:
+        return pool.submit(asyncio.run, fetch_many(requests, config, policy)).result()
+
+
+def fetch_one(request: FetchRequest, config: FetchConfig, policy: AddressPolicy) -> FetchResult:
+    """Fetch one URL synchronously; raise its FetchError on failure."""
+    (outcome,) = fetch_all([request], config, policy)
+    if isinstance(outcome, FetchError):
+        raise outcome
+    return outcome

@@ -1,0 +1,79 @@
+"""The values the fetcher takes and returns: plain frozen dataclasses, no I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from feedwatch.settings import Settings
+
+
+@dataclass(frozen=True)
+class FetchConfig:
+    """Limits for one batch; every field has a ``FEEDWATCH_*`` setting (see docs/fetching.md)."""
+
+    user_agent: str
+    connect_timeout: float
+    read_timeout: float
+    deadline: float
+    max_bytes: int
+    max_redirects: int
+    concurrency: int
+    per_host: int
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> FetchConfig:
+        return cls(
+            user_agent=s.user_agent,
+            connect_timeout=s.connect_timeout,
+            read_timeout=s.read_timeout,
+            deadline=s.fetch_deadline,
+            max_bytes=s.max_body_bytes,
+            max_redirects=s.max_redirects,
+            concurrency=s.fetch_concurrency,
+            per_host=s.per_host_concurrency,
+        )
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """One feed to fetch; ``key`` is the caller's id (feed id), passed through untouched."""
+
+    url: str
+    etag: str | None = None
+    last_modified: str | None = None
+    key: int | str | None = None
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """One hop followed; later code adopts ``target`` when a feed keeps answering 301/308."""
+
+    status: int
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A successful fetch: 200 with a body, or 304 (``not_modified``, empty body)."""
+
+    request: FetchRequest
+    url: str
+    status: int
+    not_modified: bool
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    etag: str | None = None
+    last_modified: str | None = None
+    redirects: tuple[Redirect, ...] = ()
+    elapsed: float = 0.0
+    wire_bytes: int = 0
+
+    @property
+    def permanent_redirect(self) -> str | None:
+        """The new URL when every hop followed was permanent (301/308), else ``None``."""
+        if self.redirects and all(r.status in (301, 308) for r in self.redirects):
+            return self.redirects[-1].target
+        return None

@@ -39,9 +39,7 @@ def parse_json_feed(body: bytes, *, url: str) -> ParsedFeed:
     items = doc.get("items")
     items = items if isinstance(items, list) else []
     language = _str(doc.get("language"))
-    entries = tuple(
-        _entry(item, url, language) for item in items[:MAX_ENTRIES] if isinstance(item, dict)
-    )
+    entries = tuple(_entry(item, url, language) for item in items[:MAX_ENTRIES] if isinstance(item, dict))
     return ParsedFeed(
         title=_str(doc.get("title"), MAX_RAW_TITLE) or "",
         link=_str(doc.get("home_page_url")),
@@ -97,10 +95,7 @@ def _author(item: dict[str, Any]) -> str | None:
     authors = item.get("authors")
     candidates = authors if isinstance(authors, list) else [item.get("author")]
     for author in candidates:
-        if isinstance(author, dict):
-            name = _str(author.get("name"), MAX_AUTHOR)
-        else:
-            name = _str(author, MAX_AUTHOR)
+        name = _str(author.get("name") if isinstance(author, dict) else author, MAX_AUTHOR)
         if name:
             return name
     return None

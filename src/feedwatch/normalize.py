@@ -82,9 +82,7 @@ def normalize_feed(
     feed_language = _language_code(feed.language) or _language_code(configured_language)
     drafts: dict[str, ArticleDraft] = {}
     for entry in feed.entries:
-        draft = normalize_entry(
-            entry, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at
-        )
+        draft = normalize_entry(entry, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at)
         drafts.setdefault(draft.identity_key, draft)
     return list(drafts.values())
 
@@ -100,9 +98,7 @@ def normalize_entry(
     text = _cap_bytes(max(html_to_text(entry.content_html), summary, key=len), MAX_TEXT_BYTES)
     published_at, from_feed = _published(entry, fetched_at)
     language = (
-        _language_code(entry.language)
-        or _language_code(feed_language)
-        or detect_language(f"{title}\n{text}")
+        _language_code(entry.language) or _language_code(feed_language) or detect_language(f"{title}\n{text}")
     )
     return ArticleDraft(
         identity_key=_identity_key(entry.guid, url, feed_url, title, published_at, from_feed),

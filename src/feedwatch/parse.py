@@ -1,7 +1,8 @@
 """Parse stage: fetched bytes + response headers → :class:`ParsedFeed`. Pure: no I/O, no clock.
 
 XML feeds (RSS 0.9x/1.0/2.0, Atom) go through feedparser, JSON Feed through
-:mod:`feedwatch.jsonfeed`. feedparser only ever receives bytes: given a string it would open URLs and local files itself.
+:mod:`feedwatch.jsonfeed`. feedparser only ever receives bytes: given a string it would open
+URLs and local files itself.
 
 Failures are one exception with a class an operator acts on::
 
@@ -149,11 +150,10 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
         raise ParseError(PARSE_ERROR, f"unreadable document: {bozo_message}")
     if bozo and not entries and not title:
         raise ParseError(PARSE_ERROR, f"malformed feed with no usable content: {bozo_message}")
-    return _build_feed(result, feed, entries, url, version, bozo, bozo_message)
+    return _build_feed(feed, entries, url, version, bozo, bozo_message)
 
 
 def _build_feed(
-    result: Any,
     feed: Any,
     entries: list[Any],
     url: str,
@@ -162,11 +162,15 @@ def _build_feed(
     bozo_message: str | None,
 ) -> ParsedFeed:
     links = feed.get("links") or []
+    # Relative item links are resolved against xml:base, else the channel's site link (as
+    # miniflux does: RSS links are site pages), else the feed's own URL.
+    site = _opt(feed.get("link"))
+    base = urljoin(url, site) if site else url
     return ParsedFeed(
         title=_text(feed.get("title"), MAX_RAW_TITLE),
         link=_opt(feed.get("link")),
         language=_opt(feed.get("language")),
-        entries=tuple(_entry(e, url) for e in entries[:MAX_ENTRIES]),
+        entries=tuple(_entry(e, base) for e in entries[:MAX_ENTRIES]),
         bozo=bozo,
         bozo_message=bozo_message,
         ttl_minutes=_int(feed.get("ttl")),
@@ -178,7 +182,7 @@ def _build_feed(
     )
 
 
-def _entry(e: Any, url: str) -> ParsedEntry:
+def _entry(e: Any, base: str) -> ParsedEntry:
     contents = e.get("content") or []
     content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
     detail = e.get("title_detail") or e.get("summary_detail") or {}
@@ -190,10 +194,11 @@ def _entry(e: Any, url: str) -> ParsedEntry:
         summary_html=_text(e.get("summary"), MAX_RAW_FIELD),
         content_html=content,
         author=_opt(e.get("author"), MAX_AUTHOR),
-        published=_struct_time(e.get("published_parsed")),
-        updated=_struct_time(e.get("updated_parsed")),
+        # dict.get: FeedParserDict would answer a missing "updated" with "published" (and warn).
+        published=_struct_time(dict.get(e, "published_parsed")),
+        updated=_struct_time(dict.get(e, "updated_parsed")),
         language=_opt(detail.get("language")),
-        base=urljoin(url, xml_base) if xml_base else url,
+        base=urljoin(base, xml_base) if xml_base else base,
     )
 
 

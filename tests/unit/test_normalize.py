@@ -1,0 +1,220 @@
+"""normalize_entry / normalize_feed and their helpers, table-driven."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from feedwatch.normalize import (
+    ArticleDraft,
+    canonical_url,
+    detect_language,
+    html_to_text,
+    normalize_entry,
+    normalize_feed,
+)
+from feedwatch.parse import ParsedEntry, parse_feed
+from feedwatch.textnorm import fold
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+FEED_URL = "https://feed.example.net/rss"
+FETCHED = datetime(2025, 8, 20, 12, 0)
+
+
+def drafts(name: str, configured_language: str | None = None) -> list[ArticleDraft]:
+    feed = parse_feed((FIXTURES / name).read_bytes(), headers={}, url=FEED_URL)
+    return normalize_feed(
+        feed, feed_url=FEED_URL, configured_language=configured_language, fetched_at=FETCHED
+    )
+
+
+ENTRY = ParsedEntry(
+    guid=None, link=None, title="", summary_html="", content_html="", author=None,
+    published=None, updated=None, language=None, base=None,
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("url", "base", "expected"),
+    [
+        ("https://a.example/x?utm_source=rss&utm_medium=x&id=7#c", None, "https://a.example/x?id=7"),
+        ("https://a.example/x?fbclid=1&gclid=2&yclid=3&mc_cid=4&mc_eid=5", None, "https://a.example/x"),
+        (
+            "https://a.example/x?ref=rss&ref_src=twsrc&at_medium=RSS&at_campaign=K",
+            None,
+            "https://a.example/x",
+        ),
+        ("/news/1?b=2&a=1", "https://rel.example.com/feed", "https://rel.example.com/news/1?a=1&b=2"),
+        ("posts/1", "https://atom.example.org/blog/", "https://atom.example.org/blog/posts/1"),
+        ("  https://ws.example/a  ", None, "https://ws.example/a"),
+        ("HTTPS://User:pw@Host.Example:443/P", None, "https://host.example/P"),
+        ("http://host.example:8080/p", None, "http://host.example:8080/p"),
+        ("javascript:alert(1)", "https://a.example/", None),
+        ("mailto:x@example.com", None, None),
+        ("ftp://a.example/file", None, None),
+        ("/relative/without/base", None, None),
+        ("http://[::1/x", None, None),
+        ("http://a.example:99999/", None, None),
+    ],
+)
+def test_canonical_url(url: str, base: str | None, expected: str | None) -> None:
+    assert canonical_url(url, base) == expected
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("", ""),
+        ("plain text", "plain text"),
+        ("<p>One</p><p>Two</p>", "One\nTwo"),
+        ("a<br>b<br/>c", "a\nb\nc"),
+        ("x<script>alert(1)</script>y<style>p{}</style>", "xy"),
+        ("Caf&eacute;&nbsp;au&amp;lait", "Café au&lait"),
+        ("Tom &amp;amp; Jerry", "Tom & Jerry"),  # double-escaped
+        ("&amp;#8217;s", "\u2019s"),
+        ("5 < 6 & 7 > 3", "5 < 6 & 7 > 3"),
+        ("  many   \t spaces \n\n\n lines ", "many spaces\nlines"),
+        ("nul\x00byte\x07", "nulbyte"),
+        ("<!-- comment -->text", "text"),
+    ],
+)
+def test_html_to_text(html: str, expected: str) -> None:
+    assert html_to_text(html) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "hint", "expected"),
+    [
+        ("Peace treaty between Armenia and Azerbaijan was initialled in Washington", None, "en"),
+        ("Мирный договор между Арменией и Азербайджаном парафирован в Вашингтоне", None, "ru"),
+        ("Azərbaycan Prezidenti İlham Əliyev Vaşinqtonda sülh sazişini imzaladı", None, "az"),
+        ("Հայաստանի և Ադրբեջանի միջև խաղաղության պայմանագիրը նախաստորագրվեց", None, "hy"),
+        ("", "ru", "ru"),
+        ("12345 !!!", None, None),
+        ("ok", "en-GB", "en"),
+    ],
+)
+def test_detect_language(text: str, hint: str | None, expected: str | None) -> None:
+    assert detect_language(text, hint) == expected
+
+
+def test_rss20_drafts() -> None:
+    first, second = drafts("rss20.xml")
+    assert first.url == "https://news.example.com/world/peace-treaty?id=7"
+    assert first.title == "Peace treaty initialled in Washington"
+    assert first.text == "Leaders met on Friday.\nSecond paragraph."
+    assert first.summary == first.text
+    assert (first.author, first.language) == ("Jane Doe", "en")
+    assert (first.published_at, first.published_from_feed) == (datetime(2025, 8, 8, 15, 30), True)
+    assert first.published_at.tzinfo is None
+    assert second.url == "https://news.example.com/world/second?page=2"
+    assert second.summary == "Short teaser."
+    assert second.text == "Short teaser.\nFull body of the second item."
+    expected_hash = hashlib.sha256(fold(f"{second.title}\n{second.text}").encode()).hexdigest()
+    assert second.content_hash == expected_hash
+
+
+@pytest.mark.parametrize(
+    ("name", "index", "field", "expected"),
+    [
+        ("atom.xml", 0, "title", "Москва и Баку"),
+        ("atom.xml", 0, "url", "https://atom.example.org/blog/posts/1"),
+        ("atom.xml", 0, "language", "ru"),
+        ("atom.xml", 0, "published_at", datetime(2025, 8, 10, 6, 0)),
+        ("atom.xml", 1, "url", None),  # javascript: link
+        ("atom.xml", 1, "language", "en"),
+        ("rss10.xml", 0, "language", "de"),
+        ("jsonfeed.json", 0, "url", "https://feed.example.net/posts/1"),
+        ("jsonfeed.json", 0, "text", "Խաղաղության պայմանագիր"),
+        ("jsonfeed.json", 1, "text", "5 < 6 & 7 > 3"),
+        ("jsonfeed.json", 1, "language", "en"),
+        ("cyrillic_cp1251.xml", 0, "title", "Азербайджан и Россия подписали соглашение"),
+        ("cyrillic_utf8_bom.xml", 0, "text", "Ёлка, щи и «кавычки» — тире."),
+        ("latin1_undeclared.xml", 0, "text", "Açaí e pão."),
+        ("double_escaped.xml", 0, "title", 'Tom & Jerry \u2019s "show"'),
+        ("double_escaped.xml", 0, "text", "Café au&lait"),
+        ("missing_guids_relative.xml", 0, "url", "https://rel.example.com/news/1?a=1&b=2"),
+        ("missing_guids_relative.xml", 2, "url", None),  # mailto: (the duplicate was dropped)
+    ],
+)
+def test_draft_fields(name: str, index: int, field: str, expected: object) -> None:
+    assert getattr(drafts(name)[index], field) == expected
+
+
+@pytest.mark.parametrize(
+    ("guid", "expected_published"),
+    [
+        ("d1", (FETCHED, False)),  # 1970
+        ("d2", (FETCHED, False)),  # 2100
+        ("d3", (FETCHED, False)),  # unparseable
+        ("d4", (FETCHED, False)),  # missing
+        ("d5", (datetime(2025, 8, 21, 12, 0), True)),  # tomorrow: within two days
+    ],
+)
+def test_bad_dates_fall_back_to_fetch_time(guid: str, expected_published: tuple[datetime, bool]) -> None:
+    by_guid = {d.guid: d for d in drafts("bad_dates.xml")}
+    draft = by_guid[guid]
+    assert (draft.published_at, draft.published_from_feed) == expected_published
+
+
+def test_identity_keys() -> None:
+    entry = replace(ENTRY, guid="https://site.example/a?utm_source=x", title="T")
+    one = normalize_entry(entry, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
+    two = normalize_entry(entry, feed_url="https://two.example/rss", feed_language=None, fetched_at=FETCHED)
+    assert one.identity_key == two.identity_key  # URL guid: global
+    assert len(one.identity_key) == 64 and int(one.identity_key, 16) >= 0
+    link_only = replace(ENTRY, link="https://site.example/a", title="T")
+    three = normalize_entry(
+        link_only, feed_url="https://three.example/", feed_language=None, fetched_at=FETCHED
+    )
+    assert three.identity_key == one.identity_key  # permalink guid and link agree
+    local = replace(ENTRY, guid="123", title="T")
+    a = normalize_entry(local, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
+    b = normalize_entry(local, feed_url="https://two.example/rss", feed_language=None, fetched_at=FETCHED)
+    assert a.identity_key != b.identity_key  # non-URL guid: scoped by feed
+
+
+def test_missing_guid_and_link_dedups_on_title_and_date() -> None:
+    result = drafts("missing_guids_relative.xml")
+    assert [d.title for d in result] == ["Relative link", "No link either", "Mailto"]
+    assert result[1].text == "Two"  # first wins
+
+
+@pytest.mark.parametrize(
+    ("entry_lang", "feed_lang", "configured", "expected"),
+    [
+        ("ru-RU", "en", "az", "ru"),
+        (None, "en_US", "az", "en"),
+        (None, None, "az", "az"),
+        (None, None, None, "en"),  # detected from the English title
+        (None, "rus", None, "ru"),
+    ],
+)
+def test_language_precedence(
+    entry_lang: str | None, feed_lang: str | None, configured: str | None, expected: str
+) -> None:
+    entry = replace(ENTRY, guid="g", title="The president met the prime minister today", language=entry_lang)
+    feed = parse_feed(
+        b'<rss version="2.0"><channel><title>T</title></channel></rss>', headers={}, url=FEED_URL
+    )
+    feed = replace(feed, language=feed_lang, entries=(entry,))
+    [draft] = normalize_feed(feed, feed_url=FEED_URL, configured_language=configured, fetched_at=FETCHED)
+    assert draft.language == expected
+
+
+def test_caps_title_and_text() -> None:
+    entry = replace(ENTRY, title="T" * 5_000, content_html="<p>" + "я" * 80_000 + "</p>")
+    draft = normalize_entry(entry, feed_url=FEED_URL, feed_language="ru", fetched_at=FETCHED)
+    assert len(draft.title) == 1_000
+    assert len(draft.text.encode()) <= 100_000
+
+
+def test_aware_fetch_time_is_stored_naive() -> None:
+    draft = normalize_entry(
+        ENTRY, feed_url=FEED_URL, feed_language="en", fetched_at=FETCHED.replace(tzinfo=UTC)
+    )
+    assert (draft.published_at, draft.published_from_feed) == (FETCHED, False)

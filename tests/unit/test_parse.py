@@ -1,0 +1,158 @@
+"""parse_feed on the fixture feeds in tests/fixtures/feeds/ (see each file for the case)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from feedwatch.parse import MAX_ENTRIES, ParsedFeed, ParseError, parse_feed
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
+URL = "https://feed.example.net/rss"
+
+
+def parse(name: str, headers: dict[str, str] | None = None) -> ParsedFeed:
+    return parse_feed((FIXTURES / name).read_bytes(), headers=headers or {}, url=URL)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "title", "entries", "bozo"),
+    [
+        ("rss20.xml", "rss20", "Example News", 2, False),
+        ("atom.xml", "atom10", "Atom &amp; Co", 2, False),
+        ("rss10.xml", "rss10", "RDF Example", 1, False),
+        ("jsonfeed.json", "json", "JSON Example", 3, False),
+        ("cyrillic_cp1251.xml", "rss20", "Новости Оренбурга", 1, False),
+        ("cyrillic_utf8.xml", "rss20", "Новости Оренбурга", 1, False),
+        ("cyrillic_utf8_bom.xml", "rss20", "Новости Оренбурга", 1, False),
+        ("latin1_declared.xml", "rss20", "Notícias do Brasil", 1, False),
+        ("latin1_undeclared.xml", "rss20", "Notícias do Brasil", 1, True),
+        ("empty_channel.xml", "rss20", "Nothing yet", 0, False),
+        ("missing_guids_relative.xml", "rss20", "Relative", 4, False),
+        ("bad_dates.xml", "rss20", "Dates", 5, False),
+    ],
+)
+def test_formats_and_encodings(name: str, fmt: str, title: str, entries: int, bozo: bool) -> None:
+    feed = parse(name)
+    assert (feed.format, feed.title, len(feed.entries), feed.bozo) == (fmt, title, entries, bozo)
+    assert (feed.bozo_message is not None) == bozo
+
+
+@pytest.mark.parametrize(
+    ("name", "error_class"),
+    [
+        ("empty.xml", "not_a_feed"),
+        ("html_page.html", "not_a_feed"),
+        ("not_feed.xml", "not_a_feed"),
+        ("other.json", "not_a_feed"),
+        ("broken.xml", "parse_error"),
+        ("bad.json", "parse_error"),
+    ],
+)
+def test_classified_failures(name: str, error_class: str) -> None:
+    with pytest.raises(ParseError) as info:
+        parse(name)
+    assert info.value.error_class == error_class
+    assert info.value.message
+
+
+@pytest.mark.parametrize("body", [b"", b"   \n\t ", b"\xef\xbb\xbf"])
+def test_blank_bodies_are_not_feeds(body: bytes) -> None:
+    with pytest.raises(ParseError, match="not_a_feed"):
+        parse_feed(body, headers={}, url=URL)
+
+
+def test_rss20_channel_metadata_and_entry_fields() -> None:
+    feed = parse("rss20.xml")
+    assert (feed.link, feed.language, feed.ttl_minutes) == ("https://news.example.com/", "en-us", 15)
+    assert (feed.update_period, feed.update_frequency) == ("hourly", 4)
+    assert feed.hub_url == "https://pubsubhubbub.appspot.com/"
+    assert feed.self_url == "https://news.example.com/rss.xml"
+    first, second = feed.entries
+    assert first.guid == "https://news.example.com/world/peace-treaty"
+    assert first.title == "Peace treaty <b>initialled</b> in Washington"
+    assert first.author == "Jane Doe"
+    assert first.published == datetime(2025, 8, 8, 15, 30, tzinfo=UTC)
+    assert second.guid == "item-2"
+    assert "<script>" in second.content_html  # raw; normalize turns it into text
+    assert second.author is not None and "Ed Itor" in second.author
+
+
+def test_atom_language_base_and_links() -> None:
+    feed = parse("atom.xml")
+    ru, en = feed.entries
+    assert (feed.language, ru.language, en.language) == ("ru", "ru", "en")
+    assert ru.base == "https://atom.example.org/blog/"
+    assert ru.link is not None and ru.link.endswith("posts/1?ref=rss")
+    assert ru.published is None and ru.updated == datetime(2025, 8, 10, 6, 0, tzinfo=UTC)
+    assert feed.hub_url == "https://hub.example.org/"
+
+
+def test_json_feed_entries() -> None:
+    feed = parse("jsonfeed.json")
+    first, second, orphan = feed.entries
+    assert (feed.language, feed.hub_url) == ("hy", "https://hub.json.example.com/")
+    assert (first.guid, first.author, first.language) == ("1", "Anna", "hy")
+    assert first.published == datetime(2025, 8, 8, 6, 0, tzinfo=UTC)
+    assert (second.guid, second.language) == ("2", "en")
+    assert second.content_html == "5 &lt; 6 &amp; 7 &gt; 3"  # content_text, escaped as HTML
+    assert (orphan.guid, orphan.link) == (None, None)
+
+
+def test_json_content_type_with_xml_body_is_parsed_as_xml() -> None:
+    feed = parse("rss20.xml", headers={"Content-Type": "application/json"})
+    assert feed.format == "rss20"
+
+
+def test_cp1251_declared_in_headers_only() -> None:
+    body = (FIXTURES / "cyrillic_cp1251.xml").read_bytes().replace(b"windows-1251", b"foo", 1)
+    with_header = parse_feed(body, headers={"Content-Type": "text/xml; charset=windows-1251"}, url=URL)
+    assert with_header.entries[0].title == "Азербайджан и Россия подписали соглашение"
+
+
+def test_xxe_external_entity_is_not_expanded() -> None:
+    feed = parse("xxe.xml")
+    everything = repr(feed)
+    assert "root:" not in everything
+    assert feed.entries[0].link == "https://xxe.example.com/1"
+
+
+def test_billion_laughs_is_not_expanded() -> None:
+    feed = parse("billion_laughs.xml")
+    assert len(repr(feed)) < 5_000
+    assert "lollollol" not in repr(feed)
+
+
+@pytest.mark.timeout(10)
+def test_redos_author_parses_fast() -> None:
+    # Without the guard feedparser's e-mail regex takes about a minute on this author field.
+    feed = parse("redos_author.xml")
+    author = feed.entries[0].author
+    assert author is not None and len(author) <= 500
+
+
+def test_entries_are_capped() -> None:
+    items = "".join(f"<item><title>t{i}</title><guid>g{i}</guid></item>" for i in range(1_050))
+    body = f'<rss version="2.0"><channel><title>Many</title>{items}</channel></rss>'.encode()
+    feed = parse_feed(body, headers={}, url=URL)
+    assert len(feed.entries) == MAX_ENTRIES
+    assert feed.entries[0].title == "t0"
+
+
+def test_overlong_title_is_capped() -> None:
+    body = f'<rss version="2.0"><channel><title>{"x" * 50_000}</title></channel></rss>'.encode()
+    assert len(parse_feed(body, headers={}, url=URL).title) <= 10_000
+
+
+def test_bozo_feed_with_entries_is_kept() -> None:
+    body = b'<rss version="2.0"><channel><title>Broken &nbsp; tail</title><item><title>x</title>'
+    feed = parse_feed(body, headers={}, url=URL)
+    assert feed.bozo and feed.bozo_message and len(feed.entries) == 1
+
+
+def test_guid_that_looks_relative_is_not_turned_into_a_url() -> None:
+    body = b'<rss version="2.0"><channel><title>T</title><item><guid>12345</guid></item></channel></rss>'
+    feed = parse_feed(body, headers={"Content-Location": "https://x.example/"}, url=URL)
+    assert feed.entries[0].guid == "12345"

@@ -82,7 +82,7 @@ class ParsedFeed:
     update_frequency: int | None
     hub_url: str | None
     self_url: str | None
-    format: str  # feedparser's version ("rss20", "atom10", "rss10", ...) or "json"
+    format: str  # feedparser's version ("rss20", "atom10", "rss10", ...), "json" or "unknown"
 
 
 def _install_author_guard() -> None:
@@ -144,13 +144,14 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
     bozo = bool(result.get("bozo"))
     bozo_message = (str(result.get("bozo_exception", "")) or None) if bozo else None
     title = _text(feed.get("title"), MAX_RAW_TITLE)
-    if not version:
-        if _looks_like_html(body) or not bozo:
+    if not version and (not entries or _looks_like_html(body)):
+        # Entries without a known root are kept (CDF and other oddities feedparser reads).
+        if _looks_like_html(body) or not bozo or not _looks_like_feed(body):
             raise ParseError(NOT_A_FEED, "no RSS, RDF or Atom root element")
         raise ParseError(PARSE_ERROR, f"unreadable document: {bozo_message}")
     if bozo and not entries and not title:
         raise ParseError(PARSE_ERROR, f"malformed feed with no usable content: {bozo_message}")
-    return _build_feed(feed, entries, url, version, bozo, bozo_message)
+    return _build_feed(feed, entries, url, version or "unknown", bozo, bozo_message)
 
 
 def _build_feed(
@@ -205,6 +206,12 @@ def _entry(e: Any, base: str) -> ParsedEntry:
 def _looks_like_html(body: bytes) -> bool:
     head = body[:2048].lower()
     return b"<html" in head or b"<!doctype html" in head
+
+
+def _looks_like_feed(body: bytes) -> bool:
+    """A feed root name near the start: a broken feed rather than some other document."""
+    head = body[:4096].lower()
+    return any(tag in head for tag in (b"<rss", b"<feed", b"<rdf:rdf", b"<channel"))
 
 
 def _text(value: object, limit: int) -> str:

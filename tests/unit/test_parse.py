@@ -156,3 +156,20 @@ def test_guid_that_looks_relative_is_not_turned_into_a_url() -> None:
     body = b'<rss version="2.0"><channel><title>T</title><item><guid>12345</guid></item></channel></rss>'
     feed = parse_feed(body, headers={"Content-Location": "https://x.example/"}, url=URL)
     assert feed.entries[0].guid == "12345"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": ' + b"[" * 200_000,
+        b'{"items": [{"id": 1' + b"0" * 10_000 + b"}]}",
+        b'{"version": "https://jsonfeed.org/version/1", "items": [{"id": true, "title": 5}]}',
+    ],
+)
+def test_hostile_json_is_classified_or_tolerated(body: bytes) -> None:
+    try:
+        feed = parse_feed(body, headers={}, url=URL)
+    except ParseError as exc:
+        assert exc.error_class == "parse_error"
+    else:
+        assert feed.format == "json"

@@ -66,6 +66,16 @@ async def feed(srv: HostileServer, req: dict[str, str], w: Writer) -> None:
     )
 
 
+async def slow_feed(srv: HostileServer, req: dict[str, str], w: Writer) -> None:
+    srv.in_flight += 1
+    srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
+    try:
+        await asyncio.sleep(0.2)  # long enough for concurrent requests to overlap
+        await _send(w, "200 OK", FEED, [("Content-Type", "application/rss+xml")])
+    finally:
+        srv.in_flight -= 1
+
+
 async def gzip_feed(srv: HostileServer, req: dict[str, str], w: Writer) -> None:
     body = gzip.compress(FEED)
     await _send(w, "200 OK", body, [("Content-Type", "text/xml"), ("Content-Encoding", "gzip")])
@@ -203,6 +213,7 @@ async def hang_up(srv: HostileServer, req: dict[str, str], w: Writer) -> None:
 
 ROUTES: dict[str, Handler] = {
     "/feed": feed,
+    "/slow-feed": slow_feed,
     "/gzip-feed": gzip_feed,
     "/deflate-feed": deflate_feed,
     "/gzip-bomb": gzip_bomb,
@@ -243,6 +254,8 @@ class HostileServer:
         self.port = 0
         self.closed_port = 0
         self.requests: list[dict[str, str]] = []
+        self.in_flight = 0  # /slow-feed handlers running now, and the most seen at once
+        self.max_in_flight = 0
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -283,7 +296,7 @@ class HostileServer:
     async def _handle(self, reader: asyncio.StreamReader, writer: Writer) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             req = await self._read_request(reader)
             self.requests.append(req)
@@ -295,7 +308,7 @@ class HostileServer:
         except asyncio.CancelledError:
             pass  # server stopping; returning quietly keeps asyncio's callback from logging it
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
 
     @staticmethod

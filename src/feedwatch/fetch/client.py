@@ -284,10 +284,10 @@ def classify_exception(exc: Exception) -> FetchError:
         return FetchError("protocol", exc.message[:_MAX_MESSAGE] or _short(exc))
     if isinstance(exc, aiohttp.ClientPayloadError):
         return FetchError("protocol", f"bad body: {_short(exc)}")
+    if isinstance(exc, OSError):  # includes ClientOSError: reset or broken pipe mid-exchange
+        return FetchError("connect", f"{type(exc).__name__}: {_short(exc)}")
     if isinstance(exc, aiohttp.ClientError):
         return FetchError("protocol", f"{type(exc).__name__}: {_short(exc)}")
-    if isinstance(exc, OSError):
-        return FetchError("connect", f"{type(exc).__name__}: {_short(exc)}")
     return FetchError("protocol", f"unexpected {type(exc).__name__}: {_short(exc)}")
 
 

@@ -1,0 +1,114 @@
+"""Capped decompression and the not-a-feed test (pure parts of the fetcher)."""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+
+import pytest
+
+from feedwatch.fetch import FetchError, decode_body
+from feedwatch.fetch.body import BodyDecoder, looks_binary, not_a_feed_reason
+
+FEED = b"<?xml version='1.0'?><rss><channel><title>t</title></channel></rss>" * 20
+
+
+def _raw_deflate(data: bytes) -> bytes:
+    comp = zlib.compressobj(9, zlib.DEFLATED, -15)
+    return comp.compress(data) + comp.flush()
+
+
+@pytest.mark.parametrize(
+    ("encoding", "encoded"),
+    [
+        (None, FEED),
+        ("identity", FEED),
+        ("gzip", gzip.compress(FEED)),
+        ("x-gzip", gzip.compress(FEED)),
+        ("GZIP", gzip.compress(FEED)),
+        ("deflate", zlib.compress(FEED)),  # zlib-wrapped, per the RFC
+        ("deflate", _raw_deflate(FEED)),  # raw, as many servers send it
+        ("gzip, gzip", gzip.compress(gzip.compress(FEED))),
+        ("gzip", gzip.compress(FEED[:500]) + gzip.compress(FEED[500:])),  # two members
+    ],
+)
+def test_decodes(encoding: str | None, encoded: bytes) -> None:
+    assert decode_body(encoded, encoding, 1 << 20) == FEED
+
+
+def test_decodes_when_fed_byte_by_byte() -> None:
+    decoder = BodyDecoder("gzip", 1 << 20)
+    for b in gzip.compress(FEED):
+        decoder.feed(bytes([b]))
+    assert decoder.finish() == FEED
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip", "deflate", "gzip, gzip"])
+def test_cap_applies_after_decoding(encoding: str | None) -> None:
+    raw = bytes(10 * 1024 * 1024)
+    encoded = raw
+    for coding in (encoding or "").split(","):
+        if coding.strip() == "gzip":
+            encoded = gzip.compress(encoded)
+        elif coding.strip() == "deflate":
+            encoded = zlib.compress(encoded)
+    with pytest.raises(FetchError) as info:
+        decode_body(encoded, encoding, 1024 * 1024)
+    assert info.value.error_class == "too_large"
+
+
+def test_gzip_bomb_stops_without_inflating_everything() -> None:
+    comp = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = bytes(1 << 20)
+    bomb = b"".join(comp.compress(block) for _ in range(512)) + comp.flush()  # 512 MiB inflated
+    decoder = BodyDecoder("gzip", 1 << 20)
+    with pytest.raises(FetchError, match="too_large"):
+        decoder.feed(bomb)
+    assert decoder.size <= 1 << 20
+
+
+def test_exact_cap_is_allowed() -> None:
+    assert len(decode_body(gzip.compress(b"a" * 1000), "gzip", 1000)) == 1000
+
+
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, br"])
+def test_unsupported_encoding_is_protocol(encoding: str) -> None:
+    with pytest.raises(FetchError, match="protocol"):
+        decode_body(b"x", encoding, 100)
+
+
+def test_corrupt_gzip_is_protocol() -> None:
+    with pytest.raises(FetchError, match="protocol"):
+        decode_body(b"\x1f\x8b\x08\x00garbage-garbage", "gzip", 100)
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + bytes(64)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "refused"),
+    [
+        ("application/rss+xml", FEED, False),
+        ("text/xml; charset=utf-8", FEED, False),
+        ("text/html", b"<html></html>", False),  # HTML is the parser's call
+        ("application/json", b'{"version": "https://jsonfeed.org/version/1.1"}', False),
+        ("application/octet-stream", FEED, False),  # mislabelled but textual
+        (None, FEED, False),
+        ("image/png", PNG, True),
+        ("IMAGE/JPEG", b"\xff\xd8\xff", True),
+        ("audio/mpeg", b"ID3", True),
+        ("video/mp4", b"....", True),
+        ("application/pdf", b"%PDF-1.7", True),
+        ("application/zip", b"PK\x03\x04", True),
+        ("application/octet-stream", PNG, True),
+        ("application/octet-stream", b"abc\x00def", True),
+        (None, b"%PDF-1.4 ...", True),
+        ("application/octet-stream", "<rss/>".encode("utf-16"), False),  # BOM: UTF-16 text
+    ],
+)
+def test_not_a_feed(content_type: str | None, body: bytes, refused: bool) -> None:
+    assert (not_a_feed_reason(content_type, body) is not None) is refused
+
+
+def test_binary_sniff_ignores_text() -> None:
+    assert not looks_binary("Азербайджан и Россия".encode())

@@ -1,0 +1,212 @@
+"""Matching: one automaton pass per field, then boolean and proximity logic on the hits.
+
+Words of a field are joined as `` w1 w2 … wn `` (one space around each) and scanned once by an
+Aho-Corasick automaton that holds every word pattern of every topic: `` word `` for an exact
+word, `` prefix`` for a wildcard. The pass costs the length of the text plus the number of hits,
+not the number of rules. Phrases are checked on the hits (word *k* of the phrase on token i+k).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from feedwatch.rules.model import Clause, Hit, TermUse, Topic, TopicMatch
+from feedwatch.textnorm import Token, tokenize
+
+FIELDS = ("title", "body")
+SNIPPET_CHARS = 200
+
+
+class _Occ(NamedTuple):
+    """A term occurrence, with the group it counts for and its token index (for proximity)."""
+
+    use: TermUse
+    field: int
+    pos: int
+    hit: Hit
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    group_value: dict[int, float]
+    occs: dict[int, list[_Occ]]
+
+
+class Rulebook:
+    """Compiled rules; build with ``compile_rulebook`` or ``load_rulebook``. Immutable after
+    construction, so one instance may be shared by threads and forked workers."""
+
+    def __init__(
+        self,
+        *,
+        topics: Sequence[Topic],
+        automaton: Any,
+        key_lengths: Sequence[int],
+        term_wids: Sequence[tuple[int, ...]],
+        starts: dict[int, list[int]],
+        uses: Sequence[Sequence[TermUse]],
+        field_weights: tuple[float, float],
+        word_key: Callable[[str], str],
+        morphology: str,
+        source: str,
+    ) -> None:
+        self._topics = tuple(topics)
+        self.topics: list[str] = [t.name for t in self._topics]
+        self._automaton = automaton
+        self._key_lengths = tuple(key_lengths)
+        self._term_wids = tuple(term_wids)
+        self._starts = starts
+        self._uses = tuple(tuple(u) for u in uses)
+        self._field_weights = field_weights
+        self._word_key = word_key
+        self.morphology = morphology
+        self.source = source
+        self.term_count = len(self._term_wids)
+
+    # -- public -------------------------------------------------------------------------------
+    def match(self, title: str, body: str, lang: str | None = None) -> list[TopicMatch]:
+        """Topics whose score reaches their threshold, best first. ``lang`` is accepted as a
+        hint but not needed: scripts, not language tags, decide how words are read."""
+        texts = (title or "", body or "")
+        occs = self._scan(texts)
+        if not occs:
+            return []
+        out = [m for t_i in range(len(self._topics)) if (m := self._topic(t_i, occs, texts))]
+        return sorted(out, key=lambda m: -m.score)
+
+    def candidate(self, title: str, body: str) -> bool:
+        """True when any term of any topic occurs at all."""
+        return bool(self._scan((title or "", body or "")))
+
+    # -- scanning -----------------------------------------------------------------------------
+    def _scan(self, texts: tuple[str, str]) -> list[_Occ]:
+        occs: list[_Occ] = []
+        for f_i, text in enumerate(texts):
+            if text:
+                occs.extend(self._scan_field(f_i, tokenize(text)))
+        return occs
+
+    def _scan_field(self, f_i: int, tokens: list[Token]) -> list[_Occ]:
+        if not tokens:
+            return []
+        keys = [self._word_key(t.text) for t in tokens]
+        joined = " " + " ".join(keys) + " "
+        index_at: dict[int, int] = {}
+        pos = 1
+        for i, k in enumerate(keys):
+            index_at[pos] = i
+            pos += len(k) + 1
+        at: dict[int, set[int]] = defaultdict(set)
+        for end, wid in self._automaton.iter(joined):
+            at[index_at[end - self._key_lengths[wid] + 2]].add(wid)
+        field_weight = self._field_weights[f_i]
+        field = FIELDS[f_i]
+        occs: list[_Occ] = []
+        for i, wids in at.items():
+            for wid in wids:
+                for tid in self._starts.get(wid, ()):
+                    pattern = self._term_wids[tid]
+                    n = len(pattern)
+                    if n > 1 and not all(
+                        pattern[k] in at.get(i + k, ()) for k in range(1, n)
+                    ):
+                        continue
+                    if i + n > len(tokens):
+                        continue
+                    start, end = tokens[i].start, tokens[i + n - 1].end
+                    for use in self._uses[tid]:
+                        hit = Hit(use.source, field, start, end, use.weight * field_weight)
+                        occs.append(_Occ(use, f_i, i, hit))
+        return occs
+
+    # -- scoring ------------------------------------------------------------------------------
+    def _evidence(self, t_i: int, occs: list[_Occ]) -> _Evidence:
+        value: dict[int, float] = {}
+        by_group: dict[int, list[_Occ]] = defaultdict(list)
+        for occ in occs:
+            if occ.use.topic == t_i:
+                g = occ.use.group
+                by_group[g].append(occ)
+                value[g] = max(value.get(g, 0.0), occ.hit.weight)
+        return _Evidence(value, by_group)
+
+    def _clause_score(self, clause: Clause, ev: _Evidence) -> float | None:
+        present = ev.group_value
+        if not all(g in present for g in clause.all):
+            return None
+        if clause.any and not any(g in present for g in clause.any):
+            return None
+        if any(g in present for g in clause.none):
+            return None
+        if clause.within is not None and not _near(clause, ev, clause.within):
+            return None
+        used = [*clause.all, *(g for g in clause.any if g in present)]
+        return clause.boost + sum(present[g] for g in used)
+
+    def _topic(self, t_i: int, occs: list[_Occ], texts: tuple[str, str]) -> TopicMatch | None:
+        topic = self._topics[t_i]
+        ev = self._evidence(t_i, occs)
+        if not ev.group_value:
+            return None
+        satisfied = [
+            (score, c) for c in topic.clauses if (score := self._clause_score(c, ev)) is not None
+        ]
+        if not satisfied:
+            return None
+        best = max(score for score, _ in satisfied)
+        if best < topic.threshold:
+            return None
+        groups = sorted({g for _, c in satisfied for g in (*c.all, *c.any) if g in ev.group_value})
+        hits = sorted(
+            {o.hit for g in groups for o in ev.occs[g]}, key=lambda h: (-h.weight, h.field, h.start)
+        )
+        terms = list(dict.fromkeys(h.term for h in hits))
+        return TopicMatch(
+            topic=topic.name,
+            score=best,
+            terms=terms,
+            hits=sorted(hits, key=lambda h: (FIELDS.index(h.field), h.start)),
+            snippet=_snippet(texts[FIELDS.index(hits[0].field)], hits[0]),
+            threshold=topic.threshold,
+            clauses=[c.name for s, c in satisfied if s >= topic.threshold],
+            groups={topic.groups[g]: ev.group_value[g] for g in groups},
+        )
+
+
+def _near(clause: Clause, ev: _Evidence, within: int) -> bool:
+    """Some hit of the first ``all`` group has, in the same field and within ``within`` words,
+    a hit of every other ``all`` group and of at least one ``any`` group (if any are listed)."""
+    anchors = clause.all or clause.any
+    rest = clause.all[1:] if clause.all else ()
+    optional = clause.any if clause.all else ()
+
+    def close(a: _Occ, group: int) -> bool:
+        return any(
+            o.field == a.field and abs(o.pos - a.pos) <= within for o in ev.occs.get(group, ())
+        )
+
+    for anchor_group in anchors[:1] if clause.all else anchors:
+        for a in ev.occs.get(anchor_group, ()):
+            if all(close(a, g) for g in rest) and (
+                not optional or any(close(a, g) for g in optional)
+            ):
+                return True
+    return False
+
+
+def _snippet(text: str, hit: Hit) -> str:
+    """About SNIPPET_CHARS of ``text`` centred on ``hit``, cut at spaces."""
+    if len(text) <= SNIPPET_CHARS:
+        return text.strip()
+    half = (SNIPPET_CHARS - (hit.end - hit.start)) // 2
+    lo = max(0, hit.start - max(half, 0))
+    hi = min(len(text), lo + SNIPPET_CHARS)
+    lo = max(0, hi - SNIPPET_CHARS)
+    if lo > 0 and (sp := text.find(" ", lo, hit.start)) != -1:
+        lo = sp + 1
+    if hi < len(text) and (sp := text.rfind(" ", hit.end, hi)) != -1:
+        hi = sp
+    return ("…" if lo > 0 else "") + text[lo:hi].strip() + ("…" if hi < len(text) else "")

@@ -1,0 +1,5 @@
+"""``python -m feedwatch`` runs the CLI."""
+
+from feedwatch.cli import main
+
+main()

@@ -123,3 +123,12 @@ def test_config_from_settings() -> None:
         2,
         s.user_agent,
     )
+
+
+@pytest.mark.parametrize(
+    "change", [{"deadline": 0}, {"max_bytes": 0}, {"concurrency": 0}, {"per_host": 0}, {"max_redirects": -1}]
+)
+def test_config_rejects_values_that_would_hang_or_fail_everything(change: dict[str, float]) -> None:
+    base = FetchConfig.from_settings(Settings()).__dict__
+    with pytest.raises(ValueError):
+        FetchConfig(**{**base, **change})

@@ -22,6 +22,14 @@ class FetchConfig:
     concurrency: int
     per_host: int
 
+    def __post_init__(self) -> None:
+        # A zero here would not fail loudly: Semaphore(0) waits forever, timeout 0 fails all.
+        for name in ("connect_timeout", "read_timeout", "deadline", "max_bytes"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"FetchConfig.{name} must be positive")
+        if self.concurrency < 1 or self.per_host < 1 or self.max_redirects < 0:
+            raise ValueError("FetchConfig: concurrency and per_host >= 1, max_redirects >= 0")
+
     @classmethod
     def from_settings(cls, s: Settings) -> FetchConfig:
         return cls(

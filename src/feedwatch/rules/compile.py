@@ -296,7 +296,7 @@ class _Builder:
         for wids, tid in self.term_ids.items():
             term_wids[tid] = wids
             starts.setdefault(wids[0], []).append(tid)
-        word_key: Callable[[str], str] = stem if self.stemmed else _identity
+        word_key: Callable[[str], str] | None = stem if self.stemmed else None
         return Rulebook(
             topics=topics, automaton=automaton, key_lengths=lengths, term_wids=term_wids,
             starts=starts, uses=self.uses,
@@ -304,6 +304,3 @@ class _Builder:
             word_key=word_key, morphology=self.settings["morphology"], source=self.loc.source,
         )
 
-
-def _identity(word: str) -> str:
-    return word

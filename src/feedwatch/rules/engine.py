@@ -8,16 +8,20 @@ not the number of rules. Phrases are checked on the hits (word *k* of the phrase
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate, count
+from operator import add
 from typing import Any, NamedTuple
 
 from feedwatch.rules.model import Clause, Hit, TermUse, Topic, TopicMatch
-from feedwatch.textnorm import Token, tokenize
+from feedwatch.textnorm import Words, split_words
 
 FIELDS = ("title", "body")
 SNIPPET_CHARS = 200
+_FEW_HITS = 48
 
 
 class _Occ(NamedTuple):
@@ -49,7 +53,7 @@ class Rulebook:
         starts: dict[int, list[int]],
         uses: Sequence[Sequence[TermUse]],
         field_weights: tuple[float, float],
-        word_key: Callable[[str], str],
+        word_key: Callable[[str], str] | None,
         morphology: str,
         source: str,
     ) -> None:
@@ -86,22 +90,30 @@ class Rulebook:
         occs: list[_Occ] = []
         for f_i, text in enumerate(texts):
             if text:
-                occs.extend(self._scan_field(f_i, tokenize(text)))
+                occs.extend(self._scan_field(f_i, split_words(text)))
         return occs
 
-    def _scan_field(self, f_i: int, tokens: list[Token]) -> list[_Occ]:
-        if not tokens:
+    def _scan_field(self, f_i: int, words: Words) -> list[_Occ]:
+        if not words.folded:
             return []
-        keys = [self._word_key(t.text) for t in tokens]
-        joined = " " + " ".join(keys) + " "
-        index_at: dict[int, int] = {}
-        pos = 1
-        for i, k in enumerate(keys):
-            index_at[pos] = i
-            pos += len(k) + 1
+        text = words.folded
+        if self._word_key is not None:
+            text = " ".join(map(self._word_key, text.split(" ")))
+        joined = f" {text} "
+        found = list(self._automaton.iter(joined))
+        if not found:
+            return []
         at: dict[int, set[int]] = defaultdict(set)
-        for end, wid in self._automaton.iter(joined):
-            at[index_at[end - self._key_lengths[wid] + 2]].add(wid)
+        if len(found) < _FEW_HITS:
+            # Counting spaces before each hit beats building a position table for every word.
+            for end, wid in found:
+                at[joined.count(" ", 0, end - self._key_lengths[wid] + 2) - 1].add(wid)
+        else:
+            lengths = map(len, text.split(" "))
+            starts = list(map(add, accumulate(lengths, initial=0), count(1)))
+            for end, wid in found:
+                at[bisect_left(starts, end - self._key_lengths[wid] + 2)].add(wid)
+        offsets: list[int] | None = None
         field_weight = self._field_weights[f_i]
         field = FIELDS[f_i]
         occs: list[_Occ] = []
@@ -110,13 +122,10 @@ class Rulebook:
                 for tid in self._starts.get(wid, ()):
                     pattern = self._term_wids[tid]
                     n = len(pattern)
-                    if n > 1 and not all(
-                        pattern[k] in at.get(i + k, ()) for k in range(1, n)
-                    ):
+                    if n > 1 and not all(pattern[k] in at.get(i + k, ()) for k in range(1, n)):
                         continue
-                    if i + n > len(tokens):
-                        continue
-                    start, end = tokens[i].start, tokens[i + n - 1].end
+                    offsets = offsets or words.offsets()
+                    start, end = offsets[2 * i + 1], offsets[2 * (i + n - 1) + 2]
                     for use in self._uses[tid]:
                         hit = Hit(use.source, field, start, end, use.weight * field_weight)
                         occs.append(_Occ(use, f_i, i, hit))

@@ -11,13 +11,13 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 import click
 from rich.console import Console
-from rich.control import strip_control_codes
 from rich.table import Table
 from rich.text import Text
 from sqlalchemy import select
@@ -61,7 +61,12 @@ def _t(value: Any) -> Text:
         return Text("–", style="dim")
     if isinstance(value, datetime):
         return Text(isoformat_utc(value) or "")
-    return Text(strip_control_codes(str(value)))
+    return Text(_printable(str(value)))
+
+
+def _printable(text: str) -> str:
+    """Without control characters (ESC sequences from a feed must not drive the terminal)."""
+    return "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch) != "Cc")
 
 
 def _age(seconds: float | None) -> str:
@@ -138,7 +143,7 @@ def render_status(report: dict[str, Any], console: Console) -> None:
     for w in answered:
         wtable.add_row(_t(w["name"]), _t(", ".join(w["queues"])), _t(w["active"]))
     if workers.get("error"):
-        wtable.caption = f"not asked or no answer: {workers['error']}"
+        wtable.caption = Text(f"not asked or no answer: {_printable(workers['error'])}")
     console.print(wtable)
 
     if report["feeds"] is not None:
@@ -332,10 +337,7 @@ def alerts_list(status_: str | None, limit: int, as_json: bool) -> None:
         )
         if status_:
             stmt = stmt.where(col(Alert.status) == status_)
-        rows = [
-            {**_jsonable(alert.model_dump()), "title": title}
-            for alert, title in session.execute(stmt).tuples()
-        ]
+        rows = [{**_jsonable(alert.model_dump()), "title": title} for alert, title in session.execute(stmt)]
     if as_json:
         _echo_json(rows)
         return

@@ -122,7 +122,7 @@ def feed_status(session: Session, now: datetime, settings: Settings) -> dict[str
 
 def alert_status(session: Session, now: datetime) -> dict[str, Any]:
     stmt = select(col(Alert.status), func.count()).group_by(col(Alert.status))
-    counts: dict[str, int] = {status: int(n) for status, n in session.execute(stmt).tuples()}
+    counts: dict[str, int] = {status: int(n) for status, n in session.execute(stmt)}
     oldest = session.execute(
         select(func.min(Alert.created_at)).where(
             col(Alert.status).in_([AlertStatus.PENDING, AlertStatus.QUEUED])
@@ -150,7 +150,7 @@ def article_status(session: Session, now: datetime) -> dict[str, Any]:
 def match_status(session: Session, now: datetime) -> dict[str, Any]:
     def by_topic(*where: Any) -> dict[str, int]:
         stmt = select(col(Match.topic), func.count()).where(*where).group_by(col(Match.topic))
-        return {topic: int(n) for topic, n in session.execute(stmt).tuples()}
+        return {topic: int(n) for topic, n in session.execute(stmt)}
 
     return {
         "by_topic_total": by_topic(),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Queue  # type: ignore[attr-defined]
 
 from feedwatch.settings import Settings, get_settings
 
@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "interval_max": 1,
         },
         task_default_queue="default",
-        task_queues=[Queue(name, routing_key=name) for name in QUEUES],
+        task_queues=[Queue(name, routing_key=name) for name in QUEUES],  # type: ignore[no-untyped-call]
         task_routes={
             "feedwatch.schedule_tick": {"queue": "default", "routing_key": "default"},
             "feedwatch.poll_feed": {"queue": "feeds", "routing_key": "feeds"},

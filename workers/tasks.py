@@ -55,7 +55,7 @@ def poll_feed(feed_ids: list[int] | int) -> dict[str, Any]:
 
 
 @app.task(name="feedwatch.deliver_alert", bind=True, max_retries=alerts.MAX_ATTEMPTS + 2)
-def deliver_alert(self: Task, alert_id: int) -> str:  # type: ignore[type-arg]
+def deliver_alert(self: Task, alert_id: int) -> str:
     structlog.contextvars.bind_contextvars(alert_id=alert_id)
     ctx = context()
     try:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
-from sqlmodel import Session, col
+from sqlalchemy import and_, or_, update
+from sqlmodel import Session, col, select
 
 from feedwatch.channels import AlertPayload, Channel
 from feedwatch.channels.base import TopicReason
@@ -80,12 +80,14 @@ def _claim(session: Session, alert_id: int, channel: str, now: datetime) -> bool
     )
     claimable = or_(
         col(Delivery.status).in_([DeliveryStatus.PENDING, DeliveryStatus.RETRYING]),
-        (Delivery.status == DeliveryStatus.SENDING)
-        & (col(Delivery.claimed_at) < now - DELIVERY_LEASE),
+        and_(
+            col(Delivery.status) == DeliveryStatus.SENDING,
+            col(Delivery.claimed_at) < now - DELIVERY_LEASE,
+        ),
     )
     result = session.execute(
         update(Delivery)
-        .where(Delivery.alert_id == alert_id, Delivery.channel == channel, claimable)
+        .where(col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel, claimable)
         .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=Delivery.attempts + 1)
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -100,7 +102,7 @@ def _record(
             values["sent_at"] = now
         session.execute(
             update(Delivery)
-            .where(Delivery.alert_id == alert_id, Delivery.channel == channel)
+            .where(col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel)
             .values(**values)
         )
 
@@ -108,9 +110,7 @@ def _record(
 def _finish(session: Session, alert: Alert, channels: Sequence[str], now: datetime) -> str:
     rows = session.execute(select(Delivery).where(Delivery.alert_id == alert.id)).scalars().all()
     by_channel = {d.channel: d for d in rows}
-    statuses = [
-        by_channel[c].status if c in by_channel else DeliveryStatus.PENDING for c in channels
-    ]
+    statuses = [by_channel[c].status if c in by_channel else DeliveryStatus.PENDING for c in channels]
     if all(s == DeliveryStatus.SENT for s in statuses):
         alert.status, alert.delivered_at, alert.last_error = AlertStatus.DELIVERED, now, None
     elif any(s == DeliveryStatus.DEAD for s in statuses):
@@ -146,8 +146,8 @@ def deliver(
         with session_scope(settings) as session:
             claimed = _claim(session, alert_id, channel.name, clock())
             attempts = session.execute(
-                select(Delivery.attempts).where(
-                    Delivery.alert_id == alert_id, Delivery.channel == channel.name
+                select(col(Delivery.attempts)).where(
+                    col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel.name
                 )
             ).scalar_one()
         if not claimed:
@@ -158,9 +158,7 @@ def deliver(
         except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
             dead = attempts >= MAX_ATTEMPTS
             status = DeliveryStatus.DEAD if dead else DeliveryStatus.RETRYING
-            _record(
-                alert_id, channel.name, status, f"{type(exc).__name__}: {exc}", clock(), settings
-            )
+            _record(alert_id, channel.name, status, f"{type(exc).__name__}: {exc}", clock(), settings)
             log.warning(
                 "alert.channel_failed",
                 alert_id=alert_id,
@@ -197,20 +195,20 @@ def retry_alerts(session: Session, alert_ids: Sequence[int] | None) -> list[int]
 
     The alerts go back to ``pending``: the next tick (or the caller) publishes them again.
     """
-    stmt = select(Alert.id).where(Alert.status == AlertStatus.FAILED)
+    stmt = select(col(Alert.id)).where(Alert.status == AlertStatus.FAILED)
     if alert_ids is not None:
-        stmt = select(Alert.id).where(col(Alert.id).in_(list(alert_ids)))
+        stmt = select(col(Alert.id)).where(col(Alert.id).in_(list(alert_ids)))
     ids = list(session.execute(stmt).scalars())
     if not ids:
         return []
     session.execute(
         update(Delivery)
-        .where(col(Delivery.alert_id).in_(ids), Delivery.status != DeliveryStatus.SENT)
+        .where(col(Delivery.alert_id).in_(ids), col(Delivery.status) != DeliveryStatus.SENT)
         .values(status=DeliveryStatus.RETRYING, attempts=0)
     )
     session.execute(
         update(Alert)
-        .where(col(Alert.id).in_(ids), Alert.status != AlertStatus.DELIVERED)
+        .where(col(Alert.id).in_(ids), col(Alert.status) != AlertStatus.DELIVERED)
         .values(status=AlertStatus.PENDING, last_error=None)
     )
     return ids

@@ -74,9 +74,7 @@ def main() -> None:
     default=None,
     help="Worker processes (default FEEDWATCH_WORKER_CONCURRENCY).",
 )
-@click.option(
-    "--queues", "-Q", default="feeds,alerts,default", show_default=True, help="Queues to consume."
-)
+@click.option("--queues", "-Q", default="feeds,alerts,default", show_default=True, help="Queues to consume.")
 @click.option(
     "--beat/--no-beat",
     default=True,
@@ -170,9 +168,7 @@ def _print_ingest(report: Any) -> None:
     table.add_column("lang")
     table.add_column("topics (score: terms)", overflow="fold")
     for item in report.items:
-        topics = "\n".join(
-            f"{t['topic']} ({t['score']}: {', '.join(t['terms'][:5])})" for t in item.topics
-        )
+        topics = "\n".join(f"{t['topic']} ({t['score']}: {', '.join(t['terms'][:5])})" for t in item.topics)
         table.add_row("•" if item.new else "", item.title, item.language or "", topics)
     out.print(table)
 

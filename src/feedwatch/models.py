@@ -64,6 +64,9 @@ class Feed(SQLModel, table=True):
     next_check_at: datetime = Field(default_factory=utcnow, index=True)
     next_check_reason: str = "new feed"
     claimed_at: datetime | None = None
+    # Claims whose poll never reported back (a crash, a kill, a lost message). A feed that
+    # keeps killing its poll is failed as ``crash`` instead of being retried forever.
+    unreported_claims: int = 0
 
     etag: str | None = None
     last_modified: str | None = None
@@ -87,9 +90,7 @@ class Feed(SQLModel, table=True):
     redirect_history: list[dict[str, Any]] = Field(
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
-    poll_history: list[dict[str, Any]] = Field(
-        default_factory=list, sa_column=Column(JSON, nullable=False)
-    )
+    poll_history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -129,9 +130,7 @@ class Match(SQLModel, table=True):
     score: float
     terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     snippet: str = Field(default="", sa_column=Column(Text, nullable=False))
-    explanation: dict[str, Any] = Field(
-        default_factory=dict, sa_column=Column(JSON, nullable=False)
-    )
+    explanation: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     stage: str = "feed"  # "feed" (title + teaser) or "full_text"
     created_at: datetime = Field(default_factory=utcnow, index=True)
 

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from feedwatch import store
+from feedwatch import feedstate, store
 from feedwatch.db import session_scope
 from feedwatch.fetch import (
     AddressPolicy,
@@ -38,7 +39,6 @@ from feedwatch.models import Feed
 from feedwatch.normalize import ArticleDraft, normalize_feed
 from feedwatch.parse import ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
-from feedwatch.schedule import NextCheck, Timing, after_failure, after_success
 from feedwatch.settings import Settings
 from feedwatch.timeutil import utcnow
 
@@ -93,12 +93,27 @@ class TickReport:
     alerts_requeued: int
 
 
+#: A feed whose polls died this many times without reporting is failed as ``crash``.
+CRASH_LIMIT = 3
+
+
 def tick(ctx: Context) -> TickReport:
-    """Claim due feeds and send them out in batches; re-send alerts stuck in the outbox."""
+    """Claim due feeds and send them out in batches; re-send alerts stuck in the outbox.
+
+    A feed whose last poll never reported back (worker killed, time limit, lost message) is
+    polled alone, so a poison feed cannot take a batch of healthy feeds down with it; after
+    ``CRASH_LIMIT`` such claims it is failed as ``crash`` and backs off like any failure.
+    """
     s = ctx.settings
     now = ctx.clock()
     with session_scope(s) as session:
-        ids = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
+        claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
+        for feed_id, unreported in claimed:
+            if unreported >= CRASH_LIMIT:
+                message = f"{unreported} polls died without reporting (killed, time limit, lost)"
+                crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
+                feedstate.record_failure(session, feed_id, "crash", message, None, crash, now, ctx.rng)
+                log.warning("feed.crashed", feed_id=feed_id, unreported=unreported)
         requeue = store.alerts_to_requeue(
             session,
             now,
@@ -106,8 +121,11 @@ def tick(ctx: Context) -> TickReport:
             queued_timeout=timedelta(seconds=s.alert_requeue_seconds),
             limit=1000,
         )
-        store.write_heartbeat(session, "beat", now, {"claimed": len(ids), "requeue": len(requeue)})
-    batches = [ids[i : i + s.poll_batch_size] for i in range(0, len(ids), s.poll_batch_size)]
+        store.write_heartbeat(session, "beat", now, {"claimed": len(claimed), "requeue": len(requeue)})
+    healthy = [feed_id for feed_id, unreported in claimed if unreported == 0]
+    suspect = [feed_id for feed_id, unreported in claimed if 0 < unreported < CRASH_LIMIT]
+    size = s.poll_batch_size
+    batches = [healthy[i : i + size] for i in range(0, len(healthy), size)] + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
         try:
@@ -120,9 +138,8 @@ def tick(ctx: Context) -> TickReport:
         with session_scope(s) as session:
             store.release_claims(session, unsent, now)
     requeued = publish_alerts(ctx, requeue)
-    report = TickReport(claimed=len(ids), batches=len(batches), alerts_requeued=requeued)
-    log.info("tick", claimed=len(ids), batches=len(batches), alerts_requeued=requeued)
-    return report
+    log.info("tick", claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
+    return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
 
 
 def publish_alerts(ctx: Context, alert_ids: Sequence[int]) -> int:
@@ -167,9 +184,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     """Poll a batch of feeds: fetch concurrently, then process and store each one."""
     with session_scope(ctx.settings) as session:
         feeds = [f for f in store.get_feeds(session, feed_ids) if f.enabled]
-    requests = [
-        FetchRequest(url=f.url, etag=f.etag, last_modified=f.last_modified, key=f.id) for f in feeds
-    ]
+    requests = [feedstate.fetch_request(f, ctx.clock(), ctx.rng) for f in feeds]
     started = time.monotonic()
     results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
     fetch_ms = int((time.monotonic() - started) * 1000)
@@ -194,41 +209,51 @@ def _process(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> Poll
         report.bytes = len(result.body)
         _store_result(ctx, feed, result, report, now)
     except (FetchError, ParseError) as exc:
-        report.outcome, report.error_class, report.error = "error", exc.error_class, exc.message
+        report.error_class, report.error = exc.error_class, exc.message
         report.http_status = getattr(exc, "status", report.http_status)
-        retry_after = getattr(exc, "retry_after", None)
-        with session_scope(ctx.settings) as session:
-            _record_failure(
-                ctx, session, feed.id, exc.error_class, exc.message, retry_after, report, now
-            )
+        _fail(ctx, feed.id, report, getattr(exc, "retry_after", None), now)
+    except (SQLAlchemyError, MemoryError):
+        raise  # the database is down or the process is in trouble: the task fails, the claim expires
+    except Exception as exc:
+        if type(exc).__name__ == "SoftTimeLimitExceeded":
+            raise
+        # A bug or a feed that breaks a stage must not take the rest of the batch down with it.
+        log.exception("feed.internal_error", feed_id=feed.id)
+        report.error_class, report.error = "internal", f"{type(exc).__name__}: {exc}"
+        _fail(ctx, feed.id, report, None, now)
     log_fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url")}
     log.info("feed.polled", url=feed.url, **log_fields)
     return report
 
 
-def _store_result(
-    ctx: Context, feed: Feed, result: FetchResult, report: PollReport, now: datetime
-) -> None:
+def _fail(ctx: Context, feed_id: int, report: PollReport, retry_after: float | None, now: datetime) -> None:
+    report.outcome = "error"
+    assert report.error_class is not None
+    with session_scope(ctx.settings) as session:
+        feedstate.record_failure(
+            session, feed_id, report.error_class, report.error or "", retry_after, report, now, ctx.rng
+        )
+
+
+def _store_result(ctx: Context, feed: Feed, result: FetchResult, report: PollReport, now: datetime) -> None:
     assert feed.id is not None
     if result.not_modified:
         report.outcome = "not_modified"
         with session_scope(ctx.settings) as session:
-            _record_success(ctx, session, feed.id, result, None, report, now)
+            feedstate.record_success(session, feed.id, result, None, report, now, ctx.rng)
         return
     body_hash = hashlib.sha256(result.body).hexdigest()
     if body_hash == feed.body_hash:
         report.outcome = "unchanged"
         with session_scope(ctx.settings) as session:
-            _record_success(ctx, session, feed.id, result, body_hash, report, now)
+            feedstate.record_success(session, feed.id, result, body_hash, report, now, ctx.rng)
         return
     parsed = parse_feed(result.body, headers=result.headers, url=result.url)
-    drafts = normalize_feed(
-        parsed, feed_url=result.url, configured_language=feed.language, fetched_at=now
-    )
+    drafts = normalize_feed(parsed, feed_url=result.url, configured_language=feed.language, fetched_at=now)
     report.entries = len(drafts)
     with session_scope(ctx.settings) as session:
         alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report)
-        _record_success(ctx, session, feed.id, result, body_hash, report, now)
+        feedstate.record_success(session, feed.id, result, body_hash, report, now, ctx.rng, parsed)
     report.alert_ids = alert_ids
 
 
@@ -255,9 +280,7 @@ def store_drafts(
     new = [d for d in drafts if d.identity_key not in seen]
     matched = match_drafts(rulebook, new)
     inserted = store.insert_articles(session, feed_id, new, now, set(matched))
-    store.add_sightings(
-        session, feed_id, store.ids_for_keys(session, [d.identity_key for d in drafts]), now
-    )
+    store.add_sightings(session, feed_id, store.ids_for_keys(session, [d.identity_key for d in drafts]), now)
     alert_ids: list[int] = []
     for key, article_id in inserted.items():
         matches = matched.get(key)
@@ -270,89 +293,6 @@ def store_drafts(
     report.new = len(inserted)
     report.flagged = len(alert_ids)
     return alert_ids
-
-
-def _timing(feed: Feed) -> Timing:
-    return Timing(feed.interval_minutes, feed.min_interval_minutes, feed.max_interval_minutes)
-
-
-def _apply_next(feed: Feed, nxt: NextCheck, report: PollReport) -> None:
-    feed.next_check_at, feed.state, feed.next_check_reason = nxt.at, nxt.state, nxt.reason
-    feed.claimed_at = None
-    report.next_check = nxt.reason
-
-
-def _history(feed: Feed, report: PollReport, now: datetime) -> None:
-    entry: dict[str, Any] = {
-        "at": now.isoformat(timespec="seconds"),
-        "outcome": report.outcome,
-        "status": report.http_status,
-        "entries": report.entries,
-        "new": report.new,
-    }
-    if report.error_class:
-        entry["error_class"] = report.error_class
-    feed.poll_history = [*feed.poll_history[-19:], entry]
-
-
-def _record_success(
-    ctx: Context,
-    session: Session,
-    feed_id: int,
-    result: FetchResult,
-    body_hash: str | None,
-    report: PollReport,
-    now: datetime,
-) -> None:
-    feed = session.get(Feed, feed_id)
-    assert feed is not None
-    nxt = after_success(_timing(feed), now, result.not_modified, ctx.rng)
-    _apply_next(feed, nxt, report)
-    if result.etag or result.last_modified or not result.not_modified:
-        feed.etag, feed.last_modified = result.etag, result.last_modified
-    if body_hash is not None:
-        feed.body_hash = body_hash
-    feed.last_polled_at = feed.last_ok_at = now
-    feed.last_status = result.status
-    feed.last_entries, feed.last_new = report.entries, report.new
-    feed.last_duration_ms = report.duration_ms
-    feed.error_count = 0
-    feed.error_class = feed.error_message = None
-    if result.redirects:
-        feed.redirect_history = [
-            *feed.redirect_history[-9:],
-            {
-                "at": now.isoformat(timespec="seconds"),
-                "chain": [[r.status, r.source, r.target] for r in result.redirects],
-            },
-        ]
-    feed.updated_at = now
-    _history(feed, report, now)
-    session.add(feed)
-
-
-def _record_failure(
-    ctx: Context,
-    session: Session,
-    feed_id: int,
-    error_class: str,
-    message: str,
-    retry_after: float | None,
-    report: PollReport,
-    now: datetime,
-) -> None:
-    feed = session.get(Feed, feed_id)
-    assert feed is not None
-    feed.error_count += 1
-    feed.total_errors += 1
-    feed.error_class, feed.error_message = error_class, message[:500]
-    feed.last_error_at = feed.last_polled_at = now
-    feed.last_status = report.http_status
-    nxt = after_failure(_timing(feed), now, error_class, feed.error_count, retry_after, ctx.rng)
-    _apply_next(feed, nxt, report)
-    feed.updated_at = now
-    _history(feed, report, now)
-    session.add(feed)
 
 
 # --- one-shot ingest -----------------------------------------------------------------------------

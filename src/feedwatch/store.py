@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from feedwatch.models import (
     Alert,
@@ -58,7 +58,7 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> Sy
     redirect does not make it look new. Feeds removed from the configuration are disabled, not
     deleted: their articles and history stay.
     """
-    existing = {f.config_url: f for f in session.exec(select(Feed)).scalars()}
+    existing = {f.config_url: f for f in session.exec(select(Feed)).all()}
     added = updated = disabled = 0
     for spec in specs:
         feed = existing.pop(spec.url, None)
@@ -89,17 +89,18 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> Sy
     return SyncReport(added=added, updated=updated, disabled=disabled)
 
 
-def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[int]:
-    """Claim up to ``limit`` due feeds in one statement and return their ids.
+def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[tuple[int, int]]:
+    """Claim up to ``limit`` due feeds in one statement; return (id, unreported claims before).
 
     Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
     redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
-    once the lease runs out. PostgreSQL uses ``FOR UPDATE SKIP LOCKED``; SQLite serializes
-    writers, so the single UPDATE is atomic there as it is.
+    once the lease runs out. Each claim counts in ``unreported_claims`` until a poll reports;
+    the caller isolates or fails feeds whose polls keep dying. PostgreSQL uses ``FOR UPDATE
+    SKIP LOCKED``; SQLite serializes writers, so the single UPDATE is atomic there as it is.
     """
     due = (
-        select(Feed.id)
-        .where(col(Feed.enabled), Feed.state != FeedState.DISABLED, Feed.next_check_at <= now)
+        select(col(Feed.id))
+        .where(col(Feed.enabled), col(Feed.state) != FeedState.DISABLED, col(Feed.next_check_at) <= now)
         .order_by(col(Feed.next_check_at))
         .limit(limit)
     )
@@ -108,19 +109,21 @@ def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: 
     stmt = (
         update(Feed)
         .where(col(Feed.id).in_(due.scalar_subquery()))
-        .values(claimed_at=now, next_check_at=now + timedelta(seconds=lease_seconds))
-        .returning(col(Feed.id))
+        .values(
+            claimed_at=now,
+            next_check_at=now + timedelta(seconds=lease_seconds),
+            unreported_claims=Feed.unreported_claims + 1,
+        )
+        .returning(col(Feed.id), col(Feed.unreported_claims))
     )
-    return sorted(session.execute(stmt).scalars().all())
+    return sorted((feed_id, claims - 1) for feed_id, claims in session.execute(stmt).all())
 
 
 def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
     """Make claimed feeds due again at once (their poll message could not be published)."""
     if ids:
         session.execute(
-            update(Feed)
-            .where(col(Feed.id).in_(list(ids)))
-            .values(next_check_at=now, claimed_at=None)
+            update(Feed).where(col(Feed.id).in_(list(ids))).values(next_check_at=now, claimed_at=None)
         )
 
 
@@ -128,16 +131,14 @@ def get_feeds(session: Session, ids: Iterable[int]) -> list[Feed]:
     ids = list(ids)
     if not ids:
         return []
-    return list(session.exec(select(Feed).where(col(Feed.id).in_(ids))).scalars())
+    return list(session.exec(select(Feed).where(col(Feed.id).in_(ids))).all())
 
 
 def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
     """The feed row for a one-shot ``feedwatch ingest`` source (never polled by the service)."""
-    feed = session.exec(select(Feed).where(Feed.config_url == url)).scalars().first()
+    feed = session.exec(select(Feed).where(col(Feed.config_url) == url)).first()
     if feed is None:
-        feed = Feed(
-            config_url=url, url=url, name=url, enabled=False, tags=["ingest"], created_at=now
-        )
+        feed = Feed(config_url=url, url=url, name=url, enabled=False, tags=["ingest"], created_at=now)
         session.add(feed)
         session.flush()
     return feed
@@ -149,7 +150,7 @@ def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
 def existing_identity_keys(session: Session, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
-    stmt = select(Article.identity_key).where(col(Article.identity_key).in_(list(keys)))
+    stmt = select(col(Article.identity_key)).where(col(Article.identity_key).in_(list(keys)))
     return set(session.execute(stmt).scalars())
 
 
@@ -194,13 +195,11 @@ def insert_articles(
 def ids_for_keys(session: Session, keys: Sequence[str]) -> list[int]:
     if not keys:
         return []
-    stmt = select(Article.id).where(col(Article.identity_key).in_(list(keys)))
+    stmt = select(col(Article.id)).where(col(Article.identity_key).in_(list(keys)))
     return list(session.execute(stmt).scalars())
 
 
-def add_sightings(
-    session: Session, feed_id: int, article_ids: Sequence[int], now: datetime
-) -> None:
+def add_sightings(session: Session, feed_id: int, article_ids: Sequence[int], now: datetime) -> None:
     if not article_ids:
         return
     rows = [{"article_id": a, "feed_id": feed_id, "seen_at": now} for a in article_ids]
@@ -237,15 +236,11 @@ def insert_matches(
         session.execute(stmt)
 
 
-def create_alert(
-    session: Session, article_id: int, topics: Sequence[str], now: datetime
-) -> int | None:
+def create_alert(session: Session, article_id: int, topics: Sequence[str], now: datetime) -> int | None:
     """The outbox row for a flagged article; None if the article already has one."""
     stmt = (
         _insert(session, Alert)
-        .values(
-            article_id=article_id, topics=list(topics), status=AlertStatus.PENDING, created_at=now
-        )
+        .values(article_id=article_id, topics=list(topics), status=AlertStatus.PENDING, created_at=now)
         .on_conflict_do_nothing(index_elements=["article_id"])
         .returning(col(Alert.id))
     )
@@ -271,12 +266,12 @@ def alerts_to_requeue(
 ) -> list[int]:
     """Alerts whose message may be lost: pending past the grace, or queued and never delivered."""
     stmt = (
-        select(Alert.id)
+        select(col(Alert.id))
         .where(
             or_(
-                and_(Alert.status == AlertStatus.PENDING, Alert.created_at <= now - pending_grace),
+                and_(col(Alert.status) == AlertStatus.PENDING, col(Alert.created_at) <= now - pending_grace),
                 and_(
-                    Alert.status == AlertStatus.QUEUED,
+                    col(Alert.status) == AlertStatus.QUEUED,
                     col(Alert.queued_at) <= now - queued_timeout,
                 ),
             )

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-30
+Create Date: (regenerated)
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-
     op.create_table(
         "feed",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -38,6 +37,7 @@ def upgrade() -> None:
         sa.Column("next_check_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("next_check_reason", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("claimed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("unreported_claims", sa.Integer(), nullable=False),
         sa.Column("etag", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("last_modified", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("body_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -191,7 +191,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_delivery_alert_id"))
 

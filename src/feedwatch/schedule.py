@@ -66,9 +66,7 @@ def _clamp(minutes: float, timing: Timing) -> float:
     return minutes
 
 
-def after_success(
-    timing: Timing, now: datetime, not_modified: bool, rng: random.Random
-) -> NextCheck:
+def after_success(timing: Timing, now: datetime, not_modified: bool, rng: random.Random) -> NextCheck:
     minutes = _clamp(timing.interval_minutes, timing)
     jittered = minutes * (1 + rng.uniform(-JITTER, JITTER))
     state = FeedState.NOT_MODIFIED if not_modified else FeedState.OK
@@ -86,9 +84,7 @@ def after_failure(
 ) -> NextCheck:
     """``consecutive`` counts this failure too (1 on the first)."""
     if error_class == "gone":
-        return NextCheck(
-            at=now + MAX_BACKOFF, state=FeedState.DISABLED, reason="410 Gone: disabled"
-        )
+        return NextCheck(at=now + MAX_BACKOFF, state=FeedState.DISABLED, reason="410 Gone: disabled")
     weight = CLASS_WEIGHT.get(error_class, 1.0)
     base = timedelta(minutes=_clamp(timing.interval_minutes, timing))
     delay = min(base * weight * 2 ** min(consecutive - 1, 16), MAX_BACKOFF)

@@ -76,9 +76,7 @@ class Settings(BaseSettings):
     worker_max_memory_per_child_kb: int = Field(default=400_000, gt=0)
 
     # alerts
-    alert_channels: str = Field(
-        default="console,jsonl", description="Comma-separated channel names."
-    )
+    alert_channels: str = Field(default="console,jsonl", description="Comma-separated channel names.")
     alerts_file: Path | None = Field(
         default=None, description="JSONL channel file; default home/alerts.jsonl."
     )

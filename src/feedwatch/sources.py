@@ -76,9 +76,7 @@ class FeedSpec:
 class FeedsConfigError(ValueError):
     """The feeds file cannot be used; the message says where and why."""
 
-    def __init__(
-        self, path: Path, reason: str, *, index: int | None = None, url: str | None = None
-    ) -> None:
+    def __init__(self, path: Path, reason: str, *, index: int | None = None, url: str | None = None) -> None:
         self.path = path
         self.reason = reason
         self.index = index
@@ -134,17 +132,13 @@ def _toml_entries(path: Path, data: bytes) -> tuple[list[Any], Mapping[str, Any]
         raise FeedsConfigError(path, f"invalid TOML: {exc}") from exc
     unknown = sorted(set(doc) - set(TOP_LEVEL_KEYS))
     if unknown:
-        raise FeedsConfigError(
-            path, f"unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL_KEYS)}"
-        )
+        raise FeedsConfigError(path, f"unknown top-level key(s) {unknown}; allowed: {list(TOP_LEVEL_KEYS)}")
     defaults = doc.get("defaults", {})
     if not isinstance(defaults, dict):
         raise FeedsConfigError(path, "[defaults] must be a table")
     bad = sorted(set(defaults) - set(DEFAULT_KEYS))
     if bad:
-        raise FeedsConfigError(
-            path, f"unknown key(s) {bad} in [defaults]; allowed: {list(DEFAULT_KEYS)}"
-        )
+        raise FeedsConfigError(path, f"unknown key(s) {bad} in [defaults]; allowed: {list(DEFAULT_KEYS)}")
     feeds = doc.get("feeds", [])
     if not isinstance(feeds, list):
         raise FeedsConfigError(path, "feeds must be an array of tables: [[feeds]]")
@@ -236,10 +230,7 @@ def _build(
 
 def _positive_number(value: object) -> bool:
     return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value > 0
+        isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     )
 
 

@@ -23,9 +23,7 @@ def build_channels(settings: Settings) -> list[Channel]:
             assert settings.alerts_file is not None
             channels.append(JsonlChannel(settings.alerts_file))
         else:
-            raise ValueError(
-                f"FEEDWATCH_ALERT_CHANNELS: unknown channel {name!r} (known: console, jsonl)"
-            )
+            raise ValueError(f"FEEDWATCH_ALERT_CHANNELS: unknown channel {name!r} (known: console, jsonl)")
     return channels
 
 

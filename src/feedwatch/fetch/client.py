@@ -62,9 +62,7 @@ class _Progress:
 class _Batch:
     """One session and the concurrency limits shared by every fetch of a batch."""
 
-    def __init__(
-        self, session: aiohttp.ClientSession, config: FetchConfig, policy: AddressPolicy
-    ) -> None:
+    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig, policy: AddressPolicy) -> None:
         self.session = session
         self.config = config
         self.policy = policy
@@ -172,9 +170,7 @@ async def _follow(
         if str(target) in seen:
             raise FetchError("too_many_redirects", f"redirect loop back to {target}")
         if len(progress.redirects) > batch.config.max_redirects:
-            raise FetchError(
-                "too_many_redirects", f"more than {batch.config.max_redirects} redirects"
-            )
+            raise FetchError("too_many_redirects", f"more than {batch.config.max_redirects} redirects")
         seen.add(str(target))
         # Every hop passes the same guard as the first one.
         url = validate_url(target, batch.policy)
@@ -232,8 +228,7 @@ async def _final(
         body=body,
         headers=headers,
         etag=headers.get("etag") or (request.etag if status == 304 else None),
-        last_modified=headers.get("last-modified")
-        or (request.last_modified if status == 304 else None),
+        last_modified=headers.get("last-modified") or (request.last_modified if status == 304 else None),
         redirects=tuple(progress.redirects),
         elapsed=progress.elapsed(),
         wire_bytes=wire,

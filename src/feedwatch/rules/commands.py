@@ -20,11 +20,16 @@ from feedwatch.rules.model import Hit, RulesError, TopicMatch
 from feedwatch.rules.morph import MORPHOLOGIES
 
 _rules_option = click.option(
-    "--rules", "rules_path", type=click.Path(path_type=Path), default=None,
+    "--rules",
+    "rules_path",
+    type=click.Path(path_type=Path),
+    default=None,
     help="Rules file (default: the rules_file setting, FEEDWATCH_RULES_FILE).",
 )
 _morph_option = click.option(
-    "--morphology", type=click.Choice(MORPHOLOGIES), default=None,
+    "--morphology",
+    type=click.Choice(MORPHOLOGIES),
+    default=None,
     help="Override the rules file's morphology mode (to compare stemming with wildcards).",
 )
 
@@ -66,14 +71,25 @@ def _print_match(console: Console, m: TopicMatch, title: str, body: str) -> None
 
 @rules.command("test", help="Show which topics TEXT (or --file) matches, with highlights.")
 @click.argument("text", required=False)
-@click.option("--file", "file", type=click.File(encoding="utf-8"), default=None,
-              help="Read the item from a file: first line is the title, the rest the body.")
+@click.option(
+    "--file",
+    "file",
+    type=click.File(encoding="utf-8"),
+    default=None,
+    help="Read the item from a file: first line is the title, the rest the body.",
+)
 @click.option("--title", default=None, help="Title; TEXT or --file then gives the body.")
 @click.option("--json", "as_json", is_flag=True, help="Print explanations as JSON.")
 @_rules_option
 @_morph_option
-def test_cmd(text: str | None, file: IO[str] | None, title: str | None,
-             as_json: bool, rules_path: Path | None, morphology: str | None) -> None:
+def test_cmd(
+    text: str | None,
+    file: IO[str] | None,
+    title: str | None,
+    as_json: bool,
+    rules_path: Path | None,
+    morphology: str | None,
+) -> None:
     if file is not None:
         content = file.read()
     elif text is not None:
@@ -92,8 +108,9 @@ def test_cmd(text: str | None, file: IO[str] | None, title: str | None,
         return
     console = Console()
     if not matches:
-        console.print("no topic matched" + (" (candidate: some terms occur)"
-                                            if rulebook.candidate(title, body) else ""))
+        console.print(
+            "no topic matched" + (" (candidate: some terms occur)" if rulebook.candidate(title, body) else "")
+        )
     for m in matches:
         _print_match(console, m, title, body)
 
@@ -123,8 +140,16 @@ def _print_report(console: Console, report: Report) -> None:
     for lang, per in rows:
         for topic, counts in per.items():
             d = counts.as_dict()
-            table.add_row(topic, lang, f"{d['precision']:.3f}", f"{d['recall']:.3f}",
-                          f"{d['f1']:.3f}", str(d["tp"]), str(d["fp"]), str(d["fn"]))
+            table.add_row(
+                topic,
+                lang,
+                f"{d['precision']:.3f}",
+                f"{d['recall']:.3f}",
+                f"{d['f1']:.3f}",
+                str(d["tp"]),
+                str(d["fp"]),
+                str(d["fn"]),
+            )
     console.print(table)
     for kind, label in (("miss", "Misses"), ("false_alarm", "False alarms")):
         errors = [e for e in report.errors if e.kind == kind]
@@ -132,7 +157,8 @@ def _print_report(console: Console, report: Report) -> None:
         for e in errors:
             console.print(
                 f"  line {e.line} \\[{escape(e.lang)}] {escape(e.topic)} (score {e.score:g}): "
-                f"{escape(e.title[:100])}", highlight=False,
+                f"{escape(e.title[:100])}",
+                highlight=False,
             )
 
 

@@ -63,12 +63,15 @@ def load_rulebook(path: Path, *, morphology: str | None = None) -> Rulebook:
     try:
         data = tomllib.loads(raw)
     except tomllib.TOMLDecodeError as exc:
-        line = getattr(exc, "lineno", None) or _decode_line(str(exc))
+        line = getattr(exc, "lineno", None) or _decode_line(str(exc), raw)
         raise RulesError(f"{path}:{line}: invalid TOML: {exc}") from exc
     return compile_rulebook(data, str(path), raw=raw, morphology=morphology)
 
 
-def _decode_line(message: str) -> int:
+def _decode_line(message: str, raw: str) -> int:
+    """tomllib (3.11) only says "(at line N, column M)" or "(at end of document)"."""
+    if "end of document" in message:
+        return max(1, len(raw.splitlines()))
     marker = "line "
     if marker in message:
         digits = message.split(marker, 1)[1].split(",", 1)[0].split(")", 1)[0]
@@ -100,13 +103,15 @@ def compile_rulebook(
     return builder.build(topics)
 
 
-def _only(loc: _Locator, table: Mapping[str, Any], allowed: set[str], what: str,
-          path: tuple[str, ...]) -> None:
+def _only(
+    loc: _Locator, table: Mapping[str, Any], allowed: set[str], what: str, path: tuple[str, ...]
+) -> None:
     for key in table:
         if key not in allowed:
             raise loc.error(
                 f"{what}: unknown key {key!r} (expected one of {', '.join(sorted(allowed))})",
-                *path, key,
+                *path,
+                key,
             )
 
 
@@ -155,11 +160,17 @@ class _Builder:
         tid = self.term_ids.setdefault(wids, len(self.term_ids))
         if tid == len(self.uses):
             self.uses.append([])
-        if not any(u.topic == use.topic and u.group == use.group for u in self.uses[tid]):
+        # The same words listed twice in one group (often via two lists) count once, at the
+        # higher weight, so repetition in the rules file never inflates a score.
+        same = [k for k, u in enumerate(self.uses[tid]) if (u.topic, u.group) == (use.topic, use.group)]
+        if not same:
             self.uses[tid].append(use)
+        elif self.uses[tid][same[0]].weight < use.weight:
+            self.uses[tid][same[0]] = use
 
-    def _entries(self, items: Any, weight: float, path: tuple[str, ...],
-                 seen: frozenset[str] = frozenset()) -> list[tuple[str, float]]:
+    def _entries(
+        self, items: Any, weight: float, path: tuple[str, ...], seen: frozenset[str] = frozenset()
+    ) -> list[tuple[str, float]]:
         if not isinstance(items, list):
             raise self.loc.error("terms must be a list", *path)
         out: list[tuple[str, float]] = []
@@ -169,19 +180,16 @@ class _Builder:
                 _only(self.loc, item, {"term", "weight"}, "term table", path)
                 term, w = item.get("term"), item.get("weight", weight)
                 if not _number(w) or w <= 0:
-                    raise self.loc.error(f"term {term!r}: weight must be a positive number",
-                                         *path, str(term))
+                    raise self.loc.error(f"term {term!r}: weight must be a positive number", *path, str(term))
             if not isinstance(term, str):
                 raise self.loc.error(f"term {term!r} is not a string", *path)
             if term.startswith("@"):
                 name = term[1:]
                 if name not in self.lists:
-                    raise self.loc.error(f"unknown list {term!r} (define it under [lists])",
-                                         *path, term)
+                    raise self.loc.error(f"unknown list {term!r} (define it under [lists])", *path, term)
                 if name in seen:
                     raise self.loc.error(f"list {term!r} includes itself", *path, term)
-                out.extend(self._entries(self.lists[name], float(w), ("[lists]", name),
-                                         seen | {name}))
+                out.extend(self._entries(self.lists[name], float(w), ("[lists]", name), seen | {name}))
             else:
                 out.append((term, float(w)))
         return out
@@ -194,8 +202,7 @@ class _Builder:
         _only(self.loc, spec, _TOPIC_KEYS, f"topic {name!r}", (head,))
         threshold = spec.get("threshold", 1.0)
         if not _number(threshold) or threshold <= 0:
-            raise self.loc.error(f"topic {name!r}: threshold must be a positive number",
-                                 head, "threshold")
+            raise self.loc.error(f"topic {name!r}: threshold must be a positive number", head, "threshold")
         groups_raw = spec.get("groups")
         if not isinstance(groups_raw, dict) or not groups_raw:
             raise self.loc.error(f"topic {name!r} has no groups", head)
@@ -215,8 +222,7 @@ class _Builder:
         _only(self.loc, spec, _GROUP_KEYS, f"topic {topic!r}: group {name!r}", head)
         weight = spec.get("weight", 1.0)
         if not _number(weight) or weight <= 0:
-            raise self.loc.error(f"topic {topic!r}: group {name!r}: weight must be positive",
-                                 *head, "weight")
+            raise self.loc.error(f"topic {topic!r}: group {name!r}: weight must be positive", *head, "weight")
         entries = self._entries(spec.get("terms", []), float(weight), head)
         if not entries:
             raise self.loc.error(f"topic {topic!r}: group {name!r} has no terms", *head)
@@ -224,8 +230,7 @@ class _Builder:
             try:
                 forms = parse_term(term, self.settings["min_prefix"])
             except TermSyntaxError as exc:
-                raise self.loc.error(f"topic {topic!r}: group {name!r}: {exc}",
-                                     *head, f'"{term}"') from None
+                raise self.loc.error(f"topic {topic!r}: group {name!r}: {exc}", *head, f'"{term}"') from None
             for words in forms:
                 self._add(words, TermUse(t_i, g_i, w, term))
         return max(w for _, w in entries)
@@ -252,17 +257,18 @@ class _Builder:
         if not refs["all"] and not refs["any"]:
             raise self.loc.error(f"{what}: needs 'all' or 'any' groups", *needles)
         within = spec.get("within")
-        if within is not None and (not isinstance(within, int) or isinstance(within, bool)
-                                   or within < 1):
-            raise self.loc.error(f"{what}: within must be a positive whole number of words",
-                                 *needles, "within")
+        if within is not None and (not isinstance(within, int) or isinstance(within, bool) or within < 1):
+            raise self.loc.error(
+                f"{what}: within must be a positive whole number of words", *needles, "within"
+            )
         boost = spec.get("boost", 0.0)
         if not _number(boost):
             raise self.loc.error(f"{what}: boost must be a number", *needles, "boost")
         return Clause(label, refs["all"], refs["any"], refs["none"], within, float(boost))
 
-    def _warn_dead(self, topic: str, threshold: float, clauses: list[Clause], names: list[str],
-                   max_value: list[float]) -> None:
+    def _warn_dead(
+        self, topic: str, threshold: float, clauses: list[Clause], names: list[str], max_value: list[float]
+    ) -> None:
         best = max(self.settings["title_weight"], self.settings["body_weight"])
         used: set[int] = set()
         for c in clauses:
@@ -270,17 +276,23 @@ class _Builder:
             needles = (f"[[topics.{topic}.clauses]]", f'"{c.name}"')
             clash = set(c.none) & (set(c.all) | (set(c.any) if len(c.any) == 1 else set()))
             if clash:
-                self.loc.warn(f"topic {topic!r}: clause {c.name!r} requires and forbids group "
-                              f"{names[min(clash)]!r}: it can never match", *needles)
-            ceiling = c.boost + best * (sum(max_value[g] for g in c.all)
-                                        + sum(max_value[g] for g in c.any))
+                self.loc.warn(
+                    f"topic {topic!r}: clause {c.name!r} requires and forbids group "
+                    f"{names[min(clash)]!r}: it can never match",
+                    *needles,
+                )
+            ceiling = c.boost + best * (sum(max_value[g] for g in c.all) + sum(max_value[g] for g in c.any))
             if ceiling < threshold:
-                self.loc.warn(f"topic {topic!r}: clause {c.name!r} scores at most {ceiling:g}, "
-                              f"below the threshold {threshold:g}: it can never match", *needles)
+                self.loc.warn(
+                    f"topic {topic!r}: clause {c.name!r} scores at most {ceiling:g}, "
+                    f"below the threshold {threshold:g}: it can never match",
+                    *needles,
+                )
         for g_i, g in enumerate(names):
             if g_i not in used:
-                self.loc.warn(f"topic {topic!r}: group {g!r} is used by no clause",
-                              f"[topics.{topic}.groups.{g}]")
+                self.loc.warn(
+                    f"topic {topic!r}: group {g!r} is used by no clause", f"[topics.{topic}.groups.{g}]"
+                )
 
     # -- automaton ----------------------------------------------------------------------------
     def build(self, topics: list[Topic]) -> Rulebook:
@@ -298,9 +310,14 @@ class _Builder:
             starts.setdefault(wids[0], []).append(tid)
         word_key: Callable[[str], str] | None = stem if self.stemmed else None
         return Rulebook(
-            topics=topics, automaton=automaton, key_lengths=lengths, term_wids=term_wids,
-            starts=starts, uses=self.uses,
+            topics=topics,
+            automaton=automaton,
+            key_lengths=lengths,
+            term_wids=term_wids,
+            starts=starts,
+            uses=self.uses,
             field_weights=(self.settings["title_weight"], self.settings["body_weight"]),
-            word_key=word_key, morphology=self.settings["morphology"], source=self.loc.source,
+            word_key=word_key,
+            morphology=self.settings["morphology"],
+            source=self.loc.source,
         )
-

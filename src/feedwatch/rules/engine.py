@@ -160,9 +160,7 @@ class Rulebook:
         ev = self._evidence(t_i, occs)
         if not ev.group_value:
             return None
-        satisfied = [
-            (score, c) for c in topic.clauses if (score := self._clause_score(c, ev)) is not None
-        ]
+        satisfied = [(score, c) for c in topic.clauses if (score := self._clause_score(c, ev)) is not None]
         if not satisfied:
             return None
         best = max(score for score, _ in satisfied)
@@ -193,15 +191,11 @@ def _near(clause: Clause, ev: _Evidence, within: int) -> bool:
     optional = clause.any if clause.all else ()
 
     def close(a: _Occ, group: int) -> bool:
-        return any(
-            o.field == a.field and abs(o.pos - a.pos) <= within for o in ev.occs.get(group, ())
-        )
+        return any(o.field == a.field and abs(o.pos - a.pos) <= within for o in ev.occs.get(group, ()))
 
     for anchor_group in anchors[:1] if clause.all else anchors:
         for a in ev.occs.get(anchor_group, ()):
-            if all(close(a, g) for g in rest) and (
-                not optional or any(close(a, g) for g in optional)
-            ):
+            if all(close(a, g) for g in rest) and (not optional or any(close(a, g) for g in optional)):
                 return True
     return False
 

@@ -25,8 +25,14 @@ class Counts:
         p = self.tp / (self.tp + self.fp) if self.tp + self.fp else 1.0
         r = self.tp / (self.tp + self.fn) if self.tp + self.fn else 1.0
         f = 2 * p * r / (p + r) if p + r else 0.0
-        return {"precision": round(p, 4), "recall": round(r, 4), "f1": round(f, 4),
-                "tp": self.tp, "fp": self.fp, "fn": self.fn}
+        return {
+            "precision": round(p, 4),
+            "recall": round(r, 4),
+            "f1": round(f, 4),
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+        }
 
 
 @dataclass(frozen=True)
@@ -51,8 +57,7 @@ class Report:
         return {
             "topics": {t: c.as_dict() for t, c in self.topics.items()},
             "by_lang": {
-                lang: {t: c.as_dict() for t, c in per.items()}
-                for lang, per in sorted(self.by_lang.items())
+                lang: {t: c.as_dict() for t, c in per.items()} for lang, per in sorted(self.by_lang.items())
             },
         }
 
@@ -91,8 +96,6 @@ def evaluate(rulebook: Rulebook, items: list[tuple[int, dict[str, Any]]]) -> Rep
             per_lang[topic].add(predicted, truth)
             if predicted != truth:
                 kind = "false_alarm" if predicted else "miss"
-                report.errors.append(
-                    Error(kind, topic, n, lang, title, summary, scores.get(topic, 0.0))
-                )
+                report.errors.append(Error(kind, topic, n, lang, title, summary, scores.get(topic, 0.0)))
         report.items += 1
     return report

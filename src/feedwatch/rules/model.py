@@ -26,8 +26,13 @@ class Hit:
     weight: float
 
     def as_dict(self) -> dict[str, Any]:
-        return {"term": self.term, "field": self.field, "start": self.start, "end": self.end,
-                "weight": self.weight}
+        return {
+            "term": self.term,
+            "field": self.field,
+            "start": self.start,
+            "end": self.end,
+            "weight": self.weight,
+        }
 
 
 @dataclass(frozen=True)

@@ -58,8 +58,7 @@ def parse_words(form: str, min_prefix: int) -> tuple[WordPattern, ...]:
             raise TermSyntaxError(f"no letters in word {chunk!r} of {form!r}")
         if star and len(pieces[-1]) < min_prefix:
             raise TermSyntaxError(
-                f"wildcard {chunk!r} is shorter than {min_prefix} letters and would match "
-                "almost anything"
+                f"wildcard {chunk!r} is shorter than {min_prefix} letters and would match almost anything"
             )
         out.extend(WordPattern(p, False) for p in pieces[:-1])
         out.append(WordPattern(pieces[-1], star))

@@ -360,6 +360,19 @@ def _inspect(app: Celery, timeout: float) -> list[dict[str, Any]]:
     ]
 
 
+_apps: dict[str, Celery] = {}
+
+
+def celery_app(settings: Settings) -> Celery:
+    """A Celery app for ``settings``' broker, one per broker URL (its connection pool is
+    reused by every status call and scrape of this process)."""
+    app = _apps.get(settings.broker_url)
+    if app is None:
+        # By name, so feedwatch never imports workers at module level (layering).
+        app = _apps[settings.broker_url] = importlib.import_module("workers.app").create_app(settings)
+    return app
+
+
 def worker_status(app: Celery | None, timeout: float) -> dict[str, Any]:
     """The workers that answer a ping within ``timeout`` seconds (broadcast over the broker)."""
     if app is None:
@@ -406,7 +419,7 @@ def collect_status(
             "answered": [],
         }
     else:
-        report["workers"] = worker_status(app, ping_timeout)
+        report["workers"] = worker_status(app or celery_app(settings), ping_timeout)
     return report
 
 

@@ -103,10 +103,8 @@ def tokenize(text: str) -> list[Token]:
     if not words.folded:
         return []
     offsets = words.offsets()
-    return [
-        Token(w, offsets[2 * i + 1], offsets[2 * i + 2])
-        for i, w in enumerate(words.folded.split(" "))
-    ]
+    folded = words.folded.split(" ")
+    return [Token(w, offsets[2 * i + 1], offsets[2 * i + 2]) for i, w in enumerate(folded)]
 
 
 def words(text: str) -> list[str]:

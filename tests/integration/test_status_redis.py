@@ -166,7 +166,7 @@ def test_failing_feed_listed_with_its_class(settings: Settings) -> None:
                 name="refusing",
                 state=FeedState.FAILING,
                 error_count=4,
-                error_class="refused",
+                error_class="connect",
                 error_message="connection refused",
                 last_error_at=utcnow(),
             )
@@ -174,9 +174,9 @@ def test_failing_feed_listed_with_its_class(settings: Settings) -> None:
     report = json.loads(_run("status", "--json", "--ping-timeout", "0").output)
     assert report["feeds"]["by_state"]["failing"] == 1
     worst = report["feeds"]["worst"]
-    assert [(w["name"], w["error_class"]) for w in worst] == [("refusing", "refused")]
+    assert [(w["name"], w["error_class"]) for w in worst] == [("refusing", "connect")]
     errors = json.loads(_run("feeds", "errors", "--json").output)
-    assert errors[0]["error_class"] == "refused"
+    assert errors[0]["error_class"] == "connect"
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ import structlog
 from sqlalchemy import and_, or_, update
 from sqlmodel import Session, col, select
 
+from feedwatch import metrics
 from feedwatch.channels import AlertPayload, Channel
 from feedwatch.channels.base import TopicReason
 from feedwatch.db import session_scope
@@ -167,9 +168,11 @@ def deliver(
                 dead=dead,
                 error=str(exc),
             )
+            metrics.observe_delivery(channel.name, status)
             failed.append(channel.name)
             continue
         _record(alert_id, channel.name, DeliveryStatus.SENT, None, clock(), settings)
+        metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
         sent.append(channel.name)
 
     with session_scope(settings) as session:

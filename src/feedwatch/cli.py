@@ -173,12 +173,12 @@ def _print_ingest(report: Any) -> None:
     out.print(table)
 
 
-def _add_optional_commands() -> None:
-    try:
-        from feedwatch.rules.commands import rules
-    except ImportError:  # TEMP until the rules commands land
-        return
-    main.add_command(rules)
+def _register_commands() -> None:
+    from feedwatch.ops import alerts, feeds, serve_metrics, status
+    from feedwatch.rules.commands import rules
+
+    for command in (rules, status, feeds, alerts, serve_metrics):
+        main.add_command(command)
 
 
-_add_optional_commands()
+_register_commands()

@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from feedwatch import feedstate, store
+from feedwatch import feedstate, metrics, store
 from feedwatch.db import session_scope
 from feedwatch.fetch import (
     AddressPolicy,
@@ -190,7 +190,8 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     fetch_ms = int((time.monotonic() - started) * 1000)
     reports: list[PollReport] = []
     for feed, result in zip(feeds, results, strict=True):
-        report = _process(ctx, feed, result)
+        with structlog.contextvars.bound_contextvars(feed_id=feed.id):
+            report = _process(ctx, feed, result)
         reports.append(report)
         publish_alerts(ctx, report.alert_ids)
     log.info("poll.batch", feeds=len(feeds), fetch_ms=fetch_ms)
@@ -223,6 +224,7 @@ def _process(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> Poll
         _fail(ctx, feed.id, report, None, now)
     log_fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url")}
     log.info("feed.polled", url=feed.url, **log_fields)
+    metrics.observe_poll(report)
     return report
 
 

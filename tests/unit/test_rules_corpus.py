@@ -62,6 +62,7 @@ def test_seed_article_matches_both_topics(rb: Rulebook, title: str | None) -> No
         ("Израиль и Саудовская Аравия: нормализация откладывается", "Мирный договор не подписан."),
         ("Armenia signs gas deal with Russia", "Gazprom Armenia keeps prices unchanged."),
         ("Qarabağ beat Chelsea in the Champions League", "Qarabag FK scored twice in Baku."),
+        ("Georgia and Armenia discuss border delimitation", ""),
     ],
 )
 def test_hard_negatives_do_not_fire(rb: Rulebook, title: str, body: str) -> None:
@@ -83,6 +84,10 @@ def test_hard_negatives_do_not_fire(rb: Rulebook, title: str, body: str) -> None
          {"russia_azerbaijan", "armenia_normalization"}),
         ("Trump took the initiative from Putin", "Aliyev and Pashinyan signed a declaration.",
          {"armenia_normalization"}),
+        ("Kremlin: Putin, Aliyev discussed the peace agenda by phone", "",
+         {"russia_azerbaijan", "armenia_normalization"}),
+        ("Пашинян: мирный договор может быть подписан в этом году", "", {"armenia_normalization"}),
+        ("Баку вызвал посла России", "", {"russia_azerbaijan"}),
     ],
 )
 def test_written_positives(rb: Rulebook, title: str, body: str, expected: set[str]) -> None:

@@ -171,10 +171,12 @@ def test_snippet_is_short_and_around_the_strongest_hit() -> None:
     assert len(m.snippet) <= 210
 
 
-def test_candidate_reports_any_term() -> None:
-    rb = book(_groups(), [{"all": ["ru", "az"]}])
-    assert rb.candidate("Moscow weather", "")
+def test_candidate_needs_a_clause_anchor() -> None:
+    rb = book(_groups(), [{"all": ["ru", "az", "talk"]}, {"any": ["list"]}])
+    assert rb.candidate("Moscow weather", "")  # first 'all' group of a clause
     assert not rb.match("Moscow weather", "")
+    assert rb.candidate("", "Kazakhstan")  # 'any' group of a clause without 'all'
+    assert not rb.candidate("Peace talks in Paris", "")  # context words alone
     assert not rb.candidate("Weather in Paris", "nothing here")
 
 

@@ -20,6 +20,9 @@ Rule semantics, in the order they apply (``config/rules.toml``; docs/rules.md ha
 5. A clause scores ``boost`` + the values of its present ``all``/``any`` groups. The topic score
    is its best clause's score; the topic matches when that reaches ``threshold``.
 
+``candidate`` (choosing items worth a full-text fetch) is true when some clause's first ``all``
+group (or, without ``all``, one of its ``any`` groups) occurs; context words alone never count.
+
 Matching is pure (no I/O, clock or shared state). Invalid rules raise ``RulesError`` naming
 file, line and reason; rules that can never match raise a ``RulesWarning``.
 """

@@ -69,6 +69,12 @@ class Rulebook:
         self.morphology = morphology
         self.source = source
         self.term_count = len(self._term_wids)
+        self._anchors = frozenset(
+            (t_i, g)
+            for t_i, topic in enumerate(self._topics)
+            for c in topic.clauses
+            for g in (c.all[:1] or c.any)
+        )
 
     # -- public -------------------------------------------------------------------------------
     def match(self, title: str, body: str, lang: str | None = None) -> list[TopicMatch]:
@@ -82,8 +88,13 @@ class Rulebook:
         return sorted(out, key=lambda m: -m.score)
 
     def candidate(self, title: str, body: str) -> bool:
-        """True when any term of any topic occurs at all."""
-        return bool(self._scan((title or "", body or "")))
+        """True when some clause's anchor group (its first ``all`` group, or any of its ``any``
+        groups when it has none) occurs: the item might match once its full text is read.
+        Context-only groups (interaction words, "war", "talks") do not make a candidate."""
+        return any(
+            (o.use.topic, o.use.group) in self._anchors
+            for o in self._scan((title or "", body or ""))
+        )
 
     # -- scanning -----------------------------------------------------------------------------
     def _scan(self, texts: tuple[str, str]) -> list[_Occ]:

@@ -6,6 +6,10 @@ Sighting   (article, feed): the same story seen in another feed is a sighting, n
 Match      (article, topic): why an article was flagged (score, terms, snippet)
 Alert      the outbox row for a flagged article: one per article, listing its topics
 Delivery   (alert, channel): makes delivery idempotent per channel
+StoryBand  LSH band keys of an alert's MinHash: finds the alert a syndicated copy belongs to
+StoryCopy  (alert, article): the same story from another outlet, "also reported by"
+Digest     one digest or burst summary per (channel, period, kind), claimed like a delivery
+DigestItem (channel, alert): an alert held for a digest; in exactly one digest per channel
 Heartbeat  liveness stamps written by beat ticks and workers
 """
 
@@ -44,7 +48,8 @@ class DeliveryStatus:
     SENT = "sent"
     RETRYING = "retrying"  # failed, will be retried
     DEAD = "dead"  # dead-lettered after the last attempt; `feedwatch alerts retry` replays
-    ALL = (PENDING, SENDING, SENT, RETRYING, DEAD)
+    HELD = "held"  # waiting in a digest or a burst summary (DigestItem); sent with it
+    ALL = (PENDING, SENDING, SENT, RETRYING, DEAD, HELD)
 
 
 class Feed(SQLModel, table=True):
@@ -146,10 +151,15 @@ class Alert(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     queued_at: datetime | None = None
     delivered_at: datetime | None = None
+    # MinHash of the story's text (feedwatch.stories): verifies an LSH candidate across processes.
+    minhash: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
 
 
 class Delivery(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),)
+    __table_args__ = (
+        UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
+        Index("ix_delivery_channel_claimed", "channel", "claimed_at"),  # rate-limit window counts
+    )
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
     channel: str
@@ -159,6 +169,48 @@ class Delivery(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     claimed_at: datetime | None = None
     sent_at: datetime | None = None
+    # Per (alert, channel) backoff: a retrying row is not claimed before this.
+    next_attempt_at: datetime | None = None
+
+
+class StoryBand(SQLModel, table=True):
+    __table_args__ = (Index("ix_storyband_key_created", "key", "created_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    key: str = Field(max_length=64)  # "<band>:<hash of the band's rows>" or "t:<title hash>"
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class StoryCopy(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    article_id: int = Field(foreign_key="article.id", unique=True)
+    feed_id: int = Field(foreign_key="feed.id")
+    similarity: float
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Digest(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("channel", "kind", "period_start", name="uq_digest_period"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str
+    kind: str  # "digest" (scheduled) or "burst" (rate-limit summary)
+    period_start: datetime
+    created_at: datetime = Field(default_factory=utcnow)
+    claimed_at: datetime | None = None
+    sent_at: datetime | None = None
+    attempts: int = 0
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class DigestItem(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("channel", "alert_id", name="uq_digestitem_channel_alert"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(index=True)
+    alert_id: int = Field(foreign_key="alert.id", index=True)
+    kind: str  # "digest" or "burst"
+    digest_id: int | None = Field(default=None, foreign_key="digest.id", index=True)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class Heartbeat(SQLModel, table=True):

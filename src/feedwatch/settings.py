@@ -80,6 +80,17 @@ class Settings(BaseSettings):
     alerts_file: Path | None = Field(
         default=None, description="JSONL channel file; default home/alerts.jsonl."
     )
+    channels_file: Path | None = Field(
+        default=None,
+        description="TOML channel list (docs/alerts.md); unset: FEEDWATCH_ALERT_CHANNELS applies.",
+    )
+    story_window_hours: float = Field(default=48.0, gt=0, description="Syndicated copies join within this.")
+    story_similarity: float = Field(
+        default=0.6, gt=0, le=1, description="Estimated Jaccard of word 3-shingles for one story."
+    )
+    digest_check_seconds: float = Field(
+        default=60.0, gt=0, description="Beat period of send_digests (digests and burst summaries)."
+    )
 
     # operations
     beat_late_seconds: float = Field(default=60.0, gt=0)

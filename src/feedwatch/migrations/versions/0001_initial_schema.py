@@ -21,6 +21,20 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.create_table(
+        "digest",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("period_start", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("claimed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("sent_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("channel", "kind", "period_start", name="uq_digest_period"),
+    )
+    op.create_table(
         "feed",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("config_url", sa.Text(), nullable=False),
@@ -114,6 +128,7 @@ def upgrade() -> None:
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("queued_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("delivered_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("minhash", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["article_id"],
             ["article.id"],
@@ -179,6 +194,7 @@ def upgrade() -> None:
         sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("claimed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.Column("sent_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("next_attempt_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["alert_id"],
             ["alert.id"],
@@ -188,10 +204,93 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_delivery_alert_id"), ["alert_id"], unique=False)
+        batch_op.create_index("ix_delivery_channel_claimed", ["channel", "claimed_at"], unique=False)
+
+    op.create_table(
+        "digestitem",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("channel", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=False),
+        sa.Column("kind", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+        sa.Column("digest_id", sa.Integer(), nullable=True),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["alert_id"],
+            ["alert.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["digest_id"],
+            ["digest.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("channel", "alert_id", name="uq_digestitem_channel_alert"),
+    )
+    with op.batch_alter_table("digestitem", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_digestitem_alert_id"), ["alert_id"], unique=False)
+        batch_op.create_index(batch_op.f("ix_digestitem_channel"), ["channel"], unique=False)
+        batch_op.create_index(batch_op.f("ix_digestitem_digest_id"), ["digest_id"], unique=False)
+
+    op.create_table(
+        "storyband",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=False),
+        sa.Column("key", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["alert_id"],
+            ["alert.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    with op.batch_alter_table("storyband", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_storyband_alert_id"), ["alert_id"], unique=False)
+        batch_op.create_index("ix_storyband_key_created", ["key", "created_at"], unique=False)
+
+    op.create_table(
+        "storycopy",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("alert_id", sa.Integer(), nullable=False),
+        sa.Column("article_id", sa.Integer(), nullable=False),
+        sa.Column("feed_id", sa.Integer(), nullable=False),
+        sa.Column("similarity", sa.Float(), nullable=False),
+        sa.Column("created_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["alert_id"],
+            ["alert.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["article_id"],
+            ["article.id"],
+        ),
+        sa.ForeignKeyConstraint(
+            ["feed_id"],
+            ["feed.id"],
+        ),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("article_id"),
+    )
+    with op.batch_alter_table("storycopy", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_storycopy_alert_id"), ["alert_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("storycopy", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_storycopy_alert_id"))
+
+    op.drop_table("storycopy")
+    with op.batch_alter_table("storyband", schema=None) as batch_op:
+        batch_op.drop_index("ix_storyband_key_created")
+        batch_op.drop_index(batch_op.f("ix_storyband_alert_id"))
+
+    op.drop_table("storyband")
+    with op.batch_alter_table("digestitem", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_digestitem_digest_id"))
+        batch_op.drop_index(batch_op.f("ix_digestitem_channel"))
+        batch_op.drop_index(batch_op.f("ix_digestitem_alert_id"))
+
+    op.drop_table("digestitem")
     with op.batch_alter_table("delivery", schema=None) as batch_op:
+        batch_op.drop_index("ix_delivery_channel_claimed")
         batch_op.drop_index(batch_op.f("ix_delivery_alert_id"))
 
     op.drop_table("delivery")
@@ -224,3 +323,4 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_feed_next_check_at"))
 
     op.drop_table("feed")
+    op.drop_table("digest")

@@ -55,8 +55,10 @@ def check_config(settings: Settings) -> None:
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("feedwatch", include=["workers.tasks"])
+    # kombu warns on every connection when a filesystem URL names no host; name the only one.
+    broker_url = "filesystem://localhost/" if settings.is_filesystem_broker else settings.broker_url
     app.conf.update(
-        broker_url=settings.broker_url,
+        broker_url=broker_url,
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,

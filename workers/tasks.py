@@ -49,7 +49,7 @@ def schedule_tick() -> dict[str, int]:
 @app.task(name="feedwatch.poll_feed")
 def poll_feed(feed_ids: list[int] | int) -> dict[str, Any]:
     ids = [feed_ids] if isinstance(feed_ids, int) else [int(i) for i in feed_ids]
-    structlog.contextvars.bind_contextvars(feed_ids=ids if len(ids) > 1 else None)
+    structlog.contextvars.bind_contextvars(batch_size=len(ids))
     reports = pipeline.poll_feeds(context(), ids)
     return {"feeds": len(reports), "new": sum(r.new for r in reports)}
 

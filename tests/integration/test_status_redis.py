@@ -49,7 +49,7 @@ def redis_db() -> Iterator[redis.Redis]:
     try:
         client.ping()
     except redis.RedisError as exc:
-        _service_missing(f"Redis not reachable at 127.0.0.1:6379: {exc}")
+        _service_missing(f"Redis not reachable at {REDIS_URL}: {exc}")
     client.flushdb()
     yield client
     client.flushdb()

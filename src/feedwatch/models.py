@@ -96,6 +96,18 @@ class Feed(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False)
     )
     poll_history: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    # Conditional polls since validators were last dropped: some servers' ETags lie.
+    conditional_polls: int = 0
+    last_unconditional_at: datetime | None = None
+
+    # WebSub (feedwatch.websub): the hub a feed advertises and our subscription to it.
+    websub_hub: str | None = Field(default=None, sa_column=Column(Text))
+    websub_topic: str | None = Field(default=None, sa_column=Column(Text))
+    websub_secret: str | None = None
+    websub_state: str | None = None  # requested | subscribed | denied | unsubscribed
+    websub_requested_at: datetime | None = None
+    websub_lease_until: datetime | None = None
+    websub_last_push_at: datetime | None = None
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

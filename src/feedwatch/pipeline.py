@@ -24,7 +24,7 @@ import structlog
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
-from feedwatch import feedstate, metrics, store
+from feedwatch import feedstate, metrics, store, stories
 from feedwatch.db import session_scope
 from feedwatch.fetch import (
     AddressPolicy,
@@ -254,7 +254,8 @@ def _store_result(ctx: Context, feed: Feed, result: FetchResult, report: PollRep
     drafts = normalize_feed(parsed, feed_url=result.url, configured_language=feed.language, fetched_at=now)
     report.entries = len(drafts)
     with session_scope(ctx.settings) as session:
-        alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report)
+        story = stories.StoryPolicy.from_settings(ctx.settings)
+        alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report, story)
         feedstate.record_success(session, feed.id, result, body_hash, report, now, ctx.rng, parsed)
     report.alert_ids = alert_ids
 
@@ -276,8 +277,15 @@ def store_drafts(
     drafts: Sequence[ArticleDraft],
     now: datetime,
     report: PollReport,
+    story: stories.StoryPolicy | None = None,
 ) -> list[int]:
-    """Store new articles with their matches and alert rows; returns the new alert ids."""
+    """Store new articles with their matches and alert rows; returns the new alert ids.
+
+    A flagged article that is a copy of a story alerted within the window (feedwatch.stories)
+    joins that alert as "also reported by" and gets no alert of its own.
+    """
+    story = story or stories.StoryPolicy()
+    drafts_by_key = {d.identity_key: d for d in drafts}
     seen = store.existing_identity_keys(session, [d.identity_key for d in drafts])
     new = [d for d in drafts if d.identity_key not in seen]
     matched = match_drafts(rulebook, new)
@@ -289,8 +297,17 @@ def store_drafts(
         if not matches:
             continue
         store.insert_matches(session, article_id, matches, now, stage="feed")
-        alert_id = store.create_alert(session, article_id, [m.topic for m in matches], now)
+        draft = drafts_by_key[key]
+        sig = stories.signature(draft.title, draft.text)
+        first = stories.find_story(session, sig, now, story)
+        if first is not None:
+            stories.add_copy(session, first[0], article_id, feed_id, first[1], now)
+            log.info("alert.story_copy", alert_id=first[0], article_id=article_id, similarity=first[1])
+            continue
+        alert_id = store.create_alert(session, article_id, [m.topic for m in matches], now, sig.hashvalues)
         if alert_id is not None:
+            stories.record_story(session, alert_id, sig, now)
+            session.flush()  # the next draft of this batch must see these bands
             alert_ids.append(alert_id)
     report.new = len(inserted)
     report.flagged = len(alert_ids)
@@ -355,7 +372,8 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
             poll = PollReport(feed_id=feed.id, url=url, outcome="ok")
             seen = store.existing_identity_keys(session, list(new_keys))
             new_keys -= seen
-            report.alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, poll)
+            story = stories.StoryPolicy.from_settings(ctx.settings)
+            report.alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, poll, story)
         publish_alerts(ctx, report.alert_ids)
     for draft in drafts:
         matches = matched.get(draft.identity_key, [])

@@ -236,11 +236,22 @@ def insert_matches(
         session.execute(stmt)
 
 
-def create_alert(session: Session, article_id: int, topics: Sequence[str], now: datetime) -> int | None:
-    """The outbox row for a flagged article; None if the article already has one."""
+def create_alert(
+    session: Session, article_id: int, topics: Sequence[str], now: datetime, minhash: Sequence[int] = ()
+) -> int | None:
+    """The outbox row for a flagged article; None if the article already has one.
+
+    ``minhash`` is the story signature (feedwatch.stories) later copies are compared with.
+    """
     stmt = (
         _insert(session, Alert)
-        .values(article_id=article_id, topics=list(topics), status=AlertStatus.PENDING, created_at=now)
+        .values(
+            article_id=article_id,
+            topics=list(topics),
+            status=AlertStatus.PENDING,
+            created_at=now,
+            minhash=list(minhash),
+        )
         .on_conflict_do_nothing(index_elements=["article_id"])
         .returning(col(Alert.id))
     )

@@ -1,0 +1,157 @@
+"""Near-duplicate stories: one alert per story, however many outlets syndicate it.
+
+A flagged article either starts a story (it gets an alert) or joins the alert of a story seen in
+the last ``story_window_hours`` as a *copy* ("also reported by"), which never alerts again, even
+when the first alert was delivered long ago. The lookup lives in the database, so it holds across
+worker processes, hosts and restarts.
+
+Signature: a MinHash (datasketch, ``NUM_PERM`` permutations, fixed seed so every process computes
+the same one) of the word 3-shingles of the folded title and text. Candidates come from LSH bands:
+``BANDS`` bands of ``ROWS`` rows, each band's values hashed into an indexed ``StoryBand.key``.
+Two texts whose shingle sets have Jaccard similarity *s* share a band with probability
+``1 - (1 - s**ROWS)**BANDS``: 0.42 at s=0.3, 0.99 at s=0.6, 1.0 above. A candidate is accepted
+when the estimated similarity reaches ``story_similarity`` (0.6 by default).
+
+A second key catches what shingles miss: the same headline (folded, at least ``TITLE_MIN_WORDS``
+words) within the window is the same story even when one outlet carries only a teaser.
+
+Known limit: two workers storing copies of one new story at the same instant, in two open
+transactions, cannot see each other's bands and may both alert. Feeds of one poll batch are
+stored one after another, so this needs two batches committing within milliseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Final
+
+from datasketch import MinHash
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col, select
+
+from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
+from feedwatch.textnorm import words
+
+if TYPE_CHECKING:
+    from feedwatch.settings import Settings
+
+NUM_PERM: Final = 60
+BANDS: Final = 20
+ROWS: Final = NUM_PERM // BANDS
+SEED: Final = 20240501
+SHINGLE: Final = 3
+TITLE_MIN_WORDS: Final = 6
+_MAX_WORDS: Final = 3000  # syndication shows in the opening; bounds the hashing cost
+
+
+@dataclass(frozen=True)
+class StoryPolicy:
+    """When a flagged article is a copy of an earlier story (see the module docstring)."""
+
+    window: timedelta = timedelta(hours=48)
+    threshold: float = 0.6
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> StoryPolicy:
+        return cls(window=timedelta(hours=s.story_window_hours), threshold=s.story_similarity)
+
+
+@dataclass(frozen=True)
+class Signature:
+    hashvalues: list[int]
+    keys: list[str]  # LSH band keys, plus the title key when the title is long enough
+
+
+def _shingles(title: str, text: str) -> set[bytes]:
+    tokens = (words(title) + words(text))[:_MAX_WORDS]
+    if len(tokens) < SHINGLE:
+        return {" ".join(tokens).encode()} if tokens else set()
+    return {" ".join(tokens[i : i + SHINGLE]).encode() for i in range(len(tokens) - SHINGLE + 1)}
+
+
+def _digest(data: str) -> str:
+    return hashlib.blake2b(data.encode(), digest_size=12).hexdigest()
+
+
+def signature(title: str, text: str) -> Signature:
+    """The story signature of an article (pure: same input, same signature in every process)."""
+    mh = MinHash(num_perm=NUM_PERM, seed=SEED)
+    mh.update_batch(list(_shingles(title, text)))
+    values = [int(v) for v in mh.hashvalues]
+    keys = [f"{b}:{_digest(','.join(map(str, values[b * ROWS : (b + 1) * ROWS])))}" for b in range(BANDS)]
+    title_words = words(title)
+    if len(title_words) >= TITLE_MIN_WORDS:
+        keys.append(f"t:{_digest(' '.join(title_words))}")
+    return Signature(values, keys)
+
+
+def similarity(a: list[int], b: list[int]) -> float:
+    """Estimated Jaccard similarity of two signatures (share of equal MinHash values)."""
+    if not a or len(a) != len(b):
+        return 0.0
+    return sum(x == y for x, y in zip(a, b, strict=True)) / len(a)
+
+
+def find_story(
+    session: Session, sig: Signature, now: datetime, policy: StoryPolicy
+) -> tuple[int, float] | None:
+    """The earliest alert within the policy's window that ``sig`` is a copy of, with its score."""
+    stmt = (
+        select(col(StoryBand.alert_id), col(StoryBand.key))
+        .where(col(StoryBand.key).in_(sig.keys), col(StoryBand.created_at) >= now - policy.window)
+        .order_by(col(StoryBand.alert_id))
+    )
+    title_hits: set[int] = set()
+    candidates: list[int] = []
+    for alert_id, key in session.execute(stmt).all():
+        if key.startswith("t:"):
+            title_hits.add(alert_id)
+        if alert_id not in candidates:
+            candidates.append(alert_id)
+    for alert_id in candidates:
+        minhash = session.execute(select(col(Alert.minhash)).where(col(Alert.id) == alert_id)).scalar_one()
+        score = similarity(sig.hashvalues, list(minhash))
+        if score >= policy.threshold or alert_id in title_hits:
+            return alert_id, score
+    return None
+
+
+def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
+    """Index a new story's bands so later copies find its alert."""
+    session.add_all(StoryBand(alert_id=alert_id, key=key, created_at=now) for key in sig.keys)
+
+
+def add_copy(
+    session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
+) -> None:
+    session.add(
+        StoryCopy(alert_id=alert_id, article_id=article_id, feed_id=feed_id, similarity=score, created_at=now)
+    )
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    outlet: str
+    title: str
+    url: str | None
+    published_at: datetime
+
+
+def also_reported(session: Session, alert_id: int) -> list[CopyInfo]:
+    """The other outlets that carried the story of ``alert_id``, in the order they were seen."""
+    stmt = (
+        sa_select(
+            col(Feed.name), col(Feed.url), col(Article.title), col(Article.url), col(Article.published_at)
+        )
+        .select_from(StoryCopy)
+        .join(Article, col(Article.id) == col(StoryCopy.article_id))
+        .join(Feed, col(Feed.id) == col(StoryCopy.feed_id))
+        .where(col(StoryCopy.alert_id) == alert_id)
+        .order_by(col(StoryCopy.id))
+    )
+    return [
+        CopyInfo(outlet=name or feed_url, title=title, url=url, published_at=published)
+        for name, feed_url, title, url, published in session.execute(stmt).all()
+    ]

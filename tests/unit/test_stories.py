@@ -1,0 +1,94 @@
+"""Near-duplicate stories: signatures are stable and tell copies from different stories."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlmodel import Session
+
+from feedwatch import db, stories
+from feedwatch.models import Alert, Article, Feed
+from feedwatch.settings import Settings
+
+BASE = (
+    "Russian Foreign Minister Sergey Lavrov and his Azerbaijani counterpart Jeyhun Bayramov met in "
+    "Moscow on Monday to discuss bilateral cooperation, the normalization of Azerbaijani-Armenian "
+    "relations, the unblocking of transport links and the delimitation of the border."
+)
+TITLE = "Lavrov and Bayramov hold talks in Moscow on Monday"
+NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("title", "text", "copy"),
+    [
+        (TITLE, BASE, True),  # identical
+        (TITLE.upper(), BASE + " (Reuters)", True),  # case, an agency tag
+        ("Lavrov, Bayramov meet", BASE.replace("Monday", "Tuesday") + " Read more on our site.", True),
+        (TITLE, "Short teaser only.", True),  # same long headline
+        ("Bayramov visits Yerevan", "Talks on the peace treaty draft continued in Yerevan today.", False),
+        ("Weather", "Heavy rain is expected over the weekend in Baku and Moscow.", False),
+    ],
+)
+def test_copy_or_new_story(title: str, text: str, copy: bool) -> None:
+    first = stories.signature(TITLE, BASE)
+    other = stories.signature(title, text)
+    shares_key = bool(set(first.keys) & set(other.keys))
+    similar = stories.similarity(first.hashvalues, other.hashvalues) >= stories.StoryPolicy().threshold
+    title_same = any(k.startswith("t:") and k in first.keys for k in other.keys)
+    assert (shares_key and (similar or title_same)) == copy
+
+
+def test_signature_is_stable_across_calls() -> None:
+    assert stories.signature(TITLE, BASE) == stories.signature(TITLE, BASE)
+    assert len(stories.signature(TITLE, BASE).hashvalues) == stories.NUM_PERM
+
+
+def test_short_titles_get_no_title_key() -> None:
+    assert not any(k.startswith("t:") for k in stories.signature("Talks", "").keys)
+    assert stories.signature("", "").hashvalues  # empty text still signs
+
+
+@pytest.fixture
+def session(tmp_path: Path) -> Iterator[Session]:
+    settings = Settings(home=tmp_path)
+    db.upgrade(settings)
+    with db.session_scope(settings) as s:
+        yield s
+    db.dispose_engines()
+
+
+def _article(session: Session, feed: Feed, key: str) -> Article:
+    assert feed.id is not None
+    article = Article(identity_key=key, feed_id=feed.id, title=TITLE, published_at=NOW, content_hash=key)
+    session.add(article)
+    session.flush()
+    return article
+
+
+def test_lookup_in_the_database_respects_the_window(session: Session) -> None:
+    feed = Feed(config_url="http://a/", url="http://a/", name="Outlet A")
+    session.add(feed)
+    session.flush()
+    first = _article(session, feed, "k1")
+    sig = stories.signature(TITLE, BASE)
+    alert = Alert(article_id=first.id or 0, topics=["russia_azerbaijan"], minhash=sig.hashvalues)
+    session.add(alert)
+    session.flush()
+    assert alert.id is not None
+    stories.record_story(session, alert.id, sig, NOW)
+    session.flush()
+    policy = stories.StoryPolicy(window=timedelta(hours=48))
+    copy = stories.signature(TITLE, BASE + " (AFP)")
+    found = stories.find_story(session, copy, NOW + timedelta(hours=47), policy)
+    assert found is not None and found[0] == alert.id
+    assert stories.find_story(session, copy, NOW + timedelta(hours=49), policy) is None
+
+    second = _article(session, feed, "k2")
+    assert feed.id is not None and second.id is not None
+    stories.add_copy(session, alert.id, second.id, feed.id, found[1], NOW)
+    session.flush()
+    assert [c.outlet for c in stories.also_reported(session, alert.id)] == ["Outlet A"]

@@ -3,41 +3,89 @@
 The store stage for the ``Feed`` table: validators, body hash, error counters, the state shown
 to operators, poll and redirect history, and (through ``feedwatch.schedule``) the next check
 time with its reason.
+
+- **Conditional GET, checked.** Validators are sent, except on every ``UNCONDITIONAL_EVERY``-th
+  poll or when the last unconditional fetch is ``UNCONDITIONAL_AFTER`` old: some servers answer
+  304 forever while the feed changes. Without validators the body hash decides (the pipeline
+  skips parsing an unchanged body).
+- **Redirects.** A 301/308 chain is adopted as the feed's URL only after ``ADOPT_AFTER``
+  consecutive successful polls ended at the same permanent target (NewsBlur, Feedbin); a
+  302/307 anywhere in the chain is never adopted and resets the streak. Every chain is kept in
+  ``redirect_history``.
+- **History.** ``poll_history`` keeps the last ``HISTORY`` polls: outcome, entries, new, and
+  what the schedule needs next time (newest item date, rate by entry dates, feed hints, interval).
 """
 
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
 from feedwatch.fetch import FetchRequest, FetchResult
 from feedwatch.models import Feed
-from feedwatch.parse import ParsedFeed
-from feedwatch.schedule import NextCheck, Timing, after_failure, after_success
+from feedwatch.parse import ParsedEntry, ParsedFeed
+from feedwatch.schedule import (
+    Hints,
+    NextCheck,
+    Timing,
+    after_failure,
+    after_success,
+    hints_from,
+    sy_minutes,
+)
+from feedwatch.sources import PRIORITY_TAG
+from feedwatch.timeutil import to_utc
 
 if TYPE_CHECKING:
     from feedwatch.pipeline import PollReport
 
+HISTORY = 20
+UNCONDITIONAL_EVERY = 20
+UNCONDITIONAL_AFTER = timedelta(hours=24)
+ADOPT_AFTER = 3
+#: A feed with a live WebSub subscription is polled at most this often, as a fallback.
+WEBSUB_FALLBACK = timedelta(hours=2)
+#: Carried from poll to poll so an unchanged body (not parsed again) keeps what the schedule needs.
+_CARRIED = ("newest", "rate", "ttl", "sy")
+
+
+def wants_unconditional(feed: Feed, now: datetime) -> bool:
+    if not (feed.etag or feed.last_modified):
+        return False
+    if feed.conditional_polls + 1 >= UNCONDITIONAL_EVERY:
+        return True
+    last = feed.last_unconditional_at or feed.created_at
+    return now - to_utc(last) >= UNCONDITIONAL_AFTER
+
 
 def fetch_request(feed: Feed, now: datetime, rng: random.Random) -> FetchRequest:
-    """The request for this poll: conditional when the feed has validators."""
+    """The request for this poll: conditional when the feed has validators, but not always."""
+    if wants_unconditional(feed, now):
+        return FetchRequest(url=feed.url, key=feed.id)
     return FetchRequest(url=feed.url, etag=feed.etag, last_modified=feed.last_modified, key=feed.id)
 
 
-def _timing(feed: Feed) -> Timing:
-    return Timing(feed.interval_minutes, feed.min_interval_minutes, feed.max_interval_minutes)
+def timing(feed: Feed) -> Timing:
+    return Timing(
+        feed.interval_minutes,
+        feed.min_interval_minutes,
+        feed.max_interval_minutes,
+        priority=PRIORITY_TAG in (feed.tags or []),
+    )
 
 
-def _apply_next(feed: Feed, nxt: NextCheck, report: PollReport) -> None:
+def _apply_next(feed: Feed, nxt: NextCheck, report: PollReport, entry: dict[str, Any]) -> None:
     feed.next_check_at, feed.state, feed.next_check_reason = nxt.at, nxt.state, nxt.reason
     feed.claimed_at = None
     report.next_check = nxt.reason
+    entry["interval"] = round(nxt.interval_minutes, 3)
 
 
-def _history(feed: Feed, report: PollReport, now: datetime) -> None:
+def _entry(feed: Feed, report: PollReport, now: datetime) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "at": now.isoformat(timespec="seconds"),
         "outcome": report.outcome,
@@ -47,7 +95,87 @@ def _history(feed: Feed, report: PollReport, now: datetime) -> None:
     }
     if report.error_class:
         entry["error_class"] = report.error_class
-    feed.poll_history = [*feed.poll_history[-19:], entry]
+    previous = feed.poll_history[-1] if feed.poll_history else {}
+    entry.update({k: previous[k] for k in _CARRIED if previous.get(k) is not None})
+    return entry
+
+
+def _push(feed: Feed, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    feed.poll_history = [*feed.poll_history[-(HISTORY - 1) :], entry]
+    return feed.poll_history
+
+
+def _dates(entries: Sequence[ParsedEntry], now: datetime) -> list[datetime]:
+    # Future dates are typos or time zones gone wrong: they would fake a fresh feed.
+    dates = (e.published or e.updated for e in entries)
+    return sorted(d for d in dates if d is not None and d <= now + timedelta(hours=1))
+
+
+def describe_parsed(entry: dict[str, Any], parsed: ParsedFeed, now: datetime) -> None:
+    """Record what the feed shows of its own rhythm: newest item, items per day, hints."""
+    dates = _dates(parsed.entries, now)
+    if dates:
+        entry["newest"] = dates[-1].isoformat(timespec="seconds")
+        days = (dates[-1] - dates[0]).total_seconds() / 86400
+        # Items over the span their dates cover; one date, or all alike, tells no rate.
+        entry["rate"] = round((len(dates) - 1) / days, 4) if days > 0 and len(dates) > 1 else None
+    entry["ttl"] = parsed.ttl_minutes if parsed.ttl_minutes and parsed.ttl_minutes > 0 else None
+    entry["sy"] = sy_minutes(parsed.update_period, parsed.update_frequency)
+
+
+def _hints(result: FetchResult, entry: dict[str, Any], now: datetime) -> Hints:
+    from_headers = hints_from(result.headers, now)
+    return Hints(entry.get("ttl"), entry.get("sy"), from_headers.max_age, from_headers.expires)
+
+
+def track_redirects(feed: Feed, result: FetchResult, now: datetime) -> str | None:
+    """Count a permanent redirect towards adoption; returns the adopted URL when it happens."""
+    if result.redirects:
+        chain = [[r.status, r.source, r.target] for r in result.redirects]
+        feed.redirect_history = [
+            *feed.redirect_history[-9:],
+            {"at": now.isoformat(timespec="seconds"), "chain": chain},
+        ]
+    target = result.permanent_redirect
+    if target is None or target == feed.url:
+        feed.redirect_candidate, feed.redirect_count = None, 0
+        return None
+    if target == feed.redirect_candidate:
+        feed.redirect_count += 1
+    else:
+        feed.redirect_candidate, feed.redirect_count = target, 1
+    if feed.redirect_count < ADOPT_AFTER:
+        return None
+    old, feed.url = feed.url, target
+    feed.redirect_candidate, feed.redirect_count = None, 0
+    feed.redirect_history = [
+        *feed.redirect_history[-9:],
+        {"at": now.isoformat(timespec="seconds"), "adopted": target, "previous": old},
+    ]
+    return target
+
+
+def _track_validators(feed: Feed, result: FetchResult, now: datetime, entry: dict[str, Any]) -> None:
+    if result.request.etag or result.request.last_modified:
+        feed.conditional_polls += 1
+    else:
+        feed.conditional_polls = 0
+        feed.last_unconditional_at = now
+        if feed.etag or feed.last_modified:
+            entry["unconditional"] = True
+    if result.etag or result.last_modified or not result.not_modified:
+        feed.etag, feed.last_modified = result.etag, result.last_modified
+
+
+def _websub_fallback(feed: Feed, nxt: NextCheck, now: datetime) -> NextCheck:
+    lease = feed.websub_lease_until
+    if feed.websub_state != "subscribed" or lease is None or to_utc(lease) <= now:
+        return nxt
+    if nxt.at >= now + WEBSUB_FALLBACK:
+        return nxt
+    minutes = WEBSUB_FALLBACK / timedelta(minutes=1)
+    reason = f"WebSub subscribed: fallback poll every {minutes:g} min"
+    return NextCheck(now + WEBSUB_FALLBACK, nxt.state, reason, minutes)
 
 
 def record_success(
@@ -64,10 +192,23 @@ def record_success(
     feed = session.get(Feed, feed_id)
     assert feed is not None
     feed.unreported_claims = 0
-    nxt = after_success(_timing(feed), now, result.not_modified, rng)
-    _apply_next(feed, nxt, report)
-    if result.etag or result.last_modified or not result.not_modified:
-        feed.etag, feed.last_modified = result.etag, result.last_modified
+    entry = _entry(feed, report, now)
+    if parsed is not None:
+        describe_parsed(entry, parsed, now)
+        if parsed.hub_url:
+            feed.websub_hub, feed.websub_topic = parsed.hub_url, parsed.self_url or result.url
+    _track_validators(feed, result, now, entry)
+    adopted = track_redirects(feed, result, now)
+    if adopted:
+        entry["adopted"] = adopted
+    recovered = feed.error_count
+    history = _push(feed, entry)
+    nxt = after_success(timing(feed), now, result.not_modified, rng, history, _hints(result, entry, now))
+    nxt = _websub_fallback(feed, nxt, now)
+    if recovered:
+        reason = f"recovered after {recovered} failures; {nxt.reason}"
+        nxt = NextCheck(nxt.at, nxt.state, reason, nxt.interval_minutes)
+    _apply_next(feed, nxt, report, entry)
     if body_hash is not None:
         feed.body_hash = body_hash
     feed.last_polled_at = feed.last_ok_at = now
@@ -76,16 +217,7 @@ def record_success(
     feed.last_duration_ms = report.duration_ms
     feed.error_count = 0
     feed.error_class = feed.error_message = None
-    if result.redirects:
-        feed.redirect_history = [
-            *feed.redirect_history[-9:],
-            {
-                "at": now.isoformat(timespec="seconds"),
-                "chain": [[r.status, r.source, r.target] for r in result.redirects],
-            },
-        ]
     feed.updated_at = now
-    _history(feed, report, now)
     session.add(feed)
 
 
@@ -107,8 +239,9 @@ def record_failure(
     feed.error_class, feed.error_message = error_class, message[:500]
     feed.last_error_at = feed.last_polled_at = now
     feed.last_status = report.http_status
-    nxt = after_failure(_timing(feed), now, error_class, feed.error_count, retry_after, rng)
-    _apply_next(feed, nxt, report)
+    entry = _entry(feed, report, now)
+    nxt = after_failure(timing(feed), now, error_class, feed.error_count, retry_after, rng)
+    _apply_next(feed, nxt, report, entry)
+    _push(feed, entry)
     feed.updated_at = now
-    _history(feed, report, now)
     session.add(feed)

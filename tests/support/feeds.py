@@ -69,6 +69,9 @@ def write_feeds_toml(path: Path, urls: list[str], interval_minutes: float = 0.05
             f'url = "{url}"',
             f'name = "Feed {i}"',
             f"interval_minutes = {interval_minutes}",
+            # Pinned: service tests count polls at a fixed rhythm, not the adaptive schedule's.
+            f"min_interval_minutes = {interval_minutes}",
+            f"max_interval_minutes = {interval_minutes}",
             "",
         ]
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -1,7 +1,7 @@
 """Database records. All datetimes are aware UTC (``timeutil.utcnow()``), on every backend.
 
 Feed       a source and its runtime state (validators, schedule, errors, redirects)
-Article    one story, identified by ``identity_key`` across all feeds
+Article    one story, identified by ``identity_key`` across all feeds (+ its full text, if fetched)
 Sighting   (article, feed): the same story seen in another feed is a sighting, not a new article
 Match      (article, topic): why an article was flagged (score, terms, snippet)
 Alert      the outbox row for a flagged article: one per article, listing its topics
@@ -40,6 +40,15 @@ class AlertStatus:
     DELIVERED = "delivered"  # every configured channel has a sent Delivery
     FAILED = "failed"  # a channel dead-lettered it; `feedwatch alerts retry` replays
     ALL = (PENDING, QUEUED, DELIVERED, FAILED)
+
+
+class FullTextStatus:
+    """The full-text stage of an article (``feedwatch.extract``; docs/full-text.md)."""
+
+    PENDING = "pending"  # a candidate: a fetch_article message was (or will be) sent
+    OK = "ok"  # extracted; rules ran again on the full text
+    FAILED = "failed"  # fetch or extraction failed; ``full_text_error`` holds the class
+    ALL = (PENDING, OK, FAILED)
 
 
 class DeliveryStatus:
@@ -129,6 +138,13 @@ class Article(SQLModel, table=True):
     fetched_at: datetime = Field(default_factory=utcnow, index=True)
     content_hash: str = Field(max_length=64, index=True)
     flagged: bool = Field(default=False, index=True)
+    # Full-text stage: None when the article was never a candidate (see FullTextStatus).
+    full_text: str | None = Field(default=None, sa_column=Column(Text))
+    full_text_status: str | None = Field(default=None, index=True)
+    full_text_error: str | None = None  # a fetch error class, not_html, empty, crash
+    full_text_requested_at: datetime | None = None  # last (re)queue; the tick re-sends lost ones
+    full_text_attempts: int = 0
+    extracted_at: datetime | None = None
 
 
 class Sighting(SQLModel, table=True):

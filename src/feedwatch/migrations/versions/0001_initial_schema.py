@@ -112,6 +112,12 @@ def upgrade() -> None:
         sa.Column("fetched_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
         sa.Column("content_hash", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("flagged", sa.Boolean(), nullable=False),
+        sa.Column("full_text", sa.Text(), nullable=True),
+        sa.Column("full_text_status", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("full_text_error", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
+        sa.Column("full_text_requested_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
+        sa.Column("full_text_attempts", sa.Integer(), nullable=False),
+        sa.Column("extracted_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["feed_id"],
             ["feed.id"],
@@ -124,6 +130,7 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_article_feed_id"), ["feed_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_article_fetched_at"), ["fetched_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_article_flagged"), ["flagged"], unique=False)
+        batch_op.create_index(batch_op.f("ix_article_full_text_status"), ["full_text_status"], unique=False)
         batch_op.create_index(batch_op.f("ix_article_published_at"), ["published_at"], unique=False)
 
     op.create_table(
@@ -320,6 +327,7 @@ def downgrade() -> None:
     op.drop_table("alert")
     with op.batch_alter_table("article", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_article_published_at"))
+        batch_op.drop_index(batch_op.f("ix_article_full_text_status"))
         batch_op.drop_index(batch_op.f("ix_article_flagged"))
         batch_op.drop_index(batch_op.f("ix_article_fetched_at"))
         batch_op.drop_index(batch_op.f("ix_article_feed_id"))

@@ -92,6 +92,20 @@ class Settings(BaseSettings):
         default=60.0, gt=0, description="Beat period of send_digests (digests and burst summaries)."
     )
 
+    # full text (feedwatch.extract; docs/full-text.md)
+    article_max_bytes: int = Field(
+        default=2 * 1024 * 1024, gt=0, description="Cap on an article page, after decompression."
+    )
+    extract_time_limit: float = Field(
+        default=5.0, gt=0, description="Seconds trafilatura may spend on one page before the fallback."
+    )
+    article_batch_size: int = Field(default=10, gt=0, description="Article ids per fetch_article message.")
+    article_requeue_seconds: int = Field(
+        default=600,
+        gt=0,
+        description="A candidate not extracted after this is re-sent by the tick (lost message).",
+    )
+
     # operations
     beat_late_seconds: float = Field(default=60.0, gt=0)
     alert_backlog_seconds: float = Field(default=300.0, gt=0)

@@ -67,6 +67,16 @@ class Settings(BaseSettings):
     max_redirects: int = Field(default=5, ge=0)
     fetch_concurrency: int = Field(default=50, gt=0)
     per_host_concurrency: int = Field(default=4, gt=0)
+    per_host_min_gap_seconds: float = Field(
+        default=0.5, ge=0, description="Least time between two requests to one host (politeness)."
+    )
+
+    # WebSub push (feedwatch.websub); an empty callback URL turns it off
+    websub_callback_url: str = Field(
+        default="", description="Public base URL of `feedwatch websub serve`; empty: WebSub off."
+    )
+    websub_listen: str = Field(default="127.0.0.1:8088", description="host:port websub serve binds.")
+    websub_lease_seconds: int = Field(default=86400 * 5, gt=0, description="Lease asked of hubs.")
 
     # worker
     worker_concurrency: int = Field(default=2, gt=0)

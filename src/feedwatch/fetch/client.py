@@ -10,6 +10,11 @@ One :func:`fetch_many` call owns one aiohttp session for the whole batch. Per fe
 - the body is streamed through :class:`~feedwatch.fetch.body.BodyDecoder`, which caps the
   decompressed size; the wire size is capped too, so a lying Content-Length proves nothing.
 
+Politeness: at most ``config.per_host`` fetches in flight per host in a batch, and requests to
+one host start at least ``config.per_host_min_gap`` seconds apart across every batch of this
+process (:class:`HostPacer`), so a hundred feeds on one outlet are spread out, not fired at once.
+The wait for a host's turn is spent before the deadline starts and without a global slot.
+
 Connections are not reused (``force_close``): a hostile server that leaves junk on a
 keep-alive connection must not poison the next feed fetched from the same host.
 Every outcome is a :class:`FetchResult` or a classified :class:`FetchError`; no exception
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import threading
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
@@ -59,6 +65,35 @@ class _Progress:
         return 0.0 if self.started is None else time.monotonic() - self.started
 
 
+class HostPacer:
+    """Hands out start times at least ``gap`` apart per host, shared by every batch of a process.
+
+    A reservation is taken under a lock and waited for outside it, so concurrent fetches to one
+    host queue up in order; ``fetch_all`` may run batches in threads, hence a thread lock.
+    """
+
+    MAX_HOSTS: Final = 50_000
+
+    def __init__(self) -> None:
+        self._next: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def reserve(self, host: str, gap: float) -> float:
+        """Seconds to wait before starting a request to ``host``."""
+        if gap <= 0:
+            return 0.0
+        with self._lock:
+            now = time.monotonic()
+            if len(self._next) > self.MAX_HOSTS:  # forget hosts whose turn is long past
+                self._next = {h: t for h, t in self._next.items() if t > now}
+            start = max(now, self._next.get(host, 0.0))
+            self._next[host] = start + gap
+            return start - now
+
+
+PACER = HostPacer()
+
+
 class _Batch:
     """One session and the concurrency limits shared by every fetch of a batch."""
 
@@ -70,6 +105,9 @@ class _Batch:
         self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
             lambda: asyncio.Semaphore(config.per_host)
         )
+
+    async def pace(self, host: str) -> None:
+        await asyncio.sleep(PACER.reserve(host, self.config.per_host_min_gap))
 
     @asynccontextmanager
     async def host_slot(self, url: URL, held: str | None = None) -> AsyncIterator[None]:
@@ -137,11 +175,14 @@ async def _fetch_classified(batch: _Batch, request: FetchRequest) -> FetchResult
 async def _fetch(batch: _Batch, request: FetchRequest, progress: _Progress) -> FetchResult:
     url = validate_url(request.url, batch.policy)
     first_host = _host_key(url)
-    # Host slot before the global one: feeds queued behind a busy host hold no global slot.
-    async with batch.host_slot(url), batch.slots:
-        progress.started = time.monotonic()
-        async with asyncio.timeout(batch.config.deadline):
-            return await _follow(batch, request, url, first_host, progress)
+    # Host slot and the host's turn before the global slot: feeds queued behind a busy host
+    # hold no global slot, and their deadline has not started.
+    async with batch.host_slot(url):
+        await batch.pace(first_host)
+        async with batch.slots:
+            progress.started = time.monotonic()
+            async with asyncio.timeout(batch.config.deadline):
+                return await _follow(batch, request, url, first_host, progress)
 
 
 def _request_headers(request: FetchRequest) -> dict[str, str]:
@@ -172,8 +213,9 @@ async def _follow(
         if len(progress.redirects) > batch.config.max_redirects:
             raise FetchError("too_many_redirects", f"more than {batch.config.max_redirects} redirects")
         seen.add(str(target))
-        # Every hop passes the same guard as the first one.
+        # Every hop passes the same guard as the first one, and waits its host's turn.
         url = validate_url(target, batch.policy)
+        await batch.pace(_host_key(url))
 
 
 def _redirect_target(url: URL, resp: aiohttp.ClientResponse) -> URL:

@@ -21,12 +21,15 @@ class FetchConfig:
     max_redirects: int
     concurrency: int
     per_host: int
+    per_host_min_gap: float = 0.0  # seconds between two requests to one host, in this process
 
     def __post_init__(self) -> None:
         # A zero here would not fail loudly: Semaphore(0) waits forever, timeout 0 fails all.
         for name in ("connect_timeout", "read_timeout", "deadline", "max_bytes"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"FetchConfig.{name} must be positive")
+        if self.per_host_min_gap < 0:
+            raise ValueError("FetchConfig.per_host_min_gap must not be negative")
         if self.concurrency < 1 or self.per_host < 1 or self.max_redirects < 0:
             raise ValueError("FetchConfig: concurrency and per_host >= 1, max_redirects >= 0")
 
@@ -41,6 +44,7 @@ class FetchConfig:
             max_redirects=s.max_redirects,
             concurrency=s.fetch_concurrency,
             per_host=s.per_host_concurrency,
+            per_host_min_gap=s.per_host_min_gap_seconds,
         )
 
 

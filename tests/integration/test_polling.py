@@ -1,0 +1,260 @@
+"""The real poll path (``pipeline.poll_feeds``) against a local HTTP server, on a temp SQLite DB.
+
+Each test serves statuses and headers from 127.0.0.1 and checks what the feed row says after:
+state, error class, next check and its reason, validators, redirect adoption. No worker: the
+pipeline functions are the ones a worker calls. The clock is a test clock, moved by hand.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import select
+from support.feeds import item, rss
+from support.services import FeedServer, Route
+
+from feedwatch import db, feedstate, ops, pipeline, store
+from feedwatch.models import Feed, FeedState
+from feedwatch.schedule import FAILING_AFTER
+from feedwatch.settings import Settings, reset_settings
+from feedwatch.sources import FeedSpec
+from feedwatch.status import feed_status
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC).replace(microsecond=0)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, minutes: float) -> None:
+        self.now += timedelta(minutes=minutes)
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    srv = FeedServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipeline.Context]:
+    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("FEEDWATCH_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("FEEDWATCH_PER_HOST_MIN_GAP_SECONDS", "0")
+    reset_settings()
+    settings = Settings()
+    db.upgrade(settings)
+    yield pipeline.Context(settings, clock=Clock(), rng=random.Random(7))
+    db.dispose_engines()
+    reset_settings()
+
+
+def add_feed(ctx: pipeline.Context, url: str, **spec: Any) -> int:
+    with db.session_scope(ctx.settings) as session:
+        store.sync_feeds(session, [FeedSpec(url=url, interval_minutes=10, **spec)], ctx.clock())
+        feed_id = session.exec(select(Feed.id).where(Feed.config_url == url)).one()
+        assert feed_id is not None
+        return feed_id
+
+
+def poll(ctx: pipeline.Context, feed_id: int, advance: float = 10) -> tuple[pipeline.PollReport, Feed]:
+    assert isinstance(ctx.clock, Clock)
+    ctx.clock.advance(advance)
+    (report,) = pipeline.poll_feeds(ctx, [feed_id])
+    with db.session_scope(ctx.settings) as session:
+        feed = session.get(Feed, feed_id)
+        assert feed is not None
+        return report, feed
+
+
+def feed_body(prefix: str, n: int = 3, **channel: str) -> bytes:
+    items = [
+        item(f"{prefix}-{i}", f"Story {prefix} {i}", "text", f"https://example.org/{prefix}/{i}")
+        for i in range(n)
+    ]
+    body = rss(items)
+    extra = "".join(f"<{k}>{v}</{k}>" for k, v in channel.items())
+    return body.replace(
+        b"<description>test</description>", b"<description>test</description>" + extra.encode()
+    )
+
+
+def minutes_until(feed: Feed, ctx: pipeline.Context) -> float:
+    return (feed.next_check_at - ctx.clock()) / timedelta(minutes=1)
+
+
+# --- validators ------------------------------------------------------------------------------------
+
+
+def test_conditional_get_with_an_occasional_unconditional_fetch(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server whose ETag lies (304 while the feed changed) is caught by the unconditional poll."""
+    monkeypatch.setattr(feedstate, "UNCONDITIONAL_EVERY", 3)
+    server.routes["/f.xml"] = Route(feed_body("a"), etag='"v1"')
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    report, feed = poll(ctx, feed_id)
+    assert (report.outcome, report.new, feed.etag) == ("ok", 3, '"v1"')
+    report, feed = poll(ctx, feed_id)
+    assert report.outcome == "not_modified" and server.conditional_hits["/f.xml"] == 1
+    server.routes["/f.xml"] = Route(feed_body("b"), etag='"v1"')  # new items, same ETag: a lie
+    report, feed = poll(ctx, feed_id)
+    assert report.outcome == "not_modified" and feed.conditional_polls == 2
+    report, feed = poll(ctx, feed_id)
+    assert (report.outcome, report.new) == ("ok", 3)
+    assert server.conditional_hits["/f.xml"] == 2
+    assert feed.poll_history[-1].get("unconditional") is True and feed.conditional_polls == 0
+
+
+def test_body_hash_without_validators(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/f.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    poll(ctx, feed_id)
+    report, feed = poll(ctx, feed_id)
+    assert report.outcome == "unchanged" and feed.etag is None and feed.body_hash
+    assert server.conditional_hits["/f.xml"] == 0
+
+
+# --- failure classes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "error_class", "state", "reason", "at_least"),
+    [
+        (Route(b"oops", status=500), "http_5xx", FeedState.BACKING_OFF, "backoff", 10),
+        (
+            Route(b"", status=503, headers={"Retry-After": "7200"}),
+            "http_5xx",
+            FeedState.BACKING_OFF,
+            "Retry-After",
+            120,
+        ),
+        (
+            Route(b"", status=429, headers={"Retry-After": "3600"}),
+            "http_429",
+            FeedState.BACKING_OFF,
+            "Retry-After",
+            60,
+        ),
+        (Route(b"no", status=404), "http_4xx", FeedState.BACKING_OFF, "×3", 30),
+        (Route(b"", status=410), "gone", FeedState.DISABLED, "410 Gone", 0),
+        (Route(b"<html><body>hi</body></html>", "text/html"), None, FeedState.BACKING_OFF, "backoff", 30),
+        (Route(b"\x89PNG\r\n", "image/png"), "not_a_feed", FeedState.BACKING_OFF, "not_a_feed", 30),
+    ],
+)
+def test_failure_is_classified_and_scheduled(
+    ctx: pipeline.Context,
+    server: FeedServer,
+    route: Route,
+    error_class: str | None,
+    state: str,
+    reason: str,
+    at_least: float,
+) -> None:
+    server.routes["/f.xml"] = route
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    report, feed = poll(ctx, feed_id)
+    assert report.outcome == "error"
+    assert feed.error_class == (error_class or feed.error_class)
+    assert feed.state == state and reason in feed.next_check_reason, feed.next_check_reason
+    assert minutes_until(feed, ctx) >= at_least
+    assert feed.poll_history[-1]["error_class"] == feed.error_class
+
+
+def test_failing_feed_is_probed_shown_and_recovers(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/f.xml"] = Route(b"down", status=502)
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    for _ in range(FAILING_AFTER):
+        _, feed = poll(ctx, feed_id, advance=400)
+    assert feed.state == FeedState.FAILING and feed.enabled
+    assert "failing" in feed.next_check_reason and minutes_until(feed, ctx) <= 6 * 60 * 1.1
+    with db.session_scope(ctx.settings) as session:
+        status = feed_status(session, ctx.clock(), ctx.settings)
+    assert status["by_state"][FeedState.FAILING] == 1
+    assert status["worst"][0]["id"] == feed_id and status["worst"][0]["error_class"] == "http_5xx"
+    server.routes["/f.xml"] = Route(feed_body("a"))
+    report, feed = poll(ctx, feed_id, advance=400)
+    assert report.outcome == "ok" and feed.state == FeedState.OK and feed.error_count == 0
+    assert feed.next_check_reason.startswith(f"recovered after {FAILING_AFTER} failures")
+
+
+# --- redirects -------------------------------------------------------------------------------------
+
+
+def test_permanent_redirect_adopted_after_three_polls(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/old.xml"] = Route(b"", status=301, headers={"Location": "/new.xml"})
+    server.routes["/new.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/old.xml"))
+    for count in (1, 2):
+        _, feed = poll(ctx, feed_id)
+        assert feed.url == server.url("/old.xml")
+        assert (feed.redirect_candidate, feed.redirect_count) == (server.url("/new.xml"), count)
+    _, feed = poll(ctx, feed_id)
+    assert feed.url == server.url("/new.xml") and feed.config_url == server.url("/old.xml")
+    assert feed.redirect_history[-1]["adopted"] == server.url("/new.xml")
+    poll(ctx, feed_id)
+    assert server.hits["/old.xml"] == 3 and server.hits["/new.xml"] == 4
+
+
+def test_temporary_redirect_never_adopted(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/old.xml"] = Route(b"", status=302, headers={"Location": "/new.xml"})
+    server.routes["/new.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/old.xml"))
+    for _ in range(4):
+        _, feed = poll(ctx, feed_id)
+    assert feed.url == server.url("/old.xml") and feed.redirect_candidate is None
+    assert [h["chain"][0][0] for h in feed.redirect_history] == [302] * 4
+
+
+def test_changing_permanent_target_restarts_the_count(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/a.xml"] = server.routes["/b.xml"] = Route(feed_body("a"))
+    server.routes["/old.xml"] = Route(b"", status=308, headers={"Location": "/a.xml"})
+    feed_id = add_feed(ctx, server.url("/old.xml"))
+    poll(ctx, feed_id)
+    poll(ctx, feed_id)
+    server.routes["/old.xml"] = Route(b"", status=301, headers={"Location": "/b.xml"})
+    _, feed = poll(ctx, feed_id)
+    assert (feed.redirect_candidate, feed.redirect_count) == (server.url("/b.xml"), 1)
+    assert feed.url == server.url("/old.xml")
+
+
+# --- hints and explanations ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("route", "word", "expect"),
+    [
+        (Route(feed_body("a"), headers={"Cache-Control": "public, max-age=3600"}), "max-age", 60),
+        (Route(feed_body("a", ttl="90")), "ttl", 90),
+        (Route(feed_body("a", ttl="100000")), "capped", 120),
+    ],
+)
+def test_server_hints_slow_the_feed(
+    ctx: pipeline.Context, server: FeedServer, route: Route, word: str, expect: float
+) -> None:
+    server.routes["/f.xml"] = route
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    _, feed = poll(ctx, feed_id)
+    assert word in feed.next_check_reason
+    assert expect * 0.89 <= minutes_until(feed, ctx) <= expect * 1.11
+
+
+def test_feeds_show_prints_the_reason(ctx: pipeline.Context, server: FeedServer) -> None:
+    server.routes["/f.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/f.xml"))
+    _, feed = poll(ctx, feed_id)
+    result = CliRunner().invoke(ops.feeds, ["show", str(feed_id), "--json"])
+    assert result.exit_code == 0, result.output
+    assert feed.next_check_reason in result.output and "jitter" in feed.next_check_reason

@@ -102,6 +102,14 @@ def create_app(settings: Settings | None = None) -> Celery:
             }
         },
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
+        # Exactly one beat sends ticks on a shared broker: see workers/beat.py. The filesystem
+        # broker is one host's embedded mode, where `feedwatch run` owns the only beat.
+        beat_scheduler=(
+            "celery.beat:PersistentScheduler"
+            if settings.is_filesystem_broker
+            else "workers.beat:LeaderScheduler"
+        ),
+        beat_max_loop_interval=settings.tick_seconds,
         timezone="UTC",
         enable_utc=True,
     )

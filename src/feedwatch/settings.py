@@ -90,6 +90,11 @@ class Settings(BaseSettings):
     alerts_file: Path | None = Field(
         default=None, description="JSONL channel file; default home/alerts.jsonl."
     )
+    delivery_lease_seconds: int = Field(
+        default=120,
+        gt=0,
+        description="A delivery claimed by a worker that died is sent again after this.",
+    )
     channels_file: Path | None = Field(
         default=None,
         description="TOML channel list (docs/alerts.md); unset: FEEDWATCH_ALERT_CHANNELS applies.",

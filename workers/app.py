@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "feedwatch.schedule_tick": {"queue": "default", "routing_key": "default"},
             "feedwatch.poll_feed": {"queue": "feeds", "routing_key": "feeds"},
             "feedwatch.deliver_alert": {"queue": "alerts", "routing_key": "alerts"},
+            "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
         },
         beat_schedule={
             "schedule-tick": {
@@ -99,7 +100,13 @@ def create_app(settings: Settings | None = None) -> Celery:
                 "schedule": settings.tick_seconds,
                 # A stale tick is worthless: a backlog never stacks ticks.
                 "options": {"expires": settings.tick_seconds, "queue": "default"},
-            }
+            },
+            # Digests and burst summaries; each run sends what is due, so a missed one costs nothing.
+            "send-digests": {
+                "task": "feedwatch.send_digests",
+                "schedule": settings.digest_check_seconds,
+                "options": {"expires": settings.digest_check_seconds, "queue": "alerts"},
+            },
         },
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
         # Exactly one beat sends ticks on a shared broker: see workers/beat.py. The filesystem

@@ -61,7 +61,14 @@ def deliver_alert(self: Task, alert_id: int) -> str:
     try:
         report = alerts.deliver(int(alert_id), channels(), ctx.settings, ctx.clock)
     except alerts.DeliveryIncomplete as exc:
-        retries: int = self.request.retries
-        countdown = min(MAX_COUNTDOWN, 5 * 2**retries) * random.uniform(0.8, 1.2)
+        # Each (alert, channel) keeps its own backoff; come back when the earliest is due.
+        countdown = min(MAX_COUNTDOWN, exc.countdown) * random.uniform(1.0, 1.1)
         raise self.retry(exc=exc, countdown=countdown) from exc
     return report.status
+
+
+@app.task(name="feedwatch.send_digests", acks_late=False)
+def send_digests() -> dict[str, int]:
+    ctx = context()
+    reports = alerts.send_digests(channels(), ctx.settings, ctx.clock)
+    return {"sent": sum(r.sent for r in reports), "failed": sum(not r.sent for r in reports)}

@@ -15,7 +15,7 @@ import hashlib
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,8 @@ from feedwatch.fetch import (
     fetch_all,
     fetch_one,
 )
-from feedwatch.models import Feed
+from feedwatch.extract import ExtractedText, ExtractionError, extract
+from feedwatch.models import Article, Feed
 from feedwatch.normalize import ArticleDraft, normalize_feed
 from feedwatch.parse import ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
@@ -46,6 +47,7 @@ log = structlog.get_logger("feedwatch.pipeline")
 
 PublishAlert = Callable[[int], None]
 PublishPoll = Callable[[list[int]], None]
+PublishArticles = Callable[[list[int]], None]
 
 _rulebooks: dict[Path, tuple[float, Rulebook]] = {}
 
@@ -66,6 +68,7 @@ class Context:
     settings: Settings
     publish_alert: PublishAlert | None = None
     publish_poll: PublishPoll | None = None
+    publish_article: PublishArticles | None = None
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     policy: AddressPolicy | None = None
@@ -138,7 +141,10 @@ def tick(ctx: Context) -> TickReport:
         with session_scope(s) as session:
             store.release_claims(session, unsent, now)
     requeued = publish_alerts(ctx, requeue)
-    log.info("tick", claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
+    articles = requeue_full_text(ctx, now)
+    log.info(
+        "tick", claimed=len(claimed), batches=len(batches), alerts_requeued=requeued, articles_requeued=articles
+    )
     return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
 
 
@@ -178,6 +184,8 @@ class PollReport:
     error: str | None = None
     alert_ids: list[int] = field(default_factory=list)
     next_check: str | None = None
+    candidates: int = 0  # sent to the full-text stage
+    extract_ids: list[int] = field(default_factory=list)
 
 
 def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
@@ -222,7 +230,7 @@ def _process(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> Poll
         log.exception("feed.internal_error", feed_id=feed.id)
         report.error_class, report.error = "internal", f"{type(exc).__name__}: {exc}"
         _fail(ctx, feed.id, report, None, now)
-    log_fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url")}
+    log_fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url", "extract_ids")}
     log.info("feed.polled", url=feed.url, **log_fields)
     metrics.observe_poll(report)
     return report
@@ -255,9 +263,10 @@ def _store_result(ctx: Context, feed: Feed, result: FetchResult, report: PollRep
     report.entries = len(drafts)
     with session_scope(ctx.settings) as session:
         story = stories.StoryPolicy.from_settings(ctx.settings)
-        alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report, story)
+        alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, report, story, feed.full_text)
         feedstate.record_success(session, feed.id, result, body_hash, report, now, ctx.rng, parsed)
     report.alert_ids = alert_ids
+    publish_articles(ctx, report.extract_ids)
 
 
 def match_drafts(rulebook: Rulebook, drafts: Sequence[ArticleDraft]) -> dict[str, list[TopicMatch]]:
@@ -278,6 +287,7 @@ def store_drafts(
     now: datetime,
     report: PollReport,
     story: stories.StoryPolicy | None = None,
+    full_text: bool = False,
 ) -> list[int]:
     """Store new articles with their matches and alert rows; returns the new alert ids.
 
@@ -309,6 +319,8 @@ def store_drafts(
             stories.record_story(session, alert_id, sig, now)
             session.flush()  # the next draft of this batch must see these bands
             alert_ids.append(alert_id)
+    report.extract_ids = _request_full_text(session, rulebook, new, inserted, matched, full_text, now)
+    report.candidates = len(report.extract_ids)
     report.new = len(inserted)
     report.flagged = len(alert_ids)
     return alert_ids
@@ -398,3 +410,187 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
     report.new = sum(1 for i in report.items if i.new)
     report.flagged = sum(1 for i in report.items if i.topics and (dry_run or i.new))
     return report
+
+
+# --- full text (second stage, queue ``articles``) --------------------------------------------------
+#
+# A candidate (new article with a topic's anchor term in title or teaser, or any new article of a
+# ``full_text = true`` feed, never one already alerted at the feed stage unless its feed asks for
+# full text) is marked pending in the poll's transaction; its id is published after the commit.
+# ``process_articles`` fetches the pages through the same guarded fetcher (page cap
+# ``article_max_bytes``), extracts the story (feedwatch.extract), detects its language, runs the
+# rules on title + full text and stores the outcome. Topics new at this stage are stored as
+# ``Match.stage = "full_text"``; an article with no alert yet gets one (same outbox, same story
+# de-duplication); an article already alerted is never alerted again. The tick re-sends
+# candidates whose message was lost and fails as ``crash`` those whose runs keep dying.
+
+
+def _request_full_text(
+    session: Session,
+    rulebook: Rulebook,
+    new: Sequence[ArticleDraft],
+    inserted: dict[str, int],
+    matched: dict[str, list[TopicMatch]],
+    full_text: bool,
+    now: datetime,
+) -> list[int]:
+    """Mark this poll's full-text candidates pending; return their ids."""
+    ids = [
+        inserted[d.identity_key]
+        for d in new
+        if d.identity_key in inserted
+        and d.url
+        and (full_text or (d.identity_key not in matched and rulebook.candidate(d.title, d.text)))
+    ]
+    store.request_full_text(session, ids, now)
+    return ids
+
+
+def publish_articles(ctx: Context, article_ids: Sequence[int]) -> int:
+    """Publish fetch_article messages in batches; returns how many ids went out. A failure
+    leaves the rest pending: the tick re-sends them after ``article_requeue_seconds``."""
+    if not article_ids or ctx.publish_article is None:
+        return 0
+    size, sent = ctx.settings.article_batch_size, 0
+    for i in range(0, len(article_ids), size):
+        batch = list(article_ids[i : i + size])
+        try:
+            ctx.publish_article(batch)
+        except Exception as exc:  # noqa: BLE001 - the rows stay pending; the tick re-sends
+            log.warning("article.publish_failed", articles=len(batch), error=str(exc))
+            break
+        sent += len(batch)
+    return sent
+
+
+def requeue_full_text(ctx: Context, now: datetime) -> int:
+    """Re-send candidates whose message may be lost; fail as ``crash`` those re-sent too often."""
+    older = timedelta(seconds=ctx.settings.article_requeue_seconds)
+    with session_scope(ctx.settings) as session:
+        claimed = store.claim_lost_full_text(session, now, older, limit=1000)
+        for article_id, attempts in claimed:
+            if attempts > CRASH_LIMIT:
+                store.finish_full_text(session, article_id, now, error_class="crash")
+                log.warning("article.crashed", article_id=article_id, attempts=attempts)
+    return publish_articles(ctx, [a for a, attempts in claimed if attempts <= CRASH_LIMIT])
+
+
+@dataclass
+class ArticleReport:
+    article_id: int
+    url: str
+    outcome: str  # ok | failed | skipped (finished by another delivery of the message)
+    http_status: int | None = None
+    bytes: int = 0
+    chars: int = 0
+    method: str | None = None  # trafilatura | fallback
+    language: str | None = None
+    new_topics: list[str] = field(default_factory=list)
+    alert_id: int | None = None
+    error_class: str | None = None
+    error: str | None = None
+    fetch_ms: int = 0
+    extract_ms: int = 0
+
+
+def article_fetch_config(settings: Settings) -> FetchConfig:
+    """The feed fetcher's limits, with the article page cap."""
+    return replace(FetchConfig.from_settings(settings), max_bytes=settings.article_max_bytes)
+
+
+def process_articles(ctx: Context, article_ids: Sequence[int]) -> list[ArticleReport]:
+    """The full-text stage for a batch of candidates: fetch concurrently, then one by one
+    extract, detect the language, match, store, and publish any alert after its commit."""
+    with session_scope(ctx.settings) as session:
+        articles = [a for a in store.pending_full_text(session, article_ids) if a.url]
+    requests = [FetchRequest(url=a.url or "", key=a.id) for a in articles]
+    results = fetch_all(requests, article_fetch_config(ctx.settings), ctx.address_policy)
+    reports: list[ArticleReport] = []
+    for article, result in zip(articles, results, strict=True):
+        with structlog.contextvars.bound_contextvars(article_id=article.id):
+            report = _process_article(ctx, article, result)
+        reports.append(report)
+        if report.alert_id is not None:
+            publish_alerts(ctx, [report.alert_id])
+    return reports
+
+
+def _process_article(ctx: Context, article: Article, result: FetchResult | FetchError) -> ArticleReport:
+    assert article.id is not None
+    s = ctx.settings
+    report = ArticleReport(article_id=article.id, url=article.url or "", outcome="ok")
+    report.fetch_ms = int(result.elapsed * 1000)
+    started = time.monotonic()
+    found: ExtractedText | None = None
+    try:
+        if isinstance(result, FetchError):
+            raise result
+        report.http_status, report.bytes = result.status, len(result.body)
+        found = extract(
+            result.body,
+            result.url,
+            content_type=result.headers.get("content-type"),
+            language_hint=article.language,
+            max_chars=s.article_max_bytes,
+            time_limit=s.extract_time_limit,
+        )
+    except (FetchError, ExtractionError) as exc:
+        report.error_class, report.error = exc.error_class, exc.message
+    except (SQLAlchemyError, MemoryError):
+        raise
+    except Exception as exc:
+        if type(exc).__name__ == "SoftTimeLimitExceeded":
+            raise
+        log.exception("article.internal_error")
+        report.error_class, report.error = "internal", f"{type(exc).__name__}: {exc}"
+    report.extract_ms = int((time.monotonic() - started) * 1000)
+    _store_full_text(ctx, article, found, report)
+    log.info("article.extracted", **{k: v for k, v in vars(report).items() if k != "new_topics"},
+             topics=report.new_topics)  # fmt: skip
+    metrics.observe_extraction(report.outcome, report.error_class)
+    return report
+
+
+def _store_full_text(
+    ctx: Context, article: Article, found: ExtractedText | None, report: ArticleReport
+) -> None:
+    assert article.id is not None
+    now = ctx.clock()
+    with session_scope(ctx.settings) as session:
+        if found is None:
+            report.outcome = "failed" if store.finish_full_text(
+                session, article.id, now, error_class=report.error_class or "internal"
+            ) else "skipped"  # fmt: skip
+            return
+        report.chars, report.method, report.language = len(found.text), found.method, found.language
+        done = store.finish_full_text(
+            session, article.id, now, text=found.text, language=found.language, author=found.author
+        )
+        if not done:
+            report.outcome = "skipped"
+            return
+        matches = ctx.rulebook.match(article.title, found.text, found.language)
+        known = store.matched_topics(session, article.id)
+        new = [m for m in matches if m.topic not in known]
+        report.new_topics = [m.topic for m in new]
+        store.insert_matches(session, article.id, new, now, stage="full_text")
+        if new and not store.has_alert(session, article.id):
+            report.alert_id = _full_text_alert(ctx, session, article, matches, now)
+
+
+def _full_text_alert(
+    ctx: Context, session: Session, article: Article, matches: Sequence[TopicMatch], now: datetime
+) -> int | None:
+    """The alert for an article flagged only by its full text; a copy of a story alerted within
+    the window joins that alert instead (as at the feed stage)."""
+    assert article.id is not None
+    store.flag_article(session, article.id)
+    sig = stories.signature(article.title, article.text)
+    first = stories.find_story(session, sig, now, stories.StoryPolicy.from_settings(ctx.settings))
+    if first is not None:
+        stories.add_copy(session, first[0], article.id, article.feed_id, first[1], now)
+        return None
+    alert_id = store.create_alert(session, article.id, [m.topic for m in matches], now, sig.hashvalues)
+    if alert_id is not None:
+        stories.record_story(session, alert_id, sig, now)
+    return alert_id

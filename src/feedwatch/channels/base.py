@@ -1,9 +1,16 @@
-"""The payload every channel receives and the protocol a channel implements."""
+"""The payloads every channel receives, the routing of a channel and the protocol it implements.
+
+Payload text is raw feed text (data, never markup): each channel escapes it for its own format
+through :mod:`feedwatch.channels.render`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
+
+Mode = Literal["immediate", "digest"]
+Every = Literal["hourly", "daily"]
 
 
 class ChannelError(Exception):
@@ -17,6 +24,18 @@ class TopicReason:
     terms: list[str]
     snippet: str
     stage: str = "feed"
+    #: [start, end) spans of matched terms inside ``snippet``, for highlighting.
+    highlights: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Another outlet that carried the same story ("also reported by")."""
+
+    outlet: str
+    title: str
+    url: str | None
+    published_at: str | None
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,7 @@ class AlertPayload:
     published_at: str | None
     language: str | None
     reasons: list[TopicReason] = field(default_factory=list)
+    also_reported: list[Copy] = field(default_factory=list)
 
     @property
     def topic(self) -> str:
@@ -51,7 +71,54 @@ class AlertPayload:
         return data
 
 
+@dataclass(frozen=True)
+class DigestPayload:
+    """Several alerts in one message: a scheduled digest or a burst summary (rate limit)."""
+
+    idempotency_key: str
+    channel: str
+    kind: Literal["digest", "burst"]
+    period_start: str
+    alerts: list[AlertPayload]
+
+    def by_topic(self) -> dict[str, list[AlertPayload]]:
+        """Alerts grouped under their strongest topic, topics in order of first appearance."""
+        groups: dict[str, list[AlertPayload]] = {}
+        for alert in self.alerts:
+            groups.setdefault(alert.topic or "other", []).append(alert)
+        return groups
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "idempotency_key": self.idempotency_key,
+            "kind": self.kind,
+            "channel": self.channel,
+            "period_start": self.period_start,
+            "count": len(self.alerts),
+            "alerts": [a.to_json() for a in self.alerts],
+        }
+
+
+@dataclass(frozen=True)
+class Route:
+    """Which alerts a channel takes and how: topics (None = all), immediate or digest, rate."""
+
+    topics: frozenset[str] | None = None
+    mode: Mode = "immediate"
+    every: Every = "hourly"
+    max_per_minute: int | None = None
+
+    def wants(self, topics: list[str]) -> bool:
+        return self.topics is None or bool(self.topics.intersection(topics))
+
+
+DEFAULT_ROUTE = Route()
+
+
 class Channel(Protocol):
     name: str
+    route: Route
 
     def send(self, payload: AlertPayload) -> None: ...
+
+    def send_digest(self, digest: DigestPayload) -> None: ...

@@ -6,19 +6,28 @@ import fcntl
 import json
 import os
 from pathlib import Path
+from typing import Any
 
-from feedwatch.channels.base import AlertPayload, ChannelError
+from feedwatch.channels.base import DEFAULT_ROUTE, AlertPayload, ChannelError, DigestPayload, Route
 from feedwatch.timeutil import isoformat_utc, utcnow
 
 
 class JsonlChannel:
     name = "jsonl"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, name: str = "jsonl", route: Route = DEFAULT_ROUTE) -> None:
         self.path = path
+        self.name = name
+        self.route = route
 
     def send(self, payload: AlertPayload) -> None:
-        record = payload.to_json() | {"delivered_at": isoformat_utc(utcnow())}
+        self._append(payload.to_json())
+
+    def send_digest(self, digest: DigestPayload) -> None:
+        self._append(digest.to_json())
+
+    def _append(self, data: dict[str, Any]) -> None:
+        record = data | {"delivered_at": isoformat_utc(utcnow())}
         line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

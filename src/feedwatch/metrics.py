@@ -68,6 +68,11 @@ DELIVERIES = Counter(
     "Alert delivery attempts by channel and resulting delivery status.",
     ["channel", "status"],
 )
+EXTRACTIONS = Counter(
+    "feedwatch_extractions",
+    "Full-text stage runs by outcome (ok, failed, skipped) and error class.",
+    ["outcome", "error_class"],
+)
 
 
 def observe_poll(report: PollReport) -> None:
@@ -82,6 +87,11 @@ def observe_poll(report: PollReport) -> None:
 def observe_delivery(channel: str, status: str) -> None:
     """Count one delivery attempt's result (``sent``, ``retrying``, ``dead``)."""
     DELIVERIES.labels(channel, status).inc()
+
+
+def observe_extraction(outcome: str, error_class: str | None) -> None:
+    """Count one article through the full-text stage (``feedwatch.pipeline.process_articles``)."""
+    EXTRACTIONS.labels(outcome, error_class or "").inc()
 
 
 def multiprocess_dir() -> str | None:

@@ -26,6 +26,7 @@ from sqlmodel import Session
 
 from feedwatch import feedstate, metrics, store, stories
 from feedwatch.db import session_scope
+from feedwatch.extract import ExtractedText, ExtractionError, extract
 from feedwatch.fetch import (
     AddressPolicy,
     FetchConfig,
@@ -35,7 +36,6 @@ from feedwatch.fetch import (
     fetch_all,
     fetch_one,
 )
-from feedwatch.extract import ExtractedText, ExtractionError, extract
 from feedwatch.models import Article, Feed
 from feedwatch.normalize import ArticleDraft, normalize_feed
 from feedwatch.parse import ParseError, parse_feed
@@ -143,7 +143,11 @@ def tick(ctx: Context) -> TickReport:
     requeued = publish_alerts(ctx, requeue)
     articles = requeue_full_text(ctx, now)
     log.info(
-        "tick", claimed=len(claimed), batches=len(batches), alerts_requeued=requeued, articles_requeued=articles
+        "tick",
+        claimed=len(claimed),
+        batches=len(batches),
+        alerts_requeued=requeued,
+        articles_requeued=articles,
     )
     return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
 

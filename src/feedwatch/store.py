@@ -22,6 +22,7 @@ from feedwatch.models import (
     Article,
     Feed,
     FeedState,
+    FullTextStatus,
     Heartbeat,
     Match,
     Sighting,
@@ -300,3 +301,100 @@ def write_heartbeat(session: Session, name: str, now: datetime, detail: dict[str
     beat.at = now
     beat.detail = detail
     session.add(beat)
+
+
+# --- full text (feedwatch.extract) ----------------------------------------------------------------
+
+
+def request_full_text(session: Session, article_ids: Sequence[int], now: datetime) -> None:
+    """Make articles full-text candidates; an article already requested or done is left alone."""
+    if article_ids:
+        session.execute(
+            update(Article)
+            .where(col(Article.id).in_(list(article_ids)), col(Article.full_text_status).is_(None))
+            .values(full_text_status=FullTextStatus.PENDING, full_text_requested_at=now, full_text_attempts=1)
+        )
+
+
+def claim_lost_full_text(
+    session: Session, now: datetime, older_than: timedelta, limit: int
+) -> list[tuple[int, int]]:
+    """Pending candidates requested before ``now - older_than`` (their message may be lost):
+    stamped as requested again and counted; returns (id, attempts including this one)."""
+    due = (
+        select(col(Article.id))
+        .where(
+            col(Article.full_text_status) == FullTextStatus.PENDING,
+            col(Article.full_text_requested_at) <= now - older_than,
+        )
+        .order_by(col(Article.full_text_requested_at))
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        update(Article)
+        .where(col(Article.id).in_(due.scalar_subquery()))
+        .values(full_text_requested_at=now, full_text_attempts=Article.full_text_attempts + 1)
+        .returning(col(Article.id), col(Article.full_text_attempts))
+    )
+    return sorted((article_id, attempts) for article_id, attempts in session.execute(stmt).all())
+
+
+def pending_full_text(session: Session, article_ids: Iterable[int]) -> list[Article]:
+    """The articles of ``article_ids`` still waiting for their full text (a redelivered message
+    finds the finished ones gone)."""
+    ids = list(article_ids)
+    if not ids:
+        return []
+    stmt = select(Article).where(
+        col(Article.id).in_(ids), col(Article.full_text_status) == FullTextStatus.PENDING
+    )
+    return list(session.exec(stmt).all())
+
+
+def finish_full_text(
+    session: Session,
+    article_id: int,
+    now: datetime,
+    *,
+    text: str | None = None,
+    language: str | None = None,
+    author: str | None = None,
+    error_class: str | None = None,
+) -> bool:
+    """Record the stage's outcome: ``text`` (ok) or ``error_class`` (failed). False when the
+    article is no longer pending (another delivery of the same message finished it first)."""
+    values: dict[str, Any] = {"extracted_at": now}
+    if error_class is None:
+        values.update(full_text_status=FullTextStatus.OK, full_text=text, full_text_error=None)
+        if language:
+            values["language"] = language  # detected on the whole story: better than the feed's
+    else:
+        values.update(full_text_status=FullTextStatus.FAILED, full_text_error=error_class)
+    result = session.execute(
+        update(Article)
+        .where(col(Article.id) == article_id, col(Article.full_text_status) == FullTextStatus.PENDING)
+        .values(**values)
+    )
+    if author and error_class is None:
+        session.execute(
+            update(Article)
+            .where(col(Article.id) == article_id, col(Article.author).is_(None))
+            .values(author=author)
+        )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def matched_topics(session: Session, article_id: int) -> set[str]:
+    stmt = select(col(Match.topic)).where(col(Match.article_id) == article_id)
+    return set(session.execute(stmt).scalars())
+
+
+def has_alert(session: Session, article_id: int) -> bool:
+    stmt = select(col(Alert.id)).where(col(Alert.article_id) == article_id)
+    return session.execute(stmt).first() is not None
+
+
+def flag_article(session: Session, article_id: int) -> None:
+    session.execute(update(Article).where(col(Article.id) == article_id).values(flagged=True))

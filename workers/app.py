@@ -14,7 +14,7 @@ from kombu import Queue  # type: ignore[attr-defined]
 
 from feedwatch.settings import Settings, get_settings
 
-QUEUES = ("feeds", "alerts", "default")
+QUEUES = ("feeds", "alerts", "default", "articles")
 #: Longest countdown a task schedules for itself (deliver_alert's retry backoff), in seconds.
 MAX_COUNTDOWN = 300
 
@@ -92,6 +92,8 @@ def create_app(settings: Settings | None = None) -> Celery:
             "feedwatch.schedule_tick": {"queue": "default", "routing_key": "default"},
             "feedwatch.poll_feed": {"queue": "feeds", "routing_key": "feeds"},
             "feedwatch.deliver_alert": {"queue": "alerts", "routing_key": "alerts"},
+            # Full text runs on its own queue and workers: a slow page never delays polling.
+            "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
         },
         beat_schedule={

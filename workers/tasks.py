@@ -29,6 +29,7 @@ def context() -> pipeline.Context:
             settings=get_settings(),
             publish_alert=lambda alert_id: deliver_alert.apply_async((alert_id,)),
             publish_poll=lambda ids: poll_feed.apply_async((ids,)),
+            publish_article=lambda ids: fetch_article.apply_async((ids,)),
         )
     return _context
 
@@ -52,6 +53,14 @@ def poll_feed(feed_ids: list[int] | int) -> dict[str, Any]:
     structlog.contextvars.bind_contextvars(batch_size=len(ids))
     reports = pipeline.poll_feeds(context(), ids)
     return {"feeds": len(reports), "new": sum(r.new for r in reports)}
+
+
+@app.task(name="feedwatch.fetch_article")
+def fetch_article(article_ids: list[int] | int) -> dict[str, Any]:
+    ids = [article_ids] if isinstance(article_ids, int) else [int(i) for i in article_ids]
+    structlog.contextvars.bind_contextvars(batch_size=len(ids))
+    reports = pipeline.process_articles(context(), ids)
+    return {"articles": len(reports), "alerts": sum(r.alert_id is not None for r in reports)}
 
 
 @app.task(name="feedwatch.deliver_alert", bind=True, max_retries=alerts.MAX_ATTEMPTS + 2)

@@ -74,7 +74,9 @@ def main() -> None:
     default=None,
     help="Worker processes (default FEEDWATCH_WORKER_CONCURRENCY).",
 )
-@click.option("--queues", "-Q", default="feeds,alerts,default", show_default=True, help="Queues to consume.")
+@click.option(
+    "--queues", "-Q", default="feeds,alerts,default,articles", show_default=True, help="Queues to consume."
+)
 @click.option(
     "--beat/--no-beat",
     default=True,

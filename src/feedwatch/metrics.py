@@ -196,6 +196,19 @@ def _db_metrics(report: dict[str, Any]) -> list[Metric]:
         recent.add_metric(["1d", "stored"], float(articles["last_day"]))
         recent.add_metric(["1d", "flagged"], float(articles["flagged_last_day"]))
         metrics.append(recent)
+    full_text = report.get("full_text")
+    if full_text is not None:
+        stage = _gauge("feedwatch_full_text_articles", "Full-text candidates by stage status.", ["status"])
+        for status in ("pending", "ok", "failed"):
+            stage.add_metric([status], float(full_text[status]))
+        failed = _gauge(
+            "feedwatch_full_text_failures_last_day",
+            "Articles whose full text failed in the last day, by error class.",
+            ["error_class"],
+        )
+        for error_class, n in sorted(full_text["failed_last_day_by_class"].items()):
+            failed.add_metric([error_class], float(n))
+        metrics += [stage, failed]
     matches = report.get("matches")
     if matches is not None:
         total = CounterMetricFamily(

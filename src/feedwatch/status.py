@@ -26,14 +26,14 @@ from sqlalchemy import func, select
 from sqlmodel import Session, col
 
 from feedwatch.db import session_scope
-from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, Heartbeat, Match
+from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, FullTextStatus, Heartbeat, Match
 from feedwatch.settings import Settings
 from feedwatch.timeutil import isoformat_utc, to_utc, utcnow
 
 if TYPE_CHECKING:
     from celery import Celery
 
-QUEUES = ("feeds", "alerts", "default")  # the same names as workers.app.QUEUES
+QUEUES = ("feeds", "alerts", "default", "articles")  # the same names as workers.app.QUEUES
 WORST_FEEDS = 10
 REDIS_TIMEOUT = 2.0  # seconds, for connect and for every command
 
@@ -147,6 +147,34 @@ def article_status(session: Session, now: datetime) -> dict[str, Any]:
     }
 
 
+def full_text_status(session: Session, now: datetime) -> dict[str, Any]:
+    """The full-text stage: articles by stage status, failures of the last day by error class,
+    and the oldest candidate still waiting (a backlog, or lost messages the tick re-sends)."""
+    by_status = session.execute(
+        select(col(Article.full_text_status), func.count())
+        .where(col(Article.full_text_status).is_not(None))
+        .group_by(col(Article.full_text_status))
+    )
+    failures = session.execute(
+        select(col(Article.full_text_error), func.count())
+        .where(
+            col(Article.full_text_status) == FullTextStatus.FAILED,
+            col(Article.extracted_at) >= now - timedelta(days=1),
+        )
+        .group_by(col(Article.full_text_error))
+    )
+    oldest = session.execute(
+        select(func.min(Article.full_text_requested_at)).where(
+            col(Article.full_text_status) == FullTextStatus.PENDING
+        )
+    ).scalar_one_or_none()
+    report: dict[str, Any] = dict.fromkeys(FullTextStatus.ALL, 0)
+    report.update({status: int(n) for status, n in by_status})
+    report["failed_last_day_by_class"] = {str(cls): int(n) for cls, n in failures}
+    report["oldest_pending_age_seconds"] = _age(now, oldest)
+    return report
+
+
 def match_status(session: Session, now: datetime) -> dict[str, Any]:
     def by_topic(*where: Any) -> dict[str, int]:
         stmt = select(col(Match.topic), func.count()).where(*where).group_by(col(Match.topic))
@@ -165,6 +193,7 @@ def db_status(session: Session, now: datetime, settings: Settings) -> dict[str, 
         "feeds": feed_status(session, now, settings),
         "alerts": alert_status(session, now),
         "articles": article_status(session, now),
+        "full_text": full_text_status(session, now),
         "matches": match_status(session, now),
     }
 
@@ -396,7 +425,7 @@ def _db_side(settings: Settings, now: datetime) -> dict[str, Any]:
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {
             "database": {"url": redact_url(settings.database_url), "ok": False, "error": error},
-            **dict.fromkeys(("beat", "feeds", "alerts", "articles", "matches")),
+            **dict.fromkeys(("beat", "feeds", "alerts", "articles", "full_text", "matches")),
         }
     return {"database": {"url": redact_url(settings.database_url), "ok": True, "error": None}, **found}
 

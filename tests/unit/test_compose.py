@@ -11,7 +11,7 @@ import yaml
 from feedwatch.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-FEEDWATCH_SERVICES = ("migrate", "beat", "worker-feeds", "worker-alerts", "metrics")
+FEEDWATCH_SERVICES = ("migrate", "beat", "worker-feeds", "worker-alerts", "worker-articles", "metrics")
 EXPECTED = ("redis", "postgres", "flower", *FEEDWATCH_SERVICES)
 
 
@@ -88,7 +88,10 @@ def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) ->
         cmd = command(service)
         if "worker" in cmd:
             queues |= set(option(cmd, "-Q").split(","))
-    assert {"feeds", "alerts", "default"} <= queues
+    from workers.app import QUEUES
+
+    assert set(QUEUES) <= queues
+    assert option(command(services["worker-articles"]), "-Q") == "articles"
     assert option(command(services["worker-feeds"]), "-Q") == "feeds"
     assert option(command(services["worker-feeds"]), "--concurrency") == "2"
     assert set(option(command(services["worker-alerts"]), "-Q").split(",")) == {
@@ -111,7 +114,7 @@ def test_migrate_runs_once_and_gates_the_others(services: dict[str, dict[str, An
 
 def test_healthchecks(services: dict[str, dict[str, Any]]) -> None:
     assert "pg_isready" in " ".join(services["postgres"]["healthcheck"]["test"])
-    for name in ("worker-feeds", "worker-alerts"):
+    for name in ("worker-feeds", "worker-alerts", "worker-articles"):
         assert services[name]["healthcheck"]["test"][1:] == ["feedwatch", "status", "--check"]
 
 

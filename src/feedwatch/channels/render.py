@@ -33,7 +33,7 @@ ZWSP: Final = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _LINE_BREAKS = re.compile(r"[\r\n\t\u2028\u2029\x85]+")
 _MENTION = re.compile(r"@(?=\w)")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~>])")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")  # > < & become entities
 _SLACK_SPECIAL = re.compile(r"([*_~`])")
 
 

@@ -3,7 +3,8 @@
 After a successful poll (rules applied in this order, each one named in the reason):
 
 1. **Rate.** Items per hour, from what we saw: the new items in the recent polls over the time
-   they span (Media Cloud's rss-fetcher idea), when at least two new items were seen; else from
+   they span (Media Cloud's rss-fetcher idea), or over the last gap between polls when that is
+   higher (a burst is seen on its first poll), when at least two new items were seen; else from
    what the feed shows of itself: its entries' publication dates (items over the span of their
    dates), bounded by the age of its newest item, so a feed whose newest item is a month old
    counts as one item a month at most (NewsBlur's stories-per-month idea, made continuous).
@@ -22,7 +23,8 @@ After a successful poll (rules applied in this order, each one named in the reas
    in the last ``PRIORITY_ACTIVE``); soft hints do not slow it down.
 8. **Jitter** ±``JITTER`` so feeds configured alike do not align.
 
-After a failure: the feed's base interval × the class weight × 2^(failures-1), capped at
+After a failure: the feed's base interval × the class weight × consecutive failures (linear,
+as NewsBlur: a flapping server is retried soon, a dead one ends at the cap), capped at
 ``MAX_BACKOFF``; a ``Retry-After`` asking for longer wins (up to ``MAX_RETRY_WAIT``). After
 ``FAILING_AFTER`` consecutive failures the state is ``failing``: it keeps being probed at the
 capped rate and shows in status and metrics, never dropped silently. ``410 Gone`` disables.
@@ -46,8 +48,9 @@ FAILING_AFTER = 5
 MAX_BACKOFF = timedelta(hours=6)
 MAX_RETRY_WAIT = timedelta(hours=24)
 JITTER = 0.10
-#: Minutes × sqrt(items per minute): one item an hour → 15 min, one a day → 58 min.
-RATE_CONSTANT = 1.94
+#: Minutes × sqrt(items per minute): one item an hour → 10 min, one a day → 49 min, 20 an hour
+#: → 2.2 min. Tuned with benchmarks/simulate_schedule.py (docs/polling.md).
+RATE_CONSTANT = 10 / math.sqrt(60)
 MAX_GROWTH = 2.0
 MIN_SHRINK = 5.0
 MAX_STRETCH = 12.0
@@ -184,7 +187,12 @@ def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tup
         # The first poll's new items were published before the window opened: not counted.
         new = sum(int(p.get("new") or 0) for p in polls[1:])
         if new >= MIN_OBSERVED_NEW and hours > 0:
-            return new / hours, f"{new / hours:.3g} items/h seen over {len(polls)} polls"
+            rate, how = new / hours, f"{new / hours:.3g} items/h seen over {len(polls)} polls"
+            last, before = int(polls[-1].get("new") or 0), _at(polls[-2]["at"])
+            gap = (now - before).total_seconds() / 3600 if before else 0.0
+            if last >= MIN_OBSERVED_NEW and gap > 0 and last / gap > rate:
+                rate, how = last / gap, f"{last / gap:.3g} items/h since the last poll"
+            return rate, how
     declared = _latest(history, "rate")  # items per day, from the entries' dates
     newest = _at(_latest(history, "newest"))
     if declared is None and newest is None:
@@ -274,7 +282,7 @@ def after_failure(
     weight = CLASS_WEIGHT.get(error_class, 1.0)
     low, high = timing.bounds()
     base = timedelta(minutes=min(max(timing.interval_minutes, low), high))
-    delay = min(base * weight * 2 ** min(consecutive - 1, 16), MAX_BACKOFF)
+    delay = min(base * weight * (1 + (consecutive - 1) / 2), MAX_BACKOFF)
     failing = consecutive >= FAILING_AFTER
     cap = _human(MAX_BACKOFF / timedelta(minutes=1))
     reason = f"backoff after {consecutive} × {error_class} (×{weight:g}, cap {cap})"

@@ -56,7 +56,13 @@ def minutes(timing: Timing, history: list[dict[str, Any]], hints: Hints | None =
     [
         ("no history: configured interval", TEN, [], 10, 10),
         ("busy desk: 60 items/h → minimum", TEN, polls([20, 10, 10, 10, 10], 10), 2, 2),
-        ("steady hourly: one item an hour", TEN, polls([5, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 1], 20), 14, 16),
+        (
+            "steady hourly: one item an hour",
+            TEN,
+            polls([5, 0, 0, 1, 0, 1, 0, 0, 0, 1, 0, 0, 1], 20),
+            9.9,
+            10.1,
+        ),
         ("quiet weekly: by entry dates", TEN, polls([10], 60, rate=1 / 7, newest_age=3 * 1440), 120, 120),
         (
             "dead: newest item 90 days old",
@@ -167,18 +173,18 @@ def fail(error_class: str, consecutive: int, retry_after: float | None = None) -
     ("error_class", "consecutive", "expect", "state"),
     [
         ("timeout", 1, 10, FeedState.BACKING_OFF),
-        ("timeout", 2, 20, FeedState.BACKING_OFF),
-        ("timeout", 4, 80, FeedState.BACKING_OFF),
-        ("http_5xx", FAILING_AFTER, 160, FeedState.FAILING),
+        ("timeout", 2, 15, FeedState.BACKING_OFF),
+        ("timeout", 4, 25, FeedState.BACKING_OFF),
+        ("http_5xx", FAILING_AFTER, 30, FeedState.FAILING),
         ("dns", 1, 20, FeedState.BACKING_OFF),
         ("http_4xx", 1, 30, FeedState.BACKING_OFF),
-        ("blocked_address", 3, 160, FeedState.BACKING_OFF),
-        ("connect", 30, 360, FeedState.FAILING),  # capped: still probed every 6 h
+        ("blocked_address", 3, 80, FeedState.BACKING_OFF),
+        ("connect", 100, 360, FeedState.FAILING),  # capped: still probed every 6 h
         ("crash", 1, 20, FeedState.BACKING_OFF),
         ("something_new", 1, 10, FeedState.BACKING_OFF),
     ],
 )
-def test_backoff_grows_capped(error_class: str, consecutive: int, expect: float, state: str) -> None:
+def test_backoff_grows_linearly_capped(error_class: str, consecutive: int, expect: float, state: str) -> None:
     got, got_state, reason = fail(error_class, consecutive)
     assert got == pytest.approx(expect)
     assert got_state == state
@@ -211,3 +217,10 @@ def test_recovering_feed_returns_to_its_rhythm() -> None:
     history[-2]["outcome"] = "error"
     got, _ = minutes(TEN, history)
     assert got < 60
+
+
+def test_burst_is_seen_on_its_first_poll() -> None:
+    """After a quiet spell the whole window's rate is low; the last gap's rate catches the burst."""
+    history = polls([10, 0, 0, 0, 0, 0, 0, 0, 0, 1, 12], 30)
+    got, reason = minutes(TEN, history)
+    assert "since the last poll" in reason and got <= 3

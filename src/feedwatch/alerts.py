@@ -102,7 +102,9 @@ def _highlights(match: Match, article: Article) -> list[tuple[int, int]]:
     lead = 1 if match.snippet.startswith("…") else 0
     core = match.snippet[lead:].removesuffix("…")
     spans: list[tuple[int, int]] = []
-    for field, text in (("title", article.title), ("body", article.text)):
+    # A full-text match's hits index the extracted page text, not the feed's teaser.
+    body = (article.full_text or "") if match.stage == "full_text" else article.text
+    for field, text in (("title", article.title), ("body", body)):
         at = text.find(core) if core else -1
         if at < 0:
             continue

@@ -300,8 +300,7 @@ def deliver(
     skipped: list[str] = []
     failed: list[str] = []
     held: list[str] = []
-    # FEEDWATCH_DELIVERY_LEASE_SECONDS (reliability work); 120 s where that setting is absent.
-    lease = timedelta(seconds=getattr(settings, "delivery_lease_seconds", 120))
+    lease = timedelta(seconds=settings.delivery_lease_seconds)
     for channel in routed:
         route = route_of(channel)
         with session_scope(settings) as session:

@@ -221,6 +221,24 @@ def record_success(
     session.add(feed)
 
 
+def record_push(
+    session: Session, feed_id: int, report: PollReport, now: datetime, parsed: ParsedFeed
+) -> None:
+    """Content a WebSub hub pushed: into the history (for the rate), the schedule unchanged."""
+    feed = session.get(Feed, feed_id)
+    assert feed is not None
+    entry = _entry(feed, report, now)
+    describe_parsed(entry, parsed, now)
+    entry["rate"] = entry.get("rate") or _latest_rate(feed)  # a push holds few items: keep the feed's
+    _push(feed, entry)
+    feed.websub_last_push_at = feed.updated_at = now
+    session.add(feed)
+
+
+def _latest_rate(feed: Feed) -> float | None:
+    return next((h["rate"] for h in reversed(feed.poll_history) if h.get("rate")), None)
+
+
 def record_failure(
     session: Session,
     feed_id: int,

@@ -7,6 +7,7 @@ socket timeouts, hard time limits below the broker's visibility timeout.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -139,6 +140,13 @@ def _setup_logging(**_: Any) -> None:
 @signals.beat_init.connect
 def _check_on_start(**_: Any) -> None:
     check_config(get_settings())
+
+
+@signals.before_task_publish.connect
+def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    # Lets `feedwatch status` tell the age of the oldest waiting message on Redis.
+    if headers is not None:
+        headers.setdefault("sent_at", time.time())
 
 
 @signals.worker_process_init.connect

@@ -17,6 +17,7 @@ import click
 from rich.console import Console
 
 from feedwatch import db, store
+from feedwatch.metrics import ensure_multiprocess_dir
 from feedwatch.settings import Settings, get_settings
 from feedwatch.timeutil import utcnow
 
@@ -85,6 +86,8 @@ def main() -> None:
 )
 def run(concurrency: int | None, queues: str, beat: bool) -> None:
     """Run the service: a Celery worker with embedded beat (embedded defaults: no servers)."""
+    settings = get_settings()
+    ensure_multiprocess_dir(settings, fresh=True)
     settings = _settings()
     try:
         prepare(settings)
@@ -178,8 +181,9 @@ def _print_ingest(report: Any) -> None:
 def _register_commands() -> None:
     from feedwatch.ops import alerts, feeds, serve_metrics, status
     from feedwatch.rules.commands import rules
+    from feedwatch.websub import websub
 
-    for command in (rules, status, feeds, alerts, serve_metrics):
+    for command in (rules, status, feeds, alerts, serve_metrics, websub):
         main.add_command(command)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
@@ -92,6 +93,26 @@ def observe_delivery(channel: str, status: str) -> None:
 def observe_extraction(outcome: str, error_class: str | None) -> None:
     """Count one article through the full-text stage (``feedwatch.pipeline.process_articles``)."""
     EXTRACTIONS.labels(outcome, error_class or "").inc()
+
+
+def ensure_multiprocess_dir(settings: Settings, fresh: bool) -> None:
+    """Give worker processes a shared prometheus multiprocess folder, then re-exec.
+
+    prometheus-client picks its multiprocess mode when it is imported, from
+    ``PROMETHEUS_MULTIPROC_DIR``; the CLI has imported it by now, so a process that sets the
+    variable itself must start again. ``serve-metrics`` on the same home reads the folder.
+    """
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return
+    folder = (settings.home / "metrics").resolve()
+    if not fresh and not folder.is_dir():
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    if fresh:
+        for stale in folder.glob("*.db"):
+            stale.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
+    os.execv(sys.executable, [sys.executable, "-m", "feedwatch", *sys.argv[1:]])  # noqa: S606
 
 
 def multiprocess_dir() -> str | None:

@@ -492,8 +492,9 @@ def alerts_retry(alert_ids: tuple[int, ...], failed: bool) -> None:
 )
 def serve_metrics(host: str, port: int | None, ping_timeout: float) -> None:
     """Serve /metrics (Prometheus), /healthz and /readyz over HTTP."""
-    from feedwatch.metrics import make_server, multiprocess_dir
+    from feedwatch.metrics import ensure_multiprocess_dir, make_server, multiprocess_dir
 
+    ensure_multiprocess_dir(get_settings(), fresh=False)
     settings = _settings()
     server = make_server(settings, host, port or settings.metrics_port, ping_timeout)
     bound_host, bound_port = server.server_address[:2]

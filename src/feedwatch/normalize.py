@@ -97,9 +97,11 @@ def normalize_entry(
     summary = html_to_text(entry.summary_html)
     text = _cap_bytes(max(html_to_text(entry.content_html), summary, key=len), MAX_TEXT_BYTES)
     published_at, from_feed = _published(entry, fetched_at)
-    language = (
-        _language_code(entry.language) or _language_code(feed_language) or detect_language(f"{title}\n{text}")
-    )
+    # The declared language (entry, else feed, else configuration) is a hint, not the truth:
+    # multilingual outlets declare one language for everything. It wins only where the
+    # detector is unsure (short or mixed text).
+    hint = _language_code(entry.language) or _language_code(feed_language)
+    language = detect_language(f"{title}\n{text}", hint=hint)
     return ArticleDraft(
         identity_key=_identity_key(entry.guid, url, feed_url, title, published_at, from_feed),
         guid=entry.guid,

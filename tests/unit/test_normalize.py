@@ -185,19 +185,22 @@ def test_missing_guid_and_link_dedups_on_title_and_date() -> None:
 
 
 @pytest.mark.parametrize(
-    ("entry_lang", "feed_lang", "configured", "expected"),
+    ("title", "entry_lang", "feed_lang", "configured", "expected"),
     [
-        ("ru-RU", "en", "az", "ru"),
-        (None, "en_US", "az", "en"),
-        (None, None, "az", "az"),
-        (None, None, None, "en"),  # detected from the English title
-        (None, "rus", None, "ru"),
+        # the declared language is a hint: clear text in another language overrides it
+        ("The president met the prime minister today", "ru-RU", "en", "az", "en"),
+        ("Президент встретился с премьер-министром сегодня утром", None, "en_US", None, "ru"),
+        ("Prezident bu gün Azərbaycanın baş naziri ilə görüşüb", None, None, "ru", "az"),
+        ("The president met the prime minister today", None, None, None, "en"),
+        # the hint wins where the detector cannot tell (no letters, a bare name)
+        ("2024", None, "rus", None, "ru"),
+        ("2024", "hy", None, "az", "hy"),
     ],
 )
 def test_language_precedence(
-    entry_lang: str | None, feed_lang: str | None, configured: str | None, expected: str
+    title: str, entry_lang: str | None, feed_lang: str | None, configured: str | None, expected: str
 ) -> None:
-    entry = replace(ENTRY, guid="g", title="The president met the prime minister today", language=entry_lang)
+    entry = replace(ENTRY, guid="g", title=title, summary_html="", content_html="", language=entry_lang)
     feed = parse_feed(
         b'<rss version="2.0"><channel><title>T</title></channel></rss>', headers={}, url=FEED_URL
     )

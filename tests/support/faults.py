@@ -154,10 +154,10 @@ class GatedFeedServer:
                     with server._lock:
                         server.parked[self.path] -= 1
                 body = server.bodies.get(self.path)
-                if body is None:
-                    self.send_error(404)
-                    return
                 with suppress(OSError):  # the client may have been killed meanwhile
+                    if body is None:
+                        self.send_error(404)
+                        return
                     self.send_response(200)
                     self.send_header("Content-Type", "application/rss+xml; charset=utf-8")
                     self.send_header("Content-Length", str(len(body)))
@@ -209,10 +209,14 @@ class GatedFeedServer:
         self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def release_all(self) -> None:
+        """Let every parked request go (hung ones get a 404), so workers can stop promptly."""
         self._hang.set()
         for path in list(self._gates):
             self.release(path)
+
+    def stop(self) -> None:
+        self.release_all()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -7,6 +7,7 @@ of the CLI works with no broker at all.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
 import sys
@@ -84,22 +85,36 @@ def main() -> None:
     show_default=True,
     help="Run the scheduler inside this worker.",
 )
-def run(concurrency: int | None, queues: str, beat: bool) -> None:
+@click.option(
+    "--articles-pool",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Processes of a separate worker for the `articles` queue (0: share this worker's pool).",
+)
+@click.option("--prepare/--no-prepare", "prepare_", default=True, hidden=True)
+def run(concurrency: int | None, queues: str, beat: bool, articles_pool: int, prepare_: bool) -> None:
     """Run the service: a Celery worker with embedded beat (embedded defaults: no servers)."""
     settings = get_settings()
     ensure_multiprocess_dir(settings, fresh=True)
     settings = _settings()
-    try:
-        prepare(settings)
-    except Exception as exc:  # noqa: BLE001 - a start-up refusal is shown plainly
-        err.print(f"[red]feedwatch run: cannot start:[/] {exc}")
-        sys.exit(2)
+    if prepare_:
+        try:
+            prepare(settings)
+        except Exception as exc:  # noqa: BLE001 - a start-up refusal is shown plainly
+            err.print(f"[red]feedwatch run: cannot start:[/] {exc}")
+            sys.exit(2)
     from workers.app import app, check_config
 
     check_config(settings)
+    names = [q for q in queues.split(",") if q]
+    if articles_pool > 0 and "articles" in names and len(names) > 1:
+        # Full-text extraction is slow: its own pool keeps feed polling at full speed.
+        names.remove("articles")
+        _spawn_articles_worker(articles_pool)
     worker = app.Worker(
         hostname=f"feedwatch-{os.getpid()}@{socket.gethostname()}",
-        queues=queues.split(","),
+        queues=names,
         concurrency=concurrency or settings.worker_concurrency,
         beat=beat,
         loglevel=settings.log_level.upper(),
@@ -107,7 +122,14 @@ def run(concurrency: int | None, queues: str, beat: bool) -> None:
         optimization="fair",
     )
     worker.start()
-    sys.exit(worker.exitcode)
+    # The worker has shut its pool down. Leave without the interpreter's exit hooks: billiard's
+    # pool finalizer can block forever on a queue lock a dead child held (seen on SIGTERM
+    # during start-up), which would turn a clean stop into a hang.
+    _stop_children()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(worker.exitcode or 0)
 
 
 @main.group("db")
@@ -122,6 +144,42 @@ def db_upgrade(revision: str) -> None:
     settings = _settings()
     db.upgrade(settings, revision)
     err.print(f"database at {revision}: {_redact(settings.database_url)}")
+
+
+_children: list[Any] = []
+
+
+def _stop_children() -> None:
+    for stop in _children:
+        stop()
+
+
+def _spawn_articles_worker(concurrency: int) -> None:
+    """A second worker for the `articles` queue, ended with this process (even by SIGKILL)."""
+    import atexit
+    import ctypes
+    import signal
+    import subprocess
+
+    def die_with_parent() -> None:
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    args = ["run", "-Q", "articles", "--no-beat", "-c", str(concurrency), "--articles-pool", "0"]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "feedwatch", *args, "--no-prepare"], preexec_fn=die_with_parent
+    )
+
+    def stop() -> None:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(20)
+            except subprocess.TimeoutExpired:
+                child.kill()
+
+    _children.append(stop)
+    atexit.register(stop)
 
 
 @main.command()

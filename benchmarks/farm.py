@@ -1,0 +1,283 @@
+"""A loopback feed farm: ONE aiohttp.web process serving many feeds, with a configurable mix.
+
+Feeds live at ``/<group>/<i>.xml``. A group has a size, an item count ``n``, a number ``k`` of
+new items per hit and a mix of kinds, assigned round-robin by index so every slice of a group
+has the same mix:
+
+    304        constant body with an ETag; answers 304 when If-None-Match matches
+    unchanged  constant body, no validators: 200 with the same bytes every time
+    new        each hit shifts the window by ``k`` items: 200 with ``k`` new items of ``n``
+    slow       like ``unchanged`` but answers after ``slow_seconds``
+    error      HTTP 500
+
+One item in ``match_every`` (default 20) mentions Lavrov and Bayramov discussing the peace
+treaty with Armenia, so alerts flow. Item ids are unique per (group, feed, sequence number).
+
+``GET /_stats`` returns hits per group (total, per status, per feed); ``POST /_reset`` zeroes
+them. Run ``python benchmarks/farm.py --config farm.json`` (or ``--feeds N`` for one group
+named ``poll``); the farm prints ``READY <port>`` once it listens on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from email.utils import formatdate
+from typing import Any
+from xml.sax.saxutils import escape
+
+from aiohttp import web
+
+KINDS = ("304", "unchanged", "new", "slow", "error")
+MATCH_TITLE = "Lavrov and Bayramov discuss the peace treaty with Armenia: {words}"
+MATCH_TEXT = (
+    "Russian Foreign Minister Sergey Lavrov and Azerbaijani Foreign Minister Jeyhun Bayramov "
+    "discussed the peace treaty with Armenia. {words}"
+)
+FILLER = [
+    ("City council approves new budget for parks ({seq})",
+     "The council voted to expand green spaces and repair playgrounds across several districts. "
+     "Officials said work would begin in spring and last about eighteen months."),
+    ("Central bank keeps interest rate unchanged ({seq})",
+     "The regulator cited slowing inflation and stable growth. Analysts expect a cut later in the "
+     "year if consumer prices keep easing and the currency remains steady."),
+    ("Researchers publish study on coastal erosion ({seq})",
+     "A team of geologists measured shoreline retreat over a decade and found the rate doubled in "
+     "areas where sand was mined. They recommend stricter permits for extraction."),
+    ("Футбольный клуб объявил о новом тренере ({seq})",
+     "Клуб подписал контракт на три сезона. Новый тренер пообещал обновить состав и сделать "
+     "ставку на молодых игроков из собственной академии."),
+]  # fmt: skip
+
+
+@dataclass
+class Group:
+    """One family of feeds; see the module docstring for the meaning of each field."""
+
+    name: str
+    feeds: int
+    mix: dict[str, float]
+    items: int = 50
+    new_items: int = 2
+    match_every: int = 20
+    slow_seconds: float = 2.0
+    language: str | None = "en"
+    kinds: list[str] = field(default_factory=list)
+    hits: list[int] = field(default_factory=list)
+    statuses: Counter[int] = field(default_factory=Counter)
+    bodies: dict[int, bytes] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.kinds = assign_kinds(self.feeds, self.mix)
+        self.hits = [0] * self.feeds
+
+
+def assign_kinds(count: int, mix: dict[str, float]) -> list[str]:
+    """Kinds spread evenly (largest remainder per prefix), so any slice keeps the mix."""
+    unknown = set(mix) - set(KINDS)
+    if unknown:
+        raise ValueError(f"unknown feed kinds {sorted(unknown)}; known: {KINDS}")
+    total = sum(mix.values()) or 1.0
+    shares = {k: v / total for k, v in mix.items() if v > 0}
+    given: Counter[str] = Counter()
+    kinds: list[str] = []
+    for i in range(count):
+        kind = max(shares, key=lambda k: shares[k] * (i + 1) - given[k])
+        given[kind] += 1
+        kinds.append(kind)
+    return kinds
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _now_rfc822() -> str:
+    global _date_cache
+    second = int(time.time())
+    if _date_cache[0] != second:
+        _date_cache = (second, formatdate(second, usegmt=True))
+    return _date_cache[1]
+
+
+_VOCABULARY = sorted({w.strip(".,") for _, text in FILLER for w in text.split()})
+
+
+def _words(key: str, count: int) -> str:
+    """Words drawn by ``key``: each matching item is its own story, not a copy of the last one
+    (feedwatch.stories merges near-duplicates into one alert)."""
+    rng = random.Random(key)
+    return " ".join(rng.choice(_VOCABULARY) for _ in range(count))
+
+
+def render_item(group: Group, feed: int, seq: int, port: int, date: str) -> str:
+    """About 1 KB, like a real item with an HTML teaser (the shared corpus: 0.5–3.5 KB)."""
+    guid = f"{group.name}-{feed}-{seq}"
+    link = f"http://127.0.0.1:{port}/news/{guid}"
+    if group.match_every and seq % group.match_every == 0:
+        title = MATCH_TITLE.format(words=_words(guid + "t", 4))
+        teaser = f'<p>{MATCH_TEXT.format(words=_words(guid, 90))}</p><p><a href="{link}">Read more</a></p>'
+    else:
+        title, text = FILLER[(seq + feed) % len(FILLER)]
+        teaser = f'<p>{text}</p><p>{FILLER[seq % len(FILLER)][1]}</p><p><a href="{link}">Read more</a></p>'
+    return (
+        f"<item><guid isPermaLink='false'>{guid}</guid>"
+        f"<title>{escape(title.format(seq=seq))}</title>"
+        f"<link>{link}</link><pubDate>{date}</pubDate><author>desk@example.org (News desk)</author>"
+        f"<description>{escape(teaser)}</description></item>"
+    )
+
+
+#: Constant bodies carry a fixed date, so a runner can compute their bytes (and hash) itself.
+FIXED_DATE = "Mon, 02 Nov 2026 09:00:00 GMT"
+
+
+def render_feed(group: Group, feed: int, first_seq: int, port: int, date: str | None = None) -> bytes:
+    """``n`` items, newest first, with sequence numbers ``first_seq + n - 1`` down to ``first_seq``."""
+    seqs = range(first_seq + group.items - 1, first_seq - 1, -1)
+    date = date or _now_rfc822()
+    items = "".join(render_item(group, feed, s, port, date) for s in seqs)
+    language = f"<language>{group.language}</language>" if group.language else ""
+    return (
+        '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
+        f"<title>Farm {group.name} {feed}</title><link>http://127.0.0.1:{port}/</link>"
+        f"<description>benchmark feed</description>{language}{items}</channel></rss>"
+    ).encode()
+
+
+class Farm:
+    def __init__(self, groups: list[Group]) -> None:
+        self.groups = {g.name: g for g in groups}
+        self.port = 0
+        self.started = time.time()
+
+    def _constant(self, group: Group, feed: int) -> bytes:
+        body = group.bodies.get(feed)
+        if body is None:
+            body = group.bodies[feed] = constant_body(group, feed, self.port)
+        return body
+
+    async def feed(self, request: web.Request) -> web.StreamResponse:
+        group = self.groups.get(request.match_info["group"])
+        try:
+            index = int(request.match_info["index"])
+        except ValueError:
+            raise web.HTTPNotFound() from None
+        if group is None or not 0 <= index < group.feeds:
+            raise web.HTTPNotFound()
+        hit = group.hits[index]
+        group.hits[index] = hit + 1
+        response = await self._answer(group, index, hit, request)
+        group.statuses[response.status] += 1
+        return response
+
+    async def _answer(self, group: Group, index: int, hit: int, request: web.Request) -> web.Response:
+        kind = group.kinds[index]
+        xml = "application/rss+xml; charset=utf-8"
+        if kind == "error":
+            return web.Response(status=500, text="farm error")
+        if kind == "slow":
+            await asyncio.sleep(group.slow_seconds)
+        if kind == "304":
+            etag = f'"farm-{group.name}-{index}"'
+            if request.headers.get("If-None-Match") == etag:
+                return web.Response(status=304, headers={"ETag": etag})
+            return web.Response(body=self._constant(group, index), content_type=None,
+                                headers={"ETag": etag, "Content-Type": xml})  # fmt: skip
+        if kind == "new":
+            body = render_feed(group, index, hit * group.new_items, self.port)
+            return web.Response(body=body, headers={"Content-Type": xml})
+        return web.Response(body=self._constant(group, index), headers={"Content-Type": xml})
+
+    async def stats(self, request: web.Request) -> web.Response:
+        detail = request.query.get("detail") == "1"
+        out: dict[str, Any] = {"uptime_s": round(time.time() - self.started, 3), "groups": {}}
+        for g in self.groups.values():
+            entry: dict[str, Any] = {
+                "feeds": g.feeds,
+                "hits": sum(g.hits),
+                "feeds_hit": sum(1 for h in g.hits if h),
+                "min_hits": min(g.hits, default=0),
+                "statuses": {str(k): v for k, v in g.statuses.items()},
+                "kinds": dict(Counter(g.kinds)),
+            }
+            if detail:
+                entry["per_feed"] = g.hits
+            out["groups"][g.name] = entry
+        return web.json_response(out)
+
+    async def reset(self, _: web.Request) -> web.Response:
+        for g in self.groups.values():
+            g.hits = [0] * g.feeds
+            g.statuses.clear()
+        return web.json_response({"reset": True})
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/_stats", self.stats)
+        app.router.add_post("/_reset", self.reset)
+        app.router.add_get("/{group}/{index}.xml", self.feed)
+        return app
+
+
+def constant_body(group: Group, feed: int, port: int) -> bytes:
+    """The bytes a ``304``/``unchanged``/``slow`` feed always serves (for pre-seeding a hash)."""
+    return render_feed(group, feed, 0, port, FIXED_DATE)
+
+
+def groups_from_config(config: dict[str, Any]) -> list[Group]:
+    return [Group(name=name, **spec) for name, spec in config["groups"].items()]
+
+
+async def serve(farm: Farm, port: int) -> None:
+    runner = web.AppRunner(farm.app(), access_log=None, handle_signals=True)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
+    await site.start()
+    farm.port = int(runner.addresses[0][1])
+    print(f"READY {farm.port}", flush=True)
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def parse_mix(text: str) -> dict[str, float]:
+    """``304=0.7,unchanged=0.2,new=0.1`` → a dict."""
+    pairs = (part.split("=", 1) for part in text.split(",") if part.strip())
+    return {k.strip(): float(v) for k, v in pairs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--config", help="JSON file: {'groups': {name: {feeds, mix, items, ...}}}")
+    parser.add_argument("--feeds", type=int, default=1000, help="size of the single 'poll' group")
+    parser.add_argument("--mix", default="304=0.7,unchanged=0.2,new=0.1")
+    parser.add_argument("--items", type=int, default=50)
+    parser.add_argument("--new-items", type=int, default=2)
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    if args.config:
+        with open(args.config, encoding="utf-8") as fh:
+            groups = groups_from_config(json.load(fh))
+    else:
+        groups = [Group("poll", args.feeds, parse_mix(args.mix), args.items, args.new_items)]
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    try:
+        asyncio.run(serve(Farm(groups), args.port))
+    except KeyboardInterrupt:
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

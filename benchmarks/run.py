@@ -1,0 +1,788 @@
+"""End-to-end benchmark: the REAL service (Celery worker + beat) against a loopback feed farm.
+
+Prints one JSON object (``--json``) with each figure and its baseline measured in the same run:
+
+    poll        feeds_per_s through the service (steady-state mix, every feed always due) vs a
+                bare aiohttp client loop over the same URLs (floor_feeds_per_s)
+    ingest      items_per_s with every item new vs feedparser alone on the same bytes and cores
+    unchanged_cost_ratio   re-polling an unchanged 50-item feed ÷ parsing it
+    latency     p50/p95 seconds from a probe feed being due to its alert being delivered, while
+                the poll feeds are offered at ``--rate`` polls/s
+    memory      peak RSS per worker process
+    sqlite      the poll figure again on SQLite + the filesystem broker (embedded mode)
+
+Redis + PostgreSQL: Redis db 7 (flushed), a fresh PostgreSQL database, dropped afterwards.
+Feeds are inserted into the database directly; 304 and unchanged feeds are pre-seeded with the
+ETag / body hash their first poll would have stored, so the steady state starts at once.
+Sizes: ``--quick`` (about a minute) or the full run (10,000 feeds); see benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+sys.path.insert(0, str(REPO / "src"))
+
+from farm import Group, constant_body, render_feed  # noqa: E402
+
+REDIS_DB = 7
+PG_ADMIN_URL = os.environ.get("FEEDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@dataclass
+class Sizes:
+    feeds: int  # the poll group: steady-state mix
+    mix: dict[str, float]
+    items: int
+    new_items: int
+    ingest_feeds: int  # every item new on every hit
+    rate: float  # offered polls/s during the latency phase
+    probes: int  # latency probe feeds, one poll each
+    window: float  # seconds per measured phase
+    sqlite_feeds: int
+    concurrency: int
+
+
+QUICK = Sizes(1_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 8, 300, 2)
+FULL = Sizes(10_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 400, 1000, 100, 30, 2_000, 2)
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+# --- processes ------------------------------------------------------------------------------------
+
+
+class Proc:
+    """A child in its own process group, stopped by pid (never by name)."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self._log = log_path.open("ab")
+        self.proc = subprocess.Popen(
+            args, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self, timeout: float = 20) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)  # pool children left behind, if any
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(5)
+        self._log.close()
+
+
+@contextlib.contextmanager
+def farm_process(config: dict[str, Any], workdir: Path) -> Iterator[tuple[int, Proc]]:
+    path = workdir / "farm.json"
+    path.write_text(json.dumps(config))
+    proc = Proc(
+        [sys.executable, str(REPO / "benchmarks" / "farm.py"), "--config", str(path)],
+        dict(os.environ),
+        workdir / "farm.log",
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            text = proc.log_path.read_text()
+            if "READY" in text:
+                port = int(text.split("READY", 1)[1].split()[0])
+                yield port, proc
+                return
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"farm exited: {text[-2000:]}")
+            time.sleep(0.05)
+        raise RuntimeError("farm did not start")
+    finally:
+        proc.stop()
+
+
+class RssSampler:
+    """Peak RSS per process of a process group, from /proc (VmHWM, sampled while they live)."""
+
+    def __init__(self) -> None:
+        self.peaks: dict[int, tuple[str, int]] = {}
+
+    def sample(self, pgids: list[int]) -> None:
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                pid = int(entry.name)
+                if os.getpgid(pid) not in pgids:
+                    continue
+                status = (entry / "status").read_text()
+                fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+                hwm = int(fields["VmHWM"].split()[0]) * 1024
+                name = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+                self.peaks[pid] = (name, max(hwm, self.peaks.get(pid, ("", 0))[1]))
+
+    def report(self) -> dict[str, Any]:
+        mb = sorted((round(v / 2**20, 1), n) for n, v in self.peaks.values())
+        return {"peak_rss_mb_max": max((m for m, _ in mb), default=None), "processes": mb}
+
+
+# --- database and service -------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"fw_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://", 1)
+    try:
+        yield f"{base}/{name}"
+    finally:
+        from feedwatch.db import dispose_engines
+
+        dispose_engines()
+        with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def flush_redis() -> str:
+    import redis
+
+    redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB).flushdb()
+    return f"redis://127.0.0.1:6379/{REDIS_DB}"
+
+
+class Service:
+    """One benchmark deployment: settings, a migrated database, worker (+ beat) processes."""
+
+    def __init__(self, home: Path, database_url: str, broker_url: str, concurrency: int) -> None:
+        from feedwatch import db
+        from feedwatch.settings import Settings
+
+        home.mkdir(parents=True, exist_ok=True)
+        self.home = home
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("FEEDWATCH_")}
+        self.env.update(
+            FEEDWATCH_HOME=str(home),
+            FEEDWATCH_DATABASE_URL=database_url,
+            FEEDWATCH_BROKER_URL=broker_url,
+            FEEDWATCH_ALLOW_PRIVATE_NETWORKS="true",
+            FEEDWATCH_ALERT_CHANNELS="jsonl",
+            FEEDWATCH_LOG_FORMAT="json",
+            FEEDWATCH_RULES_FILE=str(REPO / "config" / "rules.toml"),
+            PYTHONUNBUFFERED="1",
+        )
+        # The farm is one host standing in for thousands: per-host limits would serialize it.
+        self.env["FEEDWATCH_PER_HOST_CONCURRENCY"] = os.environ.get("FEEDWATCH_FETCH_CONCURRENCY", "50")
+        self.env["FEEDWATCH_PER_HOST_MIN_GAP_SECONDS"] = "0"
+        # Tuning knobs given to the runner (FEEDWATCH_POLL_BATCH_SIZE=…) reach the service.
+        self.env.update(
+            {
+                k: v
+                for k, v in os.environ.items()
+                if k.startswith("FEEDWATCH_")
+                and k not in ("FEEDWATCH_HOME", "FEEDWATCH_DATABASE_URL", "FEEDWATCH_BROKER_URL")
+            }
+        )
+        self.settings = Settings(
+            **{k[len("FEEDWATCH_") :].lower(): v for k, v in self.env.items() if k.startswith("FEEDWATCH_")}
+        )
+        self.concurrency = concurrency
+        self.procs: list[Proc] = []
+        db.upgrade(self.settings)
+        self.engine = db.make_engine(database_url)
+
+    def start(self, embedded_beat: bool) -> None:
+        """Deployment shape (docker-compose.yml): beat, a ``feeds`` worker of ``concurrency``
+        processes, one process for ``alerts,default,articles``. Embedded: one worker with -B."""
+        celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
+
+        def worker(queues: str, concurrency: int, name: str) -> list[str]:
+            return [
+                *celery,
+                "worker",
+                "-Q",
+                queues,
+                "-c",
+                str(concurrency),
+                "-O",
+                "fair",
+                "-n",
+                f"{name}-{uuid.uuid4().hex[:6]}@%h",
+                "--loglevel",
+                "INFO",
+            ]
+
+        if embedded_beat:
+            args = [*worker("feeds,alerts,default,articles", self.concurrency, "bench"), "-B"]
+            self.procs.append(Proc(args, self.env, self.home / "worker.log"))
+            return
+        self.procs.append(Proc([*celery, "beat", "--loglevel", "INFO"], self.env, self.home / "beat.log"))
+        self.procs.append(Proc(worker("feeds", self.concurrency, "feeds"), self.env, self.home / "feeds.log"))
+        self.procs.append(
+            Proc(worker("alerts,default,articles", 1, "other"), self.env, self.home / "other.log")
+        )
+
+    @property
+    def pgids(self) -> list[int]:
+        return [p.pid for p in self.procs]
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+        self.procs.clear()
+        self.engine.dispose()
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            if proc.proc.poll() is not None:
+                raise RuntimeError(f"service process exited:\n{proc.log_path.read_text()[-3000:]}")
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        """One statement in its own transaction; retried when it deadlocks with a worker's
+        batch (our bulk UPDATEs lock rows in physical order, the workers in key order)."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import OperationalError
+
+        for attempt in range(10):
+            try:
+                with self.engine.begin() as conn:
+                    result = conn.execute(text(sql), params or {})
+                    return result.all() if result.returns_rows else None
+            except OperationalError as exc:
+                if "deadlock" not in str(exc).lower() or attempt == 9:
+                    raise
+                time.sleep(0.1)
+        return None
+
+
+def farm_url(port: int, group: str, index: int) -> str:
+    return f"http://127.0.0.1:{port}/{group}/{index}.xml"
+
+
+def insert_feeds(
+    service: Service, group: Group, port: int, interval_min: float, enabled: bool, due_in: float = 0
+) -> None:
+    """Feed rows for a farm group; 304/unchanged feeds pre-seeded as if polled once already."""
+    from sqlalchemy import insert
+
+    from feedwatch.models import Feed
+    from feedwatch.timeutil import utcnow
+
+    now = utcnow()
+    rows = []
+    for i, kind in enumerate(group.kinds):
+        url = farm_url(port, group.name, i)
+        feed = Feed(
+            config_url=url,
+            url=url,
+            name=f"{group.name} {i}",
+            language=group.language,
+            interval_minutes=interval_min,
+            min_interval_minutes=interval_min,
+            max_interval_minutes=interval_min,
+            enabled=enabled,
+            tags=[group.name],
+            next_check_at=now + timedelta(seconds=due_in),
+        )
+        if kind == "304":
+            feed.etag = f'"farm-{group.name}-{i}"'
+        elif kind in ("unchanged", "slow"):
+            feed.body_hash = hashlib.sha256(constant_body(group, i, port)).hexdigest()
+        rows.append(feed.model_dump(exclude={"id"}))
+    with service.engine.begin() as conn:
+        conn.execute(insert(Feed), rows)
+
+
+def feed_ids(service: Service, group: str) -> list[int]:
+    rows = service.execute("SELECT id, config_url FROM feed")
+    return sorted(i for i, url in rows if f"/{group}/" in url)
+
+
+def reschedule(
+    service: Service, group: str, interval_s: float, sampler: RssSampler, rate: float | None = None
+) -> None:
+    """Pin a group's interval (min = max, so the adaptive schedule keeps it) and make it due: at
+    once, or spread at ``rate`` feeds/s. Feeds in flight finish first, so none is claimed twice."""
+    from feedwatch.timeutil import utcnow
+
+    ids = feed_ids(service, group)
+    in_ids = ",".join(map(str, ids))
+    pin = "interval_minutes = :m, min_interval_minutes = :m, max_interval_minutes = :m"
+    service.execute(
+        f"UPDATE feed SET {pin}, next_check_at = :later WHERE id IN ({in_ids})",
+        {"m": 1440, "later": utcnow() + timedelta(days=1)},
+    )
+
+    def drained() -> bool:
+        return not service.execute(
+            f"SELECT 1 FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids}) LIMIT 1"
+        )
+
+    wait_until(drained, 120, f"{group} polls in flight to finish", service, sampler)
+    now = utcnow()
+    service.execute(
+        f"UPDATE feed SET {pin}, unreported_claims = 0 WHERE id IN ({in_ids})", {"m": interval_s / 60}
+    )
+    step = 1 / rate if rate else 0
+    service.execute(
+        "UPDATE feed SET next_check_at = :at WHERE id = :id",
+        [{"id": fid, "at": now + timedelta(seconds=k * step)} for k, fid in enumerate(ids)],
+    )
+
+
+def farm_stats(port: int, reset: bool = False) -> dict[str, Any]:
+    import urllib.request
+
+    url = f"http://127.0.0.1:{port}/_{'reset' if reset else 'stats'}"
+    with urllib.request.urlopen(url, data=b"" if reset else None, timeout=10) as resp:
+        return json.loads(resp.read()).get("groups", {})  # type: ignore[no-any-return]
+
+
+def wait_until(predicate: Any, timeout: float, what: str, service: Service, sampler: RssSampler) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        service.check_alive()
+        sampler.sample(service.pgids)
+        if predicate():
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def measure_hits(
+    port: int, group: str, window: float, service: Service, sampler: RssSampler
+) -> dict[str, Any]:
+    """Feed polls per second seen by the farm over ``window`` seconds."""
+    before = farm_stats(port)[group]
+    started = time.monotonic()
+    while time.monotonic() - started < window:
+        service.check_alive()
+        sampler.sample(service.pgids)
+        time.sleep(0.5)
+    after = farm_stats(port)[group]
+    elapsed = time.monotonic() - started
+    return {
+        "feeds_per_s": round((after["hits"] - before["hits"]) / elapsed, 1),
+        "window_s": round(elapsed, 1),
+        "statuses": after["statuses"],
+    }
+
+
+# --- phases ---------------------------------------------------------------------------------------
+
+
+def floor_loop(port: int, group: Group, seconds: float, in_flight: int = 50) -> dict[str, Any]:
+    """The bare client: one aiohttp session, ``in_flight`` requests, conditional GETs for 304 feeds."""
+
+    async def run() -> tuple[int, float]:
+        done = 0
+        stop = time.monotonic() + seconds
+        async with aiohttp.ClientSession() as session:
+
+            async def worker(offset: int) -> None:
+                nonlocal done
+                i = offset
+                while time.monotonic() < stop:
+                    index = i % group.feeds
+                    headers = (
+                        {"If-None-Match": f'"farm-{group.name}-{index}"'}
+                        if group.kinds[index] == "304"
+                        else {}
+                    )
+                    async with session.get(farm_url(port, group.name, index), headers=headers) as resp:
+                        await resp.read()
+                    done += 1
+                    i += in_flight
+
+            started = time.monotonic()
+            await asyncio.gather(*(worker(k) for k in range(in_flight)))
+            return done, time.monotonic() - started
+
+    done, elapsed = asyncio.run(run())
+    return {"floor_feeds_per_s": round(done / elapsed, 1), "in_flight": in_flight}
+
+
+def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler) -> dict[str, Any]:
+    """Offer the poll feeds at ``rate`` polls/s; probe feeds fall due one by one; time each alert."""
+    from feedwatch.timeutil import to_utc, utcnow
+
+    reschedule(service, "poll", sizes.feeds / sizes.rate, sampler, rate=sizes.rate)
+    probe_ids = feed_ids(service, "probe")
+    start = utcnow() + timedelta(seconds=2)
+    gap = sizes.window / len(probe_ids)
+    due = {fid: start + timedelta(seconds=j * gap) for j, fid in enumerate(probe_ids)}
+    service.execute(
+        "UPDATE feed SET next_check_at = :at WHERE id = :id", [{"id": f, "at": at} for f, at in due.items()]
+    )
+    load = measure_hits(port, "poll", sizes.window + 2, service, sampler)
+
+    in_probes = ",".join(map(str, probe_ids))
+
+    def delivered() -> dict[int, Any]:
+        rows = service.execute(
+            "SELECT a.feed_id, al.delivered_at FROM alert al JOIN article a ON a.id = al.article_id "
+            f"WHERE al.delivered_at IS NOT NULL AND a.feed_id IN ({in_probes})"
+        )
+        return {fid: to_utc(at) for fid, at in rows}
+
+    with contextlib.suppress(RuntimeError):
+        wait_until(lambda: len(delivered()) == len(probe_ids), 20, "probe alerts", service, sampler)
+    got = delivered()
+    lat = sorted((got[f] - due[f]).total_seconds() for f in probe_ids if f in got)
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 100
+    return {
+        "p50_s": round(statistics.median(lat), 3) if lat else None,
+        "p95_s": round(q[94], 3) if lat else None,
+        "max_s": round(max(lat), 3) if lat else None,
+        "probes": len(probe_ids),
+        "delivered": len(lat),
+        "offered_polls_per_s": sizes.rate,
+        "achieved_polls_per_s": load["feeds_per_s"],
+    }
+
+
+def capacity_phase(
+    service: Service, sizes: Sizes, port: int, sampler: RssSampler, group: str, profile: bool = False
+) -> dict[str, Any]:
+    """Every poll feed always due: the service polls as fast as it can."""
+    reschedule(service, group, 0.05, sampler)
+    before = farm_stats(port)[group]
+    time.sleep(3)  # settle: queues fill, workers reach their pace
+    spy = start_profile(service, sizes.window) if profile else None
+    result = measure_hits(port, group, sizes.window, service, sampler)
+    after = farm_stats(port)[group]
+    result["all_feeds_polled"] = after["min_hits"] > before["min_hits"]
+    if spy is not None:
+        result["profile"] = finish_profile(*spy)
+    return result
+
+
+def start_profile(service: Service, seconds: float) -> tuple[subprocess.Popen[bytes], Path]:
+    """py-spy on the feeds worker and its pool children (sampling: no code changes needed)."""
+    feeds = next(p for p in service.procs if p.log_path.name == "feeds.log")
+    out = service.home / "profile.txt"
+    spy = subprocess.Popen(
+        [
+            str(Path(sys.executable).parent / "py-spy"),
+            "record",
+            "--pid",
+            str(feeds.pid),
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--nonblocking",
+            "--duration",
+            str(int(seconds)),
+            "--output",
+            str(out),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    return spy, out
+
+
+def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> dict[str, Any]:
+    """Inclusive share of samples per function (a function counted once per stack)."""
+    spy.wait(60)
+    inclusive: dict[str, int] = {}
+    total = 0
+    for line in out.read_text().splitlines() if out.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        frames = {
+            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+            for f in stack.split(";")[1:]
+            if " (" in f
+        }
+        for frame in frames:
+            inclusive[frame] = inclusive.get(frame, 0) + int(count)
+    ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
+    return {
+        "samples": total,
+        "inclusive_pct": {k: round(100 * v / max(total, 1), 1) for k, v in ranked},
+        "raw": str(out),
+    }
+
+
+def ingest_phase(service: Service, sizes: Sizes, sampler: RssSampler) -> dict[str, Any]:
+    """Only the ingest feeds (every item new on every hit) are due, always."""
+    reschedule(service, "poll", 86_400, sampler)  # parked: drained, then due tomorrow
+    ingest = ",".join(map(str, feed_ids(service, "ingest")))
+    service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
+    reschedule(service, "ingest", 0.05, sampler)
+
+    def count() -> int:
+        return int(service.execute(f"SELECT count(*) FROM article WHERE feed_id IN ({ingest})")[0][0])
+
+    time.sleep(3)  # settle: queues fill, workers reach their pace
+    n0, t0 = count(), time.monotonic()
+    while time.monotonic() - t0 < sizes.window:
+        service.check_alive()
+        sampler.sample(service.pgids)
+        time.sleep(0.5)
+    n1, t1 = count(), time.monotonic()
+    return {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
+
+
+def _parse_worker(bodies: list[bytes], seconds: float) -> float:
+    import feedparser
+
+    items, started, i = 0, time.monotonic(), 0
+    while time.monotonic() - started < seconds:
+        parsed = feedparser.parse(bodies[i % len(bodies)], sanitize_html=False, resolve_relative_uris=False)
+        items += len(parsed.entries)
+        i += 1
+    return items / (time.monotonic() - started)
+
+
+def parse_only(group: Group, processes: int, seconds: float) -> float:
+    """feedparser alone on the ingest feeds' bytes, one process per core: items per second."""
+    bodies = [render_feed(group, i, i * group.items, 8080) for i in range(20)]
+    with multiprocessing.get_context("spawn").Pool(processes) as pool:
+        rates = pool.starmap(_parse_worker, [(bodies, seconds)] * processes)
+    return round(sum(rates), 1)
+
+
+def unchanged_cost(port: int, group: Group, workdir: Path) -> dict[str, Any]:
+    """CPU per feed of re-polling unchanged feeds (fetch + hash + state write, in batches of the
+    service's size) against CPU per feed of parsing the same bytes. SQLite, in this process."""
+    from feedwatch import pipeline
+    from feedwatch.parse import parse_feed
+
+    service = Service(workdir / "unchanged", f"sqlite:///{workdir / 'unchanged' / 'fw.db'}", "memory://", 1)
+    try:
+        insert_feeds(service, group, port, 10.0, True)
+        ids = [
+            fid
+            for fid, url in service.execute("SELECT id, url FROM feed")
+            if group.kinds[int(url.rsplit("/", 1)[1].split(".")[0])] == "unchanged"
+        ]
+        ctx = pipeline.Context(settings=service.settings)
+        size = service.settings.poll_batch_size
+        pipeline.poll_feeds(ctx, ids[:size])  # warm: imports, engine, rulebook
+        outcomes: list[str] = []
+        started = time.process_time()
+        for k in range(0, len(ids), size):
+            outcomes += [r.outcome for r in pipeline.poll_feeds(ctx, ids[k : k + size])]
+        repoll = (time.process_time() - started) / len(ids)
+        body = constant_body(group, 0, port)
+        started, reps = time.process_time(), 30
+        for _ in range(reps):
+            parse_feed(
+                body, headers={"content-type": "application/rss+xml"}, url=farm_url(port, group.name, 0)
+            )
+        parse = (time.process_time() - started) / reps
+    finally:
+        service.stop()
+    return {
+        "unchanged_cost_ratio": round(repoll / parse, 4),
+        "repoll_ms_per_feed": round(repoll * 1000, 3),
+        "full_parse_ms": round(parse * 1000, 3),
+        "feeds": len(ids),
+        "parse_skipped": outcomes.count("unchanged") == len(outcomes),
+    }
+
+
+def ratio(value: float | None, base: float | None) -> float | None:
+    return round(value / base, 3) if value is not None and base else None
+
+
+# --- main -----------------------------------------------------------------------------------------
+
+
+def farm_config(sizes: Sizes) -> dict[str, Any]:
+    return {
+        "groups": {
+            "poll": {
+                "feeds": sizes.feeds,
+                "mix": sizes.mix,
+                "items": sizes.items,
+                "new_items": sizes.new_items,
+            },
+            "probe": {"feeds": sizes.probes, "mix": {"new": 1}, "items": 1, "new_items": 1, "match_every": 1},
+            "ingest": {
+                "feeds": sizes.ingest_feeds,
+                "mix": {"new": 1},
+                "items": sizes.items,
+                "new_items": sizes.items,
+            },
+            "sqlite": {
+                "feeds": sizes.sqlite_feeds,
+                "mix": sizes.mix,
+                "items": sizes.items,
+                "new_items": sizes.new_items,
+            },
+        }
+    }
+
+
+def run_postgres(
+    sizes: Sizes, groups: dict[str, Group], port: int, workdir: Path, profile: bool
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    sampler = RssSampler()
+    with postgres_database() as db_url:
+        service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency)
+        try:
+            insert_feeds(service, groups["poll"], port, sizes.feeds / sizes.rate / 60, True)
+            insert_feeds(service, groups["probe"], port, 24 * 60, True, due_in=86_400)
+            insert_feeds(service, groups["ingest"], port, 1440, False)
+            service.start(embedded_beat=False)
+            warm = wait_until(
+                lambda: farm_stats(port)["poll"]["feeds_hit"] == sizes.feeds,
+                600,
+                "every poll feed polled once",
+                service,
+                sampler,
+            )
+            log(f"postgres: warm-up (first poll of every feed) took {warm:.1f}s")
+            out["latency"] = latency_phase(service, sizes, port, sampler)
+            log(f"postgres: latency {out['latency']}")
+            out["poll"] = capacity_phase(service, sizes, port, sampler, "poll", profile)
+            log(f"postgres: capacity {out['poll']}")
+            out["ingest"] = ingest_phase(service, sizes, sampler)
+            log(f"postgres: ingest {out['ingest']}")
+            alerts = service.execute("SELECT status, count(*) FROM alert GROUP BY status")
+            out["alerts"] = {status: n for status, n in alerts}
+        finally:
+            service.stop()
+    out["memory"] = sampler.report()
+    return out
+
+
+def run_sqlite(sizes: Sizes, groups: dict[str, Group], port: int, workdir: Path) -> dict[str, Any]:
+    sampler = RssSampler()
+    home = workdir / "sqlite"
+    service = Service(home, f"sqlite:///{home / 'feedwatch.db'}", "filesystem://", sizes.concurrency)
+    try:
+        insert_feeds(service, groups["sqlite"], port, 0.05 / 60, True)
+        service.start(embedded_beat=True)
+        warm = wait_until(
+            lambda: farm_stats(port)["sqlite"]["feeds_hit"] == sizes.sqlite_feeds,
+            600,
+            "every sqlite feed polled once",
+            service,
+            sampler,
+        )
+        log(f"sqlite: warm-up took {warm:.1f}s")
+        result = capacity_phase(service, sizes, port, sampler, "sqlite")
+    finally:
+        service.stop()
+    result["memory"] = sampler.report()
+    return result
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes, about a minute")
+    parser.add_argument("--json", action="store_true", help="print only the JSON object on stdout")
+    parser.add_argument("--feeds", type=int, help="poll feeds (steady-state mix)")
+    parser.add_argument("--ingest-feeds", type=int)
+    parser.add_argument("--sqlite-feeds", type=int)
+    parser.add_argument("--probes", type=int)
+    parser.add_argument("--rate", type=float, help="offered polls/s during the latency phase")
+    parser.add_argument("--window", type=float, help="seconds per measured phase")
+    parser.add_argument("--concurrency", type=int, help="worker processes (default 2: two cores)")
+    parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="py-spy the feeds worker while at capacity")
+    parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
+    args = parser.parse_args(argv)
+    sizes = Sizes(**asdict(QUICK if args.quick else FULL))
+    for name in ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency"):
+        if getattr(args, name) is not None:
+            setattr(sizes, name, getattr(args, name))
+    from feedwatch.logs import configure_logging
+    from feedwatch.settings import Settings
+
+    configure_logging(Settings(log_level="WARNING", log_format="console"))  # stdout holds the JSON only
+    started = time.monotonic()
+    result: dict[str, Any] = {
+        "mode": "quick" if args.quick else "full",
+        "sizes": asdict(sizes),
+        "cores": os.cpu_count(),
+    }
+    config = farm_config(sizes)
+    from farm import groups_from_config
+
+    groups = {g.name: g for g in groups_from_config(config)}
+    with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp, farm_process(config, Path(tmp)) as (port, _):
+        workdir = Path(tmp)
+        floor = floor_loop(port, groups["poll"], min(sizes.window, 5))
+        log(f"floor: {floor}")
+        farm_stats(port, reset=True)
+        pg = run_postgres(sizes, groups, port, workdir, args.profile)
+        sqlite = None if args.skip_sqlite else run_sqlite(sizes, groups, port, workdir)
+        unchanged = unchanged_cost(port, groups["poll"], workdir)
+        log(f"unchanged: {unchanged}")
+        if args.keep:
+            shutil.copytree(
+                workdir, args.keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.db*", "broker")
+            )
+    parse_rate = parse_only(groups["ingest"], sizes.concurrency, min(sizes.window, 5))
+    poll = {**pg["poll"], **floor}
+    poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
+    ingest = {**pg["ingest"], "parse_only_items_per_s": parse_rate}
+    ingest["ratio"] = ratio(ingest["items_per_s"], parse_rate)
+    result.update(
+        poll=poll,
+        ingest=ingest,
+        unchanged_cost_ratio=unchanged.pop("unchanged_cost_ratio"),
+        unchanged=unchanged,
+        latency=pg["latency"],
+        memory=pg["memory"],
+        alerts=pg["alerts"],
+    )
+    if sqlite is not None:
+        sqlite["ratio"] = ratio(sqlite["feeds_per_s"], poll["floor_feeds_per_s"])
+        result["sqlite"] = sqlite
+    result["targets"] = {
+        "poll_feeds_per_s>=1000": poll["feeds_per_s"] >= 1000,
+        "poll_ratio>=0.3": (poll["ratio"] or 0) >= 0.3,
+        "ingest_items_per_s>=2000": ingest["items_per_s"] >= 2000,
+        "ingest_ratio>=0.8": (ingest["ratio"] or 0) >= 0.8,
+        "unchanged_cost_ratio<=0.05": result["unchanged_cost_ratio"] <= 0.05,
+        "latency_p95<=2s": (pg["latency"]["p95_s"] or 1e9) <= 2,
+        "worker_rss<=200MB": (pg["memory"]["peak_rss_mb_max"] or 1e9) <= 200,
+    }
+    result["duration_s"] = round(time.monotonic() - started, 1)
+    print(json.dumps(result, indent=None if args.json else 2))
+
+
+if __name__ == "__main__":
+    main()

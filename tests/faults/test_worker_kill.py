@@ -35,6 +35,9 @@ from support.stack import Stack
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.timeout(120)]
 
+#: One pool process and no separate articles worker: the worker's only child is the victim.
+WORKER = ("--no-beat", "-c", "1", "--articles-pool", "0")
+
 
 def _kill(stack: Stack, worker: ServiceProcess, victim: str) -> ServiceProcess:
     """Kill the victim; return the worker that must finish the job."""
@@ -45,7 +48,7 @@ def _kill(stack: Stack, worker: ServiceProcess, victim: str) -> ServiceProcess:
         return worker
     worker.kill(signal.SIGKILL)
     worker.proc.wait(10)
-    return stack.worker("--no-beat", "-c", "1")
+    return stack.worker(*WORKER)
 
 
 @contextmanager
@@ -86,7 +89,7 @@ def test_sigkill_mid_task(
     stacks.append(stack)
     if moment == "poll":
         feed_server.hold("/seed.xml")
-        worker = stack.worker("--no-beat", "-c", "1")
+        worker = stack.worker(*WORKER)
         stack.beat()
         wait_for(lambda: feed_server.parked["/seed.xml"] == 1, 60, "the poll to be parked", worker)
         survivor = _kill(stack, worker, victim)
@@ -94,7 +97,7 @@ def test_sigkill_mid_task(
     else:
         with ExitStack() as file_held:
             file_held.enter_context(file_lock(stack.alerts_file))
-            worker = stack.worker("--no-beat", "-c", "1")
+            worker = stack.worker(*WORKER)
             stack.beat()
             wait_for(lambda: _status(stack, "jsonl") == "sending", 60, "the JSONL send to start", worker)
             if moment == "deliver":

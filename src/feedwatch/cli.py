@@ -15,23 +15,12 @@ from dataclasses import asdict
 from typing import Any
 
 import click
-from rich.console import Console
 
 from feedwatch import db, store
 from feedwatch.metrics import ensure_multiprocess_dir
-from feedwatch.settings import Settings, get_settings
+from feedwatch.settings import Settings
+from feedwatch.terminal import command_settings, err, out
 from feedwatch.timeutil import utcnow
-
-out = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    from feedwatch.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings)
-    return settings
 
 
 def prepare(settings: Settings) -> None:
@@ -97,7 +86,7 @@ def run(concurrency: int | None, queues: str, beat: bool, articles_pool: int, pr
     """Run the service: a Celery worker with embedded beat (embedded defaults: no servers)."""
     settings = get_settings()
     ensure_multiprocess_dir(settings, fresh=True)
-    settings = _settings()
+    settings = command_settings()
     if prepare_:
         try:
             prepare(settings)
@@ -141,7 +130,7 @@ def db_group() -> None:
 @click.option("--revision", default="head", show_default=True)
 def db_upgrade(revision: str) -> None:
     """Apply Alembic migrations (``run`` does this itself)."""
-    settings = _settings()
+    settings = command_settings()
     db.upgrade(settings, revision)
     err.print(f"database at {revision}: {_redact(settings.database_url)}")
 
@@ -191,7 +180,7 @@ def ingest(dry_run: bool, as_json: bool, sources: tuple[str, ...]) -> None:
     from feedwatch.pipeline import Context
     from feedwatch.pipeline import ingest as run_ingest
 
-    settings = _settings()
+    settings = command_settings()
     if not dry_run:
         db.upgrade(settings)
     ctx = Context(settings=settings, publish_alert=_publisher() if not dry_run else None)

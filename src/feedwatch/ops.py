@@ -25,20 +25,9 @@ from sqlmodel import Session, col
 
 from feedwatch.db import session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Delivery, Feed, Match
-from feedwatch.settings import Settings, get_settings
 from feedwatch.status import check_status, collect_status
+from feedwatch.terminal import command_settings, err, out
 from feedwatch.timeutil import isoformat_utc
-
-out = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    from feedwatch.logs import configure_logging
-
-    settings = get_settings()
-    configure_logging(settings)
-    return settings
 
 
 def _jsonable(value: Any) -> Any:
@@ -100,7 +89,7 @@ def _age(seconds: float | None) -> str:
 )
 def status(as_json: bool, check: bool, ping_timeout: float) -> None:
     """Queues, workers, beat, feeds, alert backlog and recent articles."""
-    settings = _settings()
+    settings = command_settings()
     report = collect_status(settings, ping_timeout=ping_timeout)
     problems = check_status(report, settings)
     report["healthy"] = not problems
@@ -234,7 +223,7 @@ def _feed_row(f: Feed) -> dict[str, Any]:
 @click.option("--json", "as_json", is_flag=True)
 def feeds_list(state: str | None, as_json: bool) -> None:
     """Every feed with its state and next check."""
-    with session_scope(_settings()) as session:
+    with session_scope(command_settings()) as session:
         stmt = select(Feed).order_by(col(Feed.id))
         if state:
             stmt = stmt.where(col(Feed.state) == state)
@@ -264,7 +253,7 @@ def feeds_list(state: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def feeds_show(feed_id: int, as_json: bool) -> None:
     """One feed: schedule, validators, errors, poll and redirect history."""
-    with session_scope(_settings()) as session:
+    with session_scope(command_settings()) as session:
         feed = session.get(Feed, feed_id)
         if feed is None:
             raise click.ClickException(f"no feed {feed_id}")
@@ -298,7 +287,7 @@ def feeds_show(feed_id: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def feeds_errors(as_json: bool) -> None:
     """Feeds whose last poll failed, most consecutive errors first."""
-    with session_scope(_settings()) as session:
+    with session_scope(command_settings()) as session:
         stmt = (
             select(Feed).where(col(Feed.error_count) > 0).order_by(col(Feed.error_count).desc(), col(Feed.id))
         )
@@ -328,7 +317,7 @@ def alerts() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def alerts_list(status_: str | None, limit: int, as_json: bool) -> None:
     """The newest alerts with their article title."""
-    with session_scope(_settings()) as session:
+    with session_scope(command_settings()) as session:
         stmt = (
             select(Alert, col(Article.title))
             .join(Article, col(Article.id) == col(Alert.article_id))
@@ -414,7 +403,7 @@ def alert_detail(session: Session, alert_id: int) -> dict[str, Any] | None:
 @click.option("--json", "as_json", is_flag=True)
 def alerts_show(alert_id: int, as_json: bool) -> None:
     """One alert: its article, why it matched, and each channel's delivery."""
-    with session_scope(_settings()) as session:
+    with session_scope(command_settings()) as session:
         data = alert_detail(session, alert_id)
     if data is None:
         raise click.ClickException(f"no alert {alert_id}")
@@ -460,7 +449,7 @@ def alerts_retry(alert_ids: tuple[int, ...], failed: bool) -> None:
 
     if bool(alert_ids) == failed:
         raise click.UsageError("give alert ids or --failed (not both)")
-    settings = _settings()
+    settings = command_settings()
     with session_scope(settings) as session:
         ids = retry_alerts(session, list(alert_ids) if alert_ids else None)
     if not ids:
@@ -495,7 +484,7 @@ def serve_metrics(host: str, port: int | None, ping_timeout: float) -> None:
     from feedwatch.metrics import ensure_multiprocess_dir, make_server, multiprocess_dir
 
     ensure_multiprocess_dir(get_settings(), fresh=False)
-    settings = _settings()
+    settings = command_settings()
     server = make_server(settings, host, port or settings.metrics_port, ping_timeout)
     bound_host, bound_port = server.server_address[:2]
     mode = f"multiprocess ({multiprocess_dir()})" if multiprocess_dir() else "single process"

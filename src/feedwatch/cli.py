@@ -18,7 +18,7 @@ import click
 
 from feedwatch import db, store
 from feedwatch.metrics import ensure_multiprocess_dir
-from feedwatch.settings import Settings
+from feedwatch.settings import Settings, get_settings
 from feedwatch.terminal import command_settings, err, out
 from feedwatch.timeutil import utcnow
 

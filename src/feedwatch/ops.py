@@ -25,6 +25,7 @@ from sqlmodel import Session, col
 
 from feedwatch.db import session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Delivery, Feed, Match
+from feedwatch.settings import get_settings
 from feedwatch.status import check_status, collect_status
 from feedwatch.terminal import command_settings, err, out
 from feedwatch.timeutil import isoformat_utc

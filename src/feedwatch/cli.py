@@ -51,7 +51,29 @@ def _redact(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-@click.group()
+class _Group(click.Group):
+    """Turns the errors a user can fix (settings, database) into one plain line, exit 2."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        from pydantic import ValidationError
+        from sqlalchemy.exc import OperationalError, ProgrammingError
+
+        try:
+            return super().invoke(ctx)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"FEEDWATCH_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+            )
+            err.print(f"[red]feedwatch: invalid settings:[/] {problems}")
+        except (OperationalError, ProgrammingError) as exc:
+            err.print(
+                f"[red]feedwatch: database error:[/] {str(exc.orig).strip()}\n"
+                "Is the database reachable and migrated? `feedwatch db upgrade` applies the schema."
+            )
+        sys.exit(2)
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="feedwatch")
 def main() -> None:
     """feedwatch: news feed monitoring with multilingual keyword alerts."""

@@ -731,7 +731,7 @@ def main(argv: list[str] | None = None) -> None:
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="console"))  # stdout holds the JSON only
-    started = time.monotonic()
+    started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
     result: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "sizes": asdict(sizes),
@@ -781,6 +781,8 @@ def main(argv: list[str] | None = None) -> None:
         "worker_rss<=200MB": (pg["memory"]["peak_rss_mb_max"] or 1e9) <= 200,
     }
     result["duration_s"] = round(time.monotonic() - started, 1)
+    # Other work on the machine skews every figure: the load says how quiet the run was.
+    result["loadavg_1m_start_end"] = [load_start, round(os.getloadavg()[0], 2)]
     print(json.dumps(result, indent=None if args.json else 2))
 
 

@@ -117,6 +117,16 @@ def normalize_entry(
     )
 
 
+def entry_identity_key(entry: ParsedEntry, *, feed_url: str) -> str | None:
+    """The identity key :func:`normalize_entry` gives ``entry`` when its guid or link decides it,
+    computed without the text (so a poll can skip normalizing items it stored before); None
+    when the key depends on the title and date."""
+    url = canonical_url(entry.link, entry.base or feed_url) if entry.link else None
+    if not entry.guid and not url:
+        return None
+    return _identity_key(entry.guid, url, feed_url, "", datetime.min, False)
+
+
 def _identity_key(
     guid: str | None, url: str | None, feed_url: str, title: str, date: datetime, dated: bool
 ) -> str:

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from feedwatch.fetch import (
     fetch_one,
 )
 from feedwatch.models import Article, Feed
-from feedwatch.normalize import ArticleDraft, normalize_feed
+from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
@@ -211,6 +212,11 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     for feed, result in zip(feeds, results, strict=True):
         with structlog.contextvars.bound_contextvars(feed_id=feed.id):
             polls.append(_prepare(ctx, feed, result))
+    seen = _seen_items(ctx, polls)
+    for poll in polls:
+        if poll.parsed is not None:
+            with structlog.contextvars.bound_contextvars(feed_id=poll.report.feed_id):
+                _guarded(poll, partial(_normalize, poll, seen))
     _store_batch(ctx, polls)
     reports = [p.report for p in polls]
     for poll in polls:
@@ -254,22 +260,29 @@ def _prepare(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> _Pol
     assert feed.id is not None
     report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok", duration_ms=int(result.elapsed * 1000))
     poll = _Poll(feed, report, ctx.clock())
+    _guarded(poll, partial(_parse, poll, result))
+    return poll
+
+
+def _parse(poll: _Poll, result: FetchResult | FetchError) -> None:
+    if isinstance(result, FetchError):
+        raise result
+    report = poll.report
+    poll.result, report.http_status, report.bytes = result, result.status, len(result.body)
+    if result.not_modified:
+        report.outcome = "not_modified"
+        return
+    poll.body_hash = hashlib.sha256(result.body).hexdigest()
+    if poll.body_hash == poll.feed.body_hash:  # the same bytes as last time: nothing to parse
+        report.outcome = "unchanged"
+        return
+    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url)
+
+
+def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
+    """Run one pure step of a feed's poll; its failure becomes this feed's classified failure."""
     try:
-        if isinstance(result, FetchError):
-            raise result
-        poll.result, report.http_status, report.bytes = result, result.status, len(result.body)
-        if result.not_modified:
-            report.outcome = "not_modified"
-            return poll
-        poll.body_hash = hashlib.sha256(result.body).hexdigest()
-        if poll.body_hash == feed.body_hash:  # the same bytes as last time: nothing to parse
-            report.outcome = "unchanged"
-            return poll
-        poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url)
-        poll.drafts = normalize_feed(
-            poll.parsed, feed_url=result.url, configured_language=feed.language, fetched_at=poll.now
-        )
-        report.entries = len(poll.drafts)
+        step()
     except (FetchError, ParseError) as exc:
         poll.retry_after = getattr(exc, "retry_after", None)
         poll.fail(exc.error_class, exc.message, getattr(exc, "status", None))
@@ -279,9 +292,39 @@ def _prepare(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> _Pol
         if type(exc).__name__ == "SoftTimeLimitExceeded":
             raise
         # A bug or a feed that breaks a stage must not take the rest of the batch down with it.
-        log.exception("feed.internal_error", feed_id=feed.id)
+        log.exception("feed.internal_error", feed_id=poll.report.feed_id)
         poll.fail("internal", f"{type(exc).__name__}: {exc}")
-    return poll
+
+
+def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
+    """(feed id, identity key) of the parsed entries this feed already stored: one query a batch."""
+    keys = {
+        key
+        for p in polls
+        if p.parsed is not None and p.result is not None
+        for e in p.parsed.entries
+        if (key := entry_identity_key(e, feed_url=p.result.url))
+    }
+    if not keys:
+        return set()
+    with session_scope(ctx.settings) as session:
+        return store.sighted_keys(session, [p.report.feed_id for p in polls], list(keys))
+
+
+def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
+    """Normalize the entries this feed has not stored yet. Normalizing (language detection
+    above all) cost more than parsing; an entry seen before in this feed is stored already, with
+    its sighting, matches and alert, so skipping it changes nothing but the time spent."""
+    assert poll.parsed is not None and poll.result is not None
+    feed_id, url = poll.report.feed_id, poll.result.url
+    fresh = [
+        e for e in poll.parsed.entries if (feed_id, entry_identity_key(e, feed_url=url) or "") not in seen
+    ]
+    unseen = replace(poll.parsed, entries=tuple(fresh))
+    poll.drafts = normalize_feed(
+        unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
+    )
+    poll.report.entries = len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
 
 
 def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
@@ -290,10 +333,12 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
         return
     try:
         with session_scope(ctx.settings) as session:
-            # One SELECT for the batch: feedstate's session.get() then finds each row in memory.
-            store.get_feeds(session, [p.report.feed_id for p in polls])
+            # One SELECT for the batch: feedstate's session.get() then finds each row in the
+            # identity map, which holds them only while this list references them.
+            rows = store.get_feeds(session, [p.report.feed_id for p in polls])
             for poll in polls:
                 _write(ctx, session, poll)
+            del rows
         return
     except (SQLAlchemyError, MemoryError):
         raise  # the database is down or the process is in trouble: the task fails, the claims expire

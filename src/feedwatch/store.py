@@ -207,6 +207,18 @@ def insert_articles(
     return {key: article_id for article_id, key in _execute_many(session, stmt, rows)}
 
 
+def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str]) -> set[tuple[int, str]]:
+    """(feed id, identity key) pairs among these that are stored with a sighting in that feed."""
+    if not feed_ids or not keys:
+        return set()
+    stmt = (
+        select(col(Sighting.feed_id), col(Article.identity_key))
+        .join(Article, col(Article.id) == col(Sighting.article_id))
+        .where(col(Sighting.feed_id).in_(list(feed_ids)), col(Article.identity_key).in_(list(keys)))
+    )
+    return {(feed_id, key) for feed_id, key in session.execute(stmt).all()}
+
+
 def ids_for_keys(session: Session, keys: Sequence[str]) -> list[int]:
     if not keys:
         return []

@@ -2,7 +2,9 @@
 
 Every piece of feed text is data: it is escaped for the target format here and nowhere else.
 
-* text      control characters dropped; no markup at all
+* text      control characters dropped; no markup at all; ``<`` before ``! @ #`` gets a
+            zero-width space (``<!here>``), because some services pass plain text through
+            unescaped (Apprise's Slack workflow mode, the title of most)
 * markdown  Markdown punctuation backslash-escaped, ``& < >`` as entities (Markdown passes raw
             HTML through, and Apprise turns Markdown into HTML for e-mail and Telegram)
 * html      ``html.escape`` (quotes included); only our own tags appear
@@ -33,6 +35,7 @@ ZWSP: Final = "\u200b"
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]")
 _LINE_BREAKS = re.compile(r"[\r\n\t\u2028\u2029\x85]+")
 _MENTION = re.compile(r"@(?=\w)")
+_SLACK_TOKEN = re.compile(r"<(?=[!@#])")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")  # > < & become entities
 _SLACK_SPECIAL = re.compile(r"([*_~`])")
 
@@ -56,6 +59,10 @@ def safe_url(url: str | None) -> str | None:
 
 def _esc_text(s: str) -> str:
     return _MENTION.sub("@" + ZWSP, _CONTROL.sub("", s))
+
+
+def _esc_plain(s: str) -> str:
+    return _SLACK_TOKEN.sub("<" + ZWSP, _esc_text(s))
 
 
 def _esc_markdown(s: str) -> str:
@@ -82,7 +89,7 @@ class _Markup:
 
 
 _MARKUP: Final[dict[str, _Markup]] = {
-    "text": _Markup(_esc_text, lambda s: s, lambda t, u: f"{t} <{u}>", lambda s: f"  {s}", "\n"),
+    "text": _Markup(_esc_plain, lambda s: s, lambda t, u: f"{t} <{u}>", lambda s: f"  {s}", "\n"),
     "markdown": _Markup(
         _esc_markdown,
         lambda s: f"**{s}**",
@@ -124,9 +131,9 @@ def highlight(reason: TopicReason, fmt: Format) -> str:
 
 
 def title(payload: AlertPayload) -> str:
-    """The plain one-line title (e-mail subject, notification title)."""
+    """The plain one-line title (e-mail subject, notification title); mentions cannot ping."""
     topics = ", ".join(payload.topics)
-    return one_line(f"[{topics}] {payload.title or '(untitled)'}")
+    return one_line(_esc_plain(f"[{topics}] {payload.title or '(untitled)'}"))
 
 
 def _headline(payload: AlertPayload, m: _Markup) -> str:

@@ -47,13 +47,24 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
 
 
 def check_config(settings: Settings) -> None:
-    """Refuse to start when a redelivery could duplicate a running task (issue: visibility)."""
+    """Refuse to start when a running task could be started again (docs/reliability.md)."""
+    problems = []
     longest = settings.task_hard_time_limit + MAX_COUNTDOWN
     if not settings.is_filesystem_broker and settings.visibility_timeout <= longest:
-        raise RuntimeError(
+        problems.append(
             f"FEEDWATCH_VISIBILITY_TIMEOUT={settings.visibility_timeout}s must exceed the hard "
             f"time limit plus the longest countdown ({longest}s), or Redis redelivers running tasks"
         )
+    # A poll runs at most the hard time limit; a lease that ends sooner lets the next tick claim
+    # and poll the feed again while the first poll is still running.
+    if settings.claim_lease_seconds <= settings.task_hard_time_limit:
+        problems.append(
+            f"FEEDWATCH_CLAIM_LEASE_SECONDS={settings.claim_lease_seconds}s must exceed "
+            f"FEEDWATCH_TASK_HARD_TIME_LIMIT={settings.task_hard_time_limit}s, or a feed still "
+            "being polled is claimed and polled again"
+        )
+    if problems:
+        raise RuntimeError("; ".join(problems))
 
 
 def create_app(settings: Settings | None = None) -> Celery:

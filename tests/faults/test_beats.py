@@ -31,7 +31,12 @@ def _stack(tmp_path: Path, server: GatedFeedServer, broker: str, pg_url: str, ti
     feeds = write_feeds_toml(tmp_path / "feeds.toml", urls, interval_minutes=60)
     # A lease longer than any poll here (a cold worker's first poll takes seconds): a re-claim
     # after the lease is a retry by design, not the duplicate this test hunts.
-    lease = {"FEEDWATCH_CLAIM_LEASE_SECONDS": "120"}
+    # The hard time limit stays below the lease, as the start-up check requires.
+    lease = {
+        "FEEDWATCH_CLAIM_LEASE_SECONDS": "120",
+        "FEEDWATCH_TASK_SOFT_TIME_LIMIT": "60",
+        "FEEDWATCH_TASK_HARD_TIME_LIMIT": "90",
+    }
     return Stack(tmp_path, feeds, pg_url, FEEDWATCH_BROKER_URL=broker, FEEDWATCH_TICK_SECONDS=tick, **lease)
 
 

@@ -20,8 +20,12 @@ from support.faults import jsonl
 from support.services import ServiceProcess, feedwatch_cmd, service_env, wait_for
 
 #: Short leases and re-queue delays, so recovery that takes minutes in production takes seconds.
+#: The claim lease must exceed the hard time limit (refused at start otherwise), so the time
+#: limits shrink with it; a cold worker's first poll (a few seconds) still fits the soft limit.
 FAST_RECOVERY = {
-    "FEEDWATCH_CLAIM_LEASE_SECONDS": "3",
+    "FEEDWATCH_TASK_SOFT_TIME_LIMIT": "6",
+    "FEEDWATCH_TASK_HARD_TIME_LIMIT": "8",
+    "FEEDWATCH_CLAIM_LEASE_SECONDS": "10",
     "FEEDWATCH_ALERT_REQUEUE_SECONDS": "2",
     "FEEDWATCH_DELIVERY_LEASE_SECONDS": "3",
     "FEEDWATCH_TICK_SECONDS": "1",

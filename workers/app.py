@@ -31,6 +31,10 @@ def broker_transport_options(settings: Settings) -> dict[str, Any]:
             "data_folder_out": str(queue_dir),
             "control_folder": str(control_dir),
             "store_processed": False,
+            # kombu lists the folder once a second by default, and a worker takes one message
+            # per listing (prefetch 1): that capped the embedded service near one poll batch a
+            # second (benchmarks/run.py, docs/performance.md). A listing costs ~1 ms.
+            "polling_interval": 0.05,
         }
     return {
         "visibility_timeout": settings.visibility_timeout,

@@ -247,6 +247,7 @@ class _Poll:
     body_hash: str | None = None
     parsed: ParsedFeed | None = None
     drafts: list[ArticleDraft] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)  # of parsed.entries, where the key is known
     retry_after: float | None = None
 
     def fail(self, error_class: str, message: str, status: int | None = None) -> None:
@@ -298,13 +299,10 @@ def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
 
 def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
     """(feed id, identity key) of the parsed entries this feed already stored: one query a batch."""
-    keys = {
-        key
-        for p in polls
-        if p.parsed is not None and p.result is not None
-        for e in p.parsed.entries
-        if (key := entry_identity_key(e, feed_url=p.result.url))
-    }
+    for p in polls:
+        if p.parsed is not None and p.result is not None:
+            p.keys = [entry_identity_key(e, feed_url=p.result.url) for e in p.parsed.entries]
+    keys = {key for p in polls for key in p.keys if key}
     if not keys:
         return set()
     with session_scope(ctx.settings) as session:
@@ -317,9 +315,7 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     its sighting, matches and alert, so skipping it changes nothing but the time spent."""
     assert poll.parsed is not None and poll.result is not None
     feed_id, url = poll.report.feed_id, poll.result.url
-    fresh = [
-        e for e in poll.parsed.entries if (feed_id, entry_identity_key(e, feed_url=url) or "") not in seen
-    ]
+    fresh = [e for e, key in zip(poll.parsed.entries, poll.keys, strict=True) if (feed_id, key) not in seen]
     unseen = replace(poll.parsed, entries=tuple(fresh))
     poll.drafts = normalize_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now

@@ -69,13 +69,13 @@ def populated(settings: Settings) -> Settings:
     old = NOW - timedelta(minutes=10)
     with db.session_scope(settings) as s:
         feeds = [
-            _feed(1, state=FeedState.OK, next_check_at=NOW + timedelta(minutes=5)),
+            _feed(1, state=FeedState.OK, next_check_at=NOW + timedelta(days=1)),
             _feed(2, state=FeedState.OK, next_check_at=old),  # overdue
             _feed(3, state=FeedState.OK, next_check_at=old, claimed_at=NOW),  # claimed: not overdue
             _feed(
                 4,
                 state=FeedState.FAILING,
-                next_check_at=NOW + timedelta(hours=1),
+                next_check_at=NOW + timedelta(days=3),
                 error_count=7,
                 error_class="timeout",
                 error_message="read timed out",
@@ -84,7 +84,7 @@ def populated(settings: Settings) -> Settings:
             _feed(
                 5,
                 state=FeedState.BACKING_OFF,
-                next_check_at=NOW + timedelta(minutes=30),
+                next_check_at=NOW + timedelta(days=2),
                 error_count=2,
                 error_class="http_5xx",
                 error_message="503",

@@ -41,15 +41,16 @@ class Settings(BaseSettings):
     allow_private_networks: bool = False
 
     # scheduling
-    tick_seconds: float = Field(default=5.0, gt=0)
+    # 1 s: a feed waits at most a tick to be claimed, which bounds due→alert latency (docs/performance.md).
+    tick_seconds: float = Field(default=1.0, gt=0)
     default_interval_minutes: float = Field(default=10.0, gt=0)
     claim_lease_seconds: int = Field(
         default=300,
         gt=0,
         description="A claimed feed is re-due after this if its poll never reports.",
     )
-    claim_batch: int = Field(default=500, gt=0, description="Most feeds claimed by one tick.")
-    poll_batch_size: int = Field(default=20, gt=0, description="Feed ids per poll_feed message.")
+    claim_batch: int = Field(default=2000, gt=0, description="Most feeds claimed by one tick.")
+    poll_batch_size: int = Field(default=50, gt=0, description="Feed ids per poll_feed message.")
     alert_requeue_seconds: int = Field(
         default=60,
         gt=0,

@@ -1,0 +1,128 @@
+"""A poll batch: one transaction for every feed, a per-feed fallback, and only unseen entries
+normalized. The real ``pipeline.poll_feeds`` against a local HTTP server on a temp SQLite DB."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlmodel import func, select
+from support.feeds import item, rss
+from support.services import FeedServer, Route
+
+from feedwatch import db, pipeline, store
+from feedwatch.models import Alert, Article, Feed, Sighting
+from feedwatch.settings import Settings, reset_settings
+from feedwatch.sources import FeedSpec
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+SEED = "Lavrov and Bayramov discussed the peace treaty with Armenia"
+
+
+def feed_body(prefix: str, seqs: range, match: int | None = None) -> bytes:
+    """Items with URL guids: the same item in two feeds is one article."""
+    items = []
+    for s in seqs:
+        url = f"https://example.org/{prefix}/{s}"
+        items.append(item(url, SEED if s == match else f"Weather report {prefix} {s}", "Rain and wind.", url))
+    return rss(items)
+
+
+@pytest.fixture
+def server() -> Iterator[FeedServer]:
+    srv = FeedServer().start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipeline.Context]:
+    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
+    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
+    monkeypatch.setenv("FEEDWATCH_ALLOW_PRIVATE_NETWORKS", "true")
+    monkeypatch.setenv("FEEDWATCH_PER_HOST_MIN_GAP_SECONDS", "0")
+    reset_settings()
+    settings = Settings()
+    db.upgrade(settings)
+    yield pipeline.Context(settings, rng=random.Random(7))
+    db.dispose_engines()
+    reset_settings()
+
+
+def add_feeds(ctx: pipeline.Context, urls: list[str]) -> list[int]:
+    with db.session_scope(ctx.settings) as session:
+        store.sync_feeds(session, [FeedSpec(url=u, interval_minutes=10) for u in urls], ctx.clock())
+        rows = session.exec(select(Feed)).all()
+        return [f.id for u in urls for f in rows if f.config_url == u and f.id is not None]
+
+
+def count(ctx: pipeline.Context, model: Any) -> int:
+    with db.session_scope(ctx.settings) as session:
+        return int(session.exec(select(func.count()).select_from(model)).one())
+
+
+def test_batch_stores_every_feed_and_its_alert(ctx: pipeline.Context, server: FeedServer) -> None:
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}.xml"] = Route(feed_body(name, range(5), match=3 if name == "b" else None))
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert [(r.outcome, r.entries, r.new) for r in reports] == [("ok", 5, 5)] * 3
+    assert [len(r.alert_ids) for r in reports] == [0, 1, 0]
+    assert count(ctx, Article) == 15 and count(ctx, Alert) == 1 and count(ctx, Sighting) == 15
+
+
+def test_one_feed_failing_in_the_batch_write_costs_only_that_feed(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("a", "b", "c"):
+        server.routes[f"/{name}.xml"] = Route(feed_body(name, range(4)))
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
+    real = pipeline.store_drafts
+
+    def store_drafts(session: Any, rulebook: Any, feed_id: int, *args: Any, **kwargs: Any) -> list[int]:
+        if feed_id == ids[1]:
+            raise RuntimeError("bug in a stage")
+        return real(session, rulebook, feed_id, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "store_drafts", store_drafts)
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert [r.outcome for r in reports] == ["ok", "error", "ok"]
+    assert reports[1].error_class == "internal"
+    assert count(ctx, Article) == 8  # the batch was rolled back, then each feed written alone
+    with db.session_scope(ctx.settings) as session:
+        bad = session.get(Feed, ids[1])
+        assert bad is not None and bad.error_class == "internal" and bad.claimed_at is None
+
+
+def test_only_entries_the_feed_has_not_stored_are_normalized(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server.routes["/a.xml"] = Route(feed_body("a", range(10)))
+    server.routes["/b.xml"] = Route(feed_body("a", range(10)))  # the same stories in another feed
+    (a,) = add_feeds(ctx, [server.url("/a.xml")])
+    pipeline.poll_feeds(ctx, [a])
+    normalized: list[int] = []
+    real = pipeline.normalize_feed
+
+    def spy(parsed: Any, **kwargs: Any) -> Any:
+        normalized.append(len(parsed.entries))
+        return real(parsed, **kwargs)
+
+    monkeypatch.setattr(pipeline, "normalize_feed", spy)
+    server.routes["/a.xml"] = Route(feed_body("a", range(2, 12)))  # 2 new of 10
+    (report,) = pipeline.poll_feeds(ctx, [a])
+    assert normalized == [2]
+    assert (report.entries, report.new) == (10, 2)
+    # Another feed with the same stories (URL guids: one identity everywhere) normalizes them all,
+    # stores none again, and records its sightings: "seen" is per feed, not global.
+    (b,) = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])[1:]
+    normalized.clear()
+    (report,) = pipeline.poll_feeds(ctx, [b])
+    assert normalized == [10] and report.new == 0
+    with db.session_scope(ctx.settings) as session:
+        in_b = session.exec(select(func.count()).select_from(Sighting).where(Sighting.feed_id == b)).one()
+        assert in_b == 10

@@ -281,6 +281,35 @@ class Service:
             if proc.proc.poll() is not None:
                 raise RuntimeError(f"service process exited:\n{proc.log_path.read_text()[-3000:]}")
 
+    def update_feeds(self, ids: list[int], values: dict[str, Any], due: list[Any] | None = None) -> None:
+        """Pin interval (``m``) and set ``next_check_at`` (``at``, or ``due[k]`` per feed), in
+        chunks that lock rows in id order as the workers' batches do: no lock-order deadlocks."""
+        pin = "interval_minutes = :m, min_interval_minutes = :m, max_interval_minutes = :m"
+        for k in range(0, len(ids), 500):
+            chunk = ids[k : k + 500]
+            rows = [
+                {**values, "id": fid, "at": due[k + j] if due else values["at"]}
+                for j, fid in enumerate(chunk)
+            ]
+            lock = (
+                ""
+                if self.settings.is_sqlite
+                else "SELECT id FROM feed WHERE id IN ({}) ORDER BY id FOR UPDATE"
+            )
+            self.execute_many(
+                [lock.format(",".join(map(str, chunk)))] if lock else [],
+                f"UPDATE feed SET {pin}, next_check_at = :at, unreported_claims = 0 WHERE id = :id",
+                rows,
+            )
+
+    def execute_many(self, first: list[str], sql: str, rows: list[dict[str, Any]]) -> None:
+        from sqlalchemy import text
+
+        with self.engine.begin() as conn:
+            for statement in first:
+                conn.execute(text(statement))
+            conn.execute(text(sql), rows)
+
     def execute(self, sql: str, params: Any = None) -> Any:
         """One statement in its own transaction; retried when it deadlocks with a worker's
         batch (our bulk UPDATEs lock rows in physical order, the workers in key order)."""
@@ -351,26 +380,26 @@ def reschedule(
 
     ids = feed_ids(service, group)
     in_ids = ",".join(map(str, ids))
-    pin = "interval_minutes = :m, min_interval_minutes = :m, max_interval_minutes = :m"
-    service.execute(
-        f"UPDATE feed SET {pin}, next_check_at = :later WHERE id IN ({in_ids})",
-        {"m": 1440, "later": utcnow() + timedelta(days=1)},
-    )
+    service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)})
 
     def drained() -> bool:
         return not service.execute(
             f"SELECT 1 FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids}) LIMIT 1"
         )
 
-    wait_until(drained, 120, f"{group} polls in flight to finish", service, sampler)
+    try:
+        wait_until(drained, 90, f"{group} polls in flight to finish", service, sampler)
+    except RuntimeError:
+        # A poll task that died (a deadlock victim, say) leaves its claims until the lease ends.
+        stuck = service.execute(
+            f"SELECT count(*) FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids})"
+        )
+        log(f"{group}: {stuck[0][0]} claims never reported; released by the runner")
+        service.execute(f"UPDATE feed SET claimed_at = NULL WHERE id IN ({in_ids})")
     now = utcnow()
-    service.execute(
-        f"UPDATE feed SET {pin}, unreported_claims = 0 WHERE id IN ({in_ids})", {"m": interval_s / 60}
-    )
     step = 1 / rate if rate else 0
-    service.execute(
-        "UPDATE feed SET next_check_at = :at WHERE id = :id",
-        [{"id": fid, "at": now + timedelta(seconds=k * step)} for k, fid in enumerate(ids)],
+    service.update_feeds(
+        ids, {"m": interval_s / 60}, [now + timedelta(seconds=k * step) for k in range(len(ids))]
     )
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from feedwatch import feedstate, metrics, store, stories
@@ -323,6 +323,10 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     poll.report.entries = len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
 
 
+#: PostgreSQL's SQLSTATE for a transaction chosen as a deadlock victim.
+DEADLOCK = "40P01"
+
+
 def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
     """Every feed's writes in one transaction; on a non-database failure, one transaction each."""
     if not polls:
@@ -336,6 +340,12 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
                 _write(ctx, session, poll)
             del rows
         return
+    except OperationalError as exc:
+        # Two batches storing the same articles in opposite orders: PostgreSQL kills one. Its
+        # feeds are written one transaction each, which holds far fewer locks at a time.
+        if getattr(exc.orig, "sqlstate", None) != DEADLOCK:
+            raise
+        log.warning("poll.batch_deadlock", feeds=len(polls))
     except (SQLAlchemyError, MemoryError):
         raise  # the database is down or the process is in trouble: the task fails, the claims expire
     except Exception as exc:

@@ -126,3 +126,29 @@ def test_only_entries_the_feed_has_not_stored_are_normalized(
     with db.session_scope(ctx.settings) as session:
         in_b = session.exec(select(func.count()).select_from(Sighting).where(Sighting.feed_id == b)).one()
         assert in_b == 10
+
+
+def test_a_deadlocked_batch_is_written_feed_by_feed(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    class Deadlock(Exception):
+        sqlstate = pipeline.DEADLOCK
+
+    for name in ("a", "b"):
+        server.routes[f"/{name}.xml"] = Route(feed_body(name, range(3)))
+    ids = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])
+    real, calls = pipeline._write, []
+
+    def write(ctx_: Any, session: Any, poll: Any) -> None:
+        calls.append(poll.report.feed_id)
+        if len(calls) == 2:  # the batch's second feed: PostgreSQL picked this transaction
+            raise OperationalError("INSERT …", {}, Deadlock("deadlock detected"))
+        real(ctx_, session, poll)
+
+    monkeypatch.setattr(pipeline, "_write", write)
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert [r.outcome for r in reports] == ["ok", "ok"]
+    assert calls == [ids[0], ids[1], ids[0], ids[1]]  # the batch, then one transaction each
+    assert count(ctx, Article) == 6

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -32,6 +33,13 @@ from feedwatch.status import collect_status, db_status, queue_status
 from feedwatch.timeutil import utcnow
 
 NOW = utcnow().replace(microsecond=0)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_now(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Fixtures are stamped relative to NOW while scrape-time metrics use the real clock: take
+    # NOW when each test starts, not at import, so a long suite cannot age the fixtures.
+    monkeypatch.setattr(sys.modules[__name__], "NOW", utcnow().replace(microsecond=0))
 
 
 @pytest.fixture

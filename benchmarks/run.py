@@ -304,11 +304,19 @@ class Service:
 
     def execute_many(self, first: list[str], sql: str, rows: list[dict[str, Any]]) -> None:
         from sqlalchemy import text
+        from sqlalchemy.exc import OperationalError
 
-        with self.engine.begin() as conn:
-            for statement in first:
-                conn.execute(text(statement))
-            conn.execute(text(sql), rows)
+        for attempt in range(10):
+            try:
+                with self.engine.begin() as conn:
+                    for statement in first:
+                        conn.execute(text(statement))
+                    conn.execute(text(sql), rows)
+                return
+            except OperationalError as exc:
+                if "deadlock" not in str(exc).lower() or attempt == 9:
+                    raise
+                time.sleep(0.1)
 
     def execute(self, sql: str, params: Any = None) -> Any:
         """One statement in its own transaction; retried when it deadlocks with a worker's

@@ -5,8 +5,9 @@ the last ``story_window_hours`` as a *copy* ("also reported by"), which never al
 when the first alert was delivered long ago. The lookup lives in the database, so it holds across
 worker processes, hosts and restarts.
 
-Signature: a MinHash (datasketch, ``NUM_PERM`` permutations, fixed seed so every process computes
-the same one) of the word 3-shingles of the folded title and text. Candidates come from LSH bands:
+Signature: a MinHash (``feedwatch.minhash``: datasketch's values without scipy; ``NUM_PERM``
+permutations, fixed seed so every process computes the same one) of the word 3-shingles of the
+folded title and text. Candidates come from LSH bands:
 ``BANDS`` bands of ``ROWS`` rows, each band's values hashed into an indexed ``StoryBand.key``.
 Two texts whose shingle sets have Jaccard similarity *s* share a band with probability
 ``1 - (1 - s**ROWS)**BANDS``: 0.42 at s=0.3, 0.99 at s=0.6, 1.0 above. A candidate is accepted
@@ -27,10 +28,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
-from datasketch import MinHash
+from sqlalchemy import case, func
 from sqlalchemy import select as sa_select
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
+from feedwatch.minhash import minhash
 from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
 from feedwatch.textnorm import words
 
@@ -77,9 +79,7 @@ def _digest(data: str) -> str:
 
 def signature(title: str, text: str) -> Signature:
     """The story signature of an article (pure: same input, same signature in every process)."""
-    mh = MinHash(num_perm=NUM_PERM, seed=SEED)
-    mh.update_batch(list(_shingles(title, text)))
-    values = [int(v) for v in mh.hashvalues]
+    values = minhash(_shingles(title, text), NUM_PERM, SEED)
     keys = [f"{b}:{_digest(','.join(map(str, values[b * ROWS : (b + 1) * ROWS])))}" for b in range(BANDS)]
     title_words = words(title)
     if len(title_words) >= TITLE_MIN_WORDS:
@@ -97,23 +97,23 @@ def similarity(a: list[int], b: list[int]) -> float:
 def find_story(
     session: Session, sig: Signature, now: datetime, policy: StoryPolicy
 ) -> tuple[int, float] | None:
-    """The earliest alert within the policy's window that ``sig`` is a copy of, with its score."""
+    """The earliest alert within the policy's window that ``sig`` is a copy of, with its score.
+
+    One query per article: the colliding bands (``ix_storyband_key_created`` bounds the scan to
+    this signature's keys within the window) grouped per alert, joined to the alert's MinHash.
+    It was one query per candidate, and candidates grow with the alerts whose bands collide.
+    """
+    title_hit = func.max(case((col(StoryBand.key).startswith("t:"), 1), else_=0))
     stmt = (
-        select(col(StoryBand.alert_id), col(StoryBand.key))
+        sa_select(col(StoryBand.alert_id), title_hit, col(Alert.minhash))
+        .join(Alert, col(Alert.id) == col(StoryBand.alert_id))
         .where(col(StoryBand.key).in_(sig.keys), col(StoryBand.created_at) >= now - policy.window)
+        .group_by(col(StoryBand.alert_id), col(Alert.id))
         .order_by(col(StoryBand.alert_id))
     )
-    title_hits: set[int] = set()
-    candidates: list[int] = []
-    for alert_id, key in session.execute(stmt).all():
-        if key.startswith("t:"):
-            title_hits.add(alert_id)
-        if alert_id not in candidates:
-            candidates.append(alert_id)
-    for alert_id in candidates:
-        minhash = session.execute(select(col(Alert.minhash)).where(col(Alert.id) == alert_id)).scalar_one()
-        score = similarity(sig.hashvalues, list(minhash))
-        if score >= policy.threshold or alert_id in title_hits:
+    for alert_id, by_title, values in session.execute(stmt).all():
+        score = similarity(sig.hashvalues, list(values))
+        if score >= policy.threshold or by_title:
             return alert_id, score
     return None
 

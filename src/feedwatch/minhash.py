@@ -1,0 +1,52 @@
+"""MinHash with numpy alone: the values of ``datasketch.MinHash`` (2.x, default ``affine32`` scheme).
+
+datasketch imports scipy, which costs every worker process ~60 MB of RSS for the 30 lines used
+here. This module reproduces its default scheme bit for bit — SHA-1 truncated to 32 bits, the
+MurmurHash3 finalizer, then ``a * h + b mod 2**32`` per permutation with ``a`` odd, drawn from
+``numpy.random.RandomState(seed)`` — so signatures stored by earlier versions keep matching.
+``tests/unit/test_minhash.py`` checks the equality against datasketch when it is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from functools import lru_cache
+
+import numpy as np
+import numpy.typing as npt
+
+_U32 = np.uint32
+_FMIX32 = (_U32(16), _U32(0x85EBCA6B), _U32(13), _U32(0xC2B2AE35), _U32(16))
+
+
+@lru_cache(maxsize=4)
+def _permutations(num_perm: int, seed: int) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32]]:
+    # Drawn in datasketch's order (all a's, then all b's) from the same generator.
+    gen = np.random.RandomState(seed)
+    a = gen.randint(0, 1 << 31, num_perm, dtype=_U32) * _U32(2) + _U32(1)
+    b = gen.randint(0, 1 << 32, num_perm, dtype=_U32)
+    return a, b
+
+
+def _fmix32(hv: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    s1, m1, s2, m2, s3 = _FMIX32
+    hv = hv ^ (hv >> s1)
+    hv = hv * m1
+    hv = hv ^ (hv >> s2)
+    hv = hv * m2
+    return hv ^ (hv >> s3)
+
+
+def minhash(items: Iterable[bytes], num_perm: int, seed: int) -> list[int]:
+    """The ``num_perm`` MinHash values of a set of byte strings (2**32 - 1 each when it is empty)."""
+    hashes = [
+        int.from_bytes(hashlib.sha1(item, usedforsecurity=False).digest()[:4], "little") for item in items
+    ]
+    if not hashes:
+        return [(1 << 32) - 1] * num_perm
+    a, b = _permutations(num_perm, seed)
+    hv = _fmix32(np.array(hashes, dtype=_U32).reshape(-1, 1))
+    with np.errstate(over="ignore"):  # wrap-around is the modulo 2**32 of the scheme
+        permuted = hv * a + b
+    return [int(v) for v in permuted.min(axis=0)]

@@ -160,6 +160,22 @@ def _check_on_start(**_: Any) -> None:
     check_config(get_settings())
 
 
+@signals.worker_init.connect
+def _warm_up(sender: Any = None, **_: Any) -> None:
+    # Runs in the parent before the prefork pool forks: the stages and the language model loaded
+    # here are shared by the children copy-on-write (PSS), not loaded once per child. gc.freeze
+    # keeps the children's collections from touching (and so copying) the parent's objects.
+    consumed = sender.app.amqp.queues.consume_from if sender is not None else None
+    if consumed and not {"feeds", "articles"} & set(consumed):
+        return  # alerts/default only: never detects a language
+    import gc
+
+    from feedwatch import normalize, pipeline  # noqa: F401  (imported for the shared pages)
+
+    normalize.warm_up()
+    gc.freeze()
+
+
 @signals.before_task_publish.connect
 def _stamp_sent_at(headers: dict[str, Any] | None = None, **_: Any) -> None:
     # Lets `feedwatch status` tell the age of the oldest waiting message on Redis.

@@ -337,8 +337,12 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
             # One SELECT for the batch: feedstate's session.get() then finds each row in the
             # identity map, which holds them only while this list references them.
             rows = store.get_feeds(session, [p.report.feed_id for p in polls])
-            for poll in polls:
-                _write(ctx, session, poll)
+            # Articles, matches and alerts are Core statements, visible without a flush; without
+            # autoflush, the feed rows one feed's state dirtied are not flushed by the next feed's
+            # queries (one UPDATE round trip per feed) but at commit, grouped into executemany.
+            with session.no_autoflush:
+                for poll in polls:
+                    _write(ctx, session, poll)
             del rows
         return
     except OperationalError as exc:

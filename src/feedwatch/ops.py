@@ -45,6 +45,14 @@ def _echo_json(value: Any) -> None:
     click.echo(json.dumps(_jsonable(value), ensure_ascii=False))
 
 
+def _table(title: str, columns: Sequence[str]) -> Table:
+    """A table whose columns fold long feed text instead of cutting it."""
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    return table
+
+
 def _t(value: Any) -> Text:
     """A table cell that is never parsed as markup."""
     if value is None:
@@ -177,9 +185,7 @@ def _render_db_side(report: dict[str, Any], console: Console) -> None:
 
 
 def _feed_error_table(rows: Sequence[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title)
-    for name in ("id", "feed", "state", "errors", "class", "last error", "message"):
-        table.add_column(name, overflow="fold")
+    table = _table(title, ("id", "feed", "state", "errors", "class", "last error", "message"))
     for f in rows:
         table.add_row(
             _t(f["id"]),
@@ -232,9 +238,9 @@ def feeds_list(state: str | None, as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
-    table = Table(title=f"{len(rows)} feeds")
-    for name in ("id", "name", "state", "on", "next check", "reason", "last ok", "errors"):
-        table.add_column(name, overflow="fold")
+    table = _table(
+        f"{len(rows)} feeds", ("id", "name", "state", "on", "next check", "reason", "last ok", "errors")
+    )
     for f in rows:
         table.add_row(
             _t(f["id"]),
@@ -331,9 +337,10 @@ def alerts_list(status_: str | None, limit: int, as_json: bool) -> None:
     if as_json:
         _echo_json(rows)
         return
-    table = Table(title=f"{len(rows)} alerts")
-    for name in ("id", "status", "topics", "tries", "created", "delivered", "title", "last error"):
-        table.add_column(name, overflow="fold")
+    table = _table(
+        f"{len(rows)} alerts",
+        ("id", "status", "topics", "tries", "created", "delivered", "title", "last error"),
+    )
     for a in rows:
         table.add_row(
             _t(a["id"]),
@@ -418,15 +425,11 @@ def alerts_show(alert_id: int, as_json: bool) -> None:
     for key, value in (data["article"] or {}).items():
         head.add_row(f"article.{key}", _t(value))
     out.print(head)
-    matches = Table(title="matches")
-    for name in ("topic", "score", "terms", "snippet"):
-        matches.add_column(name, overflow="fold")
+    matches = _table("matches", ("topic", "score", "terms", "snippet"))
     for m in data["matches"]:
         matches.add_row(_t(m["topic"]), _t(m["score"]), _t(", ".join(m["terms"])), _t(m["snippet"]))
     out.print(matches)
-    deliveries = Table(title="deliveries")
-    for name in ("channel", "status", "attempts", "sent", "last error"):
-        deliveries.add_column(name, overflow="fold")
+    deliveries = _table("deliveries", ("channel", "status", "attempts", "sent", "last error"))
     for d in data["deliveries"]:
         deliveries.add_row(
             _t(d["channel"]), _t(d["status"]), _t(d["attempts"]), _t(d["sent_at"]), _t(d["last_error"])

@@ -4,8 +4,6 @@ normalized. The real ``pipeline.poll_feeds`` against a local HTTP server on a te
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +13,7 @@ from support.services import FeedServer, Route
 
 from feedwatch import db, pipeline, store
 from feedwatch.models import Alert, Article, Feed, Sighting
-from feedwatch.settings import Settings, reset_settings
+from feedwatch.settings import Settings
 from feedwatch.sources import FeedSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -33,24 +31,8 @@ def feed_body(prefix: str, seqs: range, match: int | None = None) -> bytes:
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
-    srv = FeedServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipeline.Context]:
-    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("FEEDWATCH_ALLOW_PRIVATE_NETWORKS", "true")
-    monkeypatch.setenv("FEEDWATCH_PER_HOST_MIN_GAP_SECONDS", "0")
-    reset_settings()
-    settings = Settings()
-    db.upgrade(settings)
-    yield pipeline.Context(settings, rng=random.Random(7))
-    db.dispose_engines()
-    reset_settings()
+def ctx(pipeline_settings: Settings) -> pipeline.Context:
+    return pipeline.Context(pipeline_settings, rng=random.Random(7))
 
 
 def add_feeds(ctx: pipeline.Context, urls: list[str]) -> list[int]:

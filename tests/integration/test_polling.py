@@ -8,9 +8,7 @@ pipeline functions are the ones a worker calls. The clock is a test clock, moved
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,7 @@ from support.services import FeedServer, Route
 from feedwatch import db, feedstate, ops, pipeline, store
 from feedwatch.models import Feed, FeedState
 from feedwatch.schedule import FAILING_AFTER
-from feedwatch.settings import Settings, reset_settings
+from feedwatch.settings import Settings
 from feedwatch.sources import FeedSpec
 from feedwatch.status import feed_status
 
@@ -41,24 +39,8 @@ class Clock:
 
 
 @pytest.fixture
-def server() -> Iterator[FeedServer]:
-    srv = FeedServer().start()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def ctx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[pipeline.Context]:
-    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("FEEDWATCH_ALLOW_PRIVATE_NETWORKS", "true")
-    monkeypatch.setenv("FEEDWATCH_PER_HOST_MIN_GAP_SECONDS", "0")
-    reset_settings()
-    settings = Settings()
-    db.upgrade(settings)
-    yield pipeline.Context(settings, clock=Clock(), rng=random.Random(7))
-    db.dispose_engines()
-    reset_settings()
+def ctx(pipeline_settings: Settings) -> pipeline.Context:
+    return pipeline.Context(pipeline_settings, clock=Clock(), rng=random.Random(7))
 
 
 def add_feed(ctx: pipeline.Context, url: str, **spec: Any) -> int:

@@ -37,7 +37,7 @@ import structlog
 from sqlalchemy import and_, func, or_, update
 from sqlmodel import Session, col, select
 
-from feedwatch import stories
+from feedwatch import metrics, stories
 from feedwatch.channels import AlertPayload, Channel, Copy, DigestPayload, TopicReason
 from feedwatch.channels.base import DEFAULT_ROUTE, Route
 from feedwatch.db import session_scope
@@ -261,6 +261,7 @@ def _send_one(
             values["status"] = DeliveryStatus.RETRYING
             values["next_attempt_at"] = now() + timedelta(seconds=backoff(attempts))
         _record(alert_id, channel.name, values, settings)
+        metrics.observe_delivery(channel.name, str(values["status"]))
         log.warning(
             "alert.channel_failed",
             alert_id=alert_id,
@@ -276,6 +277,7 @@ def _send_one(
         {"status": DeliveryStatus.SENT, "last_error": None, "sent_at": now()},
         settings,
     )
+    metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
     return True
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import select
 
-from feedwatch import alerts, db
+from feedwatch import alerts, db, metrics
 from feedwatch.channels import AlertPayload, DigestPayload, Route, TopicReason, render
 from feedwatch.channels.config import ChannelConfigError, load_channel_configs
 from feedwatch.channels.webhook import redact, sign, verify
@@ -185,6 +185,8 @@ def test_routing_retry_and_no_resend(settings: Settings) -> None:
     flaky = Recorder("flaky", fail=1)
     other = Recorder("other", Route(topics=frozenset({"russia_azerbaijan"})))
     channels = [ok, flaky, other]
+    sent_before = _deliveries("flaky", "sent")
+    retrying_before = _deliveries("flaky", "retrying")
     with pytest.raises(alerts.DeliveryIncomplete) as exc:
         alerts.deliver(alert_id, channels, settings, lambda: now)
     assert 1 <= exc.value.countdown <= alerts.BACKOFF_BASE
@@ -195,6 +197,13 @@ def test_routing_retry_and_no_resend(settings: Settings) -> None:
     report = alerts.deliver(alert_id, channels, settings, lambda: later)
     assert report.status == "delivered"
     assert ok.sent == [alert_id] and flaky.sent == [alert_id] and other.sent == []
+    # every attempt's result is counted for /metrics
+    assert _deliveries("flaky", "retrying") == retrying_before + 1
+    assert _deliveries("flaky", "sent") == sent_before + 1
+
+
+def _deliveries(channel: str, status: str) -> float:
+    return float(metrics.DELIVERIES.labels(channel, status)._value.get())
 
 
 def test_dead_letter_after_max_attempts(settings: Settings) -> None:

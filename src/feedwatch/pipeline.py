@@ -87,6 +87,15 @@ class Context:
         return self.policy or AddressPolicy.from_settings(self.settings)
 
 
+def _fatal(exc: Exception) -> bool:
+    """Errors that must fail the task instead of being recorded on one feed or article.
+
+    A database error (the database is down: the claims expire and the work is retried), memory
+    exhaustion, and Celery's soft time limit (matched by name: this module imports no Celery).
+    """
+    return isinstance(exc, SQLAlchemyError | MemoryError) or type(exc).__name__ == "SoftTimeLimitExceeded"
+
+
 # --- tick --------------------------------------------------------------------------------------
 
 
@@ -288,10 +297,8 @@ def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
     except (FetchError, ParseError) as exc:
         poll.retry_after = getattr(exc, "retry_after", None)
         poll.fail(exc.error_class, exc.message, getattr(exc, "status", None))
-    except MemoryError:
-        raise
     except Exception as exc:
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
+        if _fatal(exc):
             raise
         # A bug or a feed that breaks a stage must not take the rest of the batch down with it.
         log.exception("feed.internal_error", feed_id=poll.report.feed_id)
@@ -351,11 +358,9 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
         if getattr(exc.orig, "sqlstate", None) != DEADLOCK:
             raise
         log.warning("poll.batch_deadlock", feeds=len(polls))
-    except (SQLAlchemyError, MemoryError):
-        raise  # the database is down or the process is in trouble: the task fails, the claims expire
     except Exception as exc:
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
-            raise
+        if _fatal(exc):
+            raise  # the database is down or the process is in trouble: the task fails, the claims expire
         log.warning("poll.batch_write_failed", feeds=len(polls), error=f"{type(exc).__name__}: {exc}")
     for poll in polls:
         _store_one(ctx, poll)
@@ -366,10 +371,8 @@ def _store_one(ctx: Context, poll: _Poll) -> None:
         with session_scope(ctx.settings) as session:
             _write(ctx, session, poll)
         return
-    except (SQLAlchemyError, MemoryError):
-        raise
     except Exception as exc:
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
+        if _fatal(exc):
             raise
         log.exception("feed.internal_error", feed_id=poll.report.feed_id)
         poll.fail("internal", f"{type(exc).__name__}: {exc}")
@@ -671,10 +674,8 @@ def _process_article(ctx: Context, article: Article, result: FetchResult | Fetch
         )
     except (FetchError, ExtractionError) as exc:
         report.error_class, report.error = exc.error_class, exc.message
-    except (SQLAlchemyError, MemoryError):
-        raise
     except Exception as exc:
-        if type(exc).__name__ == "SoftTimeLimitExceeded":
+        if _fatal(exc):
             raise
         log.exception("article.internal_error")
         report.error_class, report.error = "internal", f"{type(exc).__name__}: {exc}"

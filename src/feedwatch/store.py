@@ -111,8 +111,7 @@ def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: 
     Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
     redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
     once the lease runs out. Each claim counts in ``unreported_claims`` until a poll reports;
-    the caller isolates or fails feeds whose polls keep dying. PostgreSQL uses ``FOR UPDATE
-    SKIP LOCKED``; SQLite serializes writers, so the single UPDATE is atomic there as it is.
+    the caller isolates or fails feeds whose polls keep dying.
     """
     due = (
         select(col(Feed.id))
@@ -120,19 +119,38 @@ def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: 
         .order_by(col(Feed.next_check_at))
         .limit(limit)
     )
+    claimed = _claim(
+        session,
+        Feed,
+        due,
+        {
+            "claimed_at": now,
+            "next_check_at": now + timedelta(seconds=lease_seconds),
+            "unreported_claims": Feed.unreported_claims + 1,
+        },
+        counter=col(Feed.unreported_claims),
+    )
+    return [(feed_id, claims - 1) for feed_id, claims in claimed]
+
+
+def _claim(
+    session: Session, model: Any, due: Any, values: dict[str, Any], counter: Any
+) -> list[tuple[int, int]]:
+    """UPDATE the rows ``due`` selects with ``values``; return (id, ``counter`` after), by id.
+
+    One statement: on PostgreSQL the ``due`` subquery locks its rows with ``FOR UPDATE SKIP
+    LOCKED``, so concurrent claims take disjoint rows; SQLite serializes writers, so the single
+    UPDATE is atomic there as it is.
+    """
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
     stmt = (
-        update(Feed)
-        .where(col(Feed.id).in_(due.scalar_subquery()))
-        .values(
-            claimed_at=now,
-            next_check_at=now + timedelta(seconds=lease_seconds),
-            unreported_claims=Feed.unreported_claims + 1,
-        )
-        .returning(col(Feed.id), col(Feed.unreported_claims))
+        update(model)
+        .where(col(model.id).in_(due.scalar_subquery()))
+        .values(**values)
+        .returning(col(model.id), counter)
     )
-    return sorted((feed_id, claims - 1) for feed_id, claims in session.execute(stmt).all())
+    return sorted((int(row_id), int(count)) for row_id, count in session.execute(stmt).all())
 
 
 def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
@@ -348,15 +366,8 @@ def claim_lost_full_text(
         .order_by(col(Article.full_text_requested_at))
         .limit(limit)
     )
-    if session.get_bind().dialect.name == "postgresql":
-        due = due.with_for_update(skip_locked=True)
-    stmt = (
-        update(Article)
-        .where(col(Article.id).in_(due.scalar_subquery()))
-        .values(full_text_requested_at=now, full_text_attempts=Article.full_text_attempts + 1)
-        .returning(col(Article.id), col(Article.full_text_attempts))
-    )
-    return sorted((article_id, attempts) for article_id, attempts in session.execute(stmt).all())
+    values = {"full_text_requested_at": now, "full_text_attempts": Article.full_text_attempts + 1}
+    return _claim(session, Article, due, values, counter=col(Article.full_text_attempts))
 
 
 def pending_full_text(session: Session, article_ids: Iterable[int]) -> list[Article]:

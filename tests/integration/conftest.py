@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 from support.services import FeedServer
+from support.settings import migrated_settings
 
-from feedwatch import db
-from feedwatch.settings import Settings, reset_settings
+from feedwatch.settings import Settings
 
 
 @pytest.fixture
@@ -23,13 +23,7 @@ def server() -> Iterator[FeedServer]:
 @pytest.fixture
 def pipeline_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
     """Settings for a migrated SQLite database under tmp_path, loopback allowed, no host gap."""
-    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
-    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
-    monkeypatch.setenv("FEEDWATCH_ALLOW_PRIVATE_NETWORKS", "true")
-    monkeypatch.setenv("FEEDWATCH_PER_HOST_MIN_GAP_SECONDS", "0")
-    reset_settings()
-    settings = Settings()
-    db.upgrade(settings)
-    yield settings
-    db.dispose_engines()
-    reset_settings()
+    with migrated_settings(
+        monkeypatch, tmp_path, ALLOW_PRIVATE_NETWORKS="true", PER_HOST_MIN_GAP_SECONDS="0"
+    ) as settings:
+        yield settings

@@ -23,10 +23,11 @@ import pytest
 import redis
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
+from support.settings import migrated_settings
 
 from feedwatch import db, ops
 from feedwatch.models import Feed, FeedState, Heartbeat
-from feedwatch.settings import Settings, reset_settings
+from feedwatch.settings import Settings
 from feedwatch.status import collect_status, queue_status, worker_status
 from feedwatch.timeutil import utcnow
 
@@ -58,19 +59,9 @@ def redis_db() -> Iterator[redis.Redis]:
 
 @pytest.fixture
 def settings(tmp_path: Path, redis_db: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    env = {
-        "FEEDWATCH_HOME": str(tmp_path),
-        "FEEDWATCH_BROKER_URL": REDIS_URL,
-        "FEEDWATCH_DATABASE_URL": f"sqlite:///{tmp_path / 'feedwatch.db'}",
-    }
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    reset_settings()
-    s = Settings()
-    db.upgrade(s)
-    yield s
-    db.dispose_engines()
-    reset_settings()
+    database = f"sqlite:///{tmp_path / 'feedwatch.db'}"
+    with migrated_settings(monkeypatch, tmp_path, BROKER_URL=REDIS_URL, DATABASE_URL=database) as s:
+        yield s
 
 
 def _child_env(settings: Settings) -> dict[str, str]:

@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support.settings import migrated_settings
 
 from feedwatch import db, metrics, ops
 from feedwatch.models import (
@@ -28,7 +29,7 @@ from feedwatch.models import (
     Heartbeat,
     Match,
 )
-from feedwatch.settings import Settings, reset_settings
+from feedwatch.settings import Settings
 from feedwatch.status import collect_status, db_status, queue_status
 from feedwatch.timeutil import utcnow
 
@@ -44,15 +45,8 @@ def _fresh_now(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    monkeypatch.setenv("FEEDWATCH_HOME", str(tmp_path))
-    monkeypatch.setenv("FEEDWATCH_BROKER_URL", "filesystem://")
-    monkeypatch.delenv("FEEDWATCH_DATABASE_URL", raising=False)
-    reset_settings()
-    s = Settings()
-    db.upgrade(s)
-    yield s
-    db.dispose_engines()
-    reset_settings()
+    with migrated_settings(monkeypatch, tmp_path, BROKER_URL="filesystem://") as s:
+        yield s
 
 
 def _feed(n: int, **fields: Any) -> Feed:

@@ -1,8 +1,9 @@
 """Parse stage: fetched bytes + response headers → :class:`ParsedFeed`. Pure: no I/O, no clock.
 
 XML feeds (RSS 0.9x/1.0/2.0, Atom) go through feedparser, JSON Feed through
-:mod:`feedwatch.jsonfeed`. feedparser only ever receives bytes: given a string it would open
-URLs and local files itself.
+:mod:`feedwatch.jsonfeed`; plain well-formed RSS 2.0 first tries :mod:`feedwatch.fastparse`,
+which answers what feedparser would, ~10× faster, or declines. feedparser only ever receives
+bytes: given a string it would open URLs and local files itself.
 
 Failures are one exception with a class an operator acts on::
 
@@ -36,6 +37,8 @@ from urllib.parse import urljoin
 
 import feedparser
 import feedparser.mixin
+
+from feedwatch.fastparse import read_rss
 
 MAX_ENTRIES = 1_000
 MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
@@ -106,8 +109,11 @@ def _install_author_guard() -> None:
 _install_author_guard()
 
 
-def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str) -> ParsedFeed:
-    """Parse one fetched document; raises :class:`ParseError` (never anything else)."""
+def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str, fast: bool = True) -> ParsedFeed:
+    """Parse one fetched document; raises :class:`ParseError` (never anything else).
+
+    ``fast=False`` skips :mod:`feedwatch.fastparse` (the tests compare both ways).
+    """
     lowered = {k.lower(): v for k, v in headers.items()}
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
     if not head:
@@ -116,7 +122,7 @@ def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str) -> ParsedFe
         from feedwatch.jsonfeed import parse_json_feed
 
         return parse_json_feed(body, url=url)
-    return _parse_xml(body, lowered, url)
+    return _parse_xml(body, lowered, url, fast)
 
 
 def _is_json(head: bytes, content_type: str) -> bool:
@@ -126,10 +132,13 @@ def _is_json(head: bytes, content_type: str) -> bool:
     return "json" in content_type.lower() and not head.startswith(b"<")
 
 
-def _parse_xml(body: bytes, headers: dict[str, str], url: str) -> ParsedFeed:
+def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool) -> ParsedFeed:
     # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
     # into URLs; normalize resolves links against ``base`` itself.
     headers.pop("content-location", None)
+    read = read_rss(body, headers, author_cap=MAX_AUTHOR) if fast else None
+    if read is not None:
+        return _build_feed(*read, url, "rss20", False, None)
     try:
         result = feedparser.parse(
             body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False

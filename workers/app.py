@@ -78,6 +78,8 @@ def create_app(settings: Settings | None = None) -> Celery:
     broker_url = "filesystem://localhost/" if settings.is_filesystem_broker else settings.broker_url
     app.conf.update(
         broker_url=broker_url,
+        # kombu's filesystem transport with atomic publishes (workers/fsbroker.py says why).
+        broker_transport="workers.fsbroker:Transport" if settings.is_filesystem_broker else None,
         broker_transport_options=broker_transport_options(settings),
         broker_connection_retry_on_startup=True,
         broker_connection_timeout=5,

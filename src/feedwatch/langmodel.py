@@ -1,22 +1,24 @@
-"""py3langid's language model in a compact form: the same answers in ~44 MB instead of ~70 MB.
+"""py3langid's language model in a compact form: the same answers in ~30 MB instead of ~70 MB.
 
-py3langid (0.4) holds, per process: the DFA's transition table as ``uint32`` (37 MB, because the
-automaton has ~104,600 states, more than ``uint16`` holds), two Python lists of ~104,600 ints (the
-pre-shifted row offset and the feature emitted per state, ~8 MB with their int objects, whose
-reference counts also copy shared pages into every forked child that reads them) and the
-naive-Bayes matrix restricted to the chosen languages (float16, ~23 MB).
+py3langid (0.4) holds, per process: the DFA's transition table as ``uint32`` (38,346 distinct
+rows of 256 next states: 39 MB, because the automaton has ~104,600 states, more than ``uint16``
+holds), two Python lists of ~104,600 ints (each state's pre-shifted row offset and the feature it
+emits: ~8 MB with their int objects, whose reference counts also copy shared pages into every
+forked child that reads them) and the naive-Bayes matrix restricted to the chosen languages
+(float16, 23 MB).
 
-Here the states are renumbered by how often a transition leads to them, so that all but ~39,000
-of the table's 9.8 million entries (0.4 %) name a state below 65,535 and fit ``uint16``; the rest
-hold 65,535 ("escape") and their state is looked up by position in a small sorted table. The
-per-state lists are ``array`` objects. The matrix, the feature order and every numpy operation of
-:meth:`LanguageModel.classify` are py3langid's (``LanguageIdentifier.classify`` with
-``norm_probs=True``), so labels and confidences are identical: ``tests/unit/test_language_model.py``
-compares both on the labeled corpus and generated texts.
+Here each row is cut into 16 blocks of 16 transitions and equal blocks are stored once: 613,536
+blocks are 55,779 distinct ones (3.6 MB), and a row becomes 16 block offsets (2.5 MB). One step
+of the walk reads ``table[blocks[row * 16 + (byte >> 4)] + (byte & 15)]`` instead of
+``nextmove[row * 256 + byte]``. The per-state lists are ``array`` objects. The matrix, the feature
+order and every numpy operation of :meth:`LanguageModel.classify` are py3langid's
+(``LanguageIdentifier.classify`` with ``norm_probs=True``), so labels and confidences are the same
+bits: ``tests/unit/test_language_model.py`` compares both on the labeled corpus and generated
+texts.
 
-The model is read straight from py3langid's ``model.npz.xz`` one chunk at a time, so loading peaks
-a few MB above the final size instead of ~35 MB above it (``LanguageIdentifier.from_model_file``
-holds the unrestricted matrix and the expanded lists at once).
+The model is read straight from py3langid's ``model.npz.xz`` a chunk at a time, so loading peaks
+a few MB above the final size (``LanguageIdentifier.from_model_file`` holds the unrestricted
+matrix and the expanded transition table at once: ~35 MB above its final size).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ import tempfile
 import unicodedata
 import zipfile
 from array import array
-from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable
 from typing import IO, Any
@@ -37,25 +38,15 @@ from typing import IO, Any
 import numpy as np
 import numpy.typing as npt
 
-_ESCAPE = 0xFFFF  # a transition to a state numbered >= 65,535: see LanguageModel._escape_*
+_ROW = 256  # transitions per DFA row: one per byte value
+_BLOCK = 16  # transitions per shared block; a row is _ROW // _BLOCK blocks
 _CHUNK_BYTES = 256 << 10
 
 
 class LanguageModel:
     """Naive-Bayes language identifier over byte n-grams found by a DFA walk (py3langid's)."""
 
-    __slots__ = (
-        "_alias_pairs",
-        "_escape_pos",
-        "_escape_state",
-        "_nextmove",
-        "_output",
-        "_pc",
-        "_ptc",
-        "_rowbase",
-        "_start",
-        "classes",
-    )
+    __slots__ = ("_alias_pairs", "_blocks", "_output", "_pc", "_ptc", "_rowbase", "_table", "classes")
 
     def __init__(
         self,
@@ -63,22 +54,18 @@ class LanguageModel:
         classes: list[str],
         ptc: npt.NDArray[Any],
         pc: npt.NDArray[Any],
-        nextmove: array[int],
-        escape_pos: array[int],
-        escape_state: array[int],
+        table: array[int],
+        blocks: array[int],
         rowbase: array[int],
         output: array[int],
-        start: int,
     ) -> None:
         self.classes = classes
-        self._ptc = ptc
-        self._pc = pc
-        self._nextmove = nextmove
-        self._escape_pos = escape_pos
-        self._escape_state = escape_state
-        self._rowbase = rowbase
-        self._output = output
-        self._start = start
+        self._ptc = ptc  # feature x class log-probabilities
+        self._pc = pc  # class log-priors
+        self._table = table  # distinct blocks of next states, _BLOCK entries each
+        self._blocks = blocks  # row * (_ROW // _BLOCK) + byte // _BLOCK -> offset in _table
+        self._rowbase = rowbase  # state -> row * (_ROW // _BLOCK)
+        self._output = output  # state -> feature counted on entering it, or -1
         # Labels that occur twice (one language in two scripts): py3langid folds the second
         # column's probability into the first and zeroes the second.
         first: dict[str, int] = {}
@@ -87,7 +74,7 @@ class LanguageModel:
             if label in first:
                 self._alias_pairs.append((first[label], i))
             else:
-                first.setdefault(label, i)
+                first[label] = i
 
     @classmethod
     def from_py3langid(cls, keep: Callable[[str], bool]) -> LanguageModel:
@@ -112,39 +99,32 @@ class LanguageModel:
         columns = [i for i, label in enumerate(all_classes) if keep(label)]
         pc = _read_whole(npz, "pc")[columns]
         row = _read_whole(npz, "nextmove_row").astype(np.int64)  # DFA state -> row of nextmove
-        out = _read_whole(npz, "out_feat").astype(np.int64)  # DFA state -> feature or -1
-        n_states = len(row)
-        if len(out) != n_states:
+        out = _read_whole(npz, "out_feat")  # DFA state -> feature or -1
+        if len(out) != len(row):
             raise ValueError("py3langid model: one output per DFA state expected")
+        per_row = _ROW // _BLOCK
 
-        # Number the states by in-degree (ties in the old order), so the most frequent targets
-        # fit uint16; the start state keeps whatever number it gets.
-        indegree = np.zeros(n_states, dtype=np.int64)
-        for chunk in _chunks(npz, "nextmove"):
-            indegree += np.bincount(chunk, minlength=n_states)
-        order = np.argsort(-indegree, kind="stable")
-        del indegree
-        renumber = np.empty(n_states, dtype=np.int64)
-        renumber[order] = np.arange(n_states, dtype=np.int64)
+        # The rows of "nextmove" (next state per byte), cut into blocks; equal blocks kept once.
+        table = array("I")
+        blocks = array("I")
+        offsets: dict[bytes, int] = {}
+        for chunk in _chunks(npz, "nextmove", multiple_of=_ROW):
+            cut = np.ascontiguousarray(chunk, dtype=np.uint32).reshape(-1, _BLOCK)
+            distinct, inverse = np.unique(cut.view(f"V{_BLOCK * 4}").ravel(), return_inverse=True)
+            found = np.empty(len(distinct), dtype=np.uint32)
+            for i, block in enumerate(distinct.tolist()):
+                offset = offsets.get(block)
+                if offset is None:
+                    offset = offsets[block] = len(table)
+                    table.frombytes(block)
+                found[i] = offset
+            blocks.frombytes(found[inverse.ravel()].tobytes())
+        del offsets
+        if int(row.max()) * per_row >= len(blocks):
+            raise ValueError("py3langid model: a DFA state names a row that does not exist")
 
-        nextmove = _zeros("H", _length(npz, "nextmove"))
-        escape_pos, escape_state = array("I"), array("I")
-        target = np.frombuffer(nextmove, dtype=np.uint16)
-        start = 0
-        for chunk in _chunks(npz, "nextmove"):
-            states = renumber[chunk]
-            escaped = np.flatnonzero(states >= _ESCAPE)
-            escape_pos.frombytes((escaped + start).astype(np.uint32).tobytes())
-            escape_state.frombytes(states[escaped].astype(np.uint32).tobytes())
-            states[escaped] = _ESCAPE
-            target[start : start + len(states)] = states
-            start += len(states)
-        del target  # releases the export of nextmove's buffer
-
-        rowbase = _zeros("I", n_states)
-        np.frombuffer(rowbase, dtype=np.uint32)[renumber] = row << 8
-        output = _zeros("i", n_states)
-        np.frombuffer(output, dtype=np.int32)[renumber] = out
+        rowbase = array("I", (row * per_row).astype(np.uint32).tobytes())
+        output = array("i", out.astype(np.int32).tobytes())
 
         ptc_shape, ptc_dtype, ptc_chunks = _row_chunks(npz, "ptc")
         if ptc_shape[1] != len(all_classes):
@@ -158,17 +138,15 @@ class LanguageModel:
             classes=[all_classes[i] for i in columns],
             ptc=ptc,
             pc=pc,
-            nextmove=nextmove,
-            escape_pos=escape_pos,
-            escape_state=escape_state,
+            table=table,
+            blocks=blocks,
             rowbase=rowbase,
             output=output,
-            start=int(renumber[0]),
         )
 
     def nbytes(self) -> int:
         """Bytes held by the model's tables (not counting small Python objects)."""
-        arrays = (self._nextmove, self._escape_pos, self._escape_state, self._rowbase, self._output)
+        arrays = (self._table, self._blocks, self._rowbase, self._output)
         return int(self._ptc.nbytes + self._pc.nbytes) + sum(a.itemsize * len(a) for a in arrays)
 
     def classify(self, text: str) -> tuple[str, float]:
@@ -195,16 +173,12 @@ class LanguageModel:
 
     def _visits(self, data: bytes) -> Counter[int] | None:
         """Feature counts in first-seen order (py3langid's visit_counts: the order fixes the sum's)."""
-        nextmove, rowbase, output = self._nextmove, self._rowbase, self._output
-        escape_pos, escape_state = self._escape_pos, self._escape_state
-        state = self._start
+        table, blocks, rowbase, output = self._table, self._blocks, self._rowbase, self._output
+        state = 0
         features: list[int] = []
         append = features.append
         for byte in data:
-            pos = rowbase[state] + byte
-            state = nextmove[pos]
-            if state == _ESCAPE:
-                state = escape_state[bisect_left(escape_pos, pos)]
+            state = table[blocks[rowbase[state] + (byte >> 4)] + (byte & 15)]
             feature = output[state]
             if feature >= 0:
                 append(feature)
@@ -217,10 +191,6 @@ def _release_free_heap() -> None:
 
     with contextlib.suppress(OSError, AttributeError):  # AttributeError: not glibc
         ctypes.CDLL(None).malloc_trim(0)
-
-
-def _zeros(typecode: str, length: int) -> array[int]:
-    return array(typecode, [0]) * length
 
 
 def _open_npy(npz: zipfile.ZipFile, name: str) -> tuple[IO[bytes], tuple[int, ...], np.dtype[Any]]:
@@ -241,18 +211,14 @@ def _read_whole(npz: zipfile.ZipFile, name: str) -> npt.NDArray[Any]:
         return np.lib.format.read_array(member, allow_pickle=False)
 
 
-def _length(npz: zipfile.ZipFile, name: str) -> int:
-    member, shape, _ = _open_npy(npz, name)
-    member.close()
-    return math.prod(shape)
-
-
-def _chunks(npz: zipfile.ZipFile, name: str) -> Any:
-    """A 1-d array's values, a few MB at a time."""
+def _chunks(npz: zipfile.ZipFile, name: str, multiple_of: int) -> Any:
+    """A 1-d array's values, a few hundred KB (a multiple of ``multiple_of`` values) at a time."""
     member, shape, dtype = _open_npy(npz, name)
     with member:
         left = math.prod(shape)
-        step = max(1, _CHUNK_BYTES // dtype.itemsize)
+        if left % multiple_of:
+            raise ValueError(f"py3langid model: {name} is not made of {multiple_of}-value rows")
+        step = max(1, _CHUNK_BYTES // (dtype.itemsize * multiple_of)) * multiple_of
         while left:
             n = min(step, left)
             yield np.frombuffer(_read_exactly(member, n * dtype.itemsize), dtype=dtype)

@@ -246,7 +246,7 @@ def detect_language(text: str, hint: str | None = None) -> str | None:
 
 
 def warm_up() -> None:
-    """Load the language model now (~46 MB, 0.5 s) rather than on the first entry.
+    """Load the language model now (~34 MB, 0.5 s) rather than on the first entry.
 
     A Celery parent calls this before it forks its pool, so the children share the model's pages
     copy-on-write instead of each loading a private copy (workers/app.py).
@@ -259,7 +259,7 @@ def _identifier() -> LanguageModel:
     """The langid model, loaded once per process on first use (it takes ~0.5 s).
 
     py3langid's model in a compact form that answers exactly what its ``LanguageIdentifier``
-    (``norm_probs=True``) answers, in ~44 MB instead of ~70 MB (feedwatch.langmodel).
+    (``norm_probs=True``) answers, in ~30 MB instead of ~70 MB (feedwatch.langmodel).
     """
     from feedwatch.langmodel import LanguageModel
 

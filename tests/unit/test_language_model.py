@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from support.article_pages import STORIES
 
@@ -143,6 +144,20 @@ def test_labels(models: tuple[Any, LanguageModel]) -> None:
     assert all(len(label) == 2 for label in compact.classes)
 
 
+def test_every_transition_and_output(models: tuple[Any, LanguageModel]) -> None:
+    """The DFA walk is py3langid's for every state and byte, not only for the texts below."""
+    reference, compact = models
+    blocks = np.frombuffer(compact._blocks, dtype=np.uint32).reshape(-1, 16)
+    table = np.frombuffer(compact._table, dtype=np.uint32)
+    expanded = table[blocks[:, :, None] + np.arange(16, dtype=np.uint32)].ravel()
+    assert np.array_equal(expanded, np.frombuffer(reference.tk_nextmove, dtype=np.uint32))
+    rowbase = np.frombuffer(compact._rowbase, dtype=np.uint32).astype(np.int64) * 16
+    assert np.array_equal(rowbase, np.asarray(reference._rowbase, dtype=np.int64))
+    assert list(compact._output) == list(reference.tk_output)
+    assert np.array_equal(compact._ptc, reference.nb_ptc)
+    assert np.array_equal(compact._pc, reference.nb_pc)
+
+
 def test_labeled_corpus(models: tuple[Any, LanguageModel]) -> None:
     assert _assert_same(models, _corpus_texts()) > 300
 
@@ -190,5 +205,5 @@ def test_nfc_is_applied_before_the_walk(models: tuple[Any, LanguageModel]) -> No
 
 def test_the_compact_model_is_smaller() -> None:
     model = normalize._identifier()
-    # uint16 transitions, arrays instead of lists: ~44 MB; py3langid's restricted model is ~70 MB.
-    assert model.nbytes() < 46_000_000
+    # Shared transition blocks, arrays instead of lists: ~30 MB; py3langid's restricted model ~70 MB.
+    assert model.nbytes() < 32_000_000

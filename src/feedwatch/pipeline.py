@@ -454,8 +454,7 @@ def store_drafts(
             continue
         alert_id = store.create_alert(session, article_id, [m.topic for m in matches], now, sig.hashvalues)
         if alert_id is not None:
-            stories.record_story(session, alert_id, sig, now)
-            session.flush()  # the next draft of this batch must see these bands
+            stories.record_story(session, alert_id, sig, now)  # seen by the next draft's find_story
             alert_ids.append(alert_id)
     report.extract_ids = _request_full_text(session, rulebook, new, inserted, matched, full_text, now)
     report.candidates = len(report.extract_ids)

@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 from sqlalchemy import case, func
+from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col
 
@@ -119,16 +120,20 @@ def find_story(
 
 
 def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
-    """Index a new story's bands so later copies find its alert."""
-    session.add_all(StoryBand(alert_id=alert_id, key=key, created_at=now) for key in sig.keys)
+    """Index a new story's bands so later copies find its alert.
+
+    A Core statement, not ``session.add``: the rows are visible to the next ``find_story`` of
+    the same transaction without a flush (a flush would also write every dirty feed row of a
+    poll batch early, one small UPDATE batch per alert)."""
+    rows = [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
+    session.connection().execute(sa_insert(StoryBand), rows)
 
 
 def add_copy(
     session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
 ) -> None:
-    session.add(
-        StoryCopy(alert_id=alert_id, article_id=article_id, feed_id=feed_id, similarity=score, created_at=now)
-    )
+    row = {"alert_id": alert_id, "article_id": article_id, "feed_id": feed_id, "similarity": score}
+    session.connection().execute(sa_insert(StoryCopy), [{**row, "created_at": now}])
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,8 @@ _ITEM_FIELDS = {
     f"{_DC}date": "updated",
     f"{_CONTENT}encoded": "content",
 }
+# Item fields whose text work waits until the entry is known to be needed.
+_DEFERRED = frozenset({"title", "summary", "content", "author"})
 _CHANNEL_FIELDS = {
     "title": "title",
     "link": "link",
@@ -198,47 +200,51 @@ class _Reader:
         return feed, entries
 
     def item(self, item: Any) -> Fields:
+        """An entry's identity and dates; its texts wait in ``_texts`` for :func:`complete`.
+
+        Every check that decides whether feedparser must read the document instead is made
+        here, for every item; only the text work (strip, repairs) of title, summary, content and
+        author is left for the entries the caller still needs (see ``parse.parse_feed(known=)``).
+        """
         _no_attributes(item)
         entry: Fields = {}
-        detail = {"language": self.lang, "base": ""}
+        texts: dict[str, Any] = {}
         guid_is_link = False
         for child in item:
             name = _ITEM_FIELDS.get(child.tag)
             if name is None:
                 _check_harmless(child, _HARMLESS_IN_ITEM)
                 continue
-            if name in entry:
+            if name in entry or name in texts:
                 raise _Unsupported(f"repeated {child.tag}")
-            value = self.text(child)
+            if len(child):
+                raise _Unsupported(f"markup inside {child.tag}")
             if name == "id":
                 _no_attributes(child, allowed=("isPermaLink",))
                 guid_is_link = child.get("isPermaLink", "true") == "true"
-                if guid_is_link:
-                    value = _relative_uri(value)
             else:
                 _no_attributes(child)
-            if name == "link":
+            if name in _DEFERRED:
+                texts[name] = child
+                continue
+            value = self.text(child)
+            if name == "id" and guid_is_link:
+                value = _relative_uri(value)
+            elif name == "link":
                 value = _LINK_ENTITY.sub(r"&\g<1>", _relative_uri(value).replace("&amp;", "&"))
             elif name in ("published", "updated"):
                 parsed = _parse_date(value) if value else None
                 if value and parsed is None:
                     raise _Unsupported(f"date {value!r}")
                 entry[f"{name}_parsed"] = parsed
-            elif name == "content":
-                entry["content"] = [{"value": value}]
-                continue
-            elif name == "author" and len(value) > self.author_cap:
-                value = value[: self.author_cap]
-            elif name in ("title", "summary"):
-                entry[f"{name}_detail"] = detail
             entry[name] = value
         if guid_is_link and "link" not in entry:
             entry["link"] = entry["id"]
-        if "summary" not in entry and "content" in entry:
-            entry["summary"] = entry["content"][0]["value"]
+        entry["_texts"] = (texts, self.lang, self.author_cap)
         return entry
 
-    def text(self, element: Any) -> str:
+    @staticmethod
+    def text(element: Any) -> str:
         """The element's text as feedparser's ``pop`` leaves it."""
         if len(element):
             raise _Unsupported(f"markup inside {element.tag}")
@@ -249,6 +255,25 @@ class _Reader:
                 value = value.encode("iso-8859-1").decode("utf-8")
             value = value.translate(_cp1252)
         return value
+
+
+def complete(entry: Fields) -> Fields:
+    """Fill in the texts :meth:`_Reader.item` left for later: title, summary, content, author."""
+    texts, lang, author_cap = entry.pop("_texts")
+    detail = {"language": lang, "base": ""}
+    for name, element in texts.items():
+        value = _Reader.text(element)
+        if name == "content":
+            entry["content"] = [{"value": value}]
+            continue
+        if name == "author" and len(value) > author_cap:
+            value = value[:author_cap]
+        elif name in ("title", "summary"):
+            entry[f"{name}_detail"] = detail
+        entry[name] = value
+    if "summary" not in entry and "content" in entry:
+        entry["summary"] = entry["content"][0]["value"]
+    return entry
 
 
 def _no_attributes(element: Any, allowed: tuple[str, ...] = ()) -> None:

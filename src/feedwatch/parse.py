@@ -38,7 +38,7 @@ from urllib.parse import urljoin
 import feedparser
 import feedparser.mixin
 
-from feedwatch.fastparse import read_rss
+from feedwatch.fastparse import complete, read_rss
 
 MAX_ENTRIES = 1_000
 MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
@@ -70,6 +70,9 @@ class ParsedEntry:
     updated: datetime | None  # aware, UTC
     language: str | None
     base: str | None  # absolute base URL for relative links in this entry
+    # Marked by ``parse_feed(known=...)``: the caller has stored this entry already. A known
+    # entry read by the fast path carries only its identity and dates (texts left empty).
+    known: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,10 +112,19 @@ def _install_author_guard() -> None:
 _install_author_guard()
 
 
-def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str, fast: bool = True) -> ParsedFeed:
+#: ``known(guid, link, base)``: True for an entry the caller has stored already.
+Known = Callable[[str | None, str | None, str], bool]
+
+
+def parse_feed(
+    body: bytes, *, headers: Mapping[str, str], url: str, fast: bool = True, known: Known | None = None
+) -> ParsedFeed:
     """Parse one fetched document; raises :class:`ParseError` (never anything else).
 
-    ``fast=False`` skips :mod:`feedwatch.fastparse` (the tests compare both ways).
+    ``fast=False`` skips :mod:`feedwatch.fastparse` (the tests compare both ways). ``known``
+    marks entries the caller has stored already (``ParsedEntry.known``); the fast path then skips
+    their text work, which is most of a re-read feed's parse (a poll that finds 2 new items of
+    50 needs the texts of 2).
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -122,7 +134,7 @@ def parse_feed(body: bytes, *, headers: Mapping[str, str], url: str, fast: bool 
         from feedwatch.jsonfeed import parse_json_feed
 
         return parse_json_feed(body, url=url)
-    return _parse_xml(body, lowered, url, fast)
+    return _parse_xml(body, lowered, url, fast, known)
 
 
 def _is_json(head: bytes, content_type: str) -> bool:
@@ -132,13 +144,13 @@ def _is_json(head: bytes, content_type: str) -> bool:
     return "json" in content_type.lower() and not head.startswith(b"<")
 
 
-def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool) -> ParsedFeed:
+def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool, known: Known | None) -> ParsedFeed:
     # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
     # into URLs; normalize resolves links against ``base`` itself.
     headers.pop("content-location", None)
     read = read_rss(body, headers, author_cap=MAX_AUTHOR) if fast else None
     if read is not None:
-        return _build_feed(*read, url, "rss20", False, None)
+        return _build_feed(*read, url, "rss20", False, None, known)
     try:
         result = feedparser.parse(
             body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
@@ -160,7 +172,7 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool) -> Pa
         raise ParseError(PARSE_ERROR, f"unreadable document: {bozo_message}")
     if bozo and not entries and not title:
         raise ParseError(PARSE_ERROR, f"malformed feed with no usable content: {bozo_message}")
-    return _build_feed(feed, entries, url, version or "unknown", bozo, bozo_message)
+    return _build_feed(feed, entries, url, version or "unknown", bozo, bozo_message, known)
 
 
 def _build_feed(
@@ -170,6 +182,7 @@ def _build_feed(
     version: str,
     bozo: bool,
     bozo_message: str | None,
+    known: Known | None = None,
 ) -> ParsedFeed:
     links = feed.get("links") or []
     # Relative item links are resolved against xml:base, else the channel's site link (as
@@ -180,7 +193,7 @@ def _build_feed(
         title=_text(feed.get("title"), MAX_RAW_TITLE),
         link=_opt(feed.get("link")),
         language=_opt(feed.get("language")),
-        entries=tuple(_entry(e, base) for e in entries[:MAX_ENTRIES]),
+        entries=tuple(_entry(e, base, known) for e in entries[:MAX_ENTRIES]),
         bozo=bozo,
         bozo_message=bozo_message,
         ttl_minutes=_int(feed.get("ttl")),
@@ -192,14 +205,34 @@ def _build_feed(
     )
 
 
-def _entry(e: Any, base: str) -> ParsedEntry:
-    contents = e.get("content") or []
-    content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
+def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
     detail = e.get("title_detail") or e.get("summary_detail") or {}
     xml_base = _opt(detail.get("base"))
+    guid, link = _opt(e.get("id")), _opt(e.get("link"))
+    base = urljoin(base, xml_base) if xml_base else base
+    is_known = known is not None and known(guid, link, base)
+    if "_texts" in e:  # read by the fast path, texts not yet done
+        if is_known:
+            return ParsedEntry(
+                guid=guid,
+                link=link,
+                title="",
+                summary_html="",
+                content_html="",
+                author=None,
+                published=_struct_time(e.get("published_parsed")),
+                updated=_struct_time(e.get("updated_parsed")),
+                language=None,
+                base=base,
+                known=True,
+            )
+        e = complete(e)
+        detail = e.get("title_detail") or e.get("summary_detail") or {}
+    contents = e.get("content") or []
+    content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
     return ParsedEntry(
-        guid=_opt(e.get("id")),
-        link=_opt(e.get("link")),
+        guid=guid,
+        link=link,
         title=_text(e.get("title"), MAX_RAW_TITLE),
         summary_html=_text(e.get("summary"), MAX_RAW_FIELD),
         content_html=content,
@@ -208,7 +241,8 @@ def _entry(e: Any, base: str) -> ParsedEntry:
         published=_struct_time(dict.get(e, "published_parsed")),
         updated=_struct_time(dict.get(e, "updated_parsed")),
         language=_opt(detail.get("language")),
-        base=urljoin(base, xml_base) if xml_base else base,
+        base=base,
+        known=is_known,
     )
 
 

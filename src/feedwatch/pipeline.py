@@ -37,6 +37,7 @@ from feedwatch.fetch import (
     fetch_all,
     fetch_one,
 )
+from feedwatch.known import KnownEntries
 from feedwatch.models import Article, Feed
 from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
@@ -73,6 +74,8 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     policy: AddressPolicy | None = None
+    #: Entries each feed has stored, as this process last heard from the database.
+    known: KnownEntries = field(default_factory=KnownEntries)
 
     @property
     def rulebook(self) -> Rulebook:
@@ -228,6 +231,10 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
             with structlog.contextvars.bound_contextvars(feed_id=poll.report.feed_id):
                 _guarded(poll, partial(_normalize, poll, seen))
     _store_batch(ctx, polls)
+    for poll in polls:
+        if poll.parsed is not None and poll.report.outcome != "error":
+            # Committed: every entry of this poll is now stored with a sighting in this feed.
+            ctx.known.remember(poll.report.feed_id, [k for k in poll.keys if k])
     reports = [p.report for p in polls]
     for poll in polls:
         log_fields = {
@@ -271,11 +278,11 @@ def _prepare(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> _Pol
     assert feed.id is not None
     report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok", duration_ms=int(result.elapsed * 1000))
     poll = _Poll(feed, report, ctx.clock())
-    _guarded(poll, partial(_parse, poll, result))
+    _guarded(poll, partial(_parse, ctx, poll, result))
     return poll
 
 
-def _parse(poll: _Poll, result: FetchResult | FetchError) -> None:
+def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if isinstance(result, FetchError):
         raise result
     report = poll.report
@@ -287,7 +294,8 @@ def _parse(poll: _Poll, result: FetchResult | FetchError) -> None:
     if poll.body_hash == poll.feed.body_hash:  # the same bytes as last time: nothing to parse
         report.outcome = "unchanged"
         return
-    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url)
+    known = ctx.known.predicate(poll.report.feed_id, result.url)
+    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url, known=known)
 
 
 def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
@@ -306,15 +314,24 @@ def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
 
 
 def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
-    """(feed id, identity key) of the parsed entries this feed already stored: one query a batch."""
-    for p in polls:
-        if p.parsed is not None and p.result is not None:
-            p.keys = [entry_identity_key(e, feed_url=p.result.url) for e in p.parsed.entries]
-    keys = {key for p in polls for key in p.keys if key}
-    if not keys:
-        return set()
-    with session_scope(ctx.settings) as session:
-        return store.sighted_keys(session, [p.report.feed_id for p in polls], list(keys))
+    """(feed id, identity key) of the parsed entries this feed already stored: the ones this
+    process knows (``ctx.known``), and one query a batch about the others."""
+    seen: set[tuple[int, str]] = set()
+    ask: set[str] = set()
+    parsed = [
+        (p, p.parsed.entries, p.result.url) for p in polls if p.parsed is not None and p.result is not None
+    ]
+    for poll, entries, url in parsed:
+        poll.keys = [entry_identity_key(e, feed_url=url) for e in entries]
+        for entry, key in zip(entries, poll.keys, strict=True):
+            if key and entry.known:
+                seen.add((poll.report.feed_id, key))
+            elif key:
+                ask.add(key)
+    if ask:
+        with session_scope(ctx.settings) as session:
+            seen |= store.sighted_keys(session, [p.report.feed_id for p, _, _ in parsed], list(ask))
+    return seen
 
 
 def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:

@@ -134,3 +134,33 @@ def test_a_deadlocked_batch_is_written_feed_by_feed(
     assert [r.outcome for r in reports] == ["ok", "ok"]
     assert calls == [ids[0], ids[1], ids[0], ids[1]]  # the batch, then one transaction each
     assert count(ctx, Article) == 6
+
+
+def test_a_process_asks_the_database_only_about_entries_it_does_not_know(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ctx.known``: the second poll of a changed feed skips the entries the database already
+    confirmed; only the new ones are asked about, normalized and stored."""
+    server.routes["/a.xml"] = Route(feed_body("a", range(10)))
+    (a,) = add_feeds(ctx, [server.url("/a.xml")])
+    asked: list[int] = []
+    real = store.sighted_keys
+
+    def spy(session: Any, feed_ids: Any, keys: Any) -> Any:
+        asked.append(len(keys))
+        return real(session, feed_ids, keys)
+
+    monkeypatch.setattr(store, "sighted_keys", spy)
+    pipeline.poll_feeds(ctx, [a])  # first poll: 10 new; once committed, known in this process
+    server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
+    (second,) = pipeline.poll_feeds(ctx, [a])  # 9 known: asked about the 2 new only
+    server.routes["/a.xml"] = Route(feed_body("a", range(2, 13)))
+    (third,) = pipeline.poll_feeds(ctx, [a])
+    assert asked == [10, 2, 1]
+    assert (second.entries, second.new) == (11, 2) and (third.entries, third.new) == (11, 1)
+    assert count(ctx, Article) == 13 and count(ctx, Sighting) == 13
+    # A fresh process (an empty memo) gets the same answer from the database alone.
+    fresh = pipeline.Context(ctx.settings, rng=random.Random(7))
+    server.routes["/a.xml"] = Route(feed_body("a", range(3, 14)))
+    (again,) = pipeline.poll_feeds(fresh, [a])
+    assert (again.entries, again.new) == (11, 1) and count(ctx, Article) == 14

@@ -162,9 +162,11 @@ class RssSampler:
 
 def cpu_by_role(service: Service) -> dict[str, float]:
     """CPU seconds (user + system) so far of every process on the machine, by role: each service
-    process group by its log name, the farm, PostgreSQL, Redis, everything else. Two snapshots
+    process group (beat, feeds, alerts_worker / embedded_worker), the farm, PostgreSQL, Redis,
+    everything else (``rest_of_machine``: other people's work on a shared machine). Two snapshots
     give where the two cores went during a phase."""
-    groups = {os.getpgid(p.pid): p.log_path.stem for p in service.procs if p.proc.poll() is None}
+    names = {"other": "alerts_worker", "worker": "embedded_worker"}
+    groups = {os.getpgid(p.pid): names.get(p.log_path.stem, p.log_path.stem) for p in service.procs}
     tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -184,7 +186,7 @@ def cpu_by_role(service: Service) -> dict[str, float]:
         elif comm.startswith("redis-server"):
             role = "redis"
         else:
-            role = "other"
+            role = "rest_of_machine"
         totals[role] = totals.get(role, 0.0) + cpu
     return totals
 

@@ -34,6 +34,7 @@ import contextlib
 import re
 import threading
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from feedparser.api import StrictFeedParser
@@ -98,6 +99,9 @@ _ENCODING_DECL = re.compile(rb"^<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _LANG_OR_BASE = etree.XPath("//@*[local-name()='lang' or local-name()='base']")
 _local = threading.local()
+# feedparser's date parser, remembered: a re-polled feed shows the same dates again (struct_time
+# is immutable). ~2 MB at most.
+_date = lru_cache(maxsize=16_384)(_parse_date)
 
 
 def read_rss(
@@ -231,9 +235,11 @@ class _Reader:
             if name == "id" and guid_is_link:
                 value = _relative_uri(value)
             elif name == "link":
-                value = _LINK_ENTITY.sub(r"&\g<1>", _relative_uri(value).replace("&amp;", "&"))
+                value = _relative_uri(value)
+                if "&" in value:
+                    value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
             elif name in ("published", "updated"):
-                parsed = _parse_date(value) if value else None
+                parsed = _date(value) if value else None
                 if value and parsed is None:
                     raise _Unsupported(f"date {value!r}")
                 entry[f"{name}_parsed"] = parsed
@@ -278,13 +284,16 @@ def complete(entry: Fields) -> Fields:
 
 def _no_attributes(element: Any, allowed: tuple[str, ...] = ()) -> None:
     """Attributes can change what feedparser does with an element (``mode="base64"``, ``href``)."""
-    if any(name not in allowed for name in element.attrib):
+    names = element.keys()
+    if names and any(name not in allowed for name in names):
         raise _Unsupported(f"attributes on {element.tag}")
 
 
 def _relative_uri(value: str) -> str:
-    """feedparser resolves link-like values against an empty base: only its URI fix-ups apply."""
-    return str(_urljoin("", value)) if value else value
+    """feedparser resolves link-like values against an empty base: only its URI fix-up applies
+    (slashes after ``scheme://`` dropped; ``urljoin("", x)`` is ``x``)."""
+    at = value.find("://")
+    return str(_urljoin("", value)) if at > 0 and value[at + 3 : at + 4] == "/" else value
 
 
 def _atom_link(element: Any) -> Fields:

@@ -24,13 +24,17 @@ stored one after another, so this needs two batches committing within millisecon
 from __future__ import annotations
 
 import hashlib
+import weakref
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
+import numpy as np
 from sqlalchemy import case, func
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from feedwatch.minhash import minhash
@@ -100,23 +104,56 @@ def find_story(
 ) -> tuple[int, float] | None:
     """The earliest alert within the policy's window that ``sig`` is a copy of, with its score.
 
-    One query per article: the colliding bands (``ix_storyband_key_created`` bounds the scan to
-    this signature's keys within the window) grouped per alert, joined to the alert's MinHash.
-    It was one query per candidate, and candidates grow with the alerts whose bands collide.
+    One query per article for the candidates: the alerts whose bands collide with this
+    signature's within the window (``ix_storyband_key_created`` bounds the scan), grouped per
+    alert. Their MinHash values come from a per-process memo (an alert's signature never
+    changes, and alerts are never deleted); only alerts this process has not seen are read.
+    Candidates grow with the stored alerts whose bands collide: the memo keeps the database from
+    sending every candidate's 60 values with every lookup, and the comparison is one numpy step.
     """
     title_hit = func.max(case((col(StoryBand.key).startswith("t:"), 1), else_=0))
     stmt = (
-        sa_select(col(StoryBand.alert_id), title_hit, col(Alert.minhash))
-        .join(Alert, col(Alert.id) == col(StoryBand.alert_id))
+        sa_select(col(StoryBand.alert_id), title_hit)
         .where(col(StoryBand.key).in_(sig.keys), col(StoryBand.created_at) >= now - policy.window)
-        .group_by(col(StoryBand.alert_id), col(Alert.id))
+        .group_by(col(StoryBand.alert_id))
         .order_by(col(StoryBand.alert_id))
     )
-    for alert_id, by_title, values in session.execute(stmt).all():
-        score = similarity(sig.hashvalues, list(values))
+    candidates = session.execute(stmt).all()
+    if not candidates:
+        return None
+    values = _minhashes(session, [alert_id for alert_id, _ in candidates])
+    mine = np.asarray(sig.hashvalues, dtype=np.uint32)
+    for (alert_id, by_title), theirs in zip(candidates, values, strict=True):
+        score = int(np.count_nonzero(theirs == mine)) / len(mine) if len(theirs) == len(mine) else 0.0
         if score >= policy.threshold or by_title:
             return alert_id, score
     return None
+
+
+#: Per database (engine): alert id → its MinHash values, the most recently used kept.
+_MEMO: weakref.WeakKeyDictionary[Engine, OrderedDict[int, np.ndarray]] = weakref.WeakKeyDictionary()
+_MEMO_SIZE: Final = 20_000  # ~7 MB of uint32 signatures
+
+
+def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
+    """The alerts' MinHash values, remembered per database. Only on PostgreSQL, whose sequences
+    never hand out an id twice; SQLite reuses the highest rowid after a rollback, so an id read in
+    a batch that was then rolled back could name another alert later."""
+    engine = session.get_bind()
+    assert isinstance(engine, Engine)
+    memo = _MEMO.setdefault(engine, OrderedDict()) if engine.dialect.name == "postgresql" else OrderedDict()
+    missing = [a for a in alert_ids if a not in memo]
+    if missing:
+        rows = session.execute(sa_select(col(Alert.id), col(Alert.minhash)).where(col(Alert.id).in_(missing)))
+        for alert_id, values in rows:
+            memo[alert_id] = np.asarray(values or [], dtype=np.uint32)
+    found = []
+    for alert_id in alert_ids:
+        memo.move_to_end(alert_id)
+        found.append(memo[alert_id])
+    while len(memo) > _MEMO_SIZE:
+        memo.popitem(last=False)
+    return found
 
 
 def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:

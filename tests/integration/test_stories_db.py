@@ -77,3 +77,30 @@ def test_same_long_headline_is_a_copy_whatever_the_text(session: Session) -> Non
     first = _alert(session, feed, 1, title, LEAD, NOW)
     found = stories.find_story(session, stories.signature(title, "Teaser."), NOW, POLICY)
     assert found is not None and found[0] == first
+
+
+def test_a_repeated_lookup_reads_only_the_bands(session: Session) -> None:
+    """PostgreSQL: the candidates' MinHash values are remembered (they never change); SQLite reads
+    them every time (a rolled-back rowid can name another alert later)."""
+    from sqlalchemy import event
+
+    feed = Feed(config_url="http://a/", url="http://a/", name="A")
+    session.add(feed)
+    session.flush()
+    ids = [
+        _alert(session, feed, n, f"Story {n}", f"{LEAD}. Topic {n}: " + f"detail{n} " * 60, NOW)
+        for n in range(3)
+    ]
+    copy = stories.signature("Story 2 (AFP)", f"{LEAD}. Topic 2: " + "detail2 " * 60)
+    statements: list[str] = []
+    engine = session.get_bind()
+    listener = lambda *args: statements.append(args[2])  # noqa: E731
+    event.listen(engine, "before_cursor_execute", listener)
+    try:
+        first = stories.find_story(session, copy, NOW, POLICY)
+        second = stories.find_story(session, copy, NOW, POLICY)
+    finally:
+        event.remove(engine, "before_cursor_execute", listener)
+    assert first == second and first is not None and first[0] == ids[2]
+    per_lookup = 1 if engine.dialect.name == "postgresql" else 2
+    assert len(statements) == 2 + per_lookup

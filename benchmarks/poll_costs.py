@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import sys
 import tempfile
 import time
@@ -38,11 +39,50 @@ from run import (
 )
 
 
+def postgres_cpu() -> float:
+    """CPU seconds so far of every PostgreSQL process on the machine (the server is shared:
+    run this alone, as benchmarks run under /tmp/bench.lock)."""
+    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        if text[text.index("(") + 1 :].startswith(("postgres", "postmaster")):
+            fields = text[text.rindex(")") + 2 :].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def statement_timings() -> dict[str, Any]:
+    """Wall seconds per statement shape (its first 70 characters) from now until ``["stop"]``."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    timings: dict[str, Any] = {"totals": {}, "stop": False}
+
+    @event.listens_for(Engine, "before_cursor_execute")
+    def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        conn.info["fw_started"] = time.perf_counter()
+
+    @event.listens_for(Engine, "after_cursor_execute")
+    def after(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if not timings["stop"]:
+            shape = " ".join(statement.split())[:70]
+            spent = time.perf_counter() - conn.info.pop("fw_started", time.perf_counter())
+            timings["totals"][shape] = timings["totals"].get(shape, 0.0) + spent
+
+    return timings
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--feeds", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5, help="polls of every feed per kind")
     parser.add_argument("--profile", help="write a cProfile (CPU time) of the measured polls here")
+    parser.add_argument(
+        "--statements", action="store_true", help="also: database wall time per statement during ingest"
+    )
     parser.add_argument(
         "--only", choices=["304", "unchanged", "new", "ingest"], help="profile this kind only"
     )
@@ -79,26 +119,32 @@ def main(argv: list[str] | None = None) -> None:
                 # CPU time, not wall time: waiting on PostgreSQL is not what this measures.
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             costs: dict[str, float] = {}
+            pg_costs: dict[str, float] = {}
             for kind, kind_ids in ids.items():
                 if profiler and args.only in (None, kind):
                     profiler.enable()
-                started, polls = time.process_time(), 0
+                started, pg0, polls = time.process_time(), postgres_cpu(), 0
                 for _ in range(args.rounds):
                     for k in range(0, len(kind_ids), size):
                         polls += len(pipeline.poll_feeds(ctx, kind_ids[k : k + size]))
                 costs[kind] = (time.process_time() - started) / polls * 1000
+                pg_costs[kind] = (postgres_cpu() - pg0) / polls * 1000
                 if profiler:
                     profiler.disable()
             # Every item new on every hit: CPU per stored article (parse, normalize, rules, store).
             stored = lambda: int(service.execute("SELECT count(*) FROM article")[0][0])  # noqa: E731
             if profiler and args.only in (None, "ingest"):
                 profiler.enable()
-            before, started = stored(), time.process_time()
+            timings = statement_timings() if args.statements else None
+            before, started, pg0 = stored(), time.process_time(), postgres_cpu()
             for _ in range(args.rounds):
                 for k in range(0, len(ingest_ids), size):
                     pipeline.poll_feeds(ctx, ingest_ids[k : k + size])
             items = stored() - before
             per_item = (time.process_time() - started) / max(items, 1) * 1000
+            pg_per_item = (postgres_cpu() - pg0) / max(items, 1) * 1000
+            if timings is not None:
+                timings["stop"] = True
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
@@ -124,13 +170,21 @@ def main(argv: list[str] | None = None) -> None:
         "batch": size,
         "cpu_ms_per_feed": {**{k: round(v, 3) for k, v in costs.items()}, "mix": round(mix, 3)},
         "feeds_per_core_s": round(1000 / mix, 1),
+        # PostgreSQL's CPU for the same polls (its server processes), per feed
+        "postgres_cpu_ms_per_feed": {k: round(v, 3) for k, v in pg_costs.items()},
         "ingest": {
             "items": items,
             "cpu_ms_per_item": round(per_item, 4),
             "items_per_core_s": round(1000 / per_item),
+            "postgres_cpu_ms_per_item": round(pg_per_item, 4),
         },
         "parse_ms": parse_ms,
     }
+    if timings is not None:
+        result["ingest"]["statements_ms_per_item"] = {
+            k: round(v / max(items, 1) * 1000, 4)
+            for k, v in sorted(timings["totals"].items(), key=lambda kv: -kv[1])[:12]
+        }
     print(json.dumps(result))
 
 

@@ -357,17 +357,13 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
     if not polls:
         return
     try:
-        with session_scope(ctx.settings) as session:
-            # One SELECT for the batch: feedstate's session.get() then finds each row in the
-            # identity map, which holds them only while this list references them.
-            rows = store.get_feeds(session, [p.report.feed_id for p in polls])
-            # Articles, matches and alerts are Core statements, visible without a flush; without
-            # autoflush, the feed rows one feed's state dirtied are not flushed by the next feed's
-            # queries (one UPDATE round trip per feed) but at commit, grouped into executemany.
-            with session.no_autoflush:
-                for poll in polls:
-                    _write(ctx, session, poll)
-            del rows
+        # One Core SELECT loads the batch's feed rows; each feed's state changes a plain copy,
+        # and the changed columns are written when the block ends (executemany UPDATEs, rows in
+        # id order), after the articles, matches and alerts (Core statements too).
+        ids = [p.report.feed_id for p in polls]
+        with session_scope(ctx.settings) as session, feedstate.batch(session, ids):
+            for poll in polls:
+                _write(ctx, session, poll)
         return
     except OperationalError as exc:
         # Two batches storing the same articles in opposite orders: PostgreSQL kills one. Its

@@ -10,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from feedwatch.models import (
@@ -162,10 +164,39 @@ def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
 
 
 def get_feeds(session: Session, ids: Iterable[int]) -> list[Feed]:
+    """The feeds with these ids, for a poll's fetch and parse: without their poll and redirect
+    history, which only ``feedstate`` reads (with the rows it writes). Decoding those JSON lists
+    was most of the cost of this query; reading them from these objects raises."""
     ids = list(ids)
     if not ids:
         return []
-    return list(session.exec(select(Feed).where(col(Feed.id).in_(ids))).all())
+    history = [defer(getattr(Feed, name), raiseload=True) for name in ("poll_history", "redirect_history")]
+    stmt = select(Feed).where(col(Feed.id).in_(ids)).options(*history)
+    return list(session.exec(stmt).all())
+
+
+def feed_columns(session: Session, ids: Iterable[int], columns: Sequence[str]) -> list[tuple[Any, ...]]:
+    """These columns (in this order) of the feed rows with these ids, by id: one Core SELECT,
+    no ORM objects."""
+    ids = list(ids)
+    if not ids:
+        return []
+    table = _table(Feed)
+    stmt = select(*(table.c[name] for name in columns)).where(table.c.id.in_(ids)).order_by(table.c.id)
+    return [tuple(row) for row in session.connection().execute(stmt).all()]
+
+
+def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:
+    """Set columns of feed rows: (id, column → value) pairs, written in the order given.
+
+    Consecutive rows that set the same columns share one ``UPDATE feed SET … WHERE id = :id``
+    executemany (as an ORM flush groups its UPDATEs); a row with nothing to set is skipped. The
+    SET clause is the parameters' keys, so each column set compiles once per process.
+    """
+    table = _table(Feed)
+    stmt = update(table).where(table.c.id == bindparam("feed_id"))
+    for _, run in groupby((c for c in changes if c[1]), key=lambda c: tuple(c[1])):
+        session.connection().execute(stmt, [{"feed_id": feed_id, **values} for feed_id, values in run])
 
 
 def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:

@@ -54,6 +54,31 @@ def postgres_cpu() -> float:
     return total
 
 
+def time_story_lookup(service: Any) -> dict[str, Any]:
+    """The story lookup for the newest alert's signature, run eight times (PostgreSQL may move a
+    prepared statement to a generic plan after five runs: db.py asks for custom plans), and the
+    size of the band table it searches."""
+    from feedwatch import db, stories
+    from feedwatch.timeutil import utcnow
+
+    with db.session_scope(service.settings) as session:
+        conn = session.connection()
+        row = conn.exec_driver_sql("SELECT id, minhash FROM alert ORDER BY id DESC LIMIT 1").first()
+        if row is None:
+            return {}
+        keys = [
+            k for (k,) in conn.exec_driver_sql(f"SELECT key FROM storyband WHERE alert_id = {int(row[0])}")
+        ]
+        sig = stories.Signature(list(row[1]), keys)
+        runs = []
+        for _ in range(8):
+            started = time.perf_counter()
+            stories.find_story(session, sig, utcnow(), stories.StoryPolicy())
+            runs.append(round((time.perf_counter() - started) * 1000, 2))
+        bands = conn.exec_driver_sql("SELECT count(*) FROM storyband").scalar()
+    return {"ms_per_run": runs, "story_bands": bands}
+
+
 def statement_timings() -> dict[str, Any]:
     """Wall seconds per statement shape (its first 70 characters) from now until ``["stop"]``."""
     from sqlalchemy import event
@@ -148,6 +173,7 @@ def main(argv: list[str] | None = None) -> None:
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
+            lookup = time_story_lookup(service) if args.statements else None
             service.stop()
         body = constant_body(group, 0, port)
         parse_ms: dict[str, float] = {}
@@ -180,6 +206,8 @@ def main(argv: list[str] | None = None) -> None:
         },
         "parse_ms": parse_ms,
     }
+    if lookup:
+        result["ingest"]["story_lookup"] = lookup
     if timings is not None:
         result["ingest"]["statements_ms_per_item"] = {
             k: round(v / max(items, 1) * 1000, 4)

@@ -492,13 +492,20 @@ def measure_hits(
 # --- phases ---------------------------------------------------------------------------------------
 
 
-def floor_loop(port: int, group: Group, seconds: float, in_flight: int = 50) -> dict[str, Any]:
-    """The bare client: one aiohttp session, ``in_flight`` requests, conditional GETs for 304 feeds."""
+def floor_loop(
+    port: int, group: Group, seconds: float, in_flight: int = 50, keep_alive: bool = True
+) -> dict[str, Any]:
+    """The bare client: one aiohttp session, ``in_flight`` requests, conditional GETs for 304 feeds.
+
+    With keep-alive (aiohttp's default), and without: the service closes every connection after
+    its fetch (feedwatch.fetch.client: a hostile server must not leave junk for the next feed),
+    so ``keep_alive=False`` is the bare loop under the service's own connection policy."""
 
     async def run() -> tuple[int, float]:
         done = 0
         stop = time.monotonic() + seconds
-        async with aiohttp.ClientSession() as session:
+        connector = aiohttp.TCPConnector(force_close=not keep_alive)
+        async with aiohttp.ClientSession(connector=connector) as session:
 
             async def worker(offset: int) -> None:
                 nonlocal done
@@ -520,7 +527,8 @@ def floor_loop(port: int, group: Group, seconds: float, in_flight: int = 50) -> 
             return done, time.monotonic() - started
 
     done, elapsed = asyncio.run(run())
-    return {"floor_feeds_per_s": round(done / elapsed, 1), "in_flight": in_flight}
+    key = "floor_feeds_per_s" if keep_alive else "floor_no_keepalive_feeds_per_s"
+    return {key: round(done / elapsed, 1), "in_flight": in_flight}
 
 
 def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler) -> dict[str, Any]:
@@ -859,6 +867,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp, farm_process(config, Path(tmp)) as (port, _):
         workdir = Path(tmp)
         floor = floor_loop(port, groups["poll"], min(sizes.window, 5))
+        floor |= floor_loop(port, groups["poll"], min(sizes.window, 5), keep_alive=False)
         log(f"floor: {floor}")
         farm_stats(port, reset=True)
         pg = run_postgres(sizes, groups, port, workdir, args.profile)
@@ -872,6 +881,8 @@ def main(argv: list[str] | None = None) -> None:
     parse_rate = parse_only(groups["ingest"], sizes.concurrency, min(sizes.window, 5))
     poll = {**pg["poll"], **floor}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
+    # The same, against the bare loop under the service's connection policy (no keep-alive).
+    poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     ingest = {**pg["ingest"], "parse_only_items_per_s": parse_rate}
     ingest["ratio"] = ratio(ingest["items_per_s"], parse_rate)
     result.update(

@@ -31,7 +31,7 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -344,7 +344,10 @@ class _LoopPerThread(threading.local):
 
     def get(self) -> asyncio.Runner:
         if self.runner is None or self.pid != os.getpid():
-            self.runner, self.pid = asyncio.Runner(loop_factory=_loop_factory()), os.getpid()
+            # asyncio's own loop, not uvloop: uvloop swallowed Celery's soft time limit (raised from
+            # a signal handler) inside its loop, so a poison feed's poll was killed by the hard
+            # limit instead (tests/faults/test_poison_feed.py). It saved ~5-10 % of a 304's CPU.
+            self.runner, self.pid = asyncio.Runner(), os.getpid()
             atexit.register(self.runner.close)
         return self.runner
 
@@ -358,17 +361,6 @@ class _LoopPerThread(threading.local):
             self.runner = None
             runner.close()
             raise
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop where it is installed (a dependency except on Windows): a 304 poll cost ~5-10 %
-    less CPU on it than on asyncio's loop (benchmarks/poll_costs.py); else asyncio's."""
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 _LOOPS: Final = _LoopPerThread()

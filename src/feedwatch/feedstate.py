@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
 
-from feedwatch import store
+from feedwatch import known, store
 from feedwatch.fetch import FetchRequest, FetchResult
 from feedwatch.models import Feed
 from feedwatch.parse import ParsedEntry, ParsedFeed
@@ -103,6 +103,7 @@ class FeedRow:
     websub_lease_until: datetime | None
     websub_last_push_at: datetime | None
     updated_at: datetime
+    entry_fingerprints: bytes | None
     #: The values as loaded, in ``COLUMNS`` order: what ``changes()`` compares with.
     loaded: tuple[Any, ...] = field(default=(), repr=False)
 
@@ -309,6 +310,8 @@ def record_success(
         entry = _entry(feed, report, now)
         if parsed is not None:
             describe_parsed(entry, parsed, now)
+            # The caller stored every entry of ``parsed`` in this transaction (feedwatch.known).
+            feed.entry_fingerprints = known.fingerprints(parsed.entries, result.url)
             if parsed.hub_url:
                 feed.websub_hub, feed.websub_topic = parsed.hub_url, parsed.self_url or result.url
         _track_validators(feed, result, now, entry)

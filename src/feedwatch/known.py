@@ -1,57 +1,49 @@
-"""Per process: which of a feed's entries are stored already, as the database last confirmed.
+"""Which of a feed's entries are stored already: the fingerprints its last parse left on its row.
 
-A feed that changed usually shows 48 entries it showed before and 2 new ones. The poll asks the
-database which entries it has stored (``store.sighted_keys``) and normalizes only the others;
-this memo remembers the answer per feed, so the next poll of the feed in this process skips
-those entries from the parse on (``parse_feed(known=...)``: no text work) and asks the database
-only about the rest.
+A feed that changed usually shows 48 entries it showed before and 2 new ones. Every entry of a
+poll that was written successfully is stored (with a sighting in this feed) when the batch
+commits, so the feed-state write records an 8-byte fingerprint of each entry it showed
+(``Feed.entry_fingerprints``, in the same transaction). The next poll of the feed — in any
+process, on any host — marks the entries whose fingerprint is on the row as known
+(``parse_feed(known=...)``): their text work is skipped, and they are neither looked up in the
+database nor normalized. The others take the usual path (``store.sighted_keys``).
 
-Safe by construction: an identity key is remembered only after the database said it is stored
-with a sighting in this feed, and a forgotten or never-seen key only costs the database
-question. The memo holds the keys of each feed's latest poll (8 bytes each: a digest prefix of
-the SHA-256 identity key), so it does not grow with a feed's history; at most ``max_feeds``
-feeds are remembered (least recently polled forgotten first): 20,000 feeds of 50 entries ≈ 9 MB.
+A fingerprint hashes what decides an entry's identity key (its guid, link and base, and the URL
+the feed was fetched from), before any canonicalization, so checking it costs one hash; equal
+fingerprints mean equal identity keys. An entry whose
+fingerprint is missing (a first poll, a row written before this column, a collision-free miss)
+only costs the database question. Collisions: 8 bytes, ~50 entries per feed: ~2^-53 per poll.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+import hashlib
 from collections.abc import Iterable
 
-from feedwatch.normalize import identity_key_of
-from feedwatch.parse import Known
+from feedwatch.parse import Known, ParsedEntry
 
-_DIGEST = 8  # bytes of the identity key kept: collisions within one feed are ~2^-58 at 50 keys
-
-
-def _digest(key: str) -> bytes:
-    return bytes.fromhex(key[: 2 * _DIGEST])
+SIZE = 8
 
 
-class KnownEntries:
-    def __init__(self, max_feeds: int = 20_000) -> None:
-        self.max_feeds = max_feeds
-        self._feeds: OrderedDict[int, bytes] = OrderedDict()
+def fingerprint(guid: str | None, link: str | None, base: str | None, feed_url: str) -> bytes:
+    data = f"{guid or ''}\n{link or ''}\n{base or ''}\n{feed_url}".encode("utf-8", errors="surrogatepass")
+    return hashlib.blake2b(data, digest_size=SIZE).digest()
 
-    def predicate(self, feed_id: int, feed_url: str) -> Known | None:
-        """``known(guid, link, base)`` for this feed's parse, or None if nothing is remembered."""
-        blob = self._feeds.get(feed_id)
-        if not blob:
-            return None
-        digests = {blob[i : i + _DIGEST] for i in range(0, len(blob), _DIGEST)}
 
-        def known(guid: str | None, link: str | None, base: str) -> bool:
-            key = identity_key_of(guid, link, base, feed_url=feed_url)
-            return key is not None and _digest(key) in digests
+def fingerprints(entries: Iterable[ParsedEntry], feed_url: str) -> bytes:
+    """The row value after these entries were stored: their fingerprints, sorted, concatenated.
+    An entry without guid and link is keyed by its title and date: never known, never kept."""
+    prints = {fingerprint(e.guid, e.link, e.base, feed_url) for e in entries if e.guid or e.link}
+    return b"".join(sorted(prints))
 
-        return known
 
-    def remember(self, feed_id: int, keys: Iterable[str]) -> None:
-        """The identity keys the database confirmed stored for ``feed_id`` (replacing the last)."""
-        self._feeds[feed_id] = b"".join(sorted({_digest(k) for k in keys}))
-        self._feeds.move_to_end(feed_id)
-        while len(self._feeds) > self.max_feeds:
-            self._feeds.popitem(last=False)
+def predicate(stored: bytes | None, feed_url: str) -> Known | None:
+    """``known(guid, link, base)`` for a parse of ``feed_url`` whose feed row holds ``stored``."""
+    if not stored:
+        return None
+    known = {stored[i : i + SIZE] for i in range(0, len(stored), SIZE)}
 
-    def forget(self, feed_id: int) -> None:
-        self._feeds.pop(feed_id, None)
+    def is_known(guid: str | None, link: str | None, base: str) -> bool:
+        return bool(guid or link) and fingerprint(guid, link, base, feed_url) in known
+
+    return is_known

@@ -18,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from feedwatch.timeutil import utcnow
@@ -117,6 +117,10 @@ class Feed(SQLModel, table=True):
     websub_requested_at: datetime | None = None
     websub_lease_until: datetime | None = None
     websub_last_push_at: datetime | None = None
+
+    # 8-byte fingerprints of the entries the last successful parse showed, all stored by then
+    # (feedwatch.known): the next parse skips their text work and their database lookup.
+    entry_fingerprints: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

@@ -25,7 +25,7 @@ import structlog
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
-from feedwatch import feedstate, metrics, store, stories
+from feedwatch import feedstate, known, metrics, store, stories
 from feedwatch.db import session_scope
 from feedwatch.extract import ExtractedText, ExtractionError, extract
 from feedwatch.fetch import (
@@ -37,7 +37,6 @@ from feedwatch.fetch import (
     fetch_all,
     fetch_one,
 )
-from feedwatch.known import KnownEntries
 from feedwatch.models import Article, Feed
 from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
@@ -74,8 +73,6 @@ class Context:
     clock: Callable[[], datetime] = utcnow
     rng: random.Random = field(default_factory=random.Random)
     policy: AddressPolicy | None = None
-    #: Entries each feed has stored, as this process last heard from the database.
-    known: KnownEntries = field(default_factory=KnownEntries)
 
     @property
     def rulebook(self) -> Rulebook:
@@ -231,10 +228,6 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
             with structlog.contextvars.bound_contextvars(feed_id=poll.report.feed_id):
                 _guarded(poll, partial(_normalize, poll, seen))
     _store_batch(ctx, polls)
-    for poll in polls:
-        if poll.parsed is not None and poll.report.outcome != "error":
-            # Committed: every entry of this poll is now stored with a sighting in this feed.
-            ctx.known.remember(poll.report.feed_id, [k for k in poll.keys if k])
     reports = [p.report for p in polls]
     for poll in polls:
         log_fields = {
@@ -294,8 +287,8 @@ def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if poll.body_hash == poll.feed.body_hash:  # the same bytes as last time: nothing to parse
         report.outcome = "unchanged"
         return
-    known = ctx.known.predicate(poll.report.feed_id, result.url)
-    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url, known=known)
+    stored = known.predicate(poll.feed.entry_fingerprints, result.url)
+    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url, known=stored)
 
 
 def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
@@ -314,24 +307,17 @@ def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
 
 
 def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
-    """(feed id, identity key) of the parsed entries this feed already stored: the ones this
-    process knows (``ctx.known``), and one query a batch about the others."""
-    seen: set[tuple[int, str]] = set()
-    ask: set[str] = set()
-    parsed = [
-        (p, p.parsed.entries, p.result.url) for p in polls if p.parsed is not None and p.result is not None
-    ]
-    for poll, entries, url in parsed:
-        poll.keys = [entry_identity_key(e, feed_url=url) for e in entries]
-        for entry, key in zip(entries, poll.keys, strict=True):
-            if key and entry.known:
-                seen.add((poll.report.feed_id, key))
-            elif key:
-                ask.add(key)
-    if ask:
-        with session_scope(ctx.settings) as session:
-            seen |= store.sighted_keys(session, [p.report.feed_id for p, _, _ in parsed], list(ask))
-    return seen
+    """(feed id, identity key) of the parsed entries this feed already stored, among those its
+    row does not list as known (``feedwatch.known``): one query a batch."""
+    for p in polls:
+        if p.parsed is not None and p.result is not None:
+            url = p.result.url
+            p.keys = [None if e.known else entry_identity_key(e, feed_url=url) for e in p.parsed.entries]
+    keys = {key for p in polls for key in p.keys if key}
+    if not keys:
+        return set()
+    with session_scope(ctx.settings) as session:
+        return store.sighted_keys(session, [p.report.feed_id for p in polls], list(keys))
 
 
 def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
@@ -340,7 +326,11 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     its sighting, matches and alert, so skipping it changes nothing but the time spent."""
     assert poll.parsed is not None and poll.result is not None
     feed_id, url = poll.report.feed_id, poll.result.url
-    fresh = [e for e, key in zip(poll.parsed.entries, poll.keys, strict=True) if (feed_id, key) not in seen]
+    fresh = [
+        e
+        for e, key in zip(poll.parsed.entries, poll.keys, strict=True)
+        if not e.known and (feed_id, key) not in seen
+    ]
     unseen = replace(poll.parsed, entries=tuple(fresh))
     poll.drafts = normalize_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now

@@ -136,11 +136,12 @@ def test_a_deadlocked_batch_is_written_feed_by_feed(
     assert count(ctx, Article) == 6
 
 
-def test_a_process_asks_the_database_only_about_entries_it_does_not_know(
+def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``ctx.known``: the second poll of a changed feed skips the entries the database already
-    confirmed; only the new ones are asked about, normalized and stored."""
+    """``Feed.entry_fingerprints`` (feedwatch.known): a poll of a changed feed skips the entries
+    its last successful poll stored; only the new ones are asked about, normalized and stored,
+    whichever process polls it."""
     server.routes["/a.xml"] = Route(feed_body("a", range(10)))
     (a,) = add_feeds(ctx, [server.url("/a.xml")])
     asked: list[int] = []
@@ -151,16 +152,19 @@ def test_a_process_asks_the_database_only_about_entries_it_does_not_know(
         return real(session, feed_ids, keys)
 
     monkeypatch.setattr(store, "sighted_keys", spy)
-    pipeline.poll_feeds(ctx, [a])  # first poll: 10 new; once committed, known in this process
+    pipeline.poll_feeds(ctx, [a])  # first poll: 10 new
     server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
-    (second,) = pipeline.poll_feeds(ctx, [a])  # 9 known: asked about the 2 new only
+    (second,) = pipeline.poll_feeds(ctx, [a])  # 9 listed on the row: asked about the 2 new only
     server.routes["/a.xml"] = Route(feed_body("a", range(2, 13)))
-    (third,) = pipeline.poll_feeds(ctx, [a])
+    other = pipeline.Context(ctx.settings, rng=random.Random(8))  # another process
+    (third,) = pipeline.poll_feeds(other, [a])
     assert asked == [10, 2, 1]
     assert (second.entries, second.new) == (11, 2) and (third.entries, third.new) == (11, 1)
     assert count(ctx, Article) == 13 and count(ctx, Sighting) == 13
-    # A fresh process (an empty memo) gets the same answer from the database alone.
-    fresh = pipeline.Context(ctx.settings, rng=random.Random(7))
+    # A failed poll leaves the row's list as it was: the next poll asks again, stores once.
+    server.routes["/a.xml"] = Route(b"<html>maintenance</html>")
+    (failed,) = pipeline.poll_feeds(ctx, [a])
+    assert failed.outcome == "error"
     server.routes["/a.xml"] = Route(feed_body("a", range(3, 14)))
-    (again,) = pipeline.poll_feeds(fresh, [a])
-    assert (again.entries, again.new) == (11, 1) and count(ctx, Article) == 14
+    (again,) = pipeline.poll_feeds(ctx, [a])
+    assert (again.entries, again.new) == (11, 1) and asked[-1] == 1 and count(ctx, Article) == 14

@@ -1,4 +1,4 @@
-"""Entries a feed has stored, remembered per process, and what the parse skips for them."""
+"""The fingerprints a feed's row keeps of its stored entries, and what the parse skips for them."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import re
 
 from support.feeds import item, rss
 
-from feedwatch.known import KnownEntries
-from feedwatch.normalize import identity_key_of
+from feedwatch import known
 from feedwatch.parse import parse_feed
 
 FEED = "https://feeds.example/rss"
@@ -22,23 +21,19 @@ def _body(seqs: range) -> bytes:
     return re.sub(rb"<pubDate>[^<]*</pubDate>", date, rss(items))
 
 
-def _keys(seqs: range) -> list[str]:
-    parsed = parse_feed(_body(seqs), headers={}, url=FEED)
-    return [identity_key_of(e.guid, e.link, e.base, feed_url=FEED) or "" for e in parsed.entries]
+def _stored(seqs: range, feed_url: str = FEED) -> bytes:
+    return known.fingerprints(parse_feed(_body(seqs), headers={}, url=feed_url).entries, feed_url)
 
 
-def test_nothing_remembered_means_no_predicate() -> None:
-    known = KnownEntries()
-    assert known.predicate(1, FEED) is None
-    known.remember(1, [])
-    assert known.predicate(1, FEED) is None
+def test_nothing_stored_means_no_predicate() -> None:
+    assert known.predicate(None, FEED) is None
+    assert known.predicate(b"", FEED) is None
 
 
-def test_remembered_keys_mark_entries_known_and_their_texts_are_skipped() -> None:
-    known = KnownEntries()
-    known.remember(1, _keys(range(0, 5)))
+def test_stored_entries_are_known_and_their_texts_are_skipped() -> None:
+    stored = known.predicate(_stored(range(0, 5)), FEED)
     full = parse_feed(_body(range(0, 7)), headers={}, url=FEED)
-    marked = parse_feed(_body(range(0, 7)), headers={}, url=FEED, known=known.predicate(1, FEED))
+    marked = parse_feed(_body(range(0, 7)), headers={}, url=FEED, known=stored)
     assert [e.known for e in marked.entries] == [True] * 5 + [False] * 2
     for plain, lazy in zip(full.entries, marked.entries, strict=True):
         # Identity and dates always (the schedule reads every entry's date) ...
@@ -49,26 +44,31 @@ def test_remembered_keys_mark_entries_known_and_their_texts_are_skipped() -> Non
             assert (lazy.title, lazy.summary_html, lazy.author) == ("", "", None)
         else:
             assert lazy == plain
-    # Another feed's memo says nothing about this one.
-    assert known.predicate(2, FEED) is None
+
+
+def test_fingerprints_are_per_feed_url() -> None:
+    """Identity keys of non-URL guids depend on the feed URL: so do fingerprints."""
+    other = "https://mirror.example/rss"
+    marked = parse_feed(
+        _body(range(0, 3)), headers={}, url=other, known=known.predicate(_stored(range(0, 3), other), other)
+    )
+    assert all(e.known for e in marked.entries)
+    elsewhere = known.predicate(_stored(range(0, 3)), other)  # stored when the feed was at FEED
+    assert not any(
+        e.known for e in parse_feed(_body(range(0, 3)), headers={}, url=other, known=elsewhere).entries
+    )
 
 
 def test_the_feedparser_path_marks_known_entries_and_keeps_their_texts() -> None:
-    known = KnownEntries()
-    known.remember(1, _keys(range(0, 2)))
     body = _body(range(0, 3)).replace(b'<rss version="2.0">', b'<rss version="0.91">')
-    marked = parse_feed(body, headers={}, url=FEED, known=known.predicate(1, FEED))
+    stored = known.fingerprints(parse_feed(body, headers={}, url=FEED).entries[:2], FEED)
+    marked = parse_feed(body, headers={}, url=FEED, known=known.predicate(stored, FEED))
     assert [e.known for e in marked.entries] == [True, True, False]
     full = parse_feed(body, headers={}, url=FEED)
     assert [dataclasses.replace(e, known=False) for e in marked.entries] == list(full.entries)
 
 
-def test_remember_replaces_and_the_least_recently_polled_feed_is_forgotten() -> None:
-    known = KnownEntries(max_feeds=2)
-    known.remember(1, _keys(range(0, 3)))
-    known.remember(1, _keys(range(3, 4)))  # the latest poll's keys replace the last
-    marked = parse_feed(_body(range(0, 4)), headers={}, url=FEED, known=known.predicate(1, FEED))
-    assert [e.known for e in marked.entries] == [False, False, False, True]
-    known.remember(2, _keys(range(0, 1)))
-    known.remember(3, _keys(range(0, 1)))
-    assert known.predicate(1, FEED) is None and known.predicate(3, FEED) is not None
+def test_entries_without_guid_and_link_are_never_known() -> None:
+    body = rss(["<item><title>Only a title</title><description>text</description></item>"])
+    parsed = parse_feed(body, headers={}, url=FEED)
+    assert known.fingerprints(parsed.entries, FEED) == b""

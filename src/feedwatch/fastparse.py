@@ -84,7 +84,7 @@ _HARMLESS_IN_CHANNEL = frozenset(
     {"description", "lastbuilddate", "pubdate", "generator", "copyright", "managingeditor",
      "webmaster", "cloud", "docs", "category", "itunes_explicit", "itunes_keywords",
      "itunes_image", "itunes_author", "itunes_summary", "itunes_subtitle", "itunes_block",
-     "dc_publisher", "dc_rights", "dc_subject"}
+     "dc_publisher", "dc_rights", "dc_subject", "dc_date"}
 )  # fmt: skip
 # Keys parse.py reads: an unhandled element stored under one of these names would change it.
 _READ_KEYS = frozenset(

@@ -68,6 +68,7 @@ _CHANNEL_FIELDS = {
     "title": "title",
     "link": "link",
     "language": "language",
+    f"{_DC}language": "language",  # with <language> too, the later one wins, as in feedparser
     "ttl": "ttl",
     f"{_SY}updatePeriod": "sy_updateperiod",
     f"{_SY}updateFrequency": "sy_updatefrequency",
@@ -188,9 +189,9 @@ class _Reader:
                 entries.append(self.item(child))
             elif tag in _CHANNEL_FIELDS:
                 name = _CHANNEL_FIELDS[tag]
-                if name in seen:
+                if tag in seen:
                     raise _Unsupported(f"repeated {tag}")
-                seen.add(name)
+                seen.add(tag)
                 _no_attributes(child)
                 value = self.text(child)
                 feed[name] = _LINK_ENTITY.sub(r"&\g<1>", _relative_uri(value)) if name == "link" else value

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Connection
-from support.services import postgres_database
+from support.settings import database_settings
 
 from feedwatch import db, feedstate
 from feedwatch.fetch import FetchRequest, FetchResult
@@ -33,15 +33,7 @@ START = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Settings]:
-    if request.param == "sqlite":
-        s = Settings(home=tmp_path)
-        db.upgrade(s)
-        yield s
-        db.dispose_engines()
-        return
-    with postgres_database() as url:
-        s = Settings(home=tmp_path, database_url=url)
-        db.upgrade(s)
+    with database_settings(request.param, tmp_path) as s:
         yield s
 
 

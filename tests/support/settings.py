@@ -28,3 +28,23 @@ def migrated_settings(monkeypatch: pytest.MonkeyPatch, home: Path, **env: str) -
     finally:
         db.dispose_engines()
         reset_settings()
+
+
+@contextmanager
+def database_settings(kind: str, home: Path) -> Iterator[Settings]:
+    """Migrated settings on ``kind``: "sqlite" (a file under ``home``) or "postgresql" (a fresh
+    database, dropped afterwards). For tests parametrized over both databases."""
+    if kind == "sqlite":
+        settings = Settings(home=home)
+        db.upgrade(settings)
+        try:
+            yield settings
+        finally:
+            db.dispose_engines()
+        return
+    from support.services import postgres_database
+
+    with postgres_database() as url:
+        settings = Settings(home=home, database_url=url)
+        db.upgrade(settings)
+        yield settings

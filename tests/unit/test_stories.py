@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 from sqlmodel import Session
+from support.settings import database_settings
+from support.stories import add_article, add_feed, add_story
 
 from feedwatch import db, stories
-from feedwatch.models import Alert, Article, Feed
-from feedwatch.settings import Settings
 
 BASE = (
     "Russian Foreign Minister Sergey Lavrov and his Azerbaijani counterpart Jeyhun Bayramov met in "
@@ -54,41 +54,21 @@ def test_short_titles_get_no_title_key() -> None:
 
 @pytest.fixture
 def session(tmp_path: Path) -> Iterator[Session]:
-    settings = Settings(home=tmp_path)
-    db.upgrade(settings)
-    with db.session_scope(settings) as s:
+    with database_settings("sqlite", tmp_path) as settings, db.session_scope(settings) as s:
         yield s
-    db.dispose_engines()
-
-
-def _article(session: Session, feed: Feed, key: str) -> Article:
-    assert feed.id is not None
-    article = Article(identity_key=key, feed_id=feed.id, title=TITLE, published_at=NOW, content_hash=key)
-    session.add(article)
-    session.flush()
-    return article
 
 
 def test_lookup_in_the_database_respects_the_window(session: Session) -> None:
-    feed = Feed(config_url="http://a/", url="http://a/", name="Outlet A")
-    session.add(feed)
-    session.flush()
-    first = _article(session, feed, "k1")
-    sig = stories.signature(TITLE, BASE)
-    alert = Alert(article_id=first.id or 0, topics=["russia_azerbaijan"], minhash=sig.hashvalues)
-    session.add(alert)
-    session.flush()
-    assert alert.id is not None
-    stories.record_story(session, alert.id, sig, NOW)
-    session.flush()
+    feed = add_feed(session, "Outlet A")
+    alert_id = add_story(session, feed, "k1", TITLE, BASE, NOW)
     policy = stories.StoryPolicy(window=timedelta(hours=48))
     copy = stories.signature(TITLE, BASE + " (AFP)")
     found = stories.find_story(session, copy, NOW + timedelta(hours=47), policy)
-    assert found is not None and found[0] == alert.id
+    assert found is not None and found[0] == alert_id
     assert stories.find_story(session, copy, NOW + timedelta(hours=49), policy) is None
 
-    second = _article(session, feed, "k2")
+    second = add_article(session, feed, "k2", TITLE, NOW)
     assert feed.id is not None and second.id is not None
-    stories.add_copy(session, alert.id, second.id, feed.id, found[1], NOW)
+    stories.add_copy(session, alert_id, second.id, feed.id, found[1], NOW)
     session.flush()
-    assert [c.outlet for c in stories.also_reported(session, alert.id)] == ["Outlet A"]
+    assert [c.outlet for c in stories.also_reported(session, alert_id)] == ["Outlet A"]

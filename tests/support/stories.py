@@ -1,0 +1,38 @@
+"""Rows for story tests: a feed, an article, a stored story (article + alert + its bands)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Session
+
+from feedwatch import stories
+from feedwatch.models import Alert, Article, Feed
+
+
+def add_feed(session: Session, name: str = "A") -> Feed:
+    feed = Feed(config_url="http://a/", url="http://a/", name=name)
+    session.add(feed)
+    session.flush()
+    return feed
+
+
+def add_article(session: Session, feed: Feed, key: str, title: str, at: datetime) -> Article:
+    assert feed.id is not None
+    article = Article(identity_key=key, feed_id=feed.id, title=title, published_at=at, content_hash=key)
+    session.add(article)
+    session.flush()
+    return article
+
+
+def add_story(session: Session, feed: Feed, key: str, title: str, text: str, at: datetime) -> int:
+    """An alerted article whose story bands are recorded, as the pipeline leaves it; its alert id."""
+    article = add_article(session, feed, key, title, at)
+    sig = stories.signature(title, text)
+    alert = Alert(article_id=article.id or 0, topics=["russia_azerbaijan"], minhash=sig.hashvalues)
+    session.add(alert)
+    session.flush()
+    assert alert.id is not None
+    stories.record_story(session, alert.id, sig, at)
+    session.flush()
+    return alert.id

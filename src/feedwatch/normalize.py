@@ -124,15 +124,10 @@ def entry_identity_key(entry: ParsedEntry, *, feed_url: str) -> str | None:
     """The identity key :func:`normalize_entry` gives ``entry`` when its guid or link decides it,
     computed without the text (so a poll can skip normalizing items it stored before); None
     when the key depends on the title and date."""
-    return identity_key_of(entry.guid, entry.link, entry.base, feed_url=feed_url)
-
-
-def identity_key_of(guid: str | None, link: str | None, base: str | None, *, feed_url: str) -> str | None:
-    """:func:`entry_identity_key` from an entry's guid, link and base alone."""
-    url = canonical_url(link, base or feed_url) if link else None
-    if not guid and not url:
+    url = canonical_url(entry.link, entry.base or feed_url) if entry.link else None
+    if not entry.guid and not url:
         return None
-    return _identity_key(guid, url, feed_url, "", datetime.min, False)
+    return _identity_key(entry.guid, url, feed_url, "", datetime.min, False)
 
 
 def _identity_key(

@@ -206,28 +206,15 @@ def _build_feed(
 
 
 def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
-    detail = e.get("title_detail") or e.get("summary_detail") or {}
-    xml_base = _opt(detail.get("base"))
+    xml_base = _opt(_detail(e).get("base"))
     guid, link = _opt(e.get("id")), _opt(e.get("link"))
     base = urljoin(base, xml_base) if xml_base else base
     is_known = known is not None and known(guid, link, base)
-    if "_texts" in e:  # read by the fast path, texts not yet done
-        if is_known:
-            return ParsedEntry(
-                guid=guid,
-                link=link,
-                title="",
-                summary_html="",
-                content_html="",
-                author=None,
-                published=_struct_time(e.get("published_parsed")),
-                updated=_struct_time(e.get("updated_parsed")),
-                language=None,
-                base=base,
-                known=True,
-            )
-        e = complete(e)
-        detail = e.get("title_detail") or e.get("summary_detail") or {}
+    if "_texts" in e:
+        # Read by the fast path, its texts left for later: done now unless the entry is known,
+        # whose title, summary, content, author and language then stay empty.
+        e = {k: v for k, v in e.items() if k != "_texts"} if is_known else complete(e)
+    detail = _detail(e)
     contents = e.get("content") or []
     content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
     return ParsedEntry(
@@ -244,6 +231,11 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
         base=base,
         known=is_known,
     )
+
+
+def _detail(e: Any) -> Any:
+    """The entry's title or summary details: its xml:base and xml:lang, as feedparser saw them."""
+    return e.get("title_detail") or e.get("summary_detail") or {}
 
 
 def _looks_like_html(body: bytes) -> bool:

@@ -22,6 +22,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="json"))
-    sizes = QUICK
-    sizes.feeds = args.feeds
+    sizes = replace(QUICK, feeds=args.feeds)
     config = farm_config(sizes)
     with tempfile.TemporaryDirectory(prefix="fw-costs-") as tmp, farm_process(config, Path(tmp)) as (port, _):
         group = Group(name="poll", feeds=args.feeds, mix=sizes.mix, items=sizes.items)
@@ -157,7 +157,10 @@ def main(argv: list[str] | None = None) -> None:
                 if profiler:
                     profiler.disable()
             # Every item new on every hit: CPU per stored article (parse, normalize, rules, store).
-            stored = lambda: int(service.execute("SELECT count(*) FROM article")[0][0])  # noqa: E731
+
+            def stored() -> int:
+                return int(service.execute("SELECT count(*) FROM article")[0][0])
+
             if profiler and args.only in (None, "ingest"):
                 profiler.enable()
             timings = statement_timings() if args.statements else None

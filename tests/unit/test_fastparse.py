@@ -260,7 +260,32 @@ def test_an_author_longer_than_the_cap_is_cut_as_feedparser_cuts_it() -> None:
     assert _assert_same(_rss(f"<item><title>T</title><author>{author}</author></item>"), {})
 
 
-def test_quoteattr_guid_permalink_spellings() -> None:
+def test_guid_permalink_spellings_are_read_as_feedparser_reads_them() -> None:
+    """Only "true" (and no attribute) makes the guid the link; the fast path reads them all."""
     for attr in ("true", "false", "TRUE", ""):
         body = _rss(f"<item><guid isPermaLink={quoteattr(attr)}>https://site.example/g</guid></item>")
-        _assert_same(body, {})
+        assert _assert_same(body, {}), attr
+
+
+def test_every_field_the_fast_path_reads_is_compared_on_an_accepted_feed() -> None:
+    """The generated feeds may be declined (repeated fields, odd dates); this one must not be, so
+    every branch of the reader meets feedparser at least once."""
+    items = (
+        "<item><title>Баку &amp; Ã© \x85 <![CDATA[<b>x</b>]]></title>"
+        "<link>https://site.example/a?x=1&amp;y=2&amp;z;=3</link>"
+        "<description><![CDATA[<p>Երևան</p>]]></description><guid>https://site.example/g/1</guid>"
+        "<pubDate>Mon, 30 Nov 2026 10:00:00 +0300</pubDate><dc:creator>Desk</dc:creator>"
+        "<content:encoded>&lt;p&gt;Full text&lt;/p&gt;</content:encoded><category>World</category>"
+        '<enclosure url="https://site.example/a.mp3" type="audio/mpeg" length="1"/>'
+        "<yandex:full-text>Полный текст</yandex:full-text>"
+        '<media:thumbnail url="https://site.example/t.jpg"/></item>'
+        "<item><guid isPermaLink='false'>g-2</guid><dc:date>2026-11-30T10:00:00+03:00</dc:date>"
+        "<author>desk@example.org (Desk)</author><content:encoded>Only content</content:encoded></item>"
+    )
+    channel = (
+        "<title>Лента</title><link>https://site.example/?a=1&amp;b=2</link><language>ru</language>"
+        "<ttl>15</ttl><sy:updatePeriod>hourly</sy:updatePeriod><sy:updateFrequency>2</sy:updateFrequency>"
+        '<atom:link rel="hub" href="https://hub.example/"/><atom:link rel="self" href="https://feeds.example/rss"/>'
+    )
+    for headers in HEADER_VARIANTS[:2] + HEADER_VARIANTS[3:]:
+        assert _assert_same(_rss(items, channel), headers), headers

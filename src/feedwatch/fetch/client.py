@@ -1,6 +1,8 @@
 """The only code that talks to feed servers: a batch of conditional GETs under hard limits.
 
-One :func:`fetch_many` call owns one aiohttp session for the whole batch. Per fetch:
+:func:`fetch_all` runs a batch on this process's event loop with a session kept for the next
+batches of the same ``(config, policy)``; :func:`fetch_many` alone owns one session for one batch.
+Per fetch:
 
 - the caller's global and per-host slots are taken first, then a deadline starts
   (``config.deadline``) that covers every redirect hop and every body byte, so a trickling
@@ -15,8 +17,17 @@ one host start at least ``config.per_host_min_gap`` seconds apart across every b
 process (:class:`HostPacer`), so a hundred feeds on one outlet are spread out, not fired at once.
 The wait for a host's turn is spent before the deadline starts and without a global slot.
 
-Connections are not reused (``force_close``): a hostile server that leaves junk on a
-keep-alive connection must not poison the next feed fetched from the same host.
+Connections are kept alive and reused, only for the same host: aiohttp pools them by host
+name, port and TLS settings (its ``ConnectionKey``), never by address, so a kept connection only
+carries the next request to the server that answered on it, which controls its own feeds' answers
+anyway; two names on one IP do not share. A connection goes back to the pool only once its
+answer arrived to the last byte (aiohttp hands it back then, read or not: it is between two
+messages); a response refused or failed before that closes it (:func:`_follow`), aiohttp closes
+one with bytes left over or ``Connection: close``, and one on which anything arrived while it
+was idle is not reused (:class:`_KeptConnector`). A reused connection passed the address guard
+when it was opened, under the same policy (a session per ``(config, policy)``).
+Idle connections are closed after :data:`KEEPALIVE_TIMEOUT` and beyond :data:`MAX_IDLE` per
+session, oldest first; sessions die with their loop (a fork, an interrupted batch, exit).
 Every outcome is a :class:`FetchResult` or a classified :class:`FetchError`; no exception
 other than cancellation leaves :func:`fetch_many`.
 """
@@ -26,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import select
 import socket
 import ssl
 import threading
@@ -38,6 +50,9 @@ from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
 import aiohttp
+from aiohttp.client_reqrep import ConnectionKey
+from aiohttp.connector import Connection
+from aiohttp.tracing import Trace
 from yarl import URL
 
 from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder, non_feed_type, not_a_feed_reason
@@ -54,6 +69,9 @@ ACCEPT: Final = (
 MAX_LINE_SIZE: Final = 8190
 MAX_FIELD_SIZE: Final = 8190
 _MAX_MESSAGE: Final = 500
+KEEPALIVE_TIMEOUT: Final = 15.0  # seconds an idle connection stays in the pool
+MAX_IDLE: Final = 256  # idle connections kept per session after a batch, the longest idle closed
+MAX_SESSIONS: Final = 4  # kept (config, policy) sessions per loop; polls use one, articles another
 _T = TypeVar("_T")
 
 
@@ -126,17 +144,39 @@ def _host_key(url: URL) -> str:
     return (url.raw_host or "").lower().rstrip(".")
 
 
-async def fetch_many(
-    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
-) -> list[FetchResult | FetchError]:
-    """Fetch every request concurrently; results come back in the order of ``requests``."""
-    if not requests:
-        return []
-    connector = aiohttp.TCPConnector(
+class _KeptConnector(aiohttp.TCPConnector):
+    """aiohttp's connector, but a pooled connection on which anything arrived while idle is dropped.
+
+    aiohttp reads an idle connection only while the loop runs, and ours sleeps between batches:
+    bytes a server sent after its answer (junk, a forged second response, its FIN) would be read
+    as the next request's answer. A zero-timeout poll before reuse sees them; the connection is
+    closed and a fresh one made (Go's transport reads idle connections for the same reason).
+    """
+
+    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
+        while (conn := await super()._get(key, traces)) is not None:
+            if _quiet(conn):
+                return conn
+            conn.close()
+        return None
+
+
+def _quiet(conn: Connection) -> bool:
+    proto = conn.protocol
+    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
+    if proto is None or proto.should_close or sock is None:
+        return False
+    poll = select.poll()
+    poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    return not poll.poll(0)  # readable means data, end of stream or an error: all disqualify
+
+
+def _new_session(config: FetchConfig, policy: AddressPolicy) -> aiohttp.ClientSession:
+    connector = _KeptConnector(
         resolver=GuardedResolver(policy),
         limit=config.concurrency,
         limit_per_host=0,  # our per-host semaphores decide, before the deadline starts
-        force_close=True,
+        keepalive_timeout=KEEPALIVE_TIMEOUT,
         family=socket.AF_UNSPEC,
     )
     timeout = aiohttp.ClientTimeout(
@@ -145,7 +185,7 @@ async def fetch_many(
         sock_connect=config.connect_timeout,
         sock_read=config.read_timeout,
     )
-    async with aiohttp.ClientSession(
+    return aiohttp.ClientSession(
         connector=connector,
         timeout=timeout,
         auto_decompress=False,
@@ -158,9 +198,84 @@ async def fetch_many(
         trust_env=False,  # proxies from the environment would bypass the address guard
         max_line_size=MAX_LINE_SIZE,
         max_field_size=MAX_FIELD_SIZE,
-    ) as session:
-        batch = _Batch(session, config, policy)
-        return list(await asyncio.gather(*(_fetch_classified(batch, r) for r in requests)))
+    )
+
+
+class _Sessions:
+    """One loop's kept sessions, one per ``(config, policy)``, the least recently used closed first.
+
+    Keyed by both: a pooled connection passed the guard of the policy it was opened under, and
+    the connector carries the config's limits and timeouts.
+    """
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[FetchConfig, AddressPolicy], aiohttp.ClientSession] = {}
+
+    async def get(self, config: FetchConfig, policy: AddressPolicy) -> aiohttp.ClientSession:
+        key = (config, policy)
+        session = self._by_key.pop(key, None)
+        if session is None or session.closed:
+            if len(self._by_key) >= MAX_SESSIONS:
+                await self._by_key.pop(next(iter(self._by_key))).close()
+            session = _new_session(config, policy)
+        self._by_key[key] = session  # to the end: the least recently used goes first
+        return session
+
+    async def close(self) -> None:
+        sessions, self._by_key = list(self._by_key.values()), {}
+        for session in sessions:
+            await session.close()
+
+
+def _trim_idle(session: aiohttp.ClientSession, keep: int) -> None:
+    """Close the longest-idle pooled connections beyond ``keep`` (aiohttp bounds only their age)."""
+    # aiohttp has no public bound on its idle pool: this reads the connector's own table
+    # (tests/integration/test_fetch_keepalive.py fails if that table changes shape).
+    pool = getattr(session.connector, "_conns", None)
+    if not pool or sum(map(len, pool.values())) <= keep:
+        return
+    idle = sorted(
+        ((since, key, proto) for key, conns in pool.items() for proto, since in conns),
+        key=lambda item: item[0],
+    )
+    for since, key, proto in idle[: len(idle) - keep]:
+        pool[key].remove((proto, since))
+        if not pool[key]:
+            del pool[key]
+        proto.close()
+
+
+async def fetch_many(
+    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+) -> list[FetchResult | FetchError]:
+    """Fetch every request concurrently; results come back in the order of ``requests``."""
+    if not requests:
+        return []
+    async with _new_session(config, policy) as session:
+        return await _fetch_batch(session, requests, config, policy)
+
+
+async def _fetch_kept(
+    sessions: _Sessions, requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+) -> list[FetchResult | FetchError]:
+    """:func:`fetch_many` on a session kept for the next batches of this loop."""
+    if not requests:
+        return []
+    session = await sessions.get(config, policy)
+    try:
+        return await _fetch_batch(session, requests, config, policy)
+    finally:
+        _trim_idle(session, MAX_IDLE)
+
+
+async def _fetch_batch(
+    session: aiohttp.ClientSession,
+    requests: Sequence[FetchRequest],
+    config: FetchConfig,
+    policy: AddressPolicy,
+) -> list[FetchResult | FetchError]:
+    batch = _Batch(session, config, policy)
+    return list(await asyncio.gather(*(_fetch_classified(batch, r) for r in requests)))
 
 
 async def _fetch_classified(batch: _Batch, request: FetchRequest) -> FetchResult | FetchError:
@@ -207,9 +322,17 @@ async def _follow(
             batch.host_slot(url, held=first_host),
             batch.session.get(url, headers=headers, allow_redirects=False) as resp,
         ):
-            if resp.status not in REDIRECT_STATUSES:
-                return await _final(batch, request, url, resp, progress)
-            target = _redirect_target(url, resp)
+            # Leaving the block releases the connection to the pool: one whose answer did not
+            # arrive to its last byte (refused, cut off, deadline) is closed here instead.
+            try:
+                if resp.status not in REDIRECT_STATUSES:
+                    return await _final(batch, request, url, resp, progress)
+                target = _redirect_target(url, resp)
+            except BaseException:
+                resp.close()
+                raise
+            if not resp.content.at_eof():  # a redirect's body is not read
+                resp.close()
         progress.redirects.append(Redirect(resp.status, str(url), str(target)))
         if str(target) in seen:
             raise FetchError("too_many_redirects", f"redirect loop back to {target}")
@@ -336,19 +459,21 @@ class _LoopPerThread(threading.local):
 
     ``asyncio.run`` per batch built a loop and tore down its executor threads every time (16 % of
     a poll's CPU went to fetch). The loop is keyed by pid: a Celery prefork child never runs the
-    loop its parent made. Sessions and connectors stay per batch (config and policy may differ).
+    loop its parent made, nor reuses its connections. The loop's kept sessions
+    (:class:`_Sessions`) live and die with it.
     """
 
     pid: int = 0
     runner: asyncio.Runner | None = None
+    sessions: _Sessions | None = None
 
     def get(self) -> asyncio.Runner:
         if self.runner is None or self.pid != os.getpid():
             # asyncio's own loop, not uvloop: uvloop swallowed Celery's soft time limit (raised from
             # a signal handler) inside its loop, so a poison feed's poll was killed by the hard
             # limit instead (tests/faults/test_poison_feed.py). It saved ~5-10 % of a 304's CPU.
-            self.runner, self.pid = asyncio.Runner(), os.getpid()
-            atexit.register(self.runner.close)
+            self.runner, self.pid, self.sessions = asyncio.Runner(), os.getpid(), _Sessions()
+            atexit.register(_shut_down, self.runner, self.sessions, self.pid)
         return self.runner
 
     def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
@@ -356,11 +481,43 @@ class _LoopPerThread(threading.local):
         try:
             return runner.run(coro)
         except BaseException:
-            # A batch interrupted (soft time limit, signal) may leave fetches running: cancel them
-            # and start the next batch on a fresh loop, as asyncio.run did.
-            self.runner = None
-            runner.close()
+            # A batch interrupted (soft time limit, signal) may leave fetches running: cancel them,
+            # close the kept connections, and start the next batch on a fresh loop.
+            sessions, self.runner, self.sessions = self.sessions, None, None
+            _shut_down(runner, sessions, self.pid)
             raise
+
+    def fetch(
+        self, requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+    ) -> list[FetchResult | FetchError]:
+        self.get()
+        assert self.sessions is not None  # made with the runner
+        return self.run(_fetch_kept(self.sessions, requests, config, policy))
+
+
+def _shut_down(runner: asyncio.Runner, sessions: _Sessions | None, pid: int) -> None:
+    """Cancel what is left on ``runner``'s loop, close its kept sessions, close the loop."""
+    if pid != os.getpid():
+        return  # a forked child's copy of its parent's loop: the sockets are the parent's
+    try:
+        runner.get_loop()
+    except RuntimeError:
+        return  # closed already (an interrupted batch's runner, at exit)
+    try:
+        runner.run(_cancel_rest_and_close(sessions))
+    except Exception:  # noqa: BLE001, S110 - best effort: a dead socket must not stop the close
+        pass
+    finally:
+        runner.close()
+
+
+async def _cancel_rest_and_close(sessions: _Sessions | None) -> None:
+    rest = asyncio.all_tasks() - {asyncio.current_task()}
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+    if sessions is not None:
+        await sessions.close()
 
 
 _LOOPS: Final = _LoopPerThread()
@@ -369,11 +526,11 @@ _LOOPS: Final = _LoopPerThread()
 def fetch_all(
     requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
 ) -> list[FetchResult | FetchError]:
-    """Sync :func:`fetch_many` on this process's event loop (a new one after a fork)."""
+    """Sync :func:`fetch_many` on this process's event loop and its kept connections."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return _LOOPS.run(fetch_many(requests, config, policy))
+        return _LOOPS.fetch(requests, config, policy)
     # Called from code already inside a loop: a thread can run only one, so use another thread.
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedwatch-fetch") as pool:
         return pool.submit(asyncio.run, fetch_many(requests, config, policy)).result()

@@ -27,7 +27,7 @@ def context() -> pipeline.Context:
     if _context is None:
         _context = pipeline.Context(
             settings=get_settings(),
-            publish_alert=lambda alert_id: deliver_alert.apply_async((alert_id,)),
+            publish_alert=lambda ids: deliver_alert.apply_async((ids,)),
             publish_poll=lambda ids: poll_feed.apply_async((ids,)),
             publish_article=lambda ids: fetch_article.apply_async((ids,)),
         )
@@ -63,17 +63,21 @@ def fetch_article(article_ids: list[int] | int) -> dict[str, Any]:
     return {"articles": len(reports), "alerts": sum(r.alert_id is not None for r in reports)}
 
 
-@app.task(name="feedwatch.deliver_alert", bind=True, max_retries=alerts.MAX_ATTEMPTS + 2)
-def deliver_alert(self: Task, alert_id: int) -> str:
-    structlog.contextvars.bind_contextvars(alert_id=alert_id)
+@app.task(name="feedwatch.deliver_alert", bind=True, max_retries=alerts.MAX_ATTEMPTS * 2 + 2)
+def deliver_alert(self: Task, alert_ids: list[int] | int) -> dict[str, int]:
+    ids = [alert_ids] if isinstance(alert_ids, int) else [int(i) for i in alert_ids]
+    structlog.contextvars.bind_contextvars(batch_size=len(ids))
     ctx = context()
-    try:
-        report = alerts.deliver(int(alert_id), channels(), ctx.settings, ctx.clock)
-    except alerts.DeliveryIncomplete as exc:
-        # Each (alert, channel) keeps its own backoff; come back when the earliest is due.
-        countdown = min(MAX_COUNTDOWN, exc.countdown) * random.uniform(1.0, 1.1)
-        raise self.retry(exc=exc, countdown=countdown) from exc
-    return report.status
+    batch = alerts.deliver_many(ids, channels(), ctx.settings, ctx.clock)
+    if batch.retry_ids and batch.retry_in is not None:
+        # Each (alert, channel) keeps its own backoff; the alerts still waiting come back in one
+        # message when the earliest is due (a later one is skipped then and waits again). The
+        # tick re-sends a queued alert whose retries ran out (alert_requeue_seconds).
+        exc = alerts.DeliveryIncomplete(f"alerts {batch.retry_ids}: retried in {batch.retry_in:.0f}s")
+        countdown = min(MAX_COUNTDOWN, batch.retry_in) * random.uniform(1.0, 1.1)
+        raise self.retry(args=(batch.retry_ids,), exc=exc, countdown=countdown)
+    statuses = [r.status for r in batch.reports]
+    return {s: statuses.count(s) for s in sorted(set(statuses))}
 
 
 @app.task(name="feedwatch.send_digests", acks_late=False)

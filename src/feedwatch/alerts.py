@@ -28,13 +28,16 @@ same key.
 from __future__ import annotations
 
 import random
+import time
+from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 import structlog
-from sqlalchemy import and_, func, or_, update
+from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from feedwatch import metrics, stories
@@ -51,9 +54,10 @@ from feedwatch.models import (
     DigestItem,
     Feed,
     Match,
+    StoryCopy,
 )
 from feedwatch.settings import Settings
-from feedwatch.store import _insert
+from feedwatch.store import _insert, _table
 from feedwatch.timeutil import isoformat_utc
 
 log = structlog.get_logger("feedwatch.alerts")
@@ -93,24 +97,89 @@ def route_of(channel: Channel) -> Route:
     return getattr(channel, "route", DEFAULT_ROUTE)
 
 
+# --- statements, built once (building one costs more CPU than running it) -----------------------
+
+_A, _D = _table(Alert).c, _table(Delivery).c
+_ART, _FEED, _MATCH, _COPY = _table(Article).c, _table(Feed).c, _table(Match).c, _table(StoryCopy).c
+
+
+def _ids() -> Any:
+    return bindparam("b_ids", expanding=True)
+
+
+_LOAD_ALERTS = sa_select(
+    _A.id,
+    _A.article_id,
+    _A.topics,
+    _A.status,
+    sa_select(_COPY.id).where(_COPY.alert_id == _A.id).exists().label("copied"),
+).where(_A.id.in_(_ids()))
+# An alert's article, its outlet and its matches (best first): one row per match.
+_LOAD_ARTICLES = (
+    sa_select(
+        _ART.id,
+        _ART.title,
+        _ART.url,
+        _ART.published_at,
+        _ART.language,
+        _ART.text,
+        _ART.full_text,
+        func.coalesce(func.nullif(_FEED.name, ""), _FEED.url).label("outlet"),
+        _FEED.url.label("feed_url"),
+        _MATCH.topic,
+        _MATCH.score,
+        _MATCH.terms,
+        _MATCH.snippet,
+        _MATCH.stage,
+        _MATCH.explanation,
+    )
+    .join(_table(Feed), _FEED.id == _ART.feed_id)
+    .outerjoin(_table(Match), _MATCH.article_id == _ART.id)
+    .where(_ART.id.in_(_ids()))
+    .order_by(_ART.id, _MATCH.score.desc(), _MATCH.id)
+)
+_MARK_SENT = (
+    update(_table(Delivery))
+    .where(_D.alert_id.in_(_ids()), _D.channel == bindparam("b_channel"))
+    .values(status=DeliveryStatus.SENT, last_error=None, sent_at=bindparam("b_now"))
+)
+_DELIVERY_STATES = sa_select(_D.alert_id, _D.channel, _D.status, _D.last_error, _D.next_attempt_at).where(
+    _D.alert_id.in_(_ids())
+)
+_SET_ALERT = (
+    update(_table(Alert))
+    .where(_A.id == bindparam("b_id"))
+    .values(
+        status=bindparam("b_status"),
+        delivered_at=bindparam("b_at"),
+        last_error=bindparam("b_error"),
+        attempts=_A.attempts + 1,
+    )
+)
+_COUNT_ATTEMPT = update(_table(Alert)).where(_A.id.in_(_ids())).values(attempts=_A.attempts + 1)
+
+
 # --- payloads ------------------------------------------------------------------------------------
 
 
-def _highlights(match: Match, article: Article) -> list[tuple[int, int]]:
-    """Spans of the match's hits inside its snippet (hits index the original title or text)."""
-    hits = match.explanation.get("hits", []) if isinstance(match.explanation, dict) else []
-    lead = 1 if match.snippet.startswith("…") else 0
-    core = match.snippet[lead:].removesuffix("…")
+def _highlights(row: Any) -> list[tuple[int, int]]:
+    """Spans of the match's hits inside its snippet (hits index the original title or text).
+
+    ``row`` has the match's ``explanation``, ``snippet`` and ``stage`` and the article's
+    ``title``, ``text`` and ``full_text``."""
+    hits = row.explanation.get("hits", []) if isinstance(row.explanation, dict) else []
+    lead = 1 if row.snippet.startswith("…") else 0
+    core = row.snippet[lead:].removesuffix("…")
     spans: list[tuple[int, int]] = []
     # A full-text match's hits index the extracted page text, not the feed's teaser.
-    body = (article.full_text or "") if match.stage == "full_text" else article.text
-    for field, text in (("title", article.title), ("body", body)):
+    body = (row.full_text or "") if row.stage == "full_text" else row.text
+    for part, text in (("title", row.title), ("body", body)):
         at = text.find(core) if core else -1
         if at < 0:
             continue
         for hit in hits:
             start, end = int(hit.get("start", -1)), int(hit.get("end", -1))
-            if hit.get("field") == field and at <= start < end <= at + len(core):
+            if hit.get("field") == part and at <= start < end <= at + len(core):
                 spans.append((start - at + lead, end - at + lead))
         if spans:
             break
@@ -123,162 +192,368 @@ def _highlights(match: Match, article: Article) -> list[tuple[int, int]]:
     return merged
 
 
-def build_payload(session: Session, alert: Alert) -> AlertPayload:
-    article = session.get(Article, alert.article_id)
-    assert article is not None and alert.id is not None
-    feed = session.get(Feed, article.feed_id)
-    matches = session.execute(
-        select(Match).where(Match.article_id == article.id).order_by(col(Match.score).desc())
-    ).scalars()
-    reasons = [
-        TopicReason(m.topic, m.score, list(m.terms), m.snippet, m.stage, _highlights(m, article))
-        for m in matches
-    ]
-    copies = [
-        Copy(c.outlet, c.title, c.url, isoformat_utc(c.published_at))
-        for c in stories.also_reported(session, alert.id)
-    ]
-    return AlertPayload(
-        alert_id=alert.id,
-        idempotency_key=f"feedwatch-alert-{alert.id}",
-        topics=[r.topic for r in reasons] or list(alert.topics),
-        title=article.title,
-        url=article.url,
-        feed=(feed.name or feed.url) if feed else "",
-        feed_url=feed.url if feed else "",
-        published_at=isoformat_utc(article.published_at),
-        language=article.language,
-        reasons=reasons,
-        also_reported=copies,
-    )
+class _AlertRow(Protocol):
+    id: int | None
+    article_id: int
+    topics: list[str]
 
 
-# --- one alert -----------------------------------------------------------------------------------
+def build_payloads(
+    session: Session, rows: Sequence[_AlertRow], copied: set[int] | None = None
+) -> dict[int, AlertPayload]:
+    """Each alert's payload, in the order of ``rows``: one query for the articles, their feeds and
+    matches, one for the copies of the alerts in ``copied`` (None: of every alert)."""
+    if not rows:
+        return {}
+    found = session.execute(_LOAD_ARTICLES, {"b_ids": [a.article_id for a in rows]}).all()
+    articles = {r.id: r for r in found}
+    reasons: dict[int, list[TopicReason]] = defaultdict(list)
+    for r in found:
+        if r.topic is not None:
+            reasons[r.id].append(
+                TopicReason(r.topic, r.score, list(r.terms), r.snippet, r.stage, _highlights(r))
+            )
+    ids = [a.id for a in rows if a.id is not None and (copied is None or a.id in copied)]
+    copies = stories.also_reported_many(session, ids) if ids else {}
+    payloads: dict[int, AlertPayload] = {}
+    for alert in rows:
+        assert alert.id is not None
+        article, why = articles[alert.article_id], reasons[alert.article_id]
+        payloads[alert.id] = AlertPayload(
+            alert_id=alert.id,
+            idempotency_key=f"feedwatch-alert-{alert.id}",
+            topics=[r.topic for r in why] or list(alert.topics),
+            title=article.title,
+            url=article.url,
+            feed=article.outlet,
+            feed_url=article.feed_url,
+            published_at=isoformat_utc(article.published_at),
+            language=article.language,
+            reasons=why,
+            also_reported=[
+                Copy(c.outlet, c.title, c.url, isoformat_utc(c.published_at))
+                for c in copies.get(alert.id, [])
+            ],
+        )
+    return payloads
 
 
-def _claim(session: Session, alert_id: int, channel: str, now: datetime, lease: timedelta) -> bool:
-    session.execute(
-        _insert(session, Delivery)
-        .values(alert_id=alert_id, channel=channel, status=DeliveryStatus.PENDING, created_at=now)
-        .on_conflict_do_nothing(index_elements=["alert_id", "channel"])
-    )
-    due = or_(col(Delivery.next_attempt_at).is_(None), col(Delivery.next_attempt_at) <= now)
-    claimable = or_(
-        col(Delivery.status) == DeliveryStatus.PENDING,
-        and_(col(Delivery.status) == DeliveryStatus.RETRYING, due),
-        and_(col(Delivery.status) == DeliveryStatus.SENDING, col(Delivery.claimed_at) < now - lease),
-    )
-    result = session.execute(
-        update(Delivery)
-        .where(col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel, claimable)
-        .values(status=DeliveryStatus.SENDING, claimed_at=now, attempts=Delivery.attempts + 1)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+# --- a batch of alerts ---------------------------------------------------------------------------
 
 
-def _record(alert_id: int, channel: str, values: dict[str, object], settings: Settings) -> None:
-    with session_scope(settings) as session:
+@dataclass
+class _Outcome:
+    """What one delivery run did for one alert, channel by channel."""
+
+    sent: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    held: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Results:
+    """One channel's sends in a batch, recorded together after the sends."""
+
+    channel: str
+    sent: list[int] = field(default_factory=list)
+    failures: dict[int, dict[str, object]] = field(default_factory=dict)  # alert id -> row values
+    deferred: list[int] = field(default_factory=list)  # released unsent (the lease budget ran out)
+
+
+@dataclass(frozen=True)
+class BatchReport:
+    reports: list[DeliveryReport]
+    retry_ids: list[int]  # alerts with a delivery retrying later (not failed)
+    retry_in: float | None  # seconds until the earliest of those is due
+
+
+_CLAIMS: dict[str, Any] = {}
+
+
+def _claim_statement(session: Session) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE claimable RETURNING (alert_id, attempts), built once
+    per dialect: a missing row is created claimed; an existing one is claimed if it is pending,
+    retrying and due (``b_now``), or sending with a lease that ran out (claimed before
+    ``b_stale``). Rows not returned were not claimable."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in _CLAIMS:
+        d, insert = _table(Delivery).c, _insert(session, _table(Delivery))
+        now: Any = bindparam("b_now")
+        claimable = or_(
+            d.status == DeliveryStatus.PENDING,
+            and_(
+                d.status == DeliveryStatus.RETRYING,
+                or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
+            ),
+            and_(d.status == DeliveryStatus.SENDING, d.claimed_at < bindparam("b_stale")),
+        )
+        _CLAIMS[dialect] = insert.on_conflict_do_update(
+            index_elements=["alert_id", "channel"],
+            set_={
+                "status": insert.excluded.status,
+                "claimed_at": insert.excluded.claimed_at,
+                "attempts": d.attempts + 1,
+            },
+            where=claimable,
+        ).returning(d.alert_id, d.attempts)
+    return _CLAIMS[dialect]
+
+
+def _claim(
+    session: Session, channel: Channel, alert_ids: list[int], now: datetime, lease: timedelta
+) -> tuple[dict[int, int], list[int]]:
+    """Claim the channel's deliveries of ``alert_ids``: (alert id → attempts, to send now), held.
+
+    One upsert (:func:`_claim_statement`) creates the missing rows and claims the rest. Held
+    alerts went into the channel's next digest, or into a burst summary when the channel is over
+    its ``max_per_minute``. Alerts in neither were not claimable: another worker holds them, they
+    are done, or their retry is not due yet.
+    """
+    table, route = _table(Delivery), route_of(channel)
+    d = table.c
+    quota: int | None = None
+    if route.mode != "digest" and route.max_per_minute:
+        recent = session.execute(
+            sa_select(func.count())
+            .select_from(table)
+            .where(
+                d.channel == channel.name,
+                d.alert_id.not_in(alert_ids),
+                d.claimed_at >= now - timedelta(minutes=1),
+                d.status.in_([DeliveryStatus.SENDING, DeliveryStatus.SENT]),
+            )
+        ).scalar_one()
+        quota = max(0, route.max_per_minute - int(recent))
+    claimed = dict(
         session.execute(
-            update(Delivery)
-            .where(col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel)
-            .values(**values)
-        )
-
-
-def _over_rate(session: Session, alert_id: int, channel: str, limit: int, now: datetime) -> bool:
-    """True when ``channel`` already sent (or is sending) ``limit`` alerts in the last minute."""
-    recent = session.execute(
-        select(func.count())
-        .select_from(Delivery)
-        .where(
-            col(Delivery.channel) == channel,
-            col(Delivery.alert_id) != alert_id,
-            col(Delivery.claimed_at) >= now - timedelta(minutes=1),
-            col(Delivery.status).in_([DeliveryStatus.SENDING, DeliveryStatus.SENT]),
-        )
-    ).scalar_one()
-    return int(recent) >= limit
-
-
-def _hold(session: Session, alert_id: int, channel: str, kind: str, now: datetime) -> None:
-    """Put the alert into the channel's next digest (or burst summary); idempotent."""
-    session.execute(
-        _insert(session, DigestItem)
-        .values(channel=channel, alert_id=alert_id, kind=kind, created_at=now)
-        .on_conflict_do_nothing(index_elements=["channel", "alert_id"])
+            _claim_statement(session),
+            [
+                {
+                    "alert_id": a,
+                    "channel": channel.name,
+                    "status": DeliveryStatus.SENDING,
+                    "attempts": 1,
+                    "created_at": now,
+                    "claimed_at": now,
+                    "b_now": now,
+                    "b_stale": now - lease,
+                }
+                for a in alert_ids
+            ],
+        ).all()
     )
-    session.execute(
-        update(Delivery)
-        .where(col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel)
-        .values(status=DeliveryStatus.HELD, last_error=None)
-    )
-
-
-def _finish(session: Session, alert: Alert, channels: Sequence[str], now: datetime) -> str:
-    rows = session.execute(select(Delivery).where(Delivery.alert_id == alert.id)).scalars().all()
-    by_channel = {d.channel: d for d in rows}
-    statuses = [by_channel[c].status if c in by_channel else DeliveryStatus.PENDING for c in channels]
-    if all(s in (DeliveryStatus.SENT, DeliveryStatus.HELD) for s in statuses):
-        alert.status, alert.delivered_at, alert.last_error = AlertStatus.DELIVERED, now, None
-    elif any(s == DeliveryStatus.DEAD for s in statuses):
-        alert.status = AlertStatus.FAILED
-        alert.last_error = "; ".join(
-            f"{d.channel}: {d.last_error}" for d in rows if d.status == DeliveryStatus.DEAD
+    order = sorted(claimed)
+    kind = "digest" if route.mode == "digest" else "burst"
+    held = order if kind == "digest" else order[quota:] if quota is not None else []
+    if held:
+        session.execute(
+            _insert(session, DigestItem).on_conflict_do_nothing(index_elements=["channel", "alert_id"]),
+            [{"channel": channel.name, "alert_id": a, "kind": kind, "created_at": now} for a in held],
         )
-    alert.attempts += 1
-    session.add(alert)
-    return alert.status
-
-
-def _next_retry(session: Session, alert_id: int, now: datetime) -> float | None:
-    """Seconds until the earliest retrying delivery of the alert is due, None if none waits."""
-    due = session.execute(
-        select(func.min(Delivery.next_attempt_at)).where(
-            col(Delivery.alert_id) == alert_id, col(Delivery.status) == DeliveryStatus.RETRYING
+        session.execute(
+            update(table)
+            .where(d.alert_id.in_(held), d.channel == channel.name)
+            .values(status=DeliveryStatus.HELD, last_error=None)
         )
-    ).scalar_one_or_none()
-    if due is None:
-        return None
-    if due.tzinfo is None:  # SQLite hands back naive datetimes
-        due = due.replace(tzinfo=now.tzinfo)
-    return max(1.0, float((due - now).total_seconds()))
+    return {a: claimed[a] for a in order[: len(order) - len(held)]}, held
 
 
-def _send_one(
-    channel: Channel, payload: AlertPayload, attempts: int, settings: Settings, now: Callable[[], datetime]
-) -> bool:
-    """Send and record; True when sent."""
-    alert_id = payload.alert_id
-    try:
-        channel.send(payload)
-    except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
-        dead = attempts >= MAX_ATTEMPTS
-        error = f"{type(exc).__name__}: {exc}"[:2000]
-        values: dict[str, object] = {"last_error": error}
-        if dead:
-            values["status"] = DeliveryStatus.DEAD
-        else:
-            values["status"] = DeliveryStatus.RETRYING
-            values["next_attempt_at"] = now() + timedelta(seconds=backoff(attempts))
-        _record(alert_id, channel.name, values, settings)
-        metrics.observe_delivery(channel.name, str(values["status"]))
-        log.warning(
-            "alert.channel_failed",
-            alert_id=alert_id,
-            channel=channel.name,
-            attempts=attempts,
-            dead=dead,
-            error=error,
+def _send(
+    channel: Channel,
+    payloads: list[AlertPayload],
+    attempts: dict[int, int],
+    budget: float,
+    clock: Callable[[], datetime],
+) -> _Results:
+    """Send each payload; past ``budget`` (monotonic), release the rest unsent."""
+    results = _Results(channel.name)
+    for payload in payloads:
+        alert_id = payload.alert_id
+        if time.monotonic() > budget:
+            results.deferred.append(alert_id)
+            continue
+        try:
+            channel.send(payload)
+        except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
+            tries = attempts[alert_id]
+            error = f"{type(exc).__name__}: {exc}"[:2000]
+            values: dict[str, object] = {"last_error": error, "status": DeliveryStatus.DEAD}
+            if tries < MAX_ATTEMPTS:
+                values["status"] = DeliveryStatus.RETRYING
+                values["next_attempt_at"] = clock() + timedelta(seconds=backoff(tries))
+            results.failures[alert_id] = values
+            metrics.observe_delivery(channel.name, str(values["status"]))
+            log.warning(
+                "alert.channel_failed",
+                alert_id=alert_id,
+                channel=channel.name,
+                attempts=tries,
+                dead=tries >= MAX_ATTEMPTS,
+                error=error,
+            )
+            continue
+        results.sent.append(alert_id)
+        metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
+    return results
+
+
+def _record(session: Session, results: _Results, now: datetime) -> None:
+    d = _table(Delivery).c
+    mine = d.channel == results.channel
+    if results.sent:
+        session.execute(_MARK_SENT, {"b_ids": results.sent, "b_channel": results.channel, "b_now": now})
+    for alert_id, values in results.failures.items():
+        session.execute(update(_table(Delivery)).where(d.alert_id == alert_id, mine).values(**values))
+    if results.deferred:  # not attempted: the claim's attempt is given back, due at once
+        session.execute(
+            update(_table(Delivery))
+            .where(d.alert_id.in_(results.deferred), mine)
+            .values(status=DeliveryStatus.RETRYING, next_attempt_at=now, attempts=d.attempts - 1)
         )
-        return False
-    _record(
-        alert_id,
-        channel.name,
-        {"status": DeliveryStatus.SENT, "last_error": None, "sent_at": now()},
-        settings,
-    )
-    metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
-    return True
+
+
+_State = tuple[str, str | None, datetime | None]  # a delivery's status, last error, next attempt
+
+
+def _finish(
+    session: Session,
+    routed: dict[int, list[str]],
+    known: dict[int, dict[str, _State]],
+    status: dict[int, str],
+    now: datetime,
+) -> dict[int, float]:
+    """Set each alert's status from its deliveries; returns the seconds until each alert's earliest
+    retrying delivery is due. ``known`` holds what this run did per (alert, channel); the rows of
+    the other routed channels are read. ``status`` is updated in place."""
+    unknown = [i for i, names in routed.items() if any(c not in known[i] for c in names)]
+    rows: dict[int, dict[str, _State]] = defaultdict(dict)
+    if unknown:
+        for alert_id, channel, state, error, due in session.execute(_DELIVERY_STATES, {"b_ids": unknown}):
+            rows[alert_id][channel] = (state, error, due)
+    waits: dict[int, float] = {}
+    changes: list[dict[str, object]] = []
+    for alert_id, names in routed.items():
+        mine = rows[alert_id] | known[alert_id]
+        states = [mine[c][0] if c in mine else DeliveryStatus.PENDING for c in names]
+        if all(s in (DeliveryStatus.SENT, DeliveryStatus.HELD) for s in states):
+            status[alert_id] = AlertStatus.DELIVERED
+            changes.append({"b_id": alert_id, "b_status": status[alert_id], "b_at": now, "b_error": None})
+        elif DeliveryStatus.DEAD in states:
+            status[alert_id] = AlertStatus.FAILED
+            error = "; ".join(f"{c}: {e}" for c, (s, e, _) in mine.items() if s == DeliveryStatus.DEAD)
+            changes.append({"b_id": alert_id, "b_status": status[alert_id], "b_at": None, "b_error": error})
+        dues = [due for s, _, due in mine.values() if s == DeliveryStatus.RETRYING and due is not None]
+        if dues:
+            due = min(dues)
+            if due.tzinfo is None:  # SQLite hands back naive datetimes
+                due = due.replace(tzinfo=now.tzinfo)
+            waits[alert_id] = max(1.0, float((due - now).total_seconds()))
+    if changes:
+        session.execute(_SET_ALERT, changes)
+    changed = {c["b_id"] for c in changes}
+    if len(changed) < len(routed):
+        session.execute(_COUNT_ATTEMPT, {"b_ids": [i for i in routed if i not in changed]})
+    return waits
+
+
+def deliver_many(
+    alert_ids: Sequence[int],
+    channels: Sequence[Channel],
+    settings: Settings,
+    clock: Callable[[], datetime],
+) -> BatchReport:
+    """Deliver a batch of alerts to every routed channel not yet done for each.
+
+    Two transactions per batch, whatever its size: (1) read the alerts, claim (or hold) each
+    channel's deliveries, build the payloads of the claimed ones; then the sends, outside any
+    transaction; (2) record every send's result and set the alerts' statuses.
+
+    A claim must be recorded before its lease runs out (another worker may claim it after): once
+    half the lease is spent sending, the rest are released unsent, their attempt not counted, due
+    again at once. A slow or hanging channel cannot hold a batch past its lease.
+    """
+    ids = sorted({int(i) for i in alert_ids})
+    lease = timedelta(seconds=settings.delivery_lease_seconds)
+    outcomes: dict[int, _Outcome] = {}
+    to_send: dict[str, dict[int, int]] = {}
+    holds: dict[str, list[int]] = {}
+    with session_scope(settings) as session:
+        found = session.execute(_LOAD_ALERTS, {"b_ids": ids}).all()
+        status = {r.id: r.status for r in found}
+        routed = {r.id: [c.name for c in channels if route_of(c).wants(list(r.topics))] for r in found}
+        todo = [r for r in found if r.status != AlertStatus.DELIVERED]
+        todo_ids = {r.id for r in todo}
+        for r in found:
+            outcomes[r.id] = _Outcome(skipped=[] if r.id in todo_ids else list(routed[r.id]))
+        now = clock()
+        for channel in channels:
+            wanted = [r.id for r in todo if channel.name in routed[r.id]]
+            if not wanted:
+                continue
+            to_send[channel.name], held = _claim(session, channel, wanted, now, lease)
+            holds[channel.name] = held
+            for alert_id in held:
+                outcomes[alert_id].held.append(channel.name)
+            for alert_id in set(wanted) - set(to_send[channel.name]) - set(held):
+                outcomes[alert_id].skipped.append(channel.name)
+        sending = {i for claimed in to_send.values() for i in claimed}
+        payloads = build_payloads(
+            session, [r for r in todo if r.id in sending], {r.id for r in todo if r.copied}
+        )
+    budget = time.monotonic() + settings.delivery_lease_seconds / 2
+    results = [
+        _send(c, [payloads[i] for i in to_send[c.name]], to_send[c.name], budget, clock)
+        for c in channels
+        if to_send.get(c.name)
+    ]
+    waits: dict[int, float] = {}
+    if todo:
+        with session_scope(settings) as session:
+            now = clock()
+            known: dict[int, dict[str, _State]] = {r.id: {} for r in todo}
+            for result in results:
+                _record(session, result, now)
+                for alert_id in result.sent:
+                    known[alert_id][result.channel] = (DeliveryStatus.SENT, None, None)
+                for alert_id, values in result.failures.items():
+                    due = values.get("next_attempt_at")
+                    known[alert_id][result.channel] = (
+                        str(values["status"]),
+                        str(values["last_error"]),
+                        due if isinstance(due, datetime) else None,
+                    )
+                for alert_id in result.deferred:
+                    known[alert_id][result.channel] = (DeliveryStatus.RETRYING, None, now)
+            for name, held in holds.items():
+                for alert_id in held:
+                    known[alert_id][name] = (DeliveryStatus.HELD, None, None)
+            waits = _finish(session, {r.id: routed[r.id] for r in todo}, known, status, now)
+    for result in results:
+        for alert_id in result.sent:
+            outcomes[alert_id].sent.append(result.channel)
+        for alert_id in [*result.failures, *result.deferred]:
+            outcomes[alert_id].failed.append(result.channel)
+    reports: list[DeliveryReport] = []
+    for alert_id in ids:
+        if alert_id not in outcomes:
+            log.warning("alert.unknown", alert_id=alert_id)
+            reports.append(DeliveryReport(alert_id, [], [], [], "unknown"))
+            continue
+        o = outcomes[alert_id]
+        reports.append(DeliveryReport(alert_id, o.sent, o.skipped, o.failed, status[alert_id], tuple(o.held)))
+        if alert_id in todo_ids:
+            log.info(
+                "alert.delivery",
+                alert_id=alert_id,
+                status=status[alert_id],
+                sent=o.sent,
+                held=o.held,
+                skipped=o.skipped,
+                failed=o.failed,
+            )
+    retry = [i for i in waits if status[i] != AlertStatus.FAILED]
+    return BatchReport(reports, retry, min((waits[i] for i in retry), default=None))
 
 
 def deliver(
@@ -287,65 +562,13 @@ def deliver(
     settings: Settings,
     clock: Callable[[], datetime],
 ) -> DeliveryReport:
-    """Deliver one alert to every routed channel not yet done. Raises DeliveryIncomplete to retry."""
-    with session_scope(settings) as session:
-        alert = session.get(Alert, alert_id)
-        if alert is None:
-            log.warning("alert.unknown", alert_id=alert_id)
-            return DeliveryReport(alert_id, [], [], [], "unknown")
-        routed = [c for c in channels if route_of(c).wants(list(alert.topics))]
-        if alert.status == AlertStatus.DELIVERED:
-            return DeliveryReport(alert_id, [], [c.name for c in routed], [], alert.status)
-        payload = build_payload(session, alert)
-
-    sent: list[str] = []
-    skipped: list[str] = []
-    failed: list[str] = []
-    held: list[str] = []
-    lease = timedelta(seconds=settings.delivery_lease_seconds)
-    for channel in routed:
-        route = route_of(channel)
-        with session_scope(settings) as session:
-            now = clock()
-            if not _claim(session, alert_id, channel.name, now, lease):
-                skipped.append(channel.name)
-                continue
-            attempts = session.execute(
-                select(col(Delivery.attempts)).where(
-                    col(Delivery.alert_id) == alert_id, col(Delivery.channel) == channel.name
-                )
-            ).scalar_one()
-            kind = "digest" if route.mode == "digest" else None
-            if kind is None and route.max_per_minute:
-                kind = (
-                    "burst"
-                    if _over_rate(session, alert_id, channel.name, route.max_per_minute, now)
-                    else None
-                )
-            if kind is not None:
-                _hold(session, alert_id, channel.name, kind, now)
-                held.append(channel.name)
-                continue
-        (sent if _send_one(channel, payload, attempts, settings, clock) else failed).append(channel.name)
-
-    with session_scope(settings) as session:
-        alert = session.get(Alert, alert_id)
-        assert alert is not None
-        status = _finish(session, alert, [c.name for c in routed], clock())
-        wait = _next_retry(session, alert_id, clock())
-    report = DeliveryReport(alert_id, sent, skipped, failed, status, tuple(held))
-    log.info(
-        "alert.delivery",
-        alert_id=alert_id,
-        status=status,
-        sent=sent,
-        held=held,
-        skipped=skipped,
-        failed=failed,
-    )
-    if wait is not None and status != AlertStatus.FAILED:
-        raise DeliveryIncomplete(f"alert {alert_id}: a channel will be retried in {wait:.0f}s", wait)
-    return report
+    """Deliver one alert (a batch of one). Raises DeliveryIncomplete to retry."""
+    batch = deliver_many([alert_id], channels, settings, clock)
+    if batch.retry_in is not None:
+        raise DeliveryIncomplete(
+            f"alert {alert_id}: a channel will be retried in {batch.retry_in:.0f}s", batch.retry_in
+        )
+    return batch.reports[0]
 
 
 def retry_alerts(session: Session, alert_ids: Sequence[int] | None) -> list[int]:
@@ -447,7 +670,7 @@ def _send_digest(
             .where(col(DigestItem.digest_id) == digest_id)
             .order_by(col(Alert.id))
         ).scalars()
-        alerts = [build_payload(session, alert) for alert in items]
+        alerts = list(build_payloads(session, list(items)).values())
     kind: Literal["digest", "burst"] = "digest" if digest.kind == "digest" else "burst"
     payload = DigestPayload(
         idempotency_key=f"feedwatch-{kind}-{digest_id}",

@@ -220,10 +220,10 @@ def ingest(dry_run: bool, as_json: bool, sources: tuple[str, ...]) -> None:
 def _publisher() -> Any:
     """Publish deliver_alert when a broker answers; otherwise the outbox keeps the alert."""
 
-    def publish(alert_id: int) -> None:
+    def publish(alert_ids: list[int]) -> None:
         from workers.tasks import deliver_alert
 
-        deliver_alert.apply_async((alert_id,), retry=False)
+        deliver_alert.apply_async((alert_ids,), retry=False)
 
     return publish
 

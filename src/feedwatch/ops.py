@@ -441,10 +441,10 @@ def alerts_show(alert_id: int, as_json: bool) -> None:
     out.print(deliveries)
 
 
-def _publish_alert(alert_id: int) -> None:
+def _publish_alert(alert_ids: list[int]) -> None:
     # By name: feedwatch never imports workers at module level (layering).
     tasks = importlib.import_module("workers.tasks")
-    tasks.deliver_alert.apply_async((alert_id,), retry=False)
+    tasks.deliver_alert.apply_async((alert_ids,), retry=False)
 
 
 @alerts.command("retry")
@@ -466,7 +466,7 @@ def alerts_retry(alert_ids: tuple[int, ...], failed: bool) -> None:
     click.echo(f"reset {len(ids)} alert(s) to pending: {', '.join(map(str, ids))}")
     published = publish_alerts(Context(settings=settings, publish_alert=_publish_alert), ids)
     if published == len(ids):
-        click.echo(f"published {published} deliver_alert message(s)")
+        click.echo(f"published {published} alert(s) to the alerts queue")
     else:
         click.echo(
             f"published {published} of {len(ids)}: the broker did not take the rest; they stay "

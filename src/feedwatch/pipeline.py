@@ -46,7 +46,7 @@ from feedwatch.timeutil import utcnow
 
 log = structlog.get_logger("feedwatch.pipeline")
 
-PublishAlert = Callable[[int], None]
+PublishAlert = Callable[[list[int]], None]
 PublishPoll = Callable[[list[int]], None]
 PublishArticles = Callable[[list[int]], None]
 
@@ -163,17 +163,20 @@ def tick(ctx: Context) -> TickReport:
 
 
 def publish_alerts(ctx: Context, alert_ids: Sequence[int]) -> int:
-    """Publish one message per alert; mark the ones published as queued. Returns that count."""
+    """Publish the alerts, ``alert_batch_size`` ids a message; mark the ones published as queued.
+    Returns that count."""
     if not alert_ids or ctx.publish_alert is None:
         return 0
     published: list[int] = []
-    for alert_id in alert_ids:
+    size = ctx.settings.alert_batch_size
+    for k in range(0, len(alert_ids), size):
+        chunk = list(alert_ids[k : k + size])
         try:
-            ctx.publish_alert(alert_id)
-        except Exception as exc:  # noqa: BLE001 - the outbox row stays pending; the tick retries
-            log.warning("alert.publish_failed", alert_id=alert_id, error=str(exc))
+            ctx.publish_alert(chunk)
+        except Exception as exc:  # noqa: BLE001 - the outbox rows stay pending; the tick retries
+            log.warning("alert.publish_failed", alert_ids=chunk, error=str(exc))
             break
-        published.append(alert_id)
+        published.extend(chunk)
     if published:
         with session_scope(ctx.settings) as session:
             store.mark_alerts_queued(session, published, ctx.clock())

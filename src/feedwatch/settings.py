@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     )
     claim_batch: int = Field(default=2000, gt=0, description="Most feeds claimed by one tick.")
     poll_batch_size: int = Field(default=50, gt=0, description="Feed ids per poll_feed message.")
+    alert_batch_size: int = Field(
+        default=25, gt=0, description="Alert ids per deliver_alert message (at most)."
+    )
     alert_requeue_seconds: int = Field(
         default=60,
         gt=0,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import weakref
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
@@ -183,17 +184,29 @@ class CopyInfo:
 
 def also_reported(session: Session, alert_id: int) -> list[CopyInfo]:
     """The other outlets that carried the story of ``alert_id``, in the order they were seen."""
+    return also_reported_many(session, [alert_id]).get(alert_id, [])
+
+
+def also_reported_many(session: Session, alert_ids: Sequence[int]) -> dict[int, list[CopyInfo]]:
+    """:func:`also_reported` for many alerts in one query; alerts without copies are left out."""
     stmt = (
         sa_select(
-            col(Feed.name), col(Feed.url), col(Article.title), col(Article.url), col(Article.published_at)
+            col(StoryCopy.alert_id),
+            col(Feed.name),
+            col(Feed.url),
+            col(Article.title),
+            col(Article.url),
+            col(Article.published_at),
         )
         .select_from(StoryCopy)
         .join(Article, col(Article.id) == col(StoryCopy.article_id))
         .join(Feed, col(Feed.id) == col(StoryCopy.feed_id))
-        .where(col(StoryCopy.alert_id) == alert_id)
+        .where(col(StoryCopy.alert_id).in_(list(alert_ids)))
         .order_by(col(StoryCopy.id))
     )
-    return [
-        CopyInfo(outlet=name or feed_url, title=title, url=url, published_at=published)
-        for name, feed_url, title, url, published in session.execute(stmt).all()
-    ]
+    copies: dict[int, list[CopyInfo]] = {}
+    for alert_id, name, feed_url, title, url, published in session.execute(stmt).all():
+        copies.setdefault(alert_id, []).append(
+            CopyInfo(outlet=name or feed_url, title=title, url=url, published_at=published)
+        )
+    return copies

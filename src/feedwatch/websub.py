@@ -274,7 +274,7 @@ def serve(listen: str | None) -> None:
     if not settings.websub_callback_url:
         raise click.ClickException("FEEDWATCH_WEBSUB_CALLBACK_URL is empty: WebSub is off")
     host, _, port = (listen or settings.websub_listen).rpartition(":")
-    ctx = Context(settings, publish_alert=lambda alert_id: deliver_alert.apply_async((alert_id,)))
+    ctx = Context(settings, publish_alert=lambda ids: deliver_alert.apply_async((ids,)))
     httpd = make_server(ctx, (host or "127.0.0.1", int(port)))
     stop = threading.Event()
     threading.Thread(target=_maintain_forever, args=(settings, stop), daemon=True).start()

@@ -40,11 +40,11 @@ def settings(tmp_path: Path, feed_server: GatedFeedServer) -> Iterator[Settings]
     db.dispose_engines()
 
 
-def _broker_down(alert_id: int) -> None:
+def _broker_down(alert_ids: list[int]) -> None:
     raise ConnectionRefusedError("broker down")
 
 
-def _die(alert_id: int) -> None:
+def _die(alert_ids: list[int]) -> None:
     os._exit(9)  # killed between the commit and the publish
 
 
@@ -56,7 +56,7 @@ def _poll(settings: Settings, publish: pipeline.PublishAlert) -> None:
 def _recover_and_deliver(settings: Settings) -> list[dict[str, object]]:
     published: list[int] = []
     later = utcnow() + timedelta(seconds=11)  # past the pending grace
-    ctx = pipeline.Context(settings, publish_alert=published.append, publish_poll=lambda _: None)
+    ctx = pipeline.Context(settings, publish_alert=published.extend, publish_poll=lambda _: None)
     ctx.clock = lambda: later
     pipeline.tick(ctx)
     assert len(published) == 1

@@ -112,7 +112,7 @@ def _ctx(settings: Settings, articles: list[int], alerts: list[int]) -> pipeline
     db.upgrade(settings)
     return pipeline.Context(
         settings=settings,
-        publish_alert=alerts.append,
+        publish_alert=alerts.extend,
         publish_article=articles.extend,
         publish_poll=lambda ids: None,
     )

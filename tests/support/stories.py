@@ -10,8 +10,8 @@ from feedwatch import stories
 from feedwatch.models import Alert, Article, Feed
 
 
-def add_feed(session: Session, name: str = "A") -> Feed:
-    feed = Feed(config_url="http://a/", url="http://a/", name=name)
+def add_feed(session: Session, name: str = "A", url: str = "http://a/") -> Feed:
+    feed = Feed(config_url=url, url=url, name=name)
     session.add(feed)
     session.flush()
     return feed

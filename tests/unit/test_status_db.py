@@ -311,7 +311,7 @@ def test_alerts_show_and_retry(populated: Settings, monkeypatch: pytest.MonkeyPa
     assert "armenia_normalization" in _run("alerts", "show", "3").output
     assert [a["id"] for a in json.loads(_run("alerts", "list", "--json", "--status", "failed").output)] == [3]
 
-    def broker_down(alert_id: int) -> None:
+    def broker_down(alert_ids: list[int]) -> None:
         raise ConnectionError("broker down")
 
     monkeypatch.setattr(ops, "_publish_alert", broker_down)
@@ -324,7 +324,7 @@ def test_alerts_show_and_retry(populated: Settings, monkeypatch: pytest.MonkeyPa
         assert dead is not None and dead.status == DeliveryStatus.RETRYING
 
     published: list[int] = []
-    monkeypatch.setattr(ops, "_publish_alert", published.append)
+    monkeypatch.setattr(ops, "_publish_alert", published.extend)
     result = _run("alerts", "retry", "3")
     assert result.exit_code == 0 and "published 1" in result.output
     assert published == [3]

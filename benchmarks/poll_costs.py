@@ -9,8 +9,9 @@ Prints one JSON object: ``cpu_ms_per_feed`` for ``304``, ``unchanged`` (200, sam
 ``new`` (200, 2 new items of 50) and ``mix`` (the steady-state mix the issue names: 70 / 20 /
 10 %), the process CPU ``feeds_per_core_s`` that mix allows, and ``parse_ms`` for comparison (a
 full parse of one 50-item feed by feedparser and by the lxml fast path). Needs PostgreSQL
-(``FEEDWATCH_TEST_PG``). ``ingest`` is CPU per stored article when every item is new. The
-farm runs as a child process and is stopped by pid.
+(``FEEDWATCH_TEST_PG``). ``ingest`` is CPU per stored article when every item is new;
+``delivery`` is CPU per alert delivered to the JSONL channel, by alerts per message. The farm
+runs as a child process and is stopped by pid.
 """
 
 from __future__ import annotations
@@ -80,6 +81,31 @@ def time_story_lookup(service: Any) -> dict[str, Any]:
     return {"ms_per_run": runs, "story_bands": bands}
 
 
+def delivery_costs(service: Any) -> dict[str, Any]:
+    """CPU per delivered alert (the JSONL channel) when a deliver_alert message carries 1, 3 or 25
+    alerts: the ingest's pending alerts in three equal parts, one per size."""
+    from feedwatch import alerts
+    from feedwatch.channels import build_channels
+    from feedwatch.timeutil import utcnow
+
+    ids = [i for (i,) in service.execute("SELECT id FROM alert WHERE status = 'pending' ORDER BY id")]
+    part, channels = len(ids) // 3, build_channels(service.settings)
+    costs: dict[str, float] = {}
+    for k, size in enumerate((1, 3, 25)):
+        group = ids[k * part : (k + 1) * part]
+        started = time.process_time()
+        for j in range(0, len(group), size):
+            alerts.deliver_many(group[j : j + size], channels, service.settings, utcnow)
+        costs[f"batch_{size}"] = round((time.process_time() - started) / max(len(group), 1) * 1000, 3)
+    single = costs["batch_1"] or 1.0
+    return {
+        "alerts": 3 * part,
+        "cpu_ms_per_alert": costs,
+        "ratio_batch_3": round(costs["batch_3"] / single, 3),
+        "ratio_batch_25": round(costs["batch_25"] / single, 3),
+    }
+
+
 def statement_timings() -> dict[str, Any]:
     """Wall seconds per statement shape (its first 70 characters) from now until ``["stop"]``."""
     from sqlalchemy import event
@@ -105,6 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--feeds", type=int, default=1_000)
     parser.add_argument("--rounds", type=int, default=5, help="polls of every feed per kind")
+    parser.add_argument("--hosts", type=int, default=1, help="loopback hosts the poll feeds are spread over")
     parser.add_argument("--profile", help="write a cProfile (CPU time) of the measured polls here")
     parser.add_argument(
         "--statements", action="store_true", help="also: database wall time per statement during ingest"
@@ -120,10 +147,10 @@ def main(argv: list[str] | None = None) -> None:
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="json"))
-    sizes = replace(QUICK, feeds=args.feeds)
+    sizes = replace(QUICK, feeds=args.feeds, hosts=args.hosts)
     config = farm_config(sizes)
     with tempfile.TemporaryDirectory(prefix="fw-costs-") as tmp, farm_process(config, Path(tmp)) as (port, _):
-        group = Group(name="poll", feeds=args.feeds, mix=sizes.mix, items=sizes.items)
+        group = Group(name="poll", feeds=args.feeds, mix=sizes.mix, items=sizes.items, hosts=args.hosts)
         ingest = Group(name="ingest", feeds=sizes.ingest_feeds, mix={"new": 1}, items=50, new_items=50)
         with postgres_database() as db_url:
             service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
@@ -177,6 +204,7 @@ def main(argv: list[str] | None = None) -> None:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
             lookup = time_story_lookup(service) if args.statements else None
+            delivery = delivery_costs(service)
             service.stop()
         body = constant_body(group, 0, port)
         parse_ms: dict[str, float] = {}
@@ -208,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
             "postgres_cpu_ms_per_item": round(pg_per_item, 4),
         },
         "parse_ms": parse_ms,
+        # CPU per alert delivered by deliver_many, by alerts per message (ratio: against one)
+        "delivery": delivery,
     }
     if lookup:
         result["ingest"]["story_lookup"] = lookup

@@ -57,7 +57,7 @@ from feedwatch.models import (
     StoryCopy,
 )
 from feedwatch.settings import Settings
-from feedwatch.store import _insert, _table
+from feedwatch.store import _ids, _insert, _table, prepared
 from feedwatch.timeutil import isoformat_utc
 
 log = structlog.get_logger("feedwatch.alerts")
@@ -101,10 +101,6 @@ def route_of(channel: Channel) -> Route:
 
 _A, _D = _table(Alert).c, _table(Delivery).c
 _ART, _FEED, _MATCH, _COPY = _table(Article).c, _table(Feed).c, _table(Match).c, _table(StoryCopy).c
-
-
-def _ids() -> Any:
-    return bindparam("b_ids", expanding=True)
 
 
 _LOAD_ALERTS = sa_select(
@@ -268,36 +264,29 @@ class BatchReport:
     retry_in: float | None  # seconds until the earliest of those is due
 
 
-_CLAIMS: dict[str, Any] = {}
-
-
-def _claim_statement(session: Session) -> Any:
-    """INSERT … ON CONFLICT DO UPDATE … WHERE claimable RETURNING (alert_id, attempts), built once
-    per dialect: a missing row is created claimed; an existing one is claimed if it is pending,
-    retrying and due (``b_now``), or sending with a lease that ran out (claimed before
-    ``b_stale``). Rows not returned were not claimable."""
-    dialect = session.get_bind().dialect.name
-    if dialect not in _CLAIMS:
-        d, insert = _table(Delivery).c, _insert(session, _table(Delivery))
-        now: Any = bindparam("b_now")
-        claimable = or_(
-            d.status == DeliveryStatus.PENDING,
-            and_(
-                d.status == DeliveryStatus.RETRYING,
-                or_(d.next_attempt_at.is_(None), d.next_attempt_at <= now),
-            ),
-            and_(d.status == DeliveryStatus.SENDING, d.claimed_at < bindparam("b_stale")),
-        )
-        _CLAIMS[dialect] = insert.on_conflict_do_update(
-            index_elements=["alert_id", "channel"],
-            set_={
-                "status": insert.excluded.status,
-                "claimed_at": insert.excluded.claimed_at,
-                "attempts": d.attempts + 1,
-            },
-            where=claimable,
-        ).returning(d.alert_id, d.attempts)
-    return _CLAIMS[dialect]
+def _claim_upsert(insert: Any) -> Any:
+    """INSERT … ON CONFLICT DO UPDATE … WHERE claimable RETURNING (alert_id, attempts): a missing
+    row is created claimed; an existing one is claimed if it is pending, retrying and due
+    (``b_now``), or sending with a lease that ran out (claimed before ``b_stale``). Rows not
+    returned were not claimable."""
+    upsert = insert(_table(Delivery))
+    now: Any = bindparam("b_now")
+    claimable = or_(
+        _D.status == DeliveryStatus.PENDING,
+        and_(
+            _D.status == DeliveryStatus.RETRYING, or_(_D.next_attempt_at.is_(None), _D.next_attempt_at <= now)
+        ),
+        and_(_D.status == DeliveryStatus.SENDING, _D.claimed_at < bindparam("b_stale")),
+    )
+    return upsert.on_conflict_do_update(
+        index_elements=["alert_id", "channel"],
+        set_={
+            "status": upsert.excluded.status,
+            "claimed_at": upsert.excluded.claimed_at,
+            "attempts": _D.attempts + 1,
+        },
+        where=claimable,
+    ).returning(_D.alert_id, _D.attempts)
 
 
 def _claim(
@@ -305,7 +294,7 @@ def _claim(
 ) -> tuple[dict[int, int], list[int]]:
     """Claim the channel's deliveries of ``alert_ids``: (alert id → attempts, to send now), held.
 
-    One upsert (:func:`_claim_statement`) creates the missing rows and claims the rest. Held
+    One upsert (:func:`_claim_upsert`) creates the missing rows and claims the rest. Held
     alerts went into the channel's next digest, or into a burst summary when the channel is over
     its ``max_per_minute``. Alerts in neither were not claimable: another worker holds them, they
     are done, or their retry is not due yet.
@@ -327,7 +316,7 @@ def _claim(
         quota = max(0, route.max_per_minute - int(recent))
     claimed = dict(
         session.execute(
-            _claim_statement(session),
+            prepared(session, _claim_upsert),
             [
                 {
                     "alert_id": a,

@@ -7,13 +7,14 @@ The functions take an open session and never commit: the caller owns the transac
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, or_, update
+from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
@@ -46,6 +47,26 @@ def _insert(session: Session, table: Any) -> Any:
 
 def _table(model: Any) -> Any:
     return model.__table__
+
+
+_BUILT: dict[tuple[str, Callable[..., Any]], Any] = {}
+
+
+def prepared(session: Session, build: Callable[[Callable[[Any], Any]], Any]) -> Any:
+    """``build(insert)`` once per dialect, ``insert`` being the dialect's ``insert()`` (the one with
+    ``on_conflict_do_*``). Building a statement costs SQLAlchemy more CPU than running it (a
+    one-row SELECT: ~0.3 ms to build and run, a third of that when built once)."""
+    dialect = session.get_bind().dialect.name
+    stmt = _BUILT.get((dialect, build))
+    if stmt is None:
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = _BUILT[(dialect, build)] = build(insert)
+    return stmt
+
+
+def _ids(name: str = "b_ids") -> Any:
+    """An IN-list parameter: ``col.in_(_ids())``, given a list at execution."""
+    return bindparam(name, expanding=True)
 
 
 def _execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
@@ -212,11 +233,39 @@ def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
 # --- articles, matches, alerts ------------------------------------------------------------------
 
 
+_ART = _table(Article).c
+_EXISTING_KEYS = sa_select(_ART.identity_key).where(_ART.identity_key.in_(_ids()))
+_IDS_FOR_KEYS = sa_select(_ART.id).where(_ART.identity_key.in_(_ids()))
+
+
+def _insert_articles(insert: Any) -> Any:
+    return (
+        insert(_table(Article))
+        .on_conflict_do_nothing(index_elements=["identity_key"])
+        .returning(_ART.id, _ART.identity_key)
+    )
+
+
+def _insert_sightings(insert: Any) -> Any:
+    return insert(_table(Sighting)).on_conflict_do_nothing(index_elements=["article_id", "feed_id"])
+
+
+def _insert_matches(insert: Any) -> Any:
+    return insert(_table(Match)).on_conflict_do_nothing(index_elements=["article_id", "topic"])
+
+
+def _insert_alert(insert: Any) -> Any:
+    return (
+        insert(_table(Alert))
+        .on_conflict_do_nothing(index_elements=["article_id"])
+        .returning(_table(Alert).c.id)
+    )
+
+
 def existing_identity_keys(session: Session, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
-    stmt = select(col(Article.identity_key)).where(col(Article.identity_key).in_(list(keys)))
-    return set(session.execute(stmt).scalars())
+    return set(session.execute(_EXISTING_KEYS, {"b_ids": list(keys)}).scalars())
 
 
 def insert_articles(
@@ -248,12 +297,8 @@ def insert_articles(
         }
         for d in drafts
     ]
-    stmt = (
-        _insert(session, _table(Article))
-        .on_conflict_do_nothing(index_elements=["identity_key"])
-        .returning(col(Article.id), col(Article.identity_key))
-    )
-    return {key: article_id for article_id, key in _execute_many(session, stmt, rows)}
+    rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
+    return {key: article_id for article_id, key in rows_back}
 
 
 def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str]) -> set[tuple[int, str]]:
@@ -271,16 +316,14 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
 def ids_for_keys(session: Session, keys: Sequence[str]) -> list[int]:
     if not keys:
         return []
-    stmt = select(col(Article.id)).where(col(Article.identity_key).in_(list(keys)))
-    return list(session.execute(stmt).scalars())
+    return list(session.execute(_IDS_FOR_KEYS, {"b_ids": list(keys)}).scalars())
 
 
 def add_sightings(session: Session, feed_id: int, article_ids: Sequence[int], now: datetime) -> None:
     if not article_ids:
         return
     rows = [{"article_id": a, "feed_id": feed_id, "seen_at": now} for a in article_ids]
-    stmt = _insert(session, _table(Sighting)).on_conflict_do_nothing(index_elements=["article_id", "feed_id"])
-    _execute_many(session, stmt, rows)
+    _execute_many(session, prepared(session, _insert_sightings), rows)
 
 
 def insert_matches(
@@ -300,8 +343,7 @@ def insert_matches(
         for m in matches
     ]
     if rows:
-        stmt = _insert(session, _table(Match)).on_conflict_do_nothing(index_elements=["article_id", "topic"])
-        _execute_many(session, stmt, rows)
+        _execute_many(session, prepared(session, _insert_matches), rows)
 
 
 def create_alert(
@@ -311,19 +353,15 @@ def create_alert(
 
     ``minhash`` is the story signature (feedwatch.stories) later copies are compared with.
     """
-    stmt = (
-        _insert(session, Alert)
-        .values(
-            article_id=article_id,
-            topics=list(topics),
-            status=AlertStatus.PENDING,
-            created_at=now,
-            minhash=list(minhash),
-        )
-        .on_conflict_do_nothing(index_elements=["article_id"])
-        .returning(col(Alert.id))
-    )
-    return session.execute(stmt).scalar_one_or_none()
+    row = {
+        "article_id": article_id,
+        "topics": list(topics),
+        "status": AlertStatus.PENDING,
+        "created_at": now,
+        "minhash": list(minhash),
+        "attempts": 0,
+    }
+    return session.execute(prepared(session, _insert_alert), row).scalar_one_or_none()
 
 
 def mark_alerts_queued(session: Session, alert_ids: Sequence[int], now: datetime) -> None:

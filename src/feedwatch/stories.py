@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
 import numpy as np
-from sqlalchemy import case, func
+from sqlalchemy import bindparam, case, func
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -40,6 +40,7 @@ from sqlmodel import Session, col
 
 from feedwatch.minhash import minhash
 from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
+from feedwatch.store import _table
 from feedwatch.textnorm import words
 
 if TYPE_CHECKING:
@@ -112,14 +113,7 @@ def find_story(
     Candidates grow with the stored alerts whose bands collide: the memo keeps the database from
     sending every candidate's 60 values with every lookup, and the comparison is one numpy step.
     """
-    title_hit = func.max(case((col(StoryBand.key).startswith("t:"), 1), else_=0))
-    stmt = (
-        sa_select(col(StoryBand.alert_id), title_hit)
-        .where(col(StoryBand.key).in_(sig.keys), col(StoryBand.created_at) >= now - policy.window)
-        .group_by(col(StoryBand.alert_id))
-        .order_by(col(StoryBand.alert_id))
-    )
-    candidates = session.execute(stmt).all()
+    candidates = session.execute(_CANDIDATES, {"b_keys": sig.keys, "b_since": now - policy.window}).all()
     if not candidates:
         return None
     values = _minhashes(session, [alert_id for alert_id, _ in candidates])
@@ -130,6 +124,16 @@ def find_story(
             return alert_id, score
     return None
 
+
+_BAND = _table(StoryBand).c
+# Built once (building costs more CPU than running it): alerts whose bands collide, and whether
+# a title band did.
+_CANDIDATES = (
+    sa_select(_BAND.alert_id, func.max(case((_BAND.key.startswith("t:"), 1), else_=0)))
+    .where(_BAND.key.in_(bindparam("b_keys", expanding=True)), _BAND.created_at >= bindparam("b_since"))
+    .group_by(_BAND.alert_id)
+    .order_by(_BAND.alert_id)
+)
 
 #: Per database (engine): alert id → its MinHash values, the most recently used kept.
 _MEMO: weakref.WeakKeyDictionary[Engine, OrderedDict[int, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -157,6 +161,10 @@ def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
     return found
 
 
+_INSERT_BANDS = sa_insert(_table(StoryBand))
+_INSERT_COPY = sa_insert(_table(StoryCopy))
+
+
 def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
     """Index a new story's bands so later copies find its alert.
 
@@ -164,14 +172,14 @@ def record_story(session: Session, alert_id: int, sig: Signature, now: datetime)
     the same transaction without a flush (a flush would also write every dirty feed row of a
     poll batch early, one small UPDATE batch per alert)."""
     rows = [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
-    session.connection().execute(sa_insert(StoryBand), rows)
+    session.connection().execute(_INSERT_BANDS, rows)
 
 
 def add_copy(
     session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
 ) -> None:
     row = {"alert_id": alert_id, "article_id": article_id, "feed_id": feed_id, "similarity": score}
-    session.connection().execute(sa_insert(StoryCopy), [{**row, "created_at": now}])
+    session.connection().execute(_INSERT_COPY, [{**row, "created_at": now}])
 
 
 @dataclass(frozen=True)

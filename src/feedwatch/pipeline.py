@@ -12,8 +12,10 @@ so the same code runs under a worker, in ``feedwatch ingest`` and in tests.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -44,7 +46,8 @@ from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
 from feedwatch.timeutil import utcnow
 
-log = structlog.get_logger("feedwatch.pipeline")
+log_name = "feedwatch.pipeline"
+log = structlog.get_logger(log_name)
 
 PublishAlert = Callable[[list[int]], None]
 PublishPoll = Callable[[list[int]], None]
@@ -232,12 +235,18 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
                 _guarded(poll, partial(_normalize, poll, seen))
     _store_batch(ctx, polls)
     reports = [p.report for p in polls]
+    outcomes: Counter[str] = Counter()
     for poll in polls:
-        log_fields = {
-            k: v for k, v in vars(poll.report).items() if k not in ("alert_ids", "url", "extract_ids")
-        }
-        log.info("feed.polled", url=poll.feed.url, **log_fields)
-        metrics.observe_poll(poll.report)
+        report = poll.report
+        outcomes[report.outcome] += 1
+        metrics.observe_poll(report)
+        # A quiet poll (304, or the same bytes) is a DEBUG line: at a thousand polls a second
+        # they would be most of the log; ``poll.batch`` counts them.
+        quiet = report.outcome in ("not_modified", "unchanged")
+        if quiet and not logging.getLogger(log_name).isEnabledFor(logging.DEBUG):
+            continue
+        fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url", "extract_ids")}
+        (log.debug if quiet else log.info)("feed.polled", url=poll.feed.url, **fields)
     publish_alerts(ctx, [a for r in reports for a in r.alert_ids])
     publish_articles(ctx, [a for r in reports for a in r.extract_ids])
     log.info(
@@ -245,6 +254,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         feeds=len(feeds),
         fetch_ms=fetch_ms,
         store_ms=int((time.monotonic() - started) * 1000) - fetch_ms,
+        **outcomes,
     )
     return reports
 

@@ -168,3 +168,23 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     server.routes["/a.xml"] = Route(feed_body("a", range(3, 14)))
     (again,) = pipeline.poll_feeds(ctx, [a])
     assert (again.entries, again.new) == (11, 1) and asked[-1] == 1 and count(ctx, Article) == 14
+
+
+def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(
+    ctx: pipeline.Context, server: FeedServer
+) -> None:
+    import structlog
+
+    server.routes["/a.xml"] = Route(feed_body("a", range(3)))
+    server.routes["/b.xml"] = Route(feed_body("b", range(3)))
+    ids = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])
+    with structlog.testing.capture_logs() as first:
+        pipeline.poll_feeds(ctx, ids)
+    server.routes["/b.xml"] = Route(feed_body("b", range(4)))  # a has nothing new: same bytes
+    with structlog.testing.capture_logs() as second:
+        reports = pipeline.poll_feeds(ctx, ids)
+    assert [r.outcome for r in reports] == ["unchanged", "ok"]
+    assert [e["feed_id"] for e in first if e["event"] == "feed.polled"] == ids
+    assert [e["feed_id"] for e in second if e["event"] == "feed.polled"] == [ids[1]]
+    [batch] = [e for e in second if e["event"] == "poll.batch"]
+    assert (batch["feeds"], batch["unchanged"], batch["ok"]) == (2, 1, 1)

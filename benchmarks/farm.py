@@ -16,6 +16,11 @@ treaty with Armenia, so alerts flow. Item ids are unique per (group, feed, seque
 ``GET /_stats`` returns hits per group (total, per status, per feed); ``POST /_reset`` zeroes
 them. Run ``python benchmarks/farm.py --config farm.json`` (or ``--feeds N`` for one group
 named ``poll``); the farm prints ``READY <port>`` once it listens on 127.0.0.1.
+
+One address is one host to a client: it keeps connections per host name. A group with
+``hosts: H`` stands for H servers: feed ``i`` is meant to be fetched from ``127.0.0.(1 + i % H)``
+(:func:`feed_host`; all of 127.0.0.0/8 is loopback on Linux). The farm listens on 127.0.0.1 …
+127.0.0.H of the largest group's H, on one port, and answers every path on every address.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import argparse
 import asyncio
 import json
 import random
+import socket
 import sys
 import time
 from collections import Counter
@@ -35,6 +41,7 @@ from xml.sax.saxutils import escape
 from aiohttp import web
 
 KINDS = ("304", "unchanged", "new", "slow", "error")
+MAX_HOSTS = 254  # 127.0.0.1 … 127.0.0.254
 MATCH_TITLE = "Lavrov and Bayramov discuss the peace treaty with Armenia: {words}"
 MATCH_TEXT = (
     "Russian Foreign Minister Sergey Lavrov and Azerbaijani Foreign Minister Jeyhun Bayramov "
@@ -68,14 +75,22 @@ class Group:
     match_every: int = 20
     slow_seconds: float = 2.0
     language: str | None = "en"
+    hosts: int = 1  # loopback addresses its feeds are spread over (feed_host)
     kinds: list[str] = field(default_factory=list)
     hits: list[int] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     bodies: dict[int, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not 1 <= self.hosts <= MAX_HOSTS:
+            raise ValueError(f"group {self.name}: hosts must be 1..{MAX_HOSTS}")
         self.kinds = assign_kinds(self.feeds, self.mix)
         self.hits = [0] * self.feeds
+
+
+def feed_host(index: int, hosts: int) -> str:
+    """The loopback address feed ``index`` of a group spread over ``hosts`` is fetched from."""
+    return f"127.0.0.{1 + index % hosts}"
 
 
 def assign_kinds(count: int, mix: dict[str, float]) -> list[str]:
@@ -234,12 +249,34 @@ def groups_from_config(config: dict[str, Any]) -> list[Group]:
     return [Group(name=name, **spec) for name, spec in config["groups"].items()]
 
 
+async def listen(runner: web.AppRunner, hosts: int, port: int) -> int:
+    """Listen on 127.0.0.1 … 127.0.0.``hosts``, one port; with ``port`` 0 a free one, tried
+    again if another address has it taken."""
+    for _ in range(20):
+        chosen = port or free_port()
+        try:
+            for k in range(hosts):
+                await web.TCPSite(runner, feed_host(k, hosts), chosen, backlog=4096).start()
+        except OSError:
+            if port:
+                raise
+            for site in list(runner.sites):
+                await site.stop()
+            continue
+        return chosen
+    raise OSError(f"no port free on all of 127.0.0.1 … 127.0.0.{hosts}")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 async def serve(farm: Farm, port: int) -> None:
     runner = web.AppRunner(farm.app(), access_log=None, handle_signals=True)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port, backlog=4096)
-    await site.start()
-    farm.port = int(runner.addresses[0][1])
+    farm.port = await listen(runner, max(g.hosts for g in farm.groups.values()), port)
     print(f"READY {farm.port}", flush=True)
     try:
         await asyncio.Event().wait()
@@ -261,12 +298,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=50)
     parser.add_argument("--new-items", type=int, default=2)
     parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hosts", type=int, default=1, help="loopback addresses the feeds are spread over")
     args = parser.parse_args(argv)
     if args.config:
         with open(args.config, encoding="utf-8") as fh:
             groups = groups_from_config(json.load(fh))
     else:
-        groups = [Group("poll", args.feeds, parse_mix(args.mix), args.items, args.new_items)]
+        groups = [
+            Group("poll", args.feeds, parse_mix(args.mix), args.items, args.new_items, hosts=args.hosts)
+        ]
     try:
         import uvloop
 

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
-from farm import Group, constant_body, render_feed  # noqa: E402
+from farm import Group, constant_body, feed_host, render_feed  # noqa: E402
 
 REDIS_DB = 7
 PG_ADMIN_URL = os.environ.get("FEEDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -64,6 +64,7 @@ class Sizes:
     window: float  # seconds per measured phase
     sqlite_feeds: int
     concurrency: int
+    hosts: int = 1  # loopback addresses the poll and sqlite feeds are spread over (farm.feed_host)
 
 
 QUICK = Sizes(1_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2)
@@ -376,8 +377,8 @@ class Service:
         return None
 
 
-def farm_url(port: int, group: str, index: int) -> str:
-    return f"http://127.0.0.1:{port}/{group}/{index}.xml"
+def farm_url(port: int, group: str, index: int, hosts: int = 1) -> str:
+    return f"http://{feed_host(index, hosts)}:{port}/{group}/{index}.xml"
 
 
 def insert_feeds(
@@ -392,7 +393,7 @@ def insert_feeds(
     now = utcnow()
     rows = []
     for i, kind in enumerate(group.kinds):
-        url = farm_url(port, group.name, i)
+        url = farm_url(port, group.name, i, group.hosts)
         feed = Feed(
             config_url=url,
             url=url,
@@ -517,7 +518,8 @@ def floor_loop(
                         if group.kinds[index] == "304"
                         else {}
                     )
-                    async with session.get(farm_url(port, group.name, index), headers=headers) as resp:
+                    url = farm_url(port, group.name, index, group.hosts)
+                    async with session.get(url, headers=headers) as resp:
                         await resp.read()
                     done += 1
                     i += in_flight
@@ -757,6 +759,7 @@ def farm_config(sizes: Sizes) -> dict[str, Any]:
                 "mix": sizes.mix,
                 "items": sizes.items,
                 "new_items": sizes.new_items,
+                "hosts": sizes.hosts,
             },
             "probe": {"feeds": sizes.probes, "mix": {"new": 1}, "items": 1, "new_items": 1, "match_every": 1},
             "ingest": {
@@ -770,6 +773,7 @@ def farm_config(sizes: Sizes) -> dict[str, Any]:
                 "mix": sizes.mix,
                 "items": sizes.items,
                 "new_items": sizes.new_items,
+                "hosts": sizes.hosts,
             },
         }
     }
@@ -842,12 +846,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, help="offered polls/s during the latency phase")
     parser.add_argument("--window", type=float, help="seconds per measured phase")
     parser.add_argument("--concurrency", type=int, help="worker processes (default 2: two cores)")
+    parser.add_argument("--hosts", type=int, help="loopback hosts the poll feeds are spread over (default 1)")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument("--profile", action="store_true", help="py-spy the feeds worker while at capacity")
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))
-    for name in ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency"):
+    for name in ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts"):
         if getattr(args, name) is not None:
             setattr(sizes, name, getattr(args, name))
     from feedwatch.logs import configure_logging
@@ -881,7 +886,7 @@ def main(argv: list[str] | None = None) -> None:
     parse_rate = parse_only(groups["ingest"], sizes.concurrency, min(sizes.window, 5))
     poll = {**pg["poll"], **floor}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
-    # The same, against the bare loop under the service's connection policy (no keep-alive).
+    # The same, against the bare loop without keep-alive (the service's policy until round 4).
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     ingest = {**pg["ingest"], "parse_only_items_per_s": parse_rate}
     ingest["ratio"] = ratio(ingest["items_per_s"], parse_rate)

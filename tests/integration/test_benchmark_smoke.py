@@ -17,7 +17,7 @@ from support.services import REPO, missing, port_open
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30",
-        "--rate", "60", "--window", "2"]  # fmt: skip
+        "--rate", "60", "--window", "2", "--hosts", "3"]  # fmt: skip
 
 
 def test_quick_json_shape() -> None:
@@ -43,3 +43,4 @@ def test_quick_json_shape() -> None:
     assert "feeds_per_s" in result["sqlite"]
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["sizes"]["feeds"] == 60
+    assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all

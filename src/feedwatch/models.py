@@ -140,8 +140,8 @@ class Article(SQLModel, table=True):
     published_at: datetime = Field(index=True)
     published_from_feed: bool = True
     fetched_at: datetime = Field(default_factory=utcnow, index=True)
-    content_hash: str = Field(max_length=64, index=True)
-    flagged: bool = Field(default=False, index=True)
+    content_hash: str = Field(max_length=64)
+    flagged: bool = Field(default=False)
     # Full-text stage: None when the article was never a candidate (see FullTextStatus).
     full_text: str | None = Field(default=None, sa_column=Column(Text))
     full_text_status: str | None = Field(default=None, index=True)

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
         description="A claimed feed is re-due after this if its poll never reports.",
     )
     claim_batch: int = Field(default=2000, gt=0, description="Most feeds claimed by one tick.")
-    poll_batch_size: int = Field(default=50, gt=0, description="Feed ids per poll_feed message.")
+    poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message.")
     alert_batch_size: int = Field(
         default=25, gt=0, description="Alert ids per deliver_alert message (at most)."
     )

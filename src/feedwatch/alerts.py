@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
 import structlog
-from sqlalchemy import and_, bindparam, func, or_, update
+from sqlalchemy import Boolean, DateTime, String, Text, and_, bindparam, case, func, or_, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
@@ -103,13 +103,17 @@ _A, _D = _table(Alert).c, _table(Delivery).c
 _ART, _FEED, _MATCH, _COPY = _table(Article).c, _table(Feed).c, _table(Match).c, _table(StoryCopy).c
 
 
-_LOAD_ALERTS = sa_select(
-    _A.id,
-    _A.article_id,
-    _A.topics,
-    _A.status,
-    sa_select(_COPY.id).where(_COPY.alert_id == _A.id).exists().label("copied"),
-).where(_A.id.in_(_ids()))
+_LOAD_ALERTS = (
+    sa_select(
+        _A.id,
+        _A.article_id,
+        _A.topics,
+        _A.status,
+        sa_select(_COPY.id).where(_COPY.alert_id == _A.id).exists().label("copied"),
+    )
+    .where(_A.id.in_(_ids()))
+    .order_by(_A.id)
+)
 # An alert's article, its outlet and its matches (best first): one row per match.
 _LOAD_ARTICLES = (
     sa_select(
@@ -142,17 +146,20 @@ _MARK_SENT = (
 _DELIVERY_STATES = sa_select(_D.alert_id, _D.channel, _D.status, _D.last_error, _D.next_attempt_at).where(
     _D.alert_id.in_(_ids())
 )
-_SET_ALERT = (
+# One row per alert of the batch, in id order (two batches holding the same alerts lock them in the
+# same order): the attempt counted, and the status, delivered_at and last_error set where
+# ``b_change``.
+_change = bindparam("b_change", type_=Boolean)
+_FINISH_ALERT = (
     update(_table(Alert))
     .where(_A.id == bindparam("b_id"))
     .values(
-        status=bindparam("b_status"),
-        delivered_at=bindparam("b_at"),
-        last_error=bindparam("b_error"),
         attempts=_A.attempts + 1,
+        status=case((_change, bindparam("b_status", type_=String)), else_=_A.status),
+        delivered_at=case((_change, bindparam("b_at", type_=DateTime(timezone=True))), else_=_A.delivered_at),
+        last_error=case((_change, bindparam("b_error", type_=Text)), else_=_A.last_error),
     )
 )
-_COUNT_ATTEMPT = update(_table(Alert)).where(_A.id.in_(_ids())).values(attempts=_A.attempts + 1)
 
 
 # --- payloads ------------------------------------------------------------------------------------
@@ -422,16 +429,19 @@ def _finish(
             rows[alert_id][channel] = (state, error, due)
     waits: dict[int, float] = {}
     changes: list[dict[str, object]] = []
-    for alert_id, names in routed.items():
+    for alert_id, names in sorted(routed.items()):
         mine = rows[alert_id] | known[alert_id]
         states = [mine[c][0] if c in mine else DeliveryStatus.PENDING for c in names]
         if all(s in (DeliveryStatus.SENT, DeliveryStatus.HELD) for s in states):
             status[alert_id] = AlertStatus.DELIVERED
-            changes.append({"b_id": alert_id, "b_status": status[alert_id], "b_at": now, "b_error": None})
+            change = {"b_change": True, "b_status": status[alert_id], "b_at": now, "b_error": None}
         elif DeliveryStatus.DEAD in states:
             status[alert_id] = AlertStatus.FAILED
             error = "; ".join(f"{c}: {e}" for c, (s, e, _) in mine.items() if s == DeliveryStatus.DEAD)
-            changes.append({"b_id": alert_id, "b_status": status[alert_id], "b_at": None, "b_error": error})
+            change = {"b_change": True, "b_status": status[alert_id], "b_at": None, "b_error": error}
+        else:
+            change = {"b_change": False, "b_status": None, "b_at": None, "b_error": None}
+        changes.append({"b_id": alert_id, **change})
         dues = [due for s, _, due in mine.values() if s == DeliveryStatus.RETRYING and due is not None]
         if dues:
             due = min(dues)
@@ -439,10 +449,7 @@ def _finish(
                 due = due.replace(tzinfo=now.tzinfo)
             waits[alert_id] = max(1.0, float((due - now).total_seconds()))
     if changes:
-        session.execute(_SET_ALERT, changes)
-    changed = {c["b_id"] for c in changes}
-    if len(changed) < len(routed):
-        session.execute(_COUNT_ATTEMPT, {"b_ids": [i for i in routed if i not in changed]})
+        session.execute(_FINISH_ALERT, changes)
     return waits
 
 

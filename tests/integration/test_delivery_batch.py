@@ -147,3 +147,29 @@ def test_a_slow_channel_releases_the_rest_before_the_lease_runs_out(settings: Se
     slow.pause = 0.0
     assert alerts.deliver_many(batch.retry_ids, [slow], settings, lambda: NOW).retry_ids == []
     assert slow.sent == ids
+
+
+def test_two_workers_with_the_same_batch_send_each_alert_once(settings: Settings) -> None:
+    # A redelivered message while the first copy still runs: claims are exclusive, and both
+    # copies finish (their alert rows are locked in id order, so they cannot deadlock).
+    import threading
+
+    ids = make_alerts(settings, 12)
+    channel = Recorder("c", pause=0.01)
+    errors: list[BaseException] = []
+
+    def run(order: list[int]) -> None:
+        try:
+            alerts.deliver_many(order, [channel], settings, lambda: NOW)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(o,)) for o in (ids, list(reversed(ids)))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(channel.sent) == ids
+    with db.session_scope(settings) as session:
+        assert {a.status for a in session.exec(select(Alert)).all()} == {"delivered"}

@@ -169,7 +169,7 @@ def _editing(session: Session, feed_id: int) -> Iterator[FeedRow]:
     session.add(feed)
 
 
-def wants_unconditional(feed: Feed, now: datetime) -> bool:
+def wants_unconditional(feed: store.PollTarget, now: datetime) -> bool:
     if not (feed.etag or feed.last_modified):
         return False
     if feed.conditional_polls + 1 >= UNCONDITIONAL_EVERY:
@@ -178,7 +178,7 @@ def wants_unconditional(feed: Feed, now: datetime) -> bool:
     return now - to_utc(last) >= UNCONDITIONAL_AFTER
 
 
-def fetch_request(feed: Feed, now: datetime, rng: random.Random) -> FetchRequest:
+def fetch_request(feed: store.PollTarget, now: datetime, rng: random.Random) -> FetchRequest:
     """The request for this poll: conditional when the feed has validators, but not always."""
     if wants_unconditional(feed, now):
         return FetchRequest(url=feed.url, key=feed.id)

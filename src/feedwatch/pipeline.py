@@ -219,7 +219,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     """
     with session_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
-        feeds = sorted((f for f in store.get_feeds(session, feed_ids) if f.enabled), key=lambda f: f.id or 0)
+        feeds = [f for f in store.poll_targets(session, feed_ids) if f.enabled]
     requests = [feedstate.fetch_request(f, ctx.clock(), ctx.rng) for f in feeds]
     started = time.monotonic()
     results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
@@ -263,7 +263,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
 class _Poll:
     """One feed of a batch between its fetch and its write: what to store, or the failure."""
 
-    feed: Feed
+    feed: store.PollTarget
     report: PollReport
     now: datetime
     result: FetchResult | None = None
@@ -279,7 +279,7 @@ class _Poll:
         self.report.alert_ids, self.report.extract_ids = [], []
 
 
-def _prepare(ctx: Context, feed: Feed, result: FetchResult | FetchError) -> _Poll:
+def _prepare(ctx: Context, feed: store.PollTarget, result: FetchResult | FetchError) -> _Poll:
     """The pure part of a poll, before any write: skip 304s and unchanged bodies, else parse."""
     assert feed.id is not None
     report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok", duration_ms=int(result.elapsed * 1000))

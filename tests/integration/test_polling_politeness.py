@@ -34,13 +34,15 @@ class CountingServer:
                     outer.in_flight += 1
                     outer.most_in_flight = max(outer.most_in_flight, outer.in_flight)
                 time.sleep(hold)  # keep the request open, so concurrent ones overlap
+                # Done before the first byte of the answer leaves: the client may start its next
+                # request the moment it has read this one, before this thread runs again.
+                with lock:
+                    outer.in_flight -= 1
                 self.send_response(200)
                 self.send_header("Content-Type", "application/rss+xml")
                 self.send_header("Content-Length", str(len(BODY)))
                 self.end_headers()
                 self.wfile.write(BODY)
-                with lock:
-                    outer.in_flight -= 1
 
             def log_message(self, *args: object) -> None:
                 pass

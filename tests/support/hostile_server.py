@@ -71,9 +71,10 @@ async def slow_feed(srv: HostileServer, req: dict[str, str], w: Writer) -> None:
     srv.max_in_flight = max(srv.max_in_flight, srv.in_flight)
     try:
         await asyncio.sleep(0.2)  # long enough for concurrent requests to overlap
-        await _send(w, "200 OK", FEED, [("Content-Type", "application/rss+xml")])
     finally:
+        # Before the answer leaves: the client may start its next request as soon as it has it.
         srv.in_flight -= 1
+    await _send(w, "200 OK", FEED, [("Content-Type", "application/rss+xml")])
 
 
 async def gzip_feed(srv: HostileServer, req: dict[str, str], w: Writer) -> None:

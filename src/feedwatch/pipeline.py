@@ -46,8 +46,8 @@ from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
 from feedwatch.timeutil import utcnow
 
-log_name = "feedwatch.pipeline"
-log = structlog.get_logger(log_name)
+_LOG_NAME = "feedwatch.pipeline"
+log = structlog.get_logger(_LOG_NAME)
 
 PublishAlert = Callable[[list[int]], None]
 PublishPoll = Callable[[list[int]], None]
@@ -236,6 +236,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     _store_batch(ctx, polls)
     reports = [p.report for p in polls]
     outcomes: Counter[str] = Counter()
+    quiet_lines = logging.getLogger(_LOG_NAME).isEnabledFor(logging.DEBUG)
     for poll in polls:
         report = poll.report
         outcomes[report.outcome] += 1
@@ -243,7 +244,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         # A quiet poll (304, or the same bytes) is a DEBUG line: at a thousand polls a second
         # they would be most of the log; ``poll.batch`` counts them.
         quiet = report.outcome in ("not_modified", "unchanged")
-        if quiet and not logging.getLogger(log_name).isEnabledFor(logging.DEBUG):
+        if quiet and not quiet_lines:
             continue
         fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url", "extract_ids")}
         (log.debug if quiet else log.info)("feed.polled", url=poll.feed.url, **fields)
@@ -281,7 +282,6 @@ class _Poll:
 
 def _prepare(ctx: Context, feed: store.PollTarget, result: FetchResult | FetchError) -> _Poll:
     """The pure part of a poll, before any write: skip 304s and unchanged bodies, else parse."""
-    assert feed.id is not None
     report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok", duration_ms=int(result.elapsed * 1000))
     poll = _Poll(feed, report, ctx.clock())
     _guarded(poll, partial(_parse, ctx, poll, result))

@@ -190,13 +190,9 @@ class CopyInfo:
     published_at: datetime
 
 
-def also_reported(session: Session, alert_id: int) -> list[CopyInfo]:
-    """The other outlets that carried the story of ``alert_id``, in the order they were seen."""
-    return also_reported_many(session, [alert_id]).get(alert_id, [])
-
-
 def also_reported_many(session: Session, alert_ids: Sequence[int]) -> dict[int, list[CopyInfo]]:
-    """:func:`also_reported` for many alerts in one query; alerts without copies are left out."""
+    """Per alert, the other outlets that carried its story, in the order they were seen: one
+    query for all the alerts; alerts without copies are left out."""
     stmt = (
         sa_select(
             col(StoryCopy.alert_id),

@@ -71,4 +71,5 @@ def test_lookup_in_the_database_respects_the_window(session: Session) -> None:
     assert feed.id is not None and second.id is not None
     stories.add_copy(session, alert_id, second.id, feed.id, found[1], NOW)
     session.flush()
-    assert [c.outlet for c in stories.also_reported(session, alert_id)] == ["Outlet A"]
+    copies = stories.also_reported_many(session, [alert_id])
+    assert [c.outlet for c in copies[alert_id]] == ["Outlet A"]

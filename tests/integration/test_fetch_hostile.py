@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from feedwatch.fetch import (
     AddressPolicy,
-    FetchConfig,
     FetchError,
     FetchRequest,
     FetchResult,
@@ -24,23 +24,16 @@ from feedwatch.fetch import (
 )
 
 try:
+    from support.fetching import fetch_config
     from support.hostile_server import ETAG, FEED, LAST_MODIFIED, HostileServer
 except ImportError:  # run without a conftest that puts tests/ on sys.path
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.fetching import fetch_config
     from support.hostile_server import ETAG, FEED, LAST_MODIFIED, HostileServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-CONFIG = FetchConfig(
-    user_agent="feedwatch-tests/0 (+https://example.invalid/)",
-    connect_timeout=2.0,
-    read_timeout=2.0,
-    deadline=4.0,
-    max_bytes=1024 * 1024,
-    max_redirects=3,
-    concurrency=20,
-    per_host=20,
-)
+CONFIG = fetch_config(user_agent="feedwatch-tests/0 (+https://example.invalid/)", concurrency=20, per_host=20)
 
 
 @pytest.fixture(scope="module")
@@ -135,9 +128,7 @@ def test_redirect_to_private_address_is_refused_after_the_hop(
     assert outcome.redirects[0].target == f"http://localhost:{server.closed_port}/x"
 
 
-def test_redirect_chain_within_limit_is_followed(
-    server: HostileServer, policy: AddressPolicy
-) -> None:
+def test_redirect_chain_within_limit_is_followed(server: HostileServer, policy: AddressPolicy) -> None:
     outcome = _with_good_feed(server, policy, server.url("/chain/2"))
     assert isinstance(outcome, FetchResult), outcome
     assert outcome.body == FEED and outcome.url == server.url("/feed")
@@ -146,9 +137,7 @@ def test_redirect_chain_within_limit_is_followed(
 
 
 @pytest.mark.parametrize("path", ["/gzip-feed", "/deflate-feed"])
-def test_compressed_feed_is_decoded(
-    server: HostileServer, policy: AddressPolicy, path: str
-) -> None:
+def test_compressed_feed_is_decoded(server: HostileServer, policy: AddressPolicy, path: str) -> None:
     outcome = _with_good_feed(server, policy, server.url(path))
     assert isinstance(outcome, FetchResult), outcome
     assert outcome.body == FEED and outcome.wire_bytes < len(FEED)
@@ -228,9 +217,7 @@ def test_default_policy_refuses_local_targets(server: HostileServer, url_of: obj
 
 
 def test_allow_private_reaches_loopback(server: HostileServer) -> None:
-    result = fetch_one(
-        FetchRequest(f"http://localhost:{server.port}/feed"), CONFIG, AddressPolicy(True)
-    )
+    result = fetch_one(FetchRequest(f"http://localhost:{server.port}/feed"), CONFIG, AddressPolicy(True))
     assert result.body == FEED
 
 
@@ -253,7 +240,7 @@ def test_whole_hostile_batch_in_one_loop(server: HostileServer, policy: AddressP
 def test_per_host_limit_queues_instead_of_timing_out(server: HostileServer) -> None:
     """Many feeds on one host, per_host=2: at most two in flight, and waiting in line does not
     eat into a feed's deadline (the total wait exceeds one deadline, no fetch times out)."""
-    config = FetchConfig(**{**CONFIG.__dict__, "per_host": 2, "concurrency": 10, "deadline": 1.0})
+    config = replace(CONFIG, per_host=2, concurrency=10, deadline=1.0)
     policy = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
     server.max_in_flight = 0
     requests = [FetchRequest(server.url(f"/slow-feed?n={i}"), key=i) for i in range(16)]

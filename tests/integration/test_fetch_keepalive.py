@@ -15,10 +15,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
+from support.fetching import fetch_config
 
 from feedwatch.fetch import (
     AddressPolicy,
-    FetchConfig,
     FetchError,
     FetchRequest,
     FetchResult,
@@ -28,16 +28,8 @@ from feedwatch.fetch import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-CONFIG = FetchConfig(
-    user_agent="feedwatch-tests/0",
-    connect_timeout=2.0,
-    read_timeout=2.0,
-    deadline=4.0,
-    max_bytes=1024,
-    max_redirects=3,
-    concurrency=4,
-    per_host=1,  # one fetch at a time per host: a second connection means the first was not kept
-)
+# One fetch at a time per host: a second connection means the first was not kept.
+CONFIG = fetch_config(max_bytes=1024, concurrency=4, per_host=1)
 POLICY = AddressPolicy(allow_private=True)
 FEED = b"<rss version='2.0'><channel><title>feed</title></channel></rss>"
 OTHER = b"<rss version='2.0'><channel><title>other</title></channel></rss>"

@@ -6,11 +6,11 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from support.fetching import fetch_config
 from support.services import FeedServer, Route
 
 from feedwatch.fetch import (
     AddressPolicy,
-    FetchConfig,
     FetchError,
     FetchRequest,
     FetchResult,
@@ -20,16 +20,7 @@ from feedwatch.fetch import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-CONFIG = FetchConfig(
-    user_agent="feedwatch-tests/0",
-    connect_timeout=2.0,
-    read_timeout=2.0,
-    deadline=4.0,
-    max_bytes=1024 * 1024,
-    max_redirects=3,
-    concurrency=5,
-    per_host=5,
-)
+CONFIG = fetch_config()
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
 
 

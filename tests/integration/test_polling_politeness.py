@@ -9,6 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from support.feeds import item, rss
+from support.fetching import fetch_config
 
 from feedwatch.fetch import AddressPolicy, FetchConfig, FetchRequest, FetchResult, fetch_all
 from feedwatch.fetch.client import HostPacer
@@ -65,7 +66,9 @@ def server() -> Iterator[CountingServer]:
 
 
 def config(per_host: int, gap: float) -> FetchConfig:
-    return FetchConfig("feedwatch-test", 2.0, 5.0, 10.0, 1 << 20, 3, 50, per_host, gap)
+    return fetch_config(
+        read_timeout=5.0, deadline=10.0, concurrency=50, per_host=per_host, per_host_min_gap=gap
+    )
 
 
 @pytest.mark.parametrize(("per_host", "gap"), [(2, 0.0), (4, 0.2)])

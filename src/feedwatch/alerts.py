@@ -30,7 +30,7 @@ from __future__ import annotations
 import random
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
@@ -254,14 +254,25 @@ class _Outcome:
     held: list[str] = field(default_factory=list)
 
 
+_State = tuple[str, str | None, datetime | None]  # a delivery's status, last error, next attempt
+
+
 @dataclass
 class _Results:
-    """One channel's sends in a batch, recorded together after the sends."""
+    """What one channel did with its claims in a batch, recorded together after the sends."""
 
     channel: str
+    held: list[int] = field(default_factory=list)  # into a digest or a burst summary
     sent: list[int] = field(default_factory=list)
-    failures: dict[int, dict[str, object]] = field(default_factory=dict)  # alert id -> row values
+    failures: dict[int, _State] = field(default_factory=dict)  # retrying or dead
     deferred: list[int] = field(default_factory=list)  # released unsent (the lease budget ran out)
+
+    def states(self, now: datetime) -> Iterator[tuple[int, _State]]:
+        """Each alert's delivery row for this channel as the record leaves it."""
+        yield from ((a, (DeliveryStatus.HELD, None, None)) for a in self.held)
+        yield from ((a, (DeliveryStatus.SENT, None, None)) for a in self.sent)
+        yield from self.failures.items()
+        yield from ((a, (DeliveryStatus.RETRYING, None, now)) for a in self.deferred)
 
 
 @dataclass(frozen=True)
@@ -361,9 +372,9 @@ def _send(
     attempts: dict[int, int],
     budget: float,
     clock: Callable[[], datetime],
-) -> _Results:
-    """Send each payload; past ``budget`` (monotonic), release the rest unsent."""
-    results = _Results(channel.name)
+    results: _Results,
+) -> None:
+    """Send each payload into ``results``; past ``budget`` (monotonic), release the rest unsent."""
     for payload in payloads:
         alert_id = payload.alert_id
         if time.monotonic() > budget:
@@ -374,24 +385,22 @@ def _send(
         except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
             tries = attempts[alert_id]
             error = f"{type(exc).__name__}: {exc}"[:2000]
-            values: dict[str, object] = {"last_error": error, "status": DeliveryStatus.DEAD}
-            if tries < MAX_ATTEMPTS:
-                values["status"] = DeliveryStatus.RETRYING
-                values["next_attempt_at"] = clock() + timedelta(seconds=backoff(tries))
-            results.failures[alert_id] = values
-            metrics.observe_delivery(channel.name, str(values["status"]))
+            dead = tries >= MAX_ATTEMPTS
+            retry_at = None if dead else clock() + timedelta(seconds=backoff(tries))
+            status = DeliveryStatus.DEAD if dead else DeliveryStatus.RETRYING
+            results.failures[alert_id] = (status, error, retry_at)
+            metrics.observe_delivery(channel.name, status)
             log.warning(
                 "alert.channel_failed",
                 alert_id=alert_id,
                 channel=channel.name,
                 attempts=tries,
-                dead=tries >= MAX_ATTEMPTS,
+                dead=dead,
                 error=error,
             )
             continue
         results.sent.append(alert_id)
         metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
-    return results
 
 
 def _record(session: Session, results: _Results, now: datetime) -> None:
@@ -399,7 +408,10 @@ def _record(session: Session, results: _Results, now: datetime) -> None:
     mine = d.channel == results.channel
     if results.sent:
         session.execute(_MARK_SENT, {"b_ids": results.sent, "b_channel": results.channel, "b_now": now})
-    for alert_id, values in results.failures.items():
+    for alert_id, (status, error, retry_at) in results.failures.items():
+        values: dict[str, object] = {"status": status, "last_error": error}
+        if retry_at is not None:
+            values["next_attempt_at"] = retry_at
         session.execute(update(_table(Delivery)).where(d.alert_id == alert_id, mine).values(**values))
     if results.deferred:  # not attempted: the claim's attempt is given back, due at once
         session.execute(
@@ -407,9 +419,6 @@ def _record(session: Session, results: _Results, now: datetime) -> None:
             .where(d.alert_id.in_(results.deferred), mine)
             .values(status=DeliveryStatus.RETRYING, next_attempt_at=now, attempts=d.attempts - 1)
         )
-
-
-_State = tuple[str, str | None, datetime | None]  # a delivery's status, last error, next attempt
 
 
 def _finish(
@@ -472,8 +481,8 @@ def deliver_many(
     ids = sorted({int(i) for i in alert_ids})
     lease = timedelta(seconds=settings.delivery_lease_seconds)
     outcomes: dict[int, _Outcome] = {}
-    to_send: dict[str, dict[int, int]] = {}
-    holds: dict[str, list[int]] = {}
+    to_send: dict[str, dict[int, int]] = {}  # channel -> alert id -> attempts, claimed to send now
+    results: dict[str, _Results] = {}
     with session_scope(settings) as session:
         found = session.execute(_LOAD_ALERTS, {"b_ids": ids}).all()
         status = {r.id: r.status for r in found}
@@ -488,7 +497,7 @@ def deliver_many(
             if not wanted:
                 continue
             to_send[channel.name], held = _claim(session, channel, wanted, now, lease)
-            holds[channel.name] = held
+            results[channel.name] = _Results(channel.name, held=held)
             for alert_id in held:
                 outcomes[alert_id].held.append(channel.name)
             for alert_id in set(wanted) - set(to_send[channel.name]) - set(held):
@@ -498,34 +507,20 @@ def deliver_many(
             session, [r for r in todo if r.id in sending], {r.id for r in todo if r.copied}
         )
     budget = time.monotonic() + settings.delivery_lease_seconds / 2
-    results = [
-        _send(c, [payloads[i] for i in to_send[c.name]], to_send[c.name], budget, clock)
-        for c in channels
-        if to_send.get(c.name)
-    ]
+    for c in channels:
+        if to_send.get(c.name):
+            _send(c, [payloads[i] for i in to_send[c.name]], to_send[c.name], budget, clock, results[c.name])
     waits: dict[int, float] = {}
     if todo:
         with session_scope(settings) as session:
             now = clock()
             known: dict[int, dict[str, _State]] = {r.id: {} for r in todo}
-            for result in results:
+            for result in results.values():
                 _record(session, result, now)
-                for alert_id in result.sent:
-                    known[alert_id][result.channel] = (DeliveryStatus.SENT, None, None)
-                for alert_id, values in result.failures.items():
-                    due = values.get("next_attempt_at")
-                    known[alert_id][result.channel] = (
-                        str(values["status"]),
-                        str(values["last_error"]),
-                        due if isinstance(due, datetime) else None,
-                    )
-                for alert_id in result.deferred:
-                    known[alert_id][result.channel] = (DeliveryStatus.RETRYING, None, now)
-            for name, held in holds.items():
-                for alert_id in held:
-                    known[alert_id][name] = (DeliveryStatus.HELD, None, None)
+                for alert_id, state in result.states(now):
+                    known[alert_id][result.channel] = state
             waits = _finish(session, {r.id: routed[r.id] for r in todo}, known, status, now)
-    for result in results:
+    for result in results.values():
         for alert_id in result.sent:
             outcomes[alert_id].sent.append(result.channel)
         for alert_id in [*result.failures, *result.deferred]:

@@ -140,8 +140,7 @@ def tick(ctx: Context) -> TickReport:
         store.write_heartbeat(session, "beat", now, {"claimed": len(claimed), "requeue": len(requeue)})
     healthy = [feed_id for feed_id, unreported in claimed if unreported == 0]
     suspect = [feed_id for feed_id, unreported in claimed if 0 < unreported < CRASH_LIMIT]
-    size = s.poll_batch_size
-    batches = [healthy[i : i + size] for i in range(0, len(healthy), size)] + [[f] for f in suspect]
+    batches = split_batches(healthy, s.poll_batch_size, s.poll_min_batches) + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
         try:
@@ -163,6 +162,23 @@ def tick(ctx: Context) -> TickReport:
         articles_requeued=articles,
     )
     return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
+
+
+def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[list[int]]:
+    """``ids`` in consecutive batches of near-equal size: at most ``most`` ids each, and at least
+    ``least_batches`` batches when there are that many ids.
+
+    A batch is polled by one worker process, and CPU-bound work within it (parsing, storing
+    50 new items a feed) runs one feed after another: 100 due feeds in one batch kept one
+    process busy for seconds while the others idled. Equal sizes: 101 feeds are 51 + 50, not
+    100 + 1.
+    """
+    if not ids:
+        return []
+    count = max(-(-len(ids) // most), min(least_batches, len(ids)))
+    size, extra = divmod(len(ids), count)
+    bounds = [k * size + min(k, extra) for k in range(count + 1)]
+    return [list(ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
 
 
 def publish_alerts(ctx: Context, alert_ids: Sequence[int]) -> int:

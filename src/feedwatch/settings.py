@@ -50,7 +50,15 @@ class Settings(BaseSettings):
         description="A claimed feed is re-due after this if its poll never reports.",
     )
     claim_batch: int = Field(default=2000, gt=0, description="Most feeds claimed by one tick.")
-    poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message.")
+    poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message, at most.")
+    poll_min_batches: int = Field(
+        default=4,
+        gt=0,
+        description=(
+            "A tick splits its due feeds into at least this many poll messages (when it has that"
+            " many feeds), so every feeds-worker process gets a share: at least their number."
+        ),
+    )
     alert_batch_size: int = Field(
         default=25, gt=0, description="Alert ids per deliver_alert message (at most)."
     )

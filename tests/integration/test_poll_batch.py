@@ -188,3 +188,14 @@ def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(
     assert [e["feed_id"] for e in second if e["event"] == "feed.polled"] == [ids[1]]
     [batch] = [e for e in second if e["event"] == "poll.batch"]
     assert (batch["feeds"], batch["unchanged"], batch["ok"]) == (2, 1, 1)
+
+
+def test_a_tick_spreads_few_due_feeds_over_several_messages(pipeline_settings: Settings) -> None:
+    settings = pipeline_settings.model_copy(update={"poll_batch_size": 100, "poll_min_batches": 4})
+    published: list[list[int]] = []
+    ctx = pipeline.Context(settings, rng=random.Random(7), publish_poll=published.append)
+    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(10)])
+    report = pipeline.tick(ctx)
+    assert report.claimed == 10 and report.batches == 4
+    assert sorted(len(b) for b in published) == [2, 2, 3, 3]
+    assert sorted(i for b in published for i in b) == sorted(ids)

@@ -25,7 +25,10 @@ What falls back to feedparser (returns ``None``):
 What it replicates (feedparser 6, ``mixin.pop`` and ``namespaces/_base``): values stripped,
 UTF-8-read-as-Latin-1 mojibake repaired, C1 controls mapped to cp1252, links with ``&amp;``
 unescaped and ``&x;`` fragments repaired, ``isPermaLink`` guids used as links, the description
-as summary (else the content), Content-Language as every entry's language.
+as summary (else the content), Content-Language as every entry's language. Also what it does
+with three shapes of real feeds: ``media:description`` is a description to feedparser (the first
+of two is the summary, the second the content), a non-alternate ``atom:link`` in an item only
+joins its links, and an empty ``<item/>`` inside an item (FeedBurner) is an empty entry of its own.
 """
 
 from __future__ import annotations
@@ -49,12 +52,12 @@ _CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 _DC = "{http://purl.org/dc/elements/1.1/}"
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _SY = "{http://purl.org/rss/1.0/modules/syndication/}"
+_MEDIA = "{http://search.yahoo.com/mrss/}"
 
 # Item children read here → the feedparser element name their value is stored under.
 _ITEM_FIELDS = {
     "title": "title",
     "link": "link",
-    "description": "summary",
     "guid": "id",
     "pubDate": "published",
     "author": "author",
@@ -64,6 +67,9 @@ _ITEM_FIELDS = {
 }
 # Item fields whose text work waits until the entry is known to be needed.
 _DEFERRED = frozenset({"title", "summary", "content", "author"})
+# feedparser reads both as an item's description: the first is the summary, a second one becomes
+# the content (``_start_description`` when the item has a summary and no content yet).
+_DESCRIPTIONS = frozenset({"description", f"{_MEDIA}description"})
 _CHANNEL_FIELDS = {
     "title": "title",
     "link": "link",
@@ -79,7 +85,7 @@ _CHANNEL_FIELDS = {
 _HARMLESS_IN_ITEM = frozenset(
     {"category", "enclosure", "comments", "source", "media_thumbnail", "media_keywords",
      "dc_subject", "slash_comments", "wfw_commentrss", "wfw_comment", "georss_point",
-     "itunes_explicit", "itunes_keywords", "itunes_duration"}
+     "itunes_explicit", "itunes_keywords", "itunes_duration", "media_credit"}
 )  # fmt: skip
 _HARMLESS_IN_CHANNEL = frozenset(
     {"description", "lastbuilddate", "pubdate", "generator", "copyright", "managingeditor",
@@ -186,7 +192,7 @@ class _Reader:
         for child in channel:
             tag = child.tag
             if tag == "item":
-                entries.append(self.item(child))
+                entries.extend(self.item(child))
             elif tag in _CHANNEL_FIELDS:
                 name = _CHANNEL_FIELDS[tag]
                 if tag in seen:
@@ -204,8 +210,9 @@ class _Reader:
                 _check_harmless(child, _HARMLESS_IN_CHANNEL)
         return feed, entries
 
-    def item(self, item: Any) -> Fields:
+    def item(self, item: Any) -> list[Fields]:
         """An entry's identity and dates; its texts wait in ``_texts`` for :func:`complete`.
+        (Two entries for an item holding an empty ``<item/>``: feedparser starts one there.)
 
         Every check that decides whether feedparser must read the document instead is made
         here, for every item; only the text work (strip, repairs) of title, summary, content and
@@ -214,11 +221,26 @@ class _Reader:
         _no_attributes(item)
         entry: Fields = {}
         texts: dict[str, Any] = {}
+        descriptions: list[Any] = []
         guid_is_link = False
+        left = False
         for child in item:
-            name = _ITEM_FIELDS.get(child.tag)
+            tag = child.tag
+            if left:
+                # After a nested <item/> feedparser files what follows under the channel.
+                _check_harmless(child, _HARMLESS_IN_CHANNEL)
+                continue
+            if tag in _DESCRIPTIONS:
+                if len(child):
+                    raise _Unsupported(f"markup inside {tag}")
+                _no_attributes(child)
+                descriptions.append(child)
+                continue
+            name = _ITEM_FIELDS.get(tag)
             if name is None:
-                _check_harmless(child, _HARMLESS_IN_ITEM)
+                left = _nested_item(child)
+                if not left and not _item_extra(child):
+                    _check_harmless(child, _HARMLESS_IN_ITEM)
                 continue
             if name in entry or name in texts:
                 raise _Unsupported(f"repeated {child.tag}")
@@ -247,8 +269,11 @@ class _Reader:
             entry[name] = value
         if guid_is_link and "link" not in entry:
             entry["link"] = entry["id"]
+        if len(descriptions) > 2 or (len(descriptions) == 2 and "content" in texts):
+            raise _Unsupported("descriptions")
+        texts.update(zip(("summary", "content"), descriptions, strict=False))
         entry["_texts"] = (texts, self.lang, self.author_cap)
-        return entry
+        return [entry, {"_texts": ({}, self.lang, self.author_cap)}] if left else [entry]
 
     @staticmethod
     def text(element: Any) -> str:
@@ -303,6 +328,38 @@ def _atom_link(element: Any) -> Fields:
         # An alternate atom:link would replace the channel's link, in document order.
         raise _Unsupported(f"atom:link rel={rel}")
     return {"rel": rel, "href": _relative_uri(element.get("href"))}
+
+
+def _nested_item(element: Any) -> bool:
+    """An empty ``<item/>`` inside an item (FeedBurner left them in feeds): feedparser starts a
+    new, empty entry there and leaves the entry, so the item's later children go to the channel."""
+    if element.tag != "item":
+        return False
+    if len(element) or element.keys() or (element.text or "").strip():
+        raise _Unsupported("item inside item")
+    return True
+
+
+_ITEM_LINK_ATTRIBUTES = frozenset({"rel", "href", "type", "title", "hreflang", "length"})
+
+
+def _item_extra(element: Any) -> bool:
+    """Item children that are not plain leaves, read where feedparser leaves parse.py's keys
+    alone: an ``atom:link`` that is not the alternate (it only joins the entry's ``links``), and a
+    ``media:content`` (its attributes go to ``media_content``) holding only harmless leaves."""
+    tag = element.tag
+    if tag == f"{_ATOM}link":
+        rel = element.get("rel")
+        if rel is None or rel.lower() == "alternate" or not element.get("href") or len(element):
+            raise _Unsupported(f"atom:link rel={rel} in item")
+        if any(name not in _ITEM_LINK_ATTRIBUTES for name in element.attrib):
+            raise _Unsupported("atom:link attributes in item")
+        return True
+    if tag == f"{_MEDIA}content":
+        for child in element:
+            _check_harmless(child, _HARMLESS_IN_ITEM)
+        return True
+    return False
 
 
 def _check_harmless(element: Any, harmless: frozenset[str]) -> None:

@@ -41,6 +41,7 @@ NAMESPACES = {
     "georss": "http://www.georss.org/georss",
     "itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd",
     "yandex": "http://news.yandex.ru",
+    "feedburner": "http://rssnamespace.org/feedburner/ext/1.0",
 }
 
 
@@ -134,6 +135,7 @@ _DATES = st.one_of(
     st.sampled_from(["", "yesterday", "Mon, 30 Nov 2026 10:00:00 MSK", "2026-11-30", "30 Nov 2026"]),
 )
 _GUIDS = st.sampled_from(["https://site.example/g/1", "g-1", " /rel/2 ", ""])
+_ITEM_RELS = st.sampled_from(["standout", "enclosure", "related", "alternate"])
 _GUID_ATTR = st.sampled_from(["", ' isPermaLink="false"', ' isPermaLink="true"', ' isPermaLink="True"'])
 
 
@@ -155,6 +157,14 @@ def _items(draw: st.DrawFn) -> str:
         "enclosure": lambda: '<enclosure url="https://site.example/a.mp3" type="audio/mpeg" length="1"/>',
         "yandex": lambda: f"<yandex:full-text>{escape(draw(_TEXT))}</yandex:full-text>",
         "media": lambda: '<media:thumbnail url="https://site.example/t.jpg"/>',
+        "media:description": lambda: f"<media:description>{escape(draw(_TEXT))}</media:description>",
+        "media:content": lambda: (
+            '<media:content url="https://site.example/p.jpg" width="140">'
+            f'<media:credit scheme="urn:ebu">{escape(draw(_TEXT))}</media:credit></media:content>'
+        ),
+        "atom:link": lambda: f'<atom:link rel="{draw(_ITEM_RELS)}" href="https://site.example/s"/>',
+        "nested item": lambda: "<item/>",
+        "origLink": lambda: "<feedburner:origLink>https://site.example/o</feedburner:origLink>",
     }
     chosen = draw(st.lists(st.sampled_from(sorted(fields)), max_size=8))
     for name in chosen:
@@ -237,6 +247,22 @@ def test_every_skipped_channel_element_leaves_feedparser_unchanged(name: str) ->
         _rss('<item><description mode="base64">SGk=</description></item>'),
         _rss("<item><pubdate>Mon, 30 Nov 2026 10:00:00 GMT</pubdate></item>"),
         _rss("<item><pubDate>not a date at all</pubDate></item>"),
+        _rss('<item><media:description type="plain">SGk=</media:description></item>'),
+        _rss(
+            "<item><description>A</description><media:description>B</media:description>"
+            "<description>C</description></item>"
+        ),
+        _rss(
+            "<item><description>A</description><media:description>B</media:description>"
+            "<content:encoded>C</content:encoded></item>"
+        ),
+        _rss("<item><media:content><media:description>Other</media:description></media:content></item>"),
+        _rss('<item><atom:link rel="Alternate" href="https://site.example/other"/></item>'),
+        _rss('<item><atom:link rel="standout"/></item>'),
+        _rss('<item><atom:link rel="standout" url="https://site.example/other"/></item>'),
+        _rss("<item><title>T</title><item/><title>Channel title now</title></item>"),
+        _rss("<item><title>T</title><item><title>Inner</title></item></item>"),
+        _rss('<item><title>T</title><item about="x"/></item>'),
         b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Atom</title></feed>',
         b'<?xml version="1.0"?><rss version="0.91"><channel><title>Old</title></channel></rss>',
         _rss("<item><title>T</title>")[:-20],  # not well-formed
@@ -289,3 +315,33 @@ def test_every_field_the_fast_path_reads_is_compared_on_an_accepted_feed() -> No
     )
     for headers in HEADER_VARIANTS[:2] + HEADER_VARIANTS[3:]:
         assert _assert_same(_rss(items, channel), headers), headers
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        # The New York Times: the photo caption comes first, so it is the summary and the
+        # description becomes the content; a non-alternate atom:link; credits.
+        "<item><title>T</title><link>https://site.example/a?p=rss&amp;e=1</link>"
+        '<guid isPermaLink="true">https://site.example/a</guid>'
+        '<atom:link rel="standout" href="https://site.example/a?p=rss&amp;e=1"/>'
+        '<media:content url="https://site.example/p.jpg" medium="image" height="151" width="151"/>'
+        "<media:description>Caption &#x201C;quoted&#x201D;</media:description>"
+        "<media:credit>Photographer/Agency</media:credit><description>The teaser.</description>"
+        "<dc:creator>DESK</dc:creator><pubDate>Sat, 07 Jan 2017 01:49:31 GMT</pubDate></item>",
+        # The Guardian: media:content holding a media:credit.
+        "<item><title>T</title><link>https://site.example/a</link><description>D</description>"
+        '<media:content width="140" url="https://site.example/p.jpg?w=140&amp;q=55">'
+        '<media:credit scheme="urn:ebu">Photograph: Agency</media:credit></media:content>'
+        "<guid>https://site.example/a</guid></item>",
+        # FeedBurner (PCMag): an empty <item/> inside the item, then the original link.
+        "<item><title>T</title><link>https://site.example/a</link><description>D</description>"
+        "<item /><feedburner:origLink>https://site.example/orig</feedburner:origLink></item>",
+        # The caption after the description: the description stays the summary.
+        "<item><title>T</title><description>D</description><media:description>C</media:description></item>",
+        "<item><media:description>Caption</media:description><content:encoded>Full</content:encoded></item>",
+    ],
+)
+def test_item_elements_of_real_feeds_are_read_as_feedparser_reads_them(item: str) -> None:
+    for headers in HEADER_VARIANTS[:2] + HEADER_VARIANTS[3:]:
+        assert _assert_same(_rss(item + item.replace("T<", "Second<")), headers), headers

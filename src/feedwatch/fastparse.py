@@ -14,6 +14,7 @@ What falls back to feedparser (returns ``None``):
 
 * not well-formed XML, a DOCTYPE (entity declarations are feedparser's hardened business), a
   root other than ``<rss version="2.x">`` with one ``<channel>``;
+* response headers without a Content-Type (feedparser flags the feed as bozo);
 * any encoding but UTF-8 (declared, or in the Content-Type), a non-XML Content-Type, a ``text/*``
   type without charset on a non-ASCII body (feedparser flags it as a misdeclared encoding);
 * ``xml:lang``/``xml:base`` (or ``lang``/``base``) attributes anywhere, attributes on items;
@@ -38,7 +39,7 @@ import re
 import threading
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from feedparser.api import StrictFeedParser
 from feedparser.datetimes import _parse_date
@@ -105,21 +106,30 @@ _PREFIXES: dict[str, str] = {uri.lower(): prefix for uri, prefix in StrictFeedPa
 _ENCODING_DECL = re.compile(rb"^<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _LANG_OR_BASE = etree.XPath("//@*[local-name()='lang' or local-name()='base']")
+_BASE_OR_FOREIGN_LANG = etree.XPath(
+    "//@*[local-name()='base' or (local-name()='lang' and "
+    "namespace-uri()!='http://www.w3.org/XML/1998/namespace')]"
+)
+_VERSION_NAMESPACES = frozenset({"http://purl.org/rss/1.0/", "http://my.netscape.com/rdf/simple/0.9/"})
 _local = threading.local()
 # feedparser's date parser, remembered: a re-polled feed shows the same dates again (struct_time
 # is immutable). ~2 MB at most.
 _date = lru_cache(maxsize=16_384)(_parse_date)
 
 
-def read_rss(
+def read(
     body: bytes, headers: Mapping[str, str], *, author_cap: int
-) -> tuple[Fields, list[Fields]] | None:
-    """feedparser's ``feed`` and ``entries`` for a plain RSS 2.0 document, or ``None``.
+) -> tuple[Fields, list[Fields], str] | None:
+    """feedparser's ``feed``, ``entries`` and ``version`` for plain RSS 2.0 or Atom 1.0, or ``None``.
 
     ``headers`` are the response headers with lower-case names. Only the keys parse.py reads
     are filled in, with the values feedparser would give them; ``author_cap`` is the length
-    parse.py's guard cuts authors to inside feedparser.
+    parse.py's guard cuts authors to inside feedparser. Atom is read by
+    :mod:`feedwatch.fastparse_atom`.
     """
+    # Response headers without a Content-Type: feedparser flags the feed (bozo).
+    if headers and "content-type" not in headers:
+        return None
     if not _utf8(body, headers.get("content-type", "")):
         return None
     try:
@@ -127,17 +137,33 @@ def read_rss(
     # Malformed bytes: feedparser decides (and classifies) instead.
     except (etree.LxmlError, ValueError):
         return None
-    if root.getroottree().docinfo.doctype or root.tag != "rss" or len(root) != 1:
+    if root.getroottree().docinfo.doctype:
         return None
-    if not root.get("version", "").startswith("2.") or root[0].tag != "channel":
-        return None
-    if _LANG_OR_BASE(root):
-        return None
-    reader = _Reader(headers.get("content-language"), author_cap)
+    language = headers.get("content-language")
     try:
-        return reader.channel(root[0])
+        if root.tag == "rss" and len(root) == 1 and root[0].tag == "channel":
+            if not root.get("version", "").startswith("2.") or _LANG_OR_BASE(root):
+                return None
+            return (*_Reader(language, author_cap).channel(root[0]), "rss20")
+        if root.tag == f"{_ATOM}feed" and not _BASE_OR_FOREIGN_LANG(root):
+            # feedparser takes its version from the first namespace it knows: RSS 1.0's would win.
+            if any(uri.lower() in _VERSION_NAMESPACES for uri in root.nsmap.values()):
+                return None
+            # A sibling module that imports this one's helpers.
+            from feedwatch.fastparse_atom import read_atom
+
+            return (*read_atom(root, language), "atom10")
     except _Unsupported:
         return None
+    return None
+
+
+def read_rss(
+    body: bytes, headers: Mapping[str, str], *, author_cap: int
+) -> tuple[Fields, list[Fields]] | None:
+    """:func:`read` for RSS 2.0 alone."""
+    result = read(body, headers, author_cap=author_cap)
+    return result[:2] if result is not None and result[2] == "rss20" else None
 
 
 class _Unsupported(Exception):
@@ -272,8 +298,8 @@ class _Reader:
         if len(descriptions) > 2 or (len(descriptions) == 2 and "content" in texts):
             raise _Unsupported("descriptions")
         texts.update(zip(("summary", "content"), descriptions, strict=False))
-        entry["_texts"] = (texts, self.lang, self.author_cap)
-        return [entry, {"_texts": ({}, self.lang, self.author_cap)}] if left else [entry]
+        entry["_texts"] = _ItemTexts(texts, self.lang, self.author_cap)
+        return [entry, {"_texts": _ItemTexts({}, self.lang, self.author_cap)}] if left else [entry]
 
     @staticmethod
     def text(element: Any) -> str:
@@ -290,22 +316,37 @@ class _Reader:
 
 
 def complete(entry: Fields) -> Fields:
-    """Fill in the texts :meth:`_Reader.item` left for later: title, summary, content, author."""
-    texts, lang, author_cap = entry.pop("_texts")
-    detail = {"language": lang, "base": ""}
-    for name, element in texts.items():
-        value = _Reader.text(element)
-        if name == "content":
-            entry["content"] = [{"value": value}]
-            continue
-        if name == "author" and len(value) > author_cap:
-            value = value[:author_cap]
-        elif name in ("title", "summary"):
-            entry[f"{name}_detail"] = detail
-        entry[name] = value
-    if "summary" not in entry and "content" in entry:
-        entry["summary"] = entry["content"][0]["value"]
-    return entry
+    """Fill in the texts the reader left for later: title, summary, content, author."""
+    texts: _Texts = entry.pop("_texts")
+    return texts.fill(entry)
+
+
+class _Texts(Protocol):
+    def fill(self, entry: Fields) -> Fields: ...
+
+
+class _ItemTexts(NamedTuple):
+    """An RSS item's text elements by field name, done by :meth:`fill` only when needed."""
+
+    elements: dict[str, Any]
+    lang: str | None
+    author_cap: int
+
+    def fill(self, entry: Fields) -> Fields:
+        detail = {"language": self.lang, "base": ""}
+        for name, element in self.elements.items():
+            value = _Reader.text(element)
+            if name == "content":
+                entry["content"] = [{"value": value}]
+                continue
+            if name == "author" and len(value) > self.author_cap:
+                value = value[: self.author_cap]
+            elif name in ("title", "summary"):
+                entry[f"{name}_detail"] = detail
+            entry[name] = value
+        if "summary" not in entry and "content" in entry:
+            entry["summary"] = entry["content"][0]["value"]
+        return entry
 
 
 def _no_attributes(element: Any, allowed: tuple[str, ...] = ()) -> None:

@@ -54,7 +54,7 @@ def _reference(body: bytes, headers: dict[str, str]) -> ParsedFeed | str:
 
 def _fast(body: bytes, headers: dict[str, str]) -> ParsedFeed | None:
     lowered = {k.lower(): v for k, v in headers.items()}
-    if fastparse.read_rss(body, lowered, author_cap=MAX_AUTHOR) is None:
+    if fastparse.read(body, lowered, author_cap=MAX_AUTHOR) is None:
         return None
     return parse_feed(body, headers=headers, url=URL)
 
@@ -263,13 +263,14 @@ def test_every_skipped_channel_element_leaves_feedparser_unchanged(name: str) ->
         _rss("<item><title>T</title><item/><title>Channel title now</title></item>"),
         _rss("<item><title>T</title><item><title>Inner</title></item></item>"),
         _rss('<item><title>T</title><item about="x"/></item>'),
-        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>Atom</title></feed>',
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title type="xhtml">'
+        b'<div xmlns="http://www.w3.org/1999/xhtml">Atom</div></title></feed>',
         b'<?xml version="1.0"?><rss version="0.91"><channel><title>Old</title></channel></rss>',
         _rss("<item><title>T</title>")[:-20],  # not well-formed
     ],
 )
 def test_what_it_does_not_understand_goes_to_feedparser(body: bytes) -> None:
-    assert fastparse.read_rss(body, {}, author_cap=MAX_AUTHOR) is None
+    assert fastparse.read(body, {}, author_cap=MAX_AUTHOR) is None
 
 
 @pytest.mark.parametrize(
@@ -278,7 +279,15 @@ def test_what_it_does_not_understand_goes_to_feedparser(body: bytes) -> None:
 )
 def test_encodings_feedparser_would_question_decline(content_type: str) -> None:
     body = _rss("<item><title>Баку</title></item>")
-    assert fastparse.read_rss(body, {"content-type": content_type}, author_cap=MAX_AUTHOR) is None
+    assert fastparse.read(body, {"content-type": content_type}, author_cap=MAX_AUTHOR) is None
+
+
+def test_headers_without_a_content_type_decline() -> None:
+    """feedparser flags a response without Content-Type (bozo); no headers at all it takes as is."""
+    body = _rss("<item><title>T</title></item>")
+    assert _reference(body, {"content-language": "ru"}).bozo  # type: ignore[union-attr]
+    assert fastparse.read(body, {"content-language": "ru"}, author_cap=MAX_AUTHOR) is None
+    assert _assert_same(body, {})
 
 
 def test_an_author_longer_than_the_cap_is_cut_as_feedparser_cuts_it() -> None:

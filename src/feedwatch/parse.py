@@ -1,7 +1,7 @@
 """Parse stage: fetched bytes + response headers → :class:`ParsedFeed`. Pure: no I/O, no clock.
 
 XML feeds (RSS 0.9x/1.0/2.0, Atom) go through feedparser, JSON Feed through
-:mod:`feedwatch.jsonfeed`; plain well-formed RSS 2.0 first tries :mod:`feedwatch.fastparse`,
+:mod:`feedwatch.jsonfeed`; plain well-formed RSS 2.0 and Atom 1.0 first try :mod:`feedwatch.fastparse`,
 which answers what feedparser would, ~10× faster, or declines. feedparser only ever receives
 bytes: given a string it would open URLs and local files itself.
 
@@ -38,7 +38,7 @@ from urllib.parse import urljoin
 import feedparser
 import feedparser.mixin
 
-from feedwatch.fastparse import complete, read_rss
+from feedwatch.fastparse import complete, read
 
 MAX_ENTRIES = 1_000
 MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
@@ -148,9 +148,10 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool, known
     # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
     # into URLs; normalize resolves links against ``base`` itself.
     headers.pop("content-location", None)
-    read = read_rss(body, headers, author_cap=MAX_AUTHOR) if fast else None
-    if read is not None:
-        return _build_feed(*read, url, "rss20", False, None, known)
+    fast_read = read(body, headers, author_cap=MAX_AUTHOR) if fast else None
+    if fast_read is not None:
+        feed, entries, version = fast_read
+        return _build_feed(feed, entries, url, version, False, None, known)
     try:
         result = feedparser.parse(
             body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False

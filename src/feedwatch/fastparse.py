@@ -1,10 +1,12 @@
-"""Fast path of the parse stage: well-formed RSS 2.0 read with lxml, ~20× faster than feedparser.
+"""Fast path of the parse stage: well-formed RSS 2.0 and Atom 1.0 read with lxml, ~20× faster
+than feedparser.
 
 feedparser is the reference reader, and it is slow: ~0.3 ms per item in its pure-Python SAX
-handlers, while lxml builds the same tree in C. Most news feeds are plain, well-formed RSS 2.0,
-so :func:`read_rss` reads those and answers exactly what feedparser would have answered for the
-fields :mod:`feedwatch.parse` keeps; anything it does not fully understand returns ``None`` and
-the caller parses with feedparser as before. It never raises.
+handlers, while lxml builds the same tree in C. Most news feeds are plain, well-formed RSS 2.0
+or Atom, so :func:`read` reads those (Atom with :mod:`feedwatch.fastparse_atom`) and answers
+exactly what feedparser would have answered for the fields :mod:`feedwatch.parse` keeps;
+anything it does not fully understand returns ``None`` and the caller parses with feedparser
+as before. It never raises.
 
 "Exactly" is held by ``tests/unit/test_fastparse.py``, which parses every feed of the shared
 corpora and thousands of generated ones both ways and compares the results, and which checks
@@ -156,14 +158,6 @@ def read(
     except _Unsupported:
         return None
     return None
-
-
-def read_rss(
-    body: bytes, headers: Mapping[str, str], *, author_cap: int
-) -> tuple[Fields, list[Fields]] | None:
-    """:func:`read` for RSS 2.0 alone."""
-    result = read(body, headers, author_cap=author_cap)
-    return result[:2] if result is not None and result[2] == "rss20" else None
 
 
 class _Unsupported(Exception):

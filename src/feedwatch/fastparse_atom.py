@@ -46,6 +46,11 @@ _HTML_TYPES = StrictFeedParser.html_types
 _PERSON_PARTS = {f"{_ATOM}name": "name", f"{_ATOM}email": "email", f"{_ATOM}uri": "uri"}
 _LINK_ATTRIBUTES = frozenset({"rel", "href", "type", "title", "hreflang", "length", _XML_LANG})
 _PLAIN = (_XML_LANG,)
+# Fields read here, each at most once (feedparser's rules for a second one are subtle); what is
+# skipped may repeat.
+_ONCE = frozenset(
+    f"{_ATOM}{name}" for name in ("title", "id", "summary", "content", "published", "updated", "author")
+)
 # Checked one by one against feedparser in the tests, as in fastparse (feedparser's names).
 _HARMLESS_IN_FEED = frozenset(
     {"subtitle", "rights", "generator", "logo", "icon", "updated", "category"}
@@ -73,9 +78,10 @@ def read_atom(root: Any, content_language: str | None) -> tuple[Fields, list[Fie
         if tag == f"{_ATOM}entry":
             entries.append(_entry(child, lang))
             continue
-        if tag in seen and tag != f"{_ATOM}link":
-            raise _Unsupported(f"repeated {tag}")
-        seen.add(tag)
+        if tag in _ONCE:
+            if tag in seen:
+                raise _Unsupported(f"repeated {tag}")
+            seen.add(tag)
         if tag == f"{_ATOM}title":
             _text_construct(child)
             feed["title"] = _Reader.text(child)
@@ -129,9 +135,10 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
     seen: set[str] = set()
     for child in element:
         tag = child.tag
-        if tag in seen and tag != f"{_ATOM}link":
-            raise _Unsupported(f"repeated {tag}")
-        seen.add(tag)
+        if tag in _ONCE:
+            if tag in seen:
+                raise _Unsupported(f"repeated {tag}")
+            seen.add(tag)
         if tag in (f"{_ATOM}title", f"{_ATOM}summary"):
             _text_construct(child)
             texts[tag[len(_ATOM) :]] = (child, _lang(child, lang))

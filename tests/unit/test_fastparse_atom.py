@@ -89,6 +89,7 @@ def _entries(draw: st.DrawFn) -> str:
         "author": lambda: draw(_person()),
         "contributor": lambda: draw(_person("contributor")),
         "category": lambda: f'<category term="t" scheme="s" label="l"{draw(_LANGS)}/>',
+        "category 2": lambda: "<category term='u'>Text</category>",
         "rights": lambda: f"<rights>{escape(draw(_TEXT))}</rights>",
         "media": lambda: '<media:thumbnail url="https://site.example/t.jpg"/>',
         "dc:subject": lambda: f"<dc:subject>{escape(draw(_TEXT))}</dc:subject>",
@@ -111,6 +112,7 @@ def _feed_head(draw: st.DrawFn) -> str:
         "generator": lambda: '<generator uri="https://gen.example/" version="1">Gen</generator>',
         "logo": lambda: "<logo>/logo.png</logo>",
         "rights": lambda: "<rights>(c)</rights>",
+        "category": lambda: '<category term="t" xml:lang="zh-Hans"/><category term="u" label="l"/>',
     }
     return _some(draw, fields, 7)
 

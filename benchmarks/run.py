@@ -7,9 +7,14 @@ Prints one JSON object (``--json``) with each figure and its baseline measured i
     ingest      items_per_s with every item new vs feedparser alone on the same bytes and cores
     unchanged_cost_ratio   re-polling an unchanged 50-item feed ÷ parsing it
     latency     p50/p95 seconds from a probe feed being due to its alert being delivered, while
-                the poll feeds are offered at ``--rate`` polls/s
-    memory      peak RSS per worker process
+                the poll feeds are offered at ``--rate`` polls/s, vs the same probes with the poll
+                feeds parked (``latency.unloaded``)
+    memory      peak RSS (and PSS) per worker process vs the same worker commands idle, started
+                before any work (``memory.idle``)
     sqlite      the poll figure again on SQLite + the filesystem broker (embedded mode)
+    scale_out   with ``--scale-out``: the capacity phase on one ``feeds`` node, then on two, each
+                pinned to a core; and, across the nodes, every feed polled once per due time and
+                no article, alert or delivery twice
 
 Redis + PostgreSQL: Redis db 7 (flushed), a fresh PostgreSQL database, dropped afterwards.
 Feeds are inserted into the database directly; 304 and unchanged feeds are pre-seeded with the
@@ -34,9 +39,10 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -65,9 +71,14 @@ class Sizes:
     sqlite_feeds: int
     concurrency: int
     hosts: int = 1  # loopback addresses the poll and sqlite feeds are spread over (farm.feed_host)
+    # --scale-out polls its own group of this many feeds (0: the poll group): enough that a tick
+    # hands out more feeds than two nodes poll in a second (capacity_phase: tick_bound_feeds_per_s)
+    scale_feeds: int = 0
 
 
-QUICK = Sizes(1_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2)
+QUICK = Sizes(
+    1_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2, scale_feeds=3_000
+)
 FULL = Sizes(10_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 400, 1000, 100, 30, 2_000, 2)
 
 
@@ -137,6 +148,7 @@ class RssSampler:
 
     def __init__(self) -> None:
         self.peaks: dict[int, tuple[str, int, int]] = {}
+        self.groups: dict[int, int] = {}  # pid -> process group (its worker or beat)
 
     def sample(self, pgids: list[int]) -> None:
         for entry in Path("/proc").iterdir():
@@ -144,13 +156,15 @@ class RssSampler:
                 continue
             with contextlib.suppress(OSError, ValueError, IndexError, KeyError):
                 pid = int(entry.name)
-                if os.getpgid(pid) not in pgids:
+                pgid = os.getpgid(pid)
+                if pgid not in pgids:
                     continue
                 hwm = _kib(entry / "status", "VmHWM")
                 pss = _kib(entry / "smaps_rollup", "Pss")
                 name = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
                 _, old_hwm, old_pss = self.peaks.get(pid, ("", 0, 0))
                 self.peaks[pid] = (name, max(hwm, old_hwm), max(pss, old_pss))
+                self.groups[pid] = pgid
 
     def report(self) -> dict[str, Any]:
         rows = sorted((round(r / 1024, 1), round(p / 1024, 1), n) for n, r, p in self.peaks.values())
@@ -160,14 +174,36 @@ class RssSampler:
             "processes_rss_pss_mb": rows,
         }
 
+    def by_process(self, roles: dict[int, str]) -> dict[str, dict[str, float]]:
+        """Peak RSS and PSS (MB) per role and kind of process: ``<role>_main`` is the group's
+        leader (the Celery main process, or beat), ``<role>_child`` the largest pool child.
+        ``roles`` maps a process group to its role (:func:`role_of`)."""
+        out: dict[str, dict[str, float]] = {}
+        for pid, (_, rss, pss) in self.peaks.items():
+            pgid = self.groups[pid]
+            if pgid not in roles:
+                continue
+            key = f"{roles[pgid]}_{'main' if pid == pgid else 'child'}"
+            old = out.get(key, {"rss_mb": 0.0, "pss_mb": 0.0})
+            out[key] = {
+                "rss_mb": max(old["rss_mb"], round(rss / 1024, 1)),
+                "pss_mb": max(old["pss_mb"], round(pss / 1024, 1)),
+            }
+        return dict(sorted(out.items()))
+
+
+def role_of(proc: Proc) -> str:
+    """A service process's role, from its log's name: beat, feeds, alerts_worker, node-a, …"""
+    stem = proc.log_path.stem.removeprefix("idle-")  # the idle baseline's workers: same roles
+    return {"other": "alerts_worker", "worker": "embedded_worker"}.get(stem, stem)
+
 
 def cpu_by_role(service: Service) -> dict[str, float]:
     """CPU seconds (user + system) so far of every process on the machine, by role: each service
     process group (beat, feeds, alerts_worker / embedded_worker), the farm, PostgreSQL, Redis,
     everything else (``rest_of_machine``: other people's work on a shared machine). Two snapshots
     give where the two cores went during a phase."""
-    names = {"other": "alerts_worker", "worker": "embedded_worker"}
-    groups = {os.getpgid(p.pid): names.get(p.log_path.stem, p.log_path.stem) for p in service.procs}
+    groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
     tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -239,6 +275,11 @@ def flush_redis() -> str:
 class Service:
     """One benchmark deployment: settings, a migrated database, worker (+ beat) processes."""
 
+    CELERY = (sys.executable, "-m", "celery", "-A", "workers.app")
+    #: The deployment's workers besides beat (docker-compose.yml): log name, queues, processes.
+    #: ``None`` processes: the runner's ``--concurrency``.
+    WORKERS = (("feeds", "feeds", None), ("other", "alerts,default,articles", 1))
+
     def __init__(self, home: Path, database_url: str, broker_url: str, concurrency: int) -> None:
         from feedwatch import db
         from feedwatch.settings import Settings
@@ -268,44 +309,67 @@ class Service:
                 and k not in ("FEEDWATCH_HOME", "FEEDWATCH_DATABASE_URL", "FEEDWATCH_BROKER_URL")
             }
         )
-        self.settings = Settings(
-            **{k[len("FEEDWATCH_") :].lower(): v for k, v in self.env.items() if k.startswith("FEEDWATCH_")}
-        )
+        given: dict[str, Any] = {
+            k[len("FEEDWATCH_") :].lower(): v for k, v in self.env.items() if k.startswith("FEEDWATCH_")
+        }
+        self.settings = Settings(**given)
         self.concurrency = concurrency
         self.procs: list[Proc] = []
         db.upgrade(self.settings)
         self.engine = db.make_engine(database_url)
 
+    def worker(
+        self, name: str, queues: str, concurrency: int | None, *extra: str, cpus: str | None = None
+    ) -> Proc:
+        """Start one ``celery worker`` node named ``name-<random>@host``, its log ``name.log``;
+        ``cpus`` pins it (and its pool) with taskset, as if it were a host of those cores."""
+        args = [
+            *self.CELERY,
+            "worker",
+            "-Q",
+            queues,
+            "-c",
+            str(concurrency or self.concurrency),
+            "-O",
+            "fair",
+            "-n",
+            f"{name}-{uuid.uuid4().hex[:6]}@%h",
+            "--loglevel",
+            "INFO",
+            *extra,
+        ]
+        proc = Proc(["taskset", "-c", cpus, *args] if cpus else args, self.env, self.home / f"{name}.log")
+        self.procs.append(proc)
+        return proc
+
     def start(self, embedded_beat: bool) -> None:
         """Deployment shape (docker-compose.yml): beat, a ``feeds`` worker of ``concurrency``
         processes, one process for ``alerts,default,articles``. Embedded: one worker with -B."""
-        celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
-
-        def worker(queues: str, concurrency: int, name: str) -> list[str]:
-            return [
-                *celery,
-                "worker",
-                "-Q",
-                queues,
-                "-c",
-                str(concurrency),
-                "-O",
-                "fair",
-                "-n",
-                f"{name}-{uuid.uuid4().hex[:6]}@%h",
-                "--loglevel",
-                "INFO",
-            ]
-
         if embedded_beat:
-            args = [*worker("feeds,alerts,default,articles", self.concurrency, "bench"), "-B"]
-            self.procs.append(Proc(args, self.env, self.home / "worker.log"))
+            self.worker("worker", "feeds,alerts,default,articles", None, "-B")
             return
-        self.procs.append(Proc([*celery, "beat", "--loglevel", "INFO"], self.env, self.home / "beat.log"))
-        self.procs.append(Proc(worker("feeds", self.concurrency, "feeds"), self.env, self.home / "feeds.log"))
         self.procs.append(
-            Proc(worker("alerts,default,articles", 1, "other"), self.env, self.home / "other.log")
+            Proc([*self.CELERY, "beat", "--loglevel", "INFO"], self.env, self.home / "beat.log")
         )
+        for name, queues, concurrency in self.WORKERS:
+            self.worker(name, queues, concurrency)
+
+    def wait_ready(self, procs: list[Proc], timeout: float = 120) -> None:
+        """Until each worker logged Celery's ``ready.`` (its pool forked, its queues consumed)."""
+        deadline = time.monotonic() + timeout
+        waiting = list(procs)
+        while waiting:
+            self.check_alive()
+            waiting = [p for p in waiting if " ready." not in p.log_path.read_text(errors="replace")]
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"workers not ready after {timeout}s: {[p.log_path.name for p in waiting]}"
+                )
+            time.sleep(0.2)
+
+    def stop_proc(self, proc: Proc) -> None:
+        proc.stop()
+        self.procs.remove(proc)
 
     @property
     def pgids(self) -> list[int]:
@@ -420,11 +484,9 @@ def feed_ids(service: Service, group: str) -> list[int]:
     return sorted(i for i, url in rows if f"/{group}/" in url)
 
 
-def reschedule(
-    service: Service, group: str, interval_s: float, sampler: RssSampler, rate: float | None = None
-) -> None:
-    """Pin a group's interval (min = max, so the adaptive schedule keeps it) and make it due: at
-    once, or spread at ``rate`` feeds/s. Feeds in flight finish first, so none is claimed twice."""
+def park(service: Service, group: str, sampler: RssSampler) -> list[int]:
+    """Pin a group's feeds to a day and make them due tomorrow; wait for the polls in flight to
+    finish. Returns the group's feed ids."""
     from feedwatch.timeutil import utcnow
 
     ids = feed_ids(service, group)
@@ -445,6 +507,17 @@ def reschedule(
         )
         log(f"{group}: {stuck[0][0]} claims never reported; released by the runner")
         service.execute(f"UPDATE feed SET claimed_at = NULL WHERE id IN ({in_ids})")
+    return ids
+
+
+def reschedule(
+    service: Service, group: str, interval_s: float, sampler: RssSampler, rate: float | None = None
+) -> None:
+    """Pin a group's interval (min = max, so the adaptive schedule keeps it) and make it due: at
+    once, or spread at ``rate`` feeds/s. Feeds in flight finish first, so none is claimed twice."""
+    from feedwatch.timeutil import utcnow
+
+    ids = park(service, group, sampler)
     now = utcnow()
     step = 1 / rate if rate else 0
     service.update_feeds(
@@ -452,10 +525,11 @@ def reschedule(
     )
 
 
-def farm_stats(port: int, reset: bool = False) -> dict[str, Any]:
+def farm_stats(port: int, reset: bool = False, detail: bool = False) -> dict[str, Any]:
+    """Hits per group; ``detail``: also ``per_feed``, each feed's hits."""
     import urllib.request
 
-    url = f"http://127.0.0.1:{port}/_{'reset' if reset else 'stats'}"
+    url = f"http://127.0.0.1:{port}/_{'reset' if reset else 'stats'}{'?detail=1' if detail else ''}"
     with urllib.request.urlopen(url, data=b"" if reset else None, timeout=10) as resp:
         return json.loads(resp.read()).get("groups", {})  # type: ignore[no-any-return]
 
@@ -535,19 +609,49 @@ def floor_loop(
 
 def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler) -> dict[str, Any]:
     """Offer the poll feeds at ``rate`` polls/s; probe feeds fall due one by one; time each alert."""
-    from feedwatch.timeutil import to_utc, utcnow
-
     reschedule(service, "poll", sizes.feeds / sizes.rate, sampler, rate=sizes.rate)
-    probe_ids = feed_ids(service, "probe")
+    due = schedule_probes(service, "probe", sizes.window)
+    load = measure_hits(port, "poll", sizes.window + 2, service, sampler)
+    return {
+        **probe_latencies(service, due, sampler),
+        "offered_polls_per_s": sizes.rate,
+        "achieved_polls_per_s": load["feeds_per_s"],
+    }
+
+
+def unloaded_latency_phase(service: Service, sizes: Sizes, sampler: RssSampler) -> dict[str, Any]:
+    """The latency baseline: the same probes (their own feeds, ``probe_idle``), the same spread,
+    with the poll feeds parked. What is left is the floor of due → delivered: waiting for the
+    tick, one poll, one commit, the alerts queue and one delivery."""
+    park(service, "poll", sampler)
+    due = schedule_probes(service, "probe_idle", sizes.window)
+    started = time.monotonic()
+    while time.monotonic() - started < sizes.window + 2:
+        service.check_alive()
+        sampler.sample(service.pgids)
+        time.sleep(0.5)
+    return probe_latencies(service, due, sampler)
+
+
+def schedule_probes(service: Service, group: str, window: float) -> dict[int, datetime]:
+    """A group's probe feeds fall due one by one over ``window`` seconds, from 2 s from now."""
+    from feedwatch.timeutil import utcnow
+
+    probe_ids = feed_ids(service, group)
     start = utcnow() + timedelta(seconds=2)
-    gap = sizes.window / len(probe_ids)
+    gap = window / len(probe_ids)
     due = {fid: start + timedelta(seconds=j * gap) for j, fid in enumerate(probe_ids)}
     service.execute(
         "UPDATE feed SET next_check_at = :at WHERE id = :id", [{"id": f, "at": at} for f, at in due.items()]
     )
-    load = measure_hits(port, "poll", sizes.window + 2, service, sampler)
+    return due
 
-    in_probes = ",".join(map(str, probe_ids))
+
+def probe_latencies(service: Service, due: dict[int, datetime], sampler: RssSampler) -> dict[str, Any]:
+    """Each probe's alert ``delivered_at`` minus the ``next_check_at`` it was given: quantiles."""
+    from feedwatch.timeutil import to_utc
+
+    in_probes = ",".join(map(str, due))
 
     def delivered() -> dict[int, Any]:
         rows = service.execute(
@@ -557,34 +661,47 @@ def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler
         return {fid: to_utc(at) for fid, at in rows}
 
     with contextlib.suppress(RuntimeError):
-        wait_until(lambda: len(delivered()) == len(probe_ids), 20, "probe alerts", service, sampler)
+        wait_until(lambda: len(delivered()) == len(due), 20, "probe alerts", service, sampler)
     got = delivered()
-    lat = sorted((got[f] - due[f]).total_seconds() for f in probe_ids if f in got)
+    lat = sorted((got[f] - due[f]).total_seconds() for f in due if f in got)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 100
     return {
         "p50_s": round(statistics.median(lat), 3) if lat else None,
         "p95_s": round(q[94], 3) if lat else None,
         "max_s": round(max(lat), 3) if lat else None,
-        "probes": len(probe_ids),
+        "probes": len(due),
         "delivered": len(lat),
-        "offered_polls_per_s": sizes.rate,
-        "achieved_polls_per_s": load["feeds_per_s"],
     }
 
 
 def capacity_phase(
-    service: Service, sizes: Sizes, port: int, sampler: RssSampler, group: str, profile: bool = False
+    service: Service,
+    sizes: Sizes,
+    port: int,
+    sampler: RssSampler,
+    group: str,
+    profile: bool = False,
+    nodes: list[Proc] | None = None,
 ) -> dict[str, Any]:
-    """Every poll feed always due: the service polls as fast as it can."""
+    """Every poll feed always due: the service polls as fast as it can. With ``nodes``, also
+    the polls of each of those workers over the window (``by_node``, from their logs)."""
     reschedule(service, group, 0.05, sampler)
     before = farm_stats(port)[group]
     time.sleep(3)  # settle: queues fill, workers reach their pace
     spy = start_profile(service, sizes.window) if profile else None
     cpu0, t0 = cpu_by_role(service), time.monotonic()
+    since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
-    result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), time.monotonic() - t0)
+    elapsed = time.monotonic() - t0
+    result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), elapsed)
+    if nodes:
+        polled = feeds_polled(nodes, since)
+        result["by_node"] = {n: {"feeds": k, "feeds_per_s": round(k / elapsed, 1)} for n, k in polled.items()}
     after = farm_stats(port)[group]
     result["all_feeds_polled"] = after["min_hits"] > before["min_hits"]
+    # A tick claims each due feed once (at most claim_batch of them): no more polls than that.
+    claimable = min(after["feeds"], service.settings.claim_batch)
+    result["tick_bound_feeds_per_s"] = round(claimable / service.settings.tick_seconds, 1)
     if spy is not None:
         result["profile"] = finish_profile(*spy)
     return result
@@ -648,7 +765,7 @@ def ingest_phase(
     service: Service, sizes: Sizes, sampler: RssSampler, profile: bool = False
 ) -> dict[str, Any]:
     """Only the ingest feeds (every item new on every hit) are due, always."""
-    reschedule(service, "poll", 86_400, sampler)  # parked: drained, then due tomorrow
+    park(service, "poll", sampler)
     ingest = ",".join(map(str, feed_ids(service, "ingest")))
     service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
     reschedule(service, "ingest", 0.05, sampler)
@@ -670,6 +787,230 @@ def ingest_phase(
     if spy is not None:
         result["profile"] = finish_profile(*spy)
     return result
+
+
+def idle_memory(service: Service, seconds: float = 2.0) -> dict[str, Any]:
+    """The memory baseline: the service's own worker commands (same app, imports, queues, pool
+    and warm-up before the fork), started before beat, so nothing is ever queued for them. What
+    they hold is what merely loading the service costs; the loaded figures against it are what
+    the work adds (rules, clients, batches in flight, the heap they leave)."""
+    sampler = RssSampler()
+    idle = [
+        service.worker(f"idle-{name}", queues, concurrency) for name, queues, concurrency in Service.WORKERS
+    ]
+    try:
+        service.wait_ready(idle)
+        started = time.monotonic()
+        while time.monotonic() - started < seconds:
+            sampler.sample([p.pid for p in idle])
+            time.sleep(0.25)
+        report = sampler.report()
+        report["by_process"] = sampler.by_process({p.pid: role_of(p) for p in idle})
+    finally:
+        for proc in idle:
+            service.stop_proc(proc)
+    return report
+
+
+def against_idle(memory: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
+    """The loaded memory figures with their same-run idle baseline: per process kind, what the
+    work added (MB) and the ratio to idle; as the headline, the largest loaded process against
+    the same kind of process idle (a pool child against an idle pool child: an idle main
+    process, larger than its children, would make any child look free)."""
+    out = {**memory, "idle": idle}
+    compared: dict[str, dict[str, Any]] = {}
+    for key, row in memory.get("by_process", {}).items():
+        base = idle["by_process"].get(key)
+        if base is None:
+            continue
+        row["rss_added_mb"] = round(row["rss_mb"] - base["rss_mb"], 1)
+        row["pss_added_mb"] = round(row["pss_mb"] - base["pss_mb"], 1)
+        row["rss_ratio_to_idle"] = ratio(row["rss_mb"], base["rss_mb"])
+        row["pss_ratio_to_idle"] = ratio(row["pss_mb"], base["pss_mb"])
+        compared[key] = row
+    if compared:
+        largest = max(compared, key=lambda k: compared[k]["rss_mb"])
+        out["largest_process"] = largest
+        out["ratio_to_idle"] = compared[largest]["rss_ratio_to_idle"]
+        out["pss_ratio_to_idle"] = compared[largest]["pss_ratio_to_idle"]
+    return out
+
+
+# --- scale-out: more worker nodes on the same Redis and PostgreSQL ----------------------------------
+
+
+def log_offsets(procs: list[Proc]) -> list[int]:
+    return [p.log_path.stat().st_size for p in procs]
+
+
+def feeds_polled(procs: list[Proc], since: list[int]) -> dict[str, int]:
+    """Feeds each worker polled since the log offsets ``since``, from its ``poll.batch`` lines."""
+    out: dict[str, int] = {}
+    for proc, offset in zip(procs, since, strict=True):
+        with proc.log_path.open("rb") as fh:
+            fh.seek(offset)
+            lines = fh.read().splitlines()
+        count = 0
+        for line in lines:
+            if b'"poll.batch"' in line:
+                with contextlib.suppress(ValueError, AttributeError):
+                    count += int(json.loads(line).get("feeds", 0))
+        out[role_of(proc)] = count
+    return out
+
+
+def scale_out_phase(
+    service: Service, sizes: Sizes, groups: dict[str, Group], port: int, node_concurrency: int
+) -> dict[str, Any]:
+    """The capacity phase on the deployment's ``feeds`` worker, then on one ``feeds`` node, then
+    on two; then a scheduled pass over both and the run's duplicate checks. Each node is its own
+    ``celery worker`` (its own ``-n`` name, pool and connections) sharing only Redis and
+    PostgreSQL with the other, as on two hosts. With two or more CPUs each node is pinned to one
+    (taskset): a "host" of one core, so adding one adds a core. The rest (beat, the alerts
+    worker, PostgreSQL, Redis, the farm) is not pinned and runs beside them, on both cores."""
+    sampler = RssSampler()
+    group = "scale" if "scale" in groups else "poll"
+    park(service, "ingest", sampler)
+    park(service, "poll", sampler)
+    feeds = next(p for p in service.procs if role_of(p) == "feeds")
+    if group == "scale":  # its first poll (new feeds store their 50 items), by the feeds worker
+        reschedule(service, group, 86_400, sampler)
+        warm = wait_until(
+            lambda: farm_stats(port)[group]["feeds_hit"] == groups[group].feeds,
+            600,
+            f"every {group} feed polled once",
+            service,
+            sampler,
+        )
+        log(f"scale-out: warm-up took {warm:.1f}s")
+    cpus = sorted(os.sched_getaffinity(0))
+    pin = len(cpus) >= 2 and shutil.which("taskset") is not None
+    out: dict[str, Any] = {
+        "group": group,
+        "feeds": groups[group].feeds,
+        "node_concurrency": node_concurrency,
+        "pinned": pin,
+        "node_cpus": {},
+    }
+    restart_conditional_count(service, group, sampler)
+    out["service_worker"] = capacity_phase(service, sizes, port, sampler, group, nodes=[feeds])
+    log(f"scale-out: the service's feeds worker {out['service_worker']}")
+    park(service, group, sampler)
+    service.stop_proc(feeds)
+    nodes: list[Proc] = []
+    for label, name in (("one_node", "node-a"), ("two_nodes", "node-b")):
+        cpu = str(cpus[len(nodes)]) if pin else None
+        nodes.append(service.worker(name, "feeds", node_concurrency, cpus=cpu))
+        out["node_cpus"][name] = cpu
+        service.wait_ready(nodes[-1:])
+        restart_conditional_count(service, group, sampler)
+        out[label] = capacity_phase(service, sizes, port, sampler, group, nodes=nodes)
+        log(f"scale-out: {label} {out[label]}")
+    out["ratio"] = ratio(out["two_nodes"]["feeds_per_s"], out["one_node"]["feeds_per_s"])
+    out["ratio_to_service_worker"] = ratio(
+        out["two_nodes"]["feeds_per_s"], out["service_worker"]["feeds_per_s"]
+    )
+    out["correctness"] = {
+        **scheduled_pass(service, sizes, group, port, sampler, nodes),
+        **duplicates(service, groups, port),
+    }
+    log(f"scale-out: correctness {out['correctness']}")
+    out["memory"] = sampler.report()
+    return out
+
+
+def restart_conditional_count(service: Service, group: str, sampler: RssSampler) -> None:
+    """Park a group's feeds and count their conditional polls from zero again.
+
+    A feed with validators is fetched without them every 20th poll (feedstate's
+    UNCONDITIONAL_EVERY). The runner pre-seeds the 304 feeds as polled but stores none of their
+    items, so that poll stores all 50 as new: a wave of ~35,000 articles at 1,000 feeds that the
+    steady state never sees. The main phases stay below 20 polls per feed in a quick run; with
+    the scale-out phases after them they would not."""
+    ids = park(service, group, sampler)
+    service.execute(f"UPDATE feed SET conditional_polls = 0 WHERE id IN ({','.join(map(str, ids))})")
+
+
+def scheduled_pass(
+    service: Service, sizes: Sizes, group: str, port: int, sampler: RssSampler, nodes: list[Proc]
+) -> dict[str, Any]:
+    """Every feed of the group falls due once, spread at ``rate`` feeds/s, its next due 10 minutes
+    on: on any number of nodes, each feed must be polled exactly once in the pass (the claim in
+    the database, not the node, decides who polls it)."""
+    restart_conditional_count(service, group, sampler)  # parked: nothing due, nothing in flight
+    before = farm_stats(port, detail=True)[group]["per_feed"]
+    since = log_offsets(nodes)
+    reschedule(service, group, 600, sampler, rate=sizes.rate)
+
+    def hits() -> list[int]:
+        after = farm_stats(port, detail=True)[group]["per_feed"]
+        return [a - b for a, b in zip(after, before, strict=True)]
+
+    with contextlib.suppress(RuntimeError):
+        wait_until(lambda: min(hits()) > 0, len(before) / sizes.rate + 60, "the pass", service, sampler)
+    time.sleep(2)  # a second poll of any feed would land here, or earlier
+    delta = hits()
+    polled = feeds_polled(nodes, since)
+    return {
+        "feeds": len(delta),
+        "polled_once": delta.count(1),
+        "polled_more_than_once": sum(d > 1 for d in delta),
+        "missed": delta.count(0),
+        "polls_by_node": polled,
+        "all_nodes_polled": all(polled.values()),
+    }
+
+
+def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[str, Any]:
+    """The whole run's articles, alerts and deliveries against what the farm served.
+
+    A ``new`` feed of ``n`` items shifting by ``k`` per hit has served ``n + k × (hits − 1)``
+    distinct items after ``hits`` polls: its stored articles must be exactly that (fewer: lost;
+    more: stored twice). Alerts: one per article, one delivery row per (alert, channel), one
+    JSONL line per idempotency key."""
+    with contextlib.suppress(RuntimeError):
+        wait_until(
+            lambda: not service.execute("SELECT 1 FROM alert WHERE status IN ('pending', 'queued') LIMIT 1"),
+            30,
+            "alerts delivered",
+            service,
+            RssSampler(),
+        )
+    stats = farm_stats(port, detail=True)
+    expected = stored = mismatched = 0
+    rows = service.execute(
+        "SELECT f.config_url, count(a.id) FROM feed f LEFT JOIN article a ON a.feed_id = f.id "
+        "GROUP BY f.config_url"
+    )
+    for url, count in rows:
+        name, index = url.rsplit("/", 2)[1], int(url.rsplit("/", 1)[1].split(".")[0])
+        group = groups[name]
+        if group.kinds[index] != "new":
+            continue
+        hits = stats[name]["per_feed"][index]
+        served = group.items + group.new_items * (hits - 1) if hits else 0
+        expected, stored, mismatched = expected + served, stored + count, mismatched + (served != count)
+    alerts, alerted = service.execute("SELECT count(*), count(DISTINCT article_id) FROM alert")[0]
+    deliveries, pairs = service.execute("SELECT count(*), count(DISTINCT (alert_id, channel)) FROM delivery")[
+        0
+    ]
+    undelivered = service.execute("SELECT count(*) FROM alert WHERE status <> 'delivered'")[0][0]
+    path = service.home / "alerts.jsonl"
+    lines = (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+    keys = Counter(str(line.get("idempotency_key")) for line in lines)
+    return {
+        "articles_expected": expected,
+        "articles_stored": stored,
+        "feeds_articles_mismatch": mismatched,
+        "alerts": alerts,
+        "alerts_duplicate": alerts - alerted,
+        "alerts_undelivered": undelivered,
+        "deliveries_duplicate": deliveries - pairs,
+        "jsonl_lines": len(lines),
+        "jsonl_duplicate_keys": len(lines) - len(keys),
+    }
 
 
 def _parse_worker(bodies: list[bytes], seconds: float) -> float:
@@ -751,8 +1092,8 @@ def ratio(value: float | None, base: float | None) -> float | None:
 # --- main -----------------------------------------------------------------------------------------
 
 
-def farm_config(sizes: Sizes) -> dict[str, Any]:
-    return {
+def farm_config(sizes: Sizes, scale_out: bool = False) -> dict[str, Any]:
+    config: dict[str, Any] = {
         "groups": {
             "poll": {
                 "feeds": sizes.feeds,
@@ -762,6 +1103,14 @@ def farm_config(sizes: Sizes) -> dict[str, Any]:
                 "hosts": sizes.hosts,
             },
             "probe": {"feeds": sizes.probes, "mix": {"new": 1}, "items": 1, "new_items": 1, "match_every": 1},
+            # the same probes for the unloaded baseline (their own feeds: one alert each)
+            "probe_idle": {
+                "feeds": sizes.probes,
+                "mix": {"new": 1},
+                "items": 1,
+                "new_items": 1,
+                "match_every": 1,
+            },
             "ingest": {
                 "feeds": sizes.ingest_feeds,
                 "mix": {"new": 1},
@@ -777,20 +1126,36 @@ def farm_config(sizes: Sizes) -> dict[str, Any]:
             },
         }
     }
+    if scale_out and sizes.scale_feeds:
+        config["groups"]["scale"] = {**config["groups"]["poll"], "feeds": sizes.scale_feeds}
+    return config
 
 
 def run_postgres(
-    sizes: Sizes, groups: dict[str, Group], port: int, workdir: Path, profile: bool
+    sizes: Sizes,
+    groups: dict[str, Group],
+    port: int,
+    workdir: Path,
+    profile: bool,
+    scale_out: int | None = None,
 ) -> dict[str, Any]:
+    """The phases on Redis + PostgreSQL; ``scale_out``: then the scale-out phase, with nodes of
+    that many processes."""
     out: dict[str, Any] = {}
     sampler = RssSampler()
     with postgres_database() as db_url:
         service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency)
         try:
             insert_feeds(service, groups["poll"], port, sizes.feeds / sizes.rate / 60, True)
-            insert_feeds(service, groups["probe"], port, 24 * 60, True, due_in=86_400)
+            for probes in ("probe", "probe_idle"):
+                insert_feeds(service, groups[probes], port, 24 * 60, True, due_in=86_400)
             insert_feeds(service, groups["ingest"], port, 1440, False)
+            if "scale" in groups:  # polled in the scale-out phase only
+                insert_feeds(service, groups["scale"], port, 1440, True, due_in=86_400)
+            out["memory_idle"] = idle_memory(service)
+            log(f"postgres: idle workers {out['memory_idle']['by_process']}")
             service.start(embedded_beat=False)
+            roles = {p.pid: role_of(p) for p in service.procs}
             warm = wait_until(
                 lambda: farm_stats(port)["poll"]["feeds_hit"] == sizes.feeds,
                 600,
@@ -799,6 +1164,8 @@ def run_postgres(
                 sampler,
             )
             log(f"postgres: warm-up (first poll of every feed) took {warm:.1f}s")
+            out["latency_unloaded"] = unloaded_latency_phase(service, sizes, sampler)
+            log(f"postgres: latency, unloaded {out['latency_unloaded']}")
             out["latency"] = latency_phase(service, sizes, port, sampler)
             log(f"postgres: latency {out['latency']}")
             out["poll"] = capacity_phase(service, sizes, port, sampler, "poll", profile)
@@ -807,9 +1174,11 @@ def run_postgres(
             log(f"postgres: ingest {out['ingest']}")
             alerts = service.execute("SELECT status, count(*) FROM alert GROUP BY status")
             out["alerts"] = {status: n for status, n in alerts}
+            if scale_out:
+                out["scale_out"] = scale_out_phase(service, sizes, groups, port, scale_out)
         finally:
             service.stop()
-    out["memory"] = sampler.report()
+    out["memory"] = {**sampler.report(), "by_process": sampler.by_process(roles)}
     return out
 
 
@@ -848,11 +1217,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, help="worker processes (default 2: two cores)")
     parser.add_argument("--hosts", type=int, help="loopback hosts the poll feeds are spread over (default 1)")
     parser.add_argument("--skip-sqlite", action="store_true")
+    parser.add_argument(
+        "--scale-out",
+        action="store_true",
+        help="then the capacity phase on one feeds node and on two (each pinned to one core)",
+    )
+    parser.add_argument("--node-concurrency", type=int, default=1, help="processes per scale-out node")
+    parser.add_argument("--scale-feeds", type=int, help="feeds of the scale-out phase (0: the poll feeds)")
     parser.add_argument("--profile", action="store_true", help="py-spy the feeds worker while at capacity")
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))
-    for name in ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts"):
+    names = ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts")
+    for name in (*names, "scale_feeds"):
         if getattr(args, name) is not None:
             setattr(sizes, name, getattr(args, name))
     from feedwatch.logs import configure_logging
@@ -865,7 +1242,7 @@ def main(argv: list[str] | None = None) -> None:
         "sizes": asdict(sizes),
         "cores": os.cpu_count(),
     }
-    config = farm_config(sizes)
+    config = farm_config(sizes, args.scale_out)
     from farm import groups_from_config
 
     groups = {g.name: g for g in groups_from_config(config)}
@@ -875,7 +1252,8 @@ def main(argv: list[str] | None = None) -> None:
         floor |= floor_loop(port, groups["poll"], min(sizes.window, 5), keep_alive=False)
         log(f"floor: {floor}")
         farm_stats(port, reset=True)
-        pg = run_postgres(sizes, groups, port, workdir, args.profile)
+        scale_out = args.node_concurrency if args.scale_out else None
+        pg = run_postgres(sizes, groups, port, workdir, args.profile, scale_out)
         sqlite = None if args.skip_sqlite else run_sqlite(sizes, groups, port, workdir)
         unchanged = unchanged_cost(port, groups["poll"], workdir)
         log(f"unchanged: {unchanged}")
@@ -890,15 +1268,21 @@ def main(argv: list[str] | None = None) -> None:
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     ingest = {**pg["ingest"], "parse_only_items_per_s": parse_rate}
     ingest["ratio"] = ratio(ingest["items_per_s"], parse_rate)
+    latency, unloaded = pg["latency"], pg["latency_unloaded"]
+    latency["unloaded"] = unloaded
+    for q in ("p50", "p95"):
+        latency[f"{q}_ratio_to_unloaded"] = ratio(latency[f"{q}_s"], unloaded[f"{q}_s"])
     result.update(
         poll=poll,
         ingest=ingest,
         unchanged_cost_ratio=unchanged.pop("unchanged_cost_ratio"),
         unchanged=unchanged,
-        latency=pg["latency"],
-        memory=pg["memory"],
+        latency=latency,
+        memory=against_idle(pg["memory"], pg["memory_idle"]),
         alerts=pg["alerts"],
     )
+    if "scale_out" in pg:
+        result["scale_out"] = pg["scale_out"]
     if sqlite is not None:
         sqlite["ratio"] = ratio(sqlite["feeds_per_s"], poll["floor_feeds_per_s"])
         result["sqlite"] = sqlite

@@ -2,7 +2,9 @@
 
 Shape only: tests never assert timings (the figures are the benchmark's job, docs/performance.md).
 It starts the real service (Celery workers + beat on Redis db 7 and a fresh PostgreSQL database,
-then the embedded SQLite + filesystem-broker service), so it needs both servers.
+then the embedded SQLite + filesystem-broker service), so it needs both servers. With
+``--scale-out`` on the poll feeds (``--scale-feeds 0``): the scale-out keys, and its duplicate
+counts, which are invariants, not timings.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from support.services import REPO, missing, port_open
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30",
-        "--rate", "60", "--window", "2", "--hosts", "3"]  # fmt: skip
+        "--rate", "60", "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0"]  # fmt: skip
 
 
 def test_quick_json_shape() -> None:
@@ -37,9 +39,33 @@ def test_quick_json_shape() -> None:
         assert key in result["ingest"], key
     assert isinstance(result["unchanged_cost_ratio"], float)
     assert result["unchanged"]["parse_skipped"] is True  # a re-poll of the same bytes never parses
+    latency = result["latency"]
+    for key in ("p50_s", "p95_s", "probes", "delivered", "p50_ratio_to_unloaded", "p95_ratio_to_unloaded"):
+        assert key in latency, key
     for key in ("p50_s", "p95_s", "probes", "delivered"):
-        assert key in result["latency"], key
-    assert result["memory"]["peak_rss_mb_max"] > 0
+        assert key in latency["unloaded"], key  # the same probes with the poll feeds parked
+    memory = result["memory"]
+    assert memory["peak_rss_mb_max"] > 0
+    assert memory["idle"]["peak_rss_mb_max"] > 0  # the same workers before any work
+    for key in ("feeds_main", "feeds_child", "alerts_worker_main"):
+        assert {"rss_mb", "pss_mb", "rss_ratio_to_idle", "pss_ratio_to_idle"} <= set(
+            memory["by_process"][key]
+        )
+    assert memory["largest_process"] in memory["by_process"]
+    assert "ratio_to_idle" in memory and "pss_ratio_to_idle" in memory
+    scale = result["scale_out"]
+    for phase, nodes in (
+        ("service_worker", {"feeds"}),
+        ("one_node", {"node-a"}),
+        ("two_nodes", {"node-a", "node-b"}),
+    ):
+        assert "feeds_per_s" in scale[phase] and set(scale[phase]["by_node"]) == nodes, phase
+    assert "ratio" in scale and "ratio_to_service_worker" in scale
+    correct = scale["correctness"]
+    assert correct["feeds"] == 60 and set(correct["polls_by_node"]) == {"node-a", "node-b"}
+    assert {"polled_once", "missed", "articles_expected", "articles_stored", "alerts"} <= set(correct)
+    for key in ("polled_more_than_once", "alerts_duplicate", "deliveries_duplicate", "jsonl_duplicate_keys"):
+        assert correct[key] == 0, (key, correct)
     assert "feeds_per_s" in result["sqlite"]
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["sizes"]["feeds"] == 60

@@ -4,12 +4,15 @@ normalized. The real ``pipeline.poll_feeds`` against a local HTTP server on a te
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlmodel import func, select
 from support.feeds import item, rss
 from support.services import FeedServer, Route
+from support.settings import database_settings
 
 from feedwatch import db, pipeline, store
 from feedwatch.models import Alert, Article, Feed, Sighting
@@ -30,9 +33,13 @@ def feed_body(prefix: str, seqs: range, match: int | None = None) -> bytes:
     return rss(items)
 
 
-@pytest.fixture
-def ctx(pipeline_settings: Settings) -> pipeline.Context:
-    return pipeline.Context(pipeline_settings, rng=random.Random(7))
+@pytest.fixture(params=["sqlite", "postgresql"])
+def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[pipeline.Context]:
+    """On both databases: PostgreSQL stores a batch's articles and sightings through its own
+    statements (``store._insert_many``)."""
+    with database_settings(request.param, tmp_path) as settings:
+        loopback = {"allow_private_networks": True, "per_host_min_gap_seconds": 0.0}
+        yield pipeline.Context(settings.model_copy(update=loopback), rng=random.Random(7))
 
 
 def add_feeds(ctx: pipeline.Context, urls: list[str]) -> list[int]:

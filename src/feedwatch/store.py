@@ -10,14 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
-from functools import partial
 from itertools import groupby
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, bindparam, cast, func, or_, update
+from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Session, col, select
 
 from feedwatch.models import (
@@ -53,7 +51,7 @@ def _table(model: Any) -> Any:
     return model.__table__
 
 
-_BUILT: dict[tuple[Any, ...], Any] = {}
+_BUILT: dict[tuple[str, Callable[..., Any]], Any] = {}
 
 
 def prepared(session: Session, build: Callable[[Callable[[Any], Any]], Any]) -> Any:
@@ -72,41 +70,15 @@ def _ids(name: str = "b_ids") -> Any:
     return bindparam(name, expanding=True)
 
 
-def _insert_many(
-    session: Session, build: Callable[[Callable[[Any], Any]], Any], rows: list[dict[str, Any]]
-) -> list[Any]:
-    """Run the INSERT ``build(insert)`` makes over many rows (each with the same keys), on the
-    session's connection (its transaction); returns what its RETURNING gives.
+def _execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
+    """Run a Core INSERT over many rows on the session's connection (its transaction).
 
-    SQLite: one statement built once, run many rows at a time by SQLAlchemy's
-    "insertmanyvalues" (an ``INSERT … VALUES (…), (…)`` built with ``.values(rows)`` is
-    compiled afresh for every call, which cost more CPU than the database spent storing them).
-
-    PostgreSQL: ``INSERT … SELECT * FROM unnest(:column_1, :column_2, …)``, one array
-    parameter per column whatever the row count. "insertmanyvalues" sends one placeholder per
-    value (750 for 50 articles), and psycopg re-parses a query of more than 50 placeholders on
-    every call instead of caching it: ~60 µs of the worker per stored article, twice the cost
-    of the arrays (round 5). Only for columns whose values are scalars (no JSON).
+    One compiled statement, executed many-rows-at-a-time by SQLAlchemy's "insertmanyvalues":
+    an ``INSERT … VALUES (…), (…)`` built with ``.values(rows)`` is compiled afresh for every
+    call, which cost more CPU than the database spent storing the rows.
     """
-    if not rows:
-        return []
-    if session.get_bind().dialect.name == "postgresql":
-        columns = tuple(rows[0])
-        key = ("postgresql-unnest", build, columns)
-        stmt = _BUILT.get(key)
-        if stmt is None:
-            stmt = _BUILT[key] = build(partial(_unnest_insert, columns=columns))
-        result = session.connection().execute(stmt, {name: [row[name] for row in rows] for name in columns})
-    else:
-        result = session.connection().execute(prepared(session, build), rows)
+    result = session.connection().execute(stmt, rows)
     return list(result.all()) if result.returns_rows else []
-
-
-def _unnest_insert(table: Any, columns: tuple[str, ...]) -> Any:
-    """``INSERT INTO table (columns) SELECT * FROM unnest(CAST(:column AS type[]), …)``."""
-    arrays = [cast(bindparam(name), ARRAY(table.c[name].type)) for name in columns]
-    rows = func.unnest(*arrays).table_valued(*columns).render_derived()
-    return postgresql.insert(table).from_select(list(columns), sa_select(*(rows.c[name] for name in columns)))
 
 
 # --- feeds -------------------------------------------------------------------------------------
@@ -341,7 +313,7 @@ def insert_articles(
         }
         for d in drafts
     ]
-    rows_back = _insert_many(session, _insert_articles, rows)
+    rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
     return {key: article_id for article_id, key in rows_back}
 
 
@@ -367,7 +339,7 @@ def add_sightings(session: Session, feed_id: int, article_ids: Sequence[int], no
     if not article_ids:
         return
     rows = [{"article_id": a, "feed_id": feed_id, "seen_at": now} for a in article_ids]
-    _insert_many(session, _insert_sightings, rows)
+    _execute_many(session, prepared(session, _insert_sightings), rows)
 
 
 def insert_matches(
@@ -387,7 +359,7 @@ def insert_matches(
         for m in matches
     ]
     if rows:
-        session.connection().execute(prepared(session, _insert_matches), rows)
+        _execute_many(session, prepared(session, _insert_matches), rows)
 
 
 def create_alert(

@@ -2,9 +2,11 @@
 
 The reference is py3langid's own ``LanguageIdentifier`` with ``norm_probs=True``, restricted to the
 two-letter labels as ``normalize._identifier`` restricted it before the compact model: same label
-and same confidence on the labeled corpus, on the repository's article pages and on generated
-texts in the languages the feeds carry (and a few they do not), short and long, mixed, upper-case,
-with digits, punctuation, emoji and unpaired surrogates.
+and the same confidence, bit for bit, on the labeled corpus, on the repository's article pages and
+on generated texts in the languages the feeds carry (and a few they do not), short and long, mixed,
+upper-case, with digits, punctuation, emoji and unpaired surrogates; one at a time (the byte loop
+below ``_VECTOR_MIN_BYTES``, the vectorized walk above it) and in batches of any size. The two
+properties of the automaton the vectorized walk rests on are proved for every state and byte.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 import pytest
 from support.article_pages import STORIES
 
-from feedwatch import normalize
+from feedwatch import langmodel, normalize
 from feedwatch.langmodel import LanguageModel
 
 CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "labeled-dev.jsonl"
@@ -127,15 +129,19 @@ def _random_unicode(count: int, seed: int) -> Iterator[str]:
 
 
 def _assert_same(models: tuple[Any, LanguageModel], texts: Iterator[str]) -> int:
+    """Each text alone and all of them in batches of 1 to 60: py3langid's label and confidence."""
     reference, compact = models
-    n = 0
-    for text in texts:
-        expected_label, expected_confidence = reference.classify(text)
-        label, confidence = compact.classify(text)
-        assert label == expected_label, text
-        assert confidence == pytest.approx(expected_confidence, abs=1e-6), text
-        n += 1
-    return n
+    texts_ = list(texts)
+    expected = [reference.classify(text) for text in texts_]
+    for text, answer in zip(texts_, expected, strict=True):
+        assert compact.classify(text) == answer, text
+    rng = random.Random(len(texts_))
+    start = 0
+    while start < len(texts_):
+        end = start + rng.randint(1, 60)
+        assert compact.classify_many(texts_[start:end]) == expected[start:end], texts_[start:end]
+        start = end
+    return len(texts_)
 
 
 def test_labels(models: tuple[Any, LanguageModel]) -> None:
@@ -195,6 +201,80 @@ def test_detect_language_is_unchanged(models: tuple[Any, LanguageModel]) -> None
     for text in texts:
         for hint in (None, "en", "ru", "tr"):
             assert normalize.detect_language(text, hint) == detect_with_reference(text, hint), text
+
+
+def test_the_state_depends_on_the_last_six_bytes_only(models: tuple[Any, LanguageModel]) -> None:
+    """What the vectorized walk rests on: every state is the longest suffix of the input that is
+    a state's string (an Aho-Corasick automaton over a prefix-closed set of strings), and no
+    state's string is longer than ``_WINDOW`` bytes; so six steps from the start state on the last
+    six bytes reach the state the whole walk reaches. Checked for every state and byte:
+    ``next(q, b)`` is the child ``str(q) + b`` where that is a state, else ``next(fail(q), b)``
+    (``next(start, b)`` is the start state), ``fail(q)`` being the longest proper suffix of
+    ``str(q)`` that is a state."""
+    _, compact = models
+    blocks = np.frombuffer(compact._blocks, dtype=np.uint32).reshape(-1, 16)
+    table = np.frombuffer(compact._table, dtype=np.uint32)
+    rowbase = np.frombuffer(compact._rowbase, dtype=np.uint32) // 16
+    states = len(rowbase)
+
+    def rows(of: np.ndarray) -> np.ndarray:  # next state for each byte, one row per state
+        expanded: np.ndarray = table[blocks[rowbase[of]][:, :, None] + np.arange(16, dtype=np.uint32)]
+        return expanded.reshape(-1, 256)
+
+    # Each state's string: breadth first from the start state, through its first-found parent.
+    strings: dict[int, bytes] = {0: b""}
+    frontier = [0]
+    while frontier:
+        following = []
+        for state, row in zip(frontier, rows(np.array(frontier)).tolist(), strict=True):
+            for byte, nxt in enumerate(row):
+                if nxt not in strings:
+                    strings[nxt] = strings[state] + bytes([byte])
+                    following.append(nxt)
+        frontier = following
+    assert len(strings) == states
+    assert max(map(len, strings.values())) == langmodel._WINDOW
+    of_string = {s: state for state, s in strings.items()}
+    assert all(s[:-1] in of_string for s in of_string if s)  # prefix-closed: a trie
+    fail = np.zeros(states, dtype=np.int64)
+    for state, s in strings.items():
+        fail[state] = next((of_string[s[i:]] for i in range(1, len(s)) if s[i:] in of_string), 0)
+    child = np.full((states, 256), -1, dtype=np.int64)
+    for state, s in strings.items():
+        if s:
+            child[of_string[s[:-1]], s[-1]] = state
+    for lo in range(0, states, 8192):
+        chunk = np.arange(lo, min(lo + 8192, states))
+        expected = np.where(child[chunk] >= 0, child[chunk], rows(fail[chunk]))
+        expected[chunk == 0] = np.maximum(child[0], 0)
+        assert np.array_equal(rows(chunk), expected)
+
+
+def test_the_separator_byte_returns_to_the_start(models: tuple[Any, LanguageModel]) -> None:
+    """Texts of a batch are walked as one buffer, separated by 0xFF (never in UTF-8): from every
+    state it leads to the start state, which emits nothing."""
+    _, compact = models
+    every = np.arange(len(compact._rowbase), dtype=np.intp)
+    assert not compact._step(every, langmodel._RESET >> 4, langmodel._RESET & 15).any()
+    assert compact._output[0] == -1
+    assert all(langmodel._RESET not in text.encode("utf8", errors="surrogatepass") for text in FIXED)
+
+
+def test_float16_rows_are_widened_exactly(models: tuple[Any, LanguageModel]) -> None:
+    """The bit-level float16 -> float32 widening is in use and equals numpy's cast on every value."""
+    _, compact = models
+    assert compact._ptc_bits is not None
+    every = np.arange(len(compact._ptc))
+    widened = compact._float32_rows(every)
+    assert np.array_equal(widened.view(np.uint32), compact._ptc.astype(np.float32).view(np.uint32))
+
+
+def test_batches_mix_empty_short_and_long_texts(models: tuple[Any, LanguageModel]) -> None:
+    texts = ["", *FIXED, "", *WORDS.values(), " ", "x" * 5000, *_generated(50, seed=9), ""]
+    assert _assert_same(models, iter(texts)) == len(texts)
+    reference, compact = models
+    assert compact.classify_many([]) == []
+    assert compact.classify_many(texts * 3) == [reference.classify(t) for t in texts * 3]
 
 
 def test_nfc_is_applied_before_the_walk(models: tuple[Any, LanguageModel]) -> None:

@@ -76,8 +76,9 @@ class Sizes:
     scale_feeds: int = 0
 
 
+# Quick polls 3,000 feeds: with 1,000 its capacity phase hit the tick's bound (1,000/s) first.
 QUICK = Sizes(
-    1_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2, scale_feeds=3_000
+    3_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2, scale_feeds=3_000
 )
 FULL = Sizes(10_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 400, 1000, 100, 30, 2_000, 2)
 

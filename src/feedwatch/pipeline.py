@@ -466,11 +466,14 @@ def store_drafts(
     """
     story = story or stories.StoryPolicy()
     drafts_by_key = {d.identity_key: d for d in drafts}
-    seen = store.existing_identity_keys(session, [d.identity_key for d in drafts])
-    new = [d for d in drafts if d.identity_key not in seen]
+    stored = store.ids_by_key(session, list(drafts_by_key))
+    new = [d for d in drafts if d.identity_key not in stored]
     matched = match_drafts(rulebook, new)
     inserted = store.insert_articles(session, feed_id, new, now, set(matched))
-    store.add_sightings(session, feed_id, store.ids_for_keys(session, [d.identity_key for d in drafts]), now)
+    # A draft another transaction stored between the two statements was not inserted here.
+    lost = [d.identity_key for d in new if d.identity_key not in inserted]
+    ids = [*stored.values(), *inserted.values(), *store.ids_for_keys(session, lost)]
+    store.add_sightings(session, feed_id, ids, now)
     alert_ids: list[int] = []
     for key, article_id in inserted.items():
         matches = matched.get(key)

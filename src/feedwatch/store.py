@@ -252,6 +252,7 @@ def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
 _ART = _table(Article).c
 _EXISTING_KEYS = sa_select(_ART.identity_key).where(_ART.identity_key.in_(_ids()))
 _IDS_FOR_KEYS = sa_select(_ART.id).where(_ART.identity_key.in_(_ids()))
+_IDS_BY_KEY = sa_select(_ART.identity_key, _ART.id).where(_ART.identity_key.in_(_ids()))
 
 
 def _insert_articles(insert: Any) -> Any:
@@ -282,6 +283,13 @@ def existing_identity_keys(session: Session, keys: Sequence[str]) -> set[str]:
     if not keys:
         return set()
     return set(session.execute(_EXISTING_KEYS, {"b_ids": list(keys)}).scalars())
+
+
+def ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
+    """identity_key → article id, for the keys stored already."""
+    if not keys:
+        return {}
+    return {key: article_id for key, article_id in session.execute(_IDS_BY_KEY, {"b_ids": list(keys)})}
 
 
 def insert_articles(

@@ -4,6 +4,7 @@ normalized. The real ``pipeline.poll_feeds`` against a local HTTP server on a te
 from __future__ import annotations
 
 import random
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,6 +176,27 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     server.routes["/a.xml"] = Route(feed_body("a", range(3, 14)))
     (again,) = pipeline.poll_feeds(ctx, [a])
     assert (again.entries, again.new) == (11, 1) and asked[-1] == 1 and count(ctx, Article) == 14
+
+
+def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two feeds carry the same items (URL guids: one article each). The second feed's poll
+    stores no article twice and records its own sightings, also when the articles are stored
+    by another transaction between its lookup and its insert (the lookup is made to miss)."""
+    server.routes["/a.xml"] = Route(feed_body("same", range(4)))
+    server.routes["/b.xml"] = Route(feed_body("same", range(3)))
+    server.routes["/c.xml"] = Route(feed_body("same", range(1, 5)))
+    a, b, c = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
+    pipeline.poll_feeds(ctx, [a])
+    (second,) = pipeline.poll_feeds(ctx, [b])
+    monkeypatch.setattr(store, "ids_by_key", lambda session, keys: {})
+    (third,) = pipeline.poll_feeds(ctx, [c])
+    assert (second.outcome, second.new, third.outcome, third.new) == ("ok", 0, "ok", 1)
+    assert count(ctx, Article) == 5
+    with db.session_scope(ctx.settings) as session:
+        by_feed = Counter(session.exec(select(Sighting.feed_id)).all())
+    assert by_feed == {a: 4, b: 3, c: 4}
 
 
 def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(

@@ -269,6 +269,17 @@ def test_float16_rows_are_widened_exactly(models: tuple[Any, LanguageModel]) -> 
     assert np.array_equal(widened.view(np.uint32), compact._ptc.astype(np.float32).view(np.uint32))
 
 
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(-1.5, True), (-6e-8, False), (0.0, False), (1.5, False), (-np.inf, False), (np.nan, False)],
+)
+def test_the_widening_is_used_only_on_negative_normal_values(value: float, expected: bool) -> None:
+    """Checked in chunks: one odd value in the last chunk turns the bit widening off."""
+    bits = np.full(5000, -2.25, dtype=np.float16)
+    bits[-1] = value
+    assert langmodel._negative_normal(bits.view(np.uint16), chunk=1024) is expected
+
+
 def test_batches_mix_empty_short_and_long_texts(models: tuple[Any, LanguageModel]) -> None:
     texts = ["", *FIXED, "", *WORDS.values(), " ", "x" * 5000, *_generated(50, seed=9), ""]
     assert _assert_same(models, iter(texts)) == len(texts)

@@ -279,7 +279,7 @@ class Service:
     CELERY = (sys.executable, "-m", "celery", "-A", "workers.app")
     #: The deployment's workers besides beat (docker-compose.yml): log name, queues, processes.
     #: ``None`` processes: the runner's ``--concurrency``.
-    WORKERS = (("feeds", "feeds", None), ("other", "alerts,default,articles", 1))
+    WORKERS = (("feeds", "feeds,default", None), ("other", "alerts,default,articles", 1))
 
     def __init__(self, home: Path, database_url: str, broker_url: str, concurrency: int) -> None:
         from feedwatch import db

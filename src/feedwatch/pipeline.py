@@ -472,7 +472,7 @@ def store_drafts(
     inserted = store.insert_articles(session, feed_id, new, now, set(matched))
     # A draft another transaction stored between the two statements was not inserted here.
     lost = [d.identity_key for d in new if d.identity_key not in inserted]
-    ids = [*stored.values(), *inserted.values(), *store.ids_for_keys(session, lost)]
+    ids = [*stored.values(), *inserted.values(), *store.ids_by_key(session, lost).values()]
     store.add_sightings(session, feed_id, ids, now)
     alert_ids: list[int] = []
     for key, article_id in inserted.items():
@@ -554,8 +554,7 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
             feed = store.get_or_create_adhoc_feed(session, source, now)
             assert feed.id is not None
             poll = PollReport(feed_id=feed.id, url=url, outcome="ok")
-            seen = store.existing_identity_keys(session, list(new_keys))
-            new_keys -= seen
+            new_keys -= store.ids_by_key(session, list(new_keys)).keys()
             story = stories.StoryPolicy.from_settings(ctx.settings)
             report.alert_ids = store_drafts(session, ctx.rulebook, feed.id, drafts, now, poll, story)
         publish_alerts(ctx, report.alert_ids)

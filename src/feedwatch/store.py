@@ -250,8 +250,6 @@ def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
 
 
 _ART = _table(Article).c
-_EXISTING_KEYS = sa_select(_ART.identity_key).where(_ART.identity_key.in_(_ids()))
-_IDS_FOR_KEYS = sa_select(_ART.id).where(_ART.identity_key.in_(_ids()))
 _IDS_BY_KEY = sa_select(_ART.identity_key, _ART.id).where(_ART.identity_key.in_(_ids()))
 
 
@@ -277,12 +275,6 @@ def _insert_alert(insert: Any) -> Any:
         .on_conflict_do_nothing(index_elements=["article_id"])
         .returning(_table(Alert).c.id)
     )
-
-
-def existing_identity_keys(session: Session, keys: Sequence[str]) -> set[str]:
-    if not keys:
-        return set()
-    return set(session.execute(_EXISTING_KEYS, {"b_ids": list(keys)}).scalars())
 
 
 def ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
@@ -335,12 +327,6 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
         .where(col(Sighting.feed_id).in_(list(feed_ids)), col(Article.identity_key).in_(list(keys)))
     )
     return {(feed_id, key) for feed_id, key in session.execute(stmt).all()}
-
-
-def ids_for_keys(session: Session, keys: Sequence[str]) -> list[int]:
-    if not keys:
-        return []
-    return list(session.execute(_IDS_FOR_KEYS, {"b_ids": list(keys)}).scalars())
 
 
 def add_sightings(session: Session, feed_id: int, article_ids: Sequence[int], now: datetime) -> None:

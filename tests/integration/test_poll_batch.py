@@ -190,7 +190,14 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
     a, b, c = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
     pipeline.poll_feeds(ctx, [a])
     (second,) = pipeline.poll_feeds(ctx, [b])
-    monkeypatch.setattr(store, "ids_by_key", lambda session, keys: {})
+    real = store.ids_by_key
+    looked_up: list[list[str]] = []
+
+    def first_lookup_misses(session: Any, keys: list[str]) -> dict[str, int]:
+        looked_up.append(keys)
+        return {} if len(looked_up) == 1 else real(session, keys)
+
+    monkeypatch.setattr(store, "ids_by_key", first_lookup_misses)
     (third,) = pipeline.poll_feeds(ctx, [c])
     assert (second.outcome, second.new, third.outcome, third.new) == ("ok", 0, "ok", 1)
     assert count(ctx, Article) == 5

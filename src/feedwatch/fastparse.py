@@ -8,24 +8,29 @@ exactly what feedparser would have answered for the fields :mod:`feedwatch.parse
 anything it does not fully understand returns ``None`` and the caller parses with feedparser
 as before. It never raises.
 
-"Exactly" is held by ``tests/unit/test_fastparse.py``, which parses every feed of the shared
-corpora and thousands of generated ones both ways and compares the results, and which checks
-that every element this module skips leaves feedparser's answer unchanged.
+"Exactly" is held by ``tests/unit/test_fastparse.py`` (encodings: ``test_fastparse_encoding.py``),
+which parses every feed of the shared corpora and thousands of generated ones both ways and
+compares the results, and which checks that every element this module skips leaves feedparser's
+answer unchanged.
 
 What falls back to feedparser (returns ``None``):
 
 * not well-formed XML, a DOCTYPE (entity declarations are feedparser's hardened business), a
-  root other than ``<rss version="2.x">`` with one ``<channel>``;
-* response headers without a Content-Type (feedparser flags the feed as bozo);
-* any encoding but UTF-8 (declared, or in the Content-Type), a non-XML Content-Type, a ``text/*``
-  type without charset on a non-ASCII body (feedparser flags it as a misdeclared encoding);
+  root other than ``<rss version="2.x">`` with one ``<channel>`` (in no namespace, or in
+  UserLand's, which feedparser reads as none), RSS 1.0's namespace on the root (feedparser's
+  version would be ``rss10``);
+* what :mod:`feedwatch.fastparse_encoding` declines: a Content-Type feedparser flags (not XML,
+  missing in a response), bytes that do not decode in the encoding feedparser tries first
+  (``text/*`` without charset is US-ASCII), UTF-16/32;
 * ``xml:lang``/``xml:base`` (or ``lang``/``base``) attributes anywhere, attributes on items;
 * an element this module does not interpret, unless it is a leaf that feedparser files away
   under its own key (``yandex:full-text``, ``media:thumbnail``, ``category``, ...);
 * a repeated field in one item or channel (feedparser's order rules for duplicates are subtle);
 * a date this module cannot parse the way feedparser does (it calls feedparser's own parser).
 
-What it replicates (feedparser 6, ``mixin.pop`` and ``namespaces/_base``): values stripped,
+What it replicates (feedparser 6, ``encodings``, ``mixin.pop`` and ``namespaces/_base``): the
+document decoded as feedparser decodes it (ISO-8859-1, windows-1251, KOI8-R, Shift_JIS, ...,
+by the same precedence of charset, declaration and default), values stripped,
 UTF-8-read-as-Latin-1 mojibake repaired, C1 controls mapped to cp1252, links with ``&amp;``
 unescaped and ``&x;`` fragments repaired, ``isPermaLink`` guids used as links, the description
 as summary (else the content), Content-Language as every entry's language. Also what it does
@@ -48,6 +53,8 @@ from feedparser.datetimes import _parse_date
 from feedparser.html import _cp1252
 from feedparser.urls import _urljoin
 from lxml import etree
+
+from feedwatch.fastparse_encoding import utf8_document
 
 Fields = dict[str, Any]
 
@@ -105,7 +112,6 @@ _READ_KEYS = frozenset(
 _CHANNEL_IMAGE_CHILDREN = frozenset({"url", "title", "link", "width", "height", "description"})
 
 _PREFIXES: dict[str, str] = {uri.lower(): prefix for uri, prefix in StrictFeedParser.namespaces.items()}
-_ENCODING_DECL = re.compile(rb"^<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
 _LANG_OR_BASE = etree.XPath("//@*[local-name()='lang' or local-name()='base']")
 _BASE_OR_FOREIGN_LANG = etree.XPath(
@@ -129,28 +135,27 @@ def read(
     parse.py's guard cuts authors to inside feedparser. Atom is read by
     :mod:`feedwatch.fastparse_atom`.
     """
-    # Response headers without a Content-Type: feedparser flags the feed (bozo).
-    if headers and "content-type" not in headers:
-        return None
-    if not _utf8(body, headers.get("content-type", "")):
+    document = utf8_document(body, headers)
+    if document is None:
         return None
     try:
-        root = etree.fromstring(body, _parser())
+        root = etree.fromstring(document, _parser())
     # Malformed bytes: feedparser decides (and classifies) instead.
     except (etree.LxmlError, ValueError):
         return None
     if root.getroottree().docinfo.doctype:
         return None
     language = headers.get("content-language")
+    # feedparser takes its version from the first namespace it knows: RSS 1.0's would win.
+    if any(uri.lower() in _VERSION_NAMESPACES for uri in root.nsmap.values()):
+        return None
+    _strip_plain_namespace(root)
     try:
         if root.tag == "rss" and len(root) == 1 and root[0].tag == "channel":
             if not root.get("version", "").startswith("2.") or _LANG_OR_BASE(root):
                 return None
             return (*_Reader(language, author_cap).channel(root[0]), "rss20")
         if root.tag == f"{_ATOM}feed" and not _BASE_OR_FOREIGN_LANG(root):
-            # feedparser takes its version from the first namespace it knows: RSS 1.0's would win.
-            if any(uri.lower() in _VERSION_NAMESPACES for uri in root.nsmap.values()):
-                return None
             # A sibling module that imports this one's helpers.
             from feedwatch.fastparse_atom import read_atom
 
@@ -164,34 +169,23 @@ class _Unsupported(Exception):
     """Something feedparser should decide."""
 
 
-def _utf8(body: bytes, content_type: str) -> bool:
-    """Whether feedparser would read ``body`` as UTF-8 (or ASCII) without complaint."""
-    if body.startswith((b"\xfe\xff", b"\xff\xfe", b"\x00", b"\x4c\x6f\xa7\x94")):
-        return False
-    mime, _, params = content_type.lower().partition(";")
-    mime = mime.strip()
-    if mime and "xml" not in mime:
-        return False
-    charset = ""
-    for param in params.split(";"):
-        name, _, value = param.partition("=")
-        if name.strip() == "charset":
-            charset = value.strip().strip("\"'")
-    if charset not in ("", "utf-8", "utf8"):
-        return False
-    declared = _ENCODING_DECL.match(body.removeprefix(b"\xef\xbb\xbf"))
-    if declared is not None and declared.group(1).lower() not in (b"utf-8", b"utf8"):
-        return False
-    # RFC 3023: text/* without charset is US-ASCII; feedparser flags a non-ASCII body as bozo.
-    return not (mime.startswith("text/") and not charset and not body.isascii())
+def _strip_plain_namespace(root: Any) -> None:
+    """``<rss xmlns="http://backend.userland.com/rss2">`` and RSS 2.0's other early namespaces:
+    feedparser reads their elements as if they had no namespace, and so does the reader once
+    they are renamed."""
+    namespace = etree.QName(root).namespace
+    if namespace is not None and root.tag == f"{{{namespace}}}rss" and _known_prefix(namespace) == "":
+        for element in root.iter(f"{{{namespace}}}*"):
+            element.tag = etree.QName(element).localname
 
 
 def _parser() -> etree.XMLParser:
     """One parser per thread (lxml parsers are not shared between threads)."""
     parser: etree.XMLParser | None = getattr(_local, "parser", None)
     if parser is None:
+        # UTF-8 whatever the declaration says: utf8_document has decided the encoding.
         parser = etree.XMLParser(
-            resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
+            encoding="utf-8", resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False,
             remove_comments=True, remove_pis=True, strip_cdata=True,
         )  # fmt: skip
         _local.parser = parser
@@ -418,5 +412,16 @@ def _feedparser_name(element: Any) -> str:
     local: str = qname.localname.lower()
     if qname.namespace is None:
         return local
-    prefix = _PREFIXES.get(qname.namespace.lower(), element.prefix)
+    prefix = _known_prefix(qname.namespace)
+    if prefix is None:
+        prefix = element.prefix
     return f"{prefix}_{local}" if prefix else local
+
+
+def _known_prefix(namespace: str) -> str | None:
+    """feedparser's prefix for ``namespace`` ("" for none), ``None`` for a namespace it does not
+    know. Any ``backend.userland.com/rss`` namespace is UserLand's RSS 2.0 one to feedparser."""
+    lowered = namespace.lower()
+    if "backend.userland.com/rss" in lowered:
+        lowered = "http://backend.userland.com/rss"
+    return _PREFIXES.get(lowered)

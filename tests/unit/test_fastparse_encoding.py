@@ -256,6 +256,13 @@ def test_a_feed_with_every_field_in_the_codec_is_read_as_feedparser_reads_it(cod
     assert _assert_same(_encode(atom.decode(), codec), headers)
 
 
+def test_gb2312_is_read_as_gb18030_as_feedparser_reads_it() -> None:
+    """喆 and 镕 are GBK's, not GB2312's: declared GB2312, only a gb18030 reading succeeds."""
+    for headers in ({}, {"content-type": "application/rss+xml; charset=GB2312"}):
+        body = _rss("<item><title>喆 镕 新闻</title></item>", decl='<?xml version="1.0" encoding="GB2312"?>')
+        assert _assert_same(body.decode().encode("gb18030"), headers)
+
+
 def test_a_mislabelled_feed_is_repaired_as_feedparser_repairs_it() -> None:
     """UTF-8 declared as Latin-1: feedparser decodes Latin-1 and then undoes it per value."""
     body = _rss(

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import text as sql
 from sqlmodel import Field, SQLModel
 
 from feedwatch.timeutil import utcnow
@@ -127,6 +128,16 @@ class Feed(SQLModel, table=True):
 
 
 class Article(SQLModel, table=True):
+    __table_args__ = (
+        # Partial: only full-text candidates are in it (NULL is "never a candidate", most rows),
+        # so storing an ordinary article does not touch it. Every query of it names a status.
+        Index(
+            "ix_article_full_text_status",
+            "full_text_status",
+            postgresql_where=sql("full_text_status IS NOT NULL"),
+            sqlite_where=sql("full_text_status IS NOT NULL"),
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     identity_key: str = Field(max_length=64, unique=True)
     feed_id: int = Field(foreign_key="feed.id", index=True)
@@ -144,7 +155,7 @@ class Article(SQLModel, table=True):
     flagged: bool = Field(default=False)
     # Full-text stage: None when the article was never a candidate (see FullTextStatus).
     full_text: str | None = Field(default=None, sa_column=Column(Text))
-    full_text_status: str | None = Field(default=None, index=True)
+    full_text_status: str | None = None
     full_text_error: str | None = None  # a fetch error class, not_html, empty, crash
     full_text_requested_at: datetime | None = None  # last (re)queue; the tick re-sends lost ones
     full_text_attempts: int = 0
@@ -152,17 +163,19 @@ class Article(SQLModel, table=True):
 
 
 class Sighting(SQLModel, table=True):
+    # The unique constraint's index serves lookups by article_id (its leading column).
     __table_args__ = (UniqueConstraint("article_id", "feed_id", name="uq_sighting_article_feed"),)
     id: int | None = Field(default=None, primary_key=True)
-    article_id: int = Field(foreign_key="article.id", index=True)
+    article_id: int = Field(foreign_key="article.id")
     feed_id: int = Field(foreign_key="feed.id", index=True)
     seen_at: datetime = Field(default_factory=utcnow)
 
 
 class Match(SQLModel, table=True):
+    # The unique constraint's index serves lookups by article_id (its leading column).
     __table_args__ = (UniqueConstraint("article_id", "topic", name="uq_match_article_topic"),)
     id: int | None = Field(default=None, primary_key=True)
-    article_id: int = Field(foreign_key="article.id", index=True)
+    article_id: int = Field(foreign_key="article.id")
     topic: str = Field(index=True)
     score: float
     terms: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -6,12 +6,14 @@ connection must never cross a fork.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
@@ -32,13 +34,27 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def json_dumps(value: Any) -> str:
+    """JSON columns through orjson: a feed row's 20-entry ``poll_history`` is decoded and encoded
+    on every poll, and the standard library took ~5x longer at both (benchmarks/poll_costs.py).
+    A value orjson refuses (a string with a lone surrogate) goes through ``json``, as before."""
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:
+        return json.dumps(value)
+
+
+#: The engines' JSON options (SQLAlchemy hands them to psycopg on PostgreSQL).
+_JSON = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+
+
 def make_engine(url: str) -> Engine:
     """A new engine for ``url`` with the settings each backend needs."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_JSON)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(
@@ -47,6 +63,7 @@ def make_engine(url: str) -> Engine:
         pool_size=5,
         max_overflow=5,
         pool_recycle=1800,
+        **_JSON,
         connect_args={
             "connect_timeout": 10,
             # psycopg prepares a statement after its 5th run, and PostgreSQL then may switch it to

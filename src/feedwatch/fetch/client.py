@@ -43,9 +43,9 @@ import ssl
 import threading
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -128,16 +128,18 @@ class _Batch:
         )
 
     async def pace(self, host: str) -> None:
-        await asyncio.sleep(PACER.reserve(host, self.config.per_host_min_gap))
+        wait = PACER.reserve(host, self.config.per_host_min_gap)
+        if wait > 0:  # a turn that is due now costs no trip through the loop
+            await asyncio.sleep(wait)
 
-    @asynccontextmanager
-    async def host_slot(self, url: URL, held: str | None = None) -> AsyncIterator[None]:
+    def host_slot(self, url: URL, held: str | None = None) -> AbstractAsyncContextManager[Any]:
+        """The host's slot, to hold with ``async with``; none when ``held`` is its host already."""
         key = _host_key(url)
-        if key == held:
-            yield
-            return
-        async with self.hosts[key]:
-            yield
+        return _NO_SLOT if key == held else self.hosts[key]
+
+
+#: A slot that is no slot: a redirect hop on the host whose slot the fetch holds already.
+_NO_SLOT: Final = nullcontext()
 
 
 def _host_key(url: URL) -> str:

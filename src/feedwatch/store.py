@@ -285,9 +285,10 @@ def ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
 
 
 def insert_articles(
-    session: Session, feed_id: int, drafts: Sequence[ArticleDraft], now: datetime, flagged: set[str]
+    session: Session, drafts: Sequence[tuple[int, ArticleDraft]], now: datetime, flagged: set[str]
 ) -> dict[str, int]:
-    """Insert the drafts not stored yet; return identity_key → id for the rows inserted here.
+    """Insert the (feed id, draft) pairs not stored yet, in the order given; return
+    identity_key → id for the rows inserted here.
 
     A row another transaction inserted first is skipped by ``ON CONFLICT DO NOTHING`` and so is
     not returned: only the poll that stored an article creates its matches and alert.
@@ -311,7 +312,7 @@ def insert_articles(
             "content_hash": d.content_hash,
             "flagged": d.identity_key in flagged,
         }
-        for d in drafts
+        for feed_id, d in drafts
     ]
     rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
     return {key: article_id for article_id, key in rows_back}
@@ -329,10 +330,11 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
     return {(feed_id, key) for feed_id, key in session.execute(stmt).all()}
 
 
-def add_sightings(session: Session, feed_id: int, article_ids: Sequence[int], now: datetime) -> None:
-    if not article_ids:
+def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
+    """Record (article id, feed id) sightings, in the order given; one seen before is kept."""
+    if not pairs:
         return
-    rows = [{"article_id": a, "feed_id": feed_id, "seen_at": now} for a in article_ids]
+    rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs]
     _execute_many(session, prepared(session, _insert_sightings), rows)
 
 

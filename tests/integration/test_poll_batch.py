@@ -71,14 +71,14 @@ def test_one_feed_failing_in_the_batch_write_costs_only_that_feed(
     for name in ("a", "b", "c"):
         server.routes[f"/{name}.xml"] = Route(feed_body(name, range(4)))
     ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
-    real = pipeline.store_drafts
+    real = pipeline.store_batch
 
-    def store_drafts(session: Any, rulebook: Any, feed_id: int, *args: Any, **kwargs: Any) -> list[int]:
-        if feed_id == ids[1]:
+    def store_batch(session: Any, rulebook: Any, feeds: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[1] in [f.feed_id for f in feeds]:
             raise RuntimeError("bug in a stage")
-        return real(session, rulebook, feed_id, *args, **kwargs)
+        real(session, rulebook, feeds, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "store_drafts", store_drafts)
+    monkeypatch.setattr(pipeline, "store_batch", store_batch)
     reports = pipeline.poll_feeds(ctx, ids)
     assert [r.outcome for r in reports] == ["ok", "error", "ok"]
     assert reports[1].error_class == "internal"
@@ -131,16 +131,16 @@ def test_a_deadlocked_batch_is_written_feed_by_feed(
     ids = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])
     real, calls = pipeline._write, []
 
-    def write(ctx_: Any, session: Any, poll: Any) -> None:
-        calls.append(poll.report.feed_id)
-        if len(calls) == 2:  # the batch's second feed: PostgreSQL picked this transaction
+    def write(ctx_: Any, session: Any, polls: Any) -> None:
+        calls.append([p.report.feed_id for p in polls])
+        if len(calls) == 1:  # the batch: PostgreSQL picked this transaction
             raise OperationalError("INSERT …", {}, Deadlock("deadlock detected"))
-        real(ctx_, session, poll)
+        real(ctx_, session, polls)
 
     monkeypatch.setattr(pipeline, "_write", write)
     reports = pipeline.poll_feeds(ctx, ids)
     assert [r.outcome for r in reports] == ["ok", "ok"]
-    assert calls == [ids[0], ids[1], ids[0], ids[1]]  # the batch, then one transaction each
+    assert calls == [ids, [ids[0]], [ids[1]]]  # the batch, then one transaction each
     assert count(ctx, Article) == 6
 
 
@@ -204,6 +204,34 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
     with db.session_scope(ctx.settings) as session:
         by_feed = Counter(session.exec(select(Sighting.feed_id)).all())
     assert by_feed == {a: 4, b: 3, c: 4}
+
+
+def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One batch, three feeds, overlapping items, one of them flagged: each article is stored
+    once, by the first feed showing it; every feed gets its sightings; one alert. The whole
+    batch's articles take one lookup (and none for a race, as nothing else is storing)."""
+    server.routes["/a.xml"] = Route(feed_body("same", range(4), match=2))
+    server.routes["/b.xml"] = Route(feed_body("same", range(2, 6), match=2))
+    server.routes["/c.xml"] = Route(feed_body("other", range(3)))
+    a, b, c = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
+    real, lookups = store.ids_by_key, []
+
+    def spy(session: Any, keys: list[str]) -> dict[str, int]:
+        lookups.append(len(keys))
+        return real(session, keys)
+
+    monkeypatch.setattr(store, "ids_by_key", spy)
+    reports = pipeline.poll_feeds(ctx, [a, b, c])
+    assert [(r.outcome, r.entries, r.new) for r in reports] == [("ok", 4, 4), ("ok", 4, 2), ("ok", 3, 3)]
+    assert [len(r.alert_ids) for r in reports] == [1, 0, 0]
+    assert lookups == [9, 0]  # the batch's 9 distinct articles, then the (empty) race lookup
+    assert count(ctx, Article) == 9 and count(ctx, Alert) == 1
+    with db.session_scope(ctx.settings) as session:
+        by_feed = Counter(session.exec(select(Sighting.feed_id)).all())
+        owners = Counter(session.exec(select(Article.feed_id)).all())
+    assert by_feed == {a: 4, b: 4, c: 3} and owners == {a: 4, b: 2, c: 3}
 
 
 def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(

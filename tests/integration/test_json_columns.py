@@ -27,12 +27,22 @@ def test_json_dumps_falls_back_for_what_orjson_refuses() -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_feed_history_round_trips(kind: str, tmp_path: Path) -> None:
     history = [
-        {"at": "2026-11-30T11:00:00+00:00", "outcome": "ok", "status": 200, "rate": 0.1 + 0.2, "title": "Азәрбајҹан"},
+        {
+            "at": "2026-11-30T11:00:00+00:00",
+            "outcome": "ok",
+            "status": 200,
+            "rate": 0.1 + 0.2,
+            "title": "Азәрбајҹан",
+        },
         {"at": "2026-11-30T11:10:00+00:00", "outcome": "not_modified", "status": 304, "newest": None},
     ]
     with database_settings(kind, tmp_path) as settings:
         with Session(db.get_engine(settings)) as session:
-            session.add(Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f", poll_history=history))
+            session.add(
+                Feed(
+                    config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f", poll_history=history
+                )
+            )
             session.commit()
         with Session(db.get_engine(settings)) as session:
             feed = session.exec(select(Feed)).one()

@@ -1,12 +1,12 @@
-"""Fast path of the parse stage: well-formed RSS 2.0 and Atom 1.0 read with lxml, ~20× faster
-than feedparser.
+"""Fast path of the parse stage: well-formed RSS 2.0, RSS 1.0 and Atom 1.0 read with lxml, ~20×
+faster than feedparser.
 
 feedparser is the reference reader, and it is slow: ~0.3 ms per item in its pure-Python SAX
 handlers, while lxml builds the same tree in C. Most news feeds are plain, well-formed RSS 2.0
-or Atom, so :func:`read` reads those (Atom with :mod:`feedwatch.fastparse_atom`) and answers
-exactly what feedparser would have answered for the fields :mod:`feedwatch.parse` keeps;
-anything it does not fully understand returns ``None`` and the caller parses with feedparser
-as before. It never raises.
+or Atom, so :func:`read` reads those (Atom with :mod:`feedwatch.fastparse_atom`, RSS 1.0 with
+:mod:`feedwatch.fastparse_rdf`) and answers exactly what feedparser would have answered for the
+fields :mod:`feedwatch.parse` keeps; anything it does not fully understand returns ``None`` and
+the caller parses with feedparser as before. It never raises.
 
 "Exactly" is held by ``tests/unit/test_fastparse.py`` (encodings: ``test_fastparse_encoding.py``),
 which parses every feed of the shared corpora and thousands of generated ones both ways and
@@ -17,14 +17,16 @@ What falls back to feedparser (returns ``None``):
 
 * not well-formed XML, a DOCTYPE (entity declarations are feedparser's hardened business), a
   root other than ``<rss version="2.x">`` with one ``<channel>`` (in no namespace, or in
-  UserLand's, which feedparser reads as none), RSS 1.0's namespace on the root (feedparser's
-  version would be ``rss10``);
+  UserLand's, which feedparser reads as none), ``<rdf:RDF>`` or Atom's ``<feed>``; RSS 1.0's
+  namespace on an ``<rss>`` root (feedparser's version would be ``rss10``);
 * what :mod:`feedwatch.fastparse_encoding` declines: a Content-Type feedparser flags (not XML,
   missing in a response), bytes that do not decode in the encoding feedparser tries first
   (``text/*`` without charset is US-ASCII), UTF-16/32;
-* ``xml:lang``/``xml:base`` (or ``lang``/``base``) attributes anywhere, attributes on items;
-* an element this module does not interpret, unless it is a leaf that feedparser files away
-  under its own key (``yandex:full-text``, ``media:thumbnail``, ``category``, ...);
+* ``xml:lang``/``xml:base`` (or ``lang``/``base``) attributes anywhere, attributes on items and
+  channels but RSS 1.0's ``rdf:about`` (an item's is its id);
+* an element this module does not interpret, unless feedparser files it away under its own key:
+  a leaf known to be harmless (``yandex:full-text``, ``media:thumbnail``, ``category``, ...) or
+  an element without a handler holding only such (``orfon:substories``, ``rdf:Seq``);
 * a repeated field in one item or channel (feedparser's order rules for duplicates are subtle);
 * a date this module cannot parse the way feedparser does (it calls feedparser's own parser).
 
@@ -63,6 +65,7 @@ _DC = "{http://purl.org/dc/elements/1.1/}"
 _ATOM = "{http://www.w3.org/2005/Atom}"
 _SY = "{http://purl.org/rss/1.0/modules/syndication/}"
 _MEDIA = "{http://search.yahoo.com/mrss/}"
+_RDF = "{http://www.w3.org/1999/02/22-rdf-syntax-ns#}"
 
 # Item children read here → the feedparser element name their value is stored under.
 _ITEM_FIELDS = {
@@ -101,7 +104,7 @@ _HARMLESS_IN_CHANNEL = frozenset(
     {"description", "lastbuilddate", "pubdate", "generator", "copyright", "managingeditor",
      "webmaster", "cloud", "docs", "category", "itunes_explicit", "itunes_keywords",
      "itunes_image", "itunes_author", "itunes_summary", "itunes_subtitle", "itunes_block",
-     "dc_publisher", "dc_rights", "dc_subject", "dc_date"}
+     "dc_publisher", "dc_rights", "dc_subject", "dc_date", "dc_creator"}
 )  # fmt: skip
 # Keys parse.py reads: an unhandled element stored under one of these names would change it.
 _READ_KEYS = frozenset(
@@ -109,7 +112,13 @@ _READ_KEYS = frozenset(
      "author", "published_parsed", "updated_parsed", "language", "ttl", "sy_updateperiod",
      "sy_updatefrequency", "published", "updated"}
 )  # fmt: skip
-_CHANNEL_IMAGE_CHILDREN = frozenset({"url", "title", "link", "width", "height", "description"})
+# Image and text input blocks: the children feedparser files under the block's own key (an
+# unprefixed other element would end the block early, see ``unknown_starttag``).
+_BLOCK_CHILDREN = {
+    "image": frozenset({"url", "title", "link", "width", "height", "description"}),
+    "textinput": frozenset({"title", "description", "name", "link"}),
+}
+_RDF_ABOUT = f"{_RDF}about"
 
 _PREFIXES: dict[str, str] = {uri.lower(): prefix for uri, prefix in StrictFeedParser.namespaces.items()}
 _LINK_ENTITY = re.compile("&([A-Za-z0-9_]+);")
@@ -128,12 +137,13 @@ _date = lru_cache(maxsize=16_384)(_parse_date)
 def read(
     body: bytes, headers: Mapping[str, str], *, author_cap: int
 ) -> tuple[Fields, list[Fields], str] | None:
-    """feedparser's ``feed``, ``entries`` and ``version`` for plain RSS 2.0 or Atom 1.0, or ``None``.
+    """feedparser's ``feed``, ``entries`` and ``version`` for plain RSS 2.0, RSS 1.0 or Atom 1.0,
+    or ``None``.
 
     ``headers`` are the response headers with lower-case names. Only the keys parse.py reads
     are filled in, with the values feedparser would give them; ``author_cap`` is the length
     parse.py's guard cuts authors to inside feedparser. Atom is read by
-    :mod:`feedwatch.fastparse_atom`.
+    :mod:`feedwatch.fastparse_atom`, RSS 1.0 by :mod:`feedwatch.fastparse_rdf`.
     """
     document = utf8_document(body, headers)
     if document is None:
@@ -146,11 +156,15 @@ def read(
     if root.getroottree().docinfo.doctype:
         return None
     language = headers.get("content-language")
-    # feedparser takes its version from the first namespace it knows: RSS 1.0's would win.
-    if any(uri.lower() in _VERSION_NAMESPACES for uri in root.nsmap.values()):
-        return None
-    _strip_plain_namespace(root)
     try:
+        if root.tag == f"{_RDF}RDF":
+            from feedwatch.fastparse_rdf import read_rdf
+
+            return (*read_rdf(root, language, author_cap), "rss10")
+        # feedparser takes its version from the first namespace it knows: RSS 1.0's would win.
+        if any(uri.lower() in _VERSION_NAMESPACES for uri in root.nsmap.values()):
+            return None
+        _strip_plain_namespace(root)
         if root.tag == "rss" and len(root) == 1 and root[0].tag == "channel":
             if not root.get("version", "").startswith("2.") or _LANG_OR_BASE(root):
                 return None
@@ -175,8 +189,13 @@ def _strip_plain_namespace(root: Any) -> None:
     they are renamed."""
     namespace = etree.QName(root).namespace
     if namespace is not None and root.tag == f"{{{namespace}}}rss" and _known_prefix(namespace) == "":
-        for element in root.iter(f"{{{namespace}}}*"):
-            element.tag = etree.QName(element).localname
+        _rename_to_local(root, namespace)
+
+
+def _rename_to_local(root: Any, namespace: str) -> None:
+    """Take ``namespace`` off every element in it, as feedparser does with an unprefixed one."""
+    for element in root.iter(f"{{{namespace}}}*"):
+        element.tag = etree.QName(element).localname
 
 
 def _parser() -> etree.XMLParser:
@@ -203,6 +222,8 @@ class _Reader:
             feed["language"] = self.lang
         entries: list[Fields] = []
         seen: set[str] = set()
+        # rdf:about names the channel (RSS 1.0); feedparser reads lastmod and href (CDF).
+        _no_attributes(channel, allowed=(_RDF_ABOUT,))
         for child in channel:
             tag = child.tag
             if tag == "item":
@@ -217,9 +238,8 @@ class _Reader:
                 feed[name] = _LINK_ENTITY.sub(r"&\g<1>", _relative_uri(value)) if name == "link" else value
             elif tag == f"{_ATOM}link":
                 feed["links"].append(_atom_link(child))
-            elif tag == "image":
-                if any(c.tag not in _CHANNEL_IMAGE_CHILDREN or len(c) for c in child):
-                    raise _Unsupported("image")
+            elif tag in _BLOCK_CHILDREN:
+                _check_block(child)
             else:
                 _check_harmless(child, _HARMLESS_IN_CHANNEL)
         return feed, entries
@@ -232,8 +252,10 @@ class _Reader:
         here, for every item; only the text work (strip, repairs) of title, summary, content and
         author is left for the entries the caller still needs (see ``parse.parse_feed(known=)``).
         """
-        _no_attributes(item)
-        entry: Fields = {}
+        _no_attributes(item, allowed=(_RDF_ABOUT,))
+        # An RSS 1.0 item's rdf:about is its id as it stands (no value clean-up, not a link).
+        about = item.get(_RDF_ABOUT)
+        entry: Fields = {"id": about} if about else {}
         texts: dict[str, Any] = {}
         descriptions: list[Any] = []
         guid_is_link = False
@@ -393,16 +415,28 @@ def _item_extra(element: Any) -> bool:
 
 def _check_harmless(element: Any, harmless: frozenset[str]) -> None:
     """Raise :class:`_Unsupported` unless feedparser files ``element`` away where parse.py never
-    looks: a leaf whose feedparser name has no handler, or a leaf known to be harmless there."""
-    if not isinstance(element.tag, str) or len(element):
+    looks: a leaf known to be harmless there, or an element whose feedparser name has no handler
+    and is no key parse.py reads, holding only such elements (ORF's ``orfon:substories`` and
+    RSS 1.0's ``items`` hold an ``rdf:Bag`` or ``rdf:Seq`` of ``rdf:li``); feedparser stores each
+    under its name in the entry or feed it is in."""
+    if not isinstance(element.tag, str):
         raise _Unsupported("markup")
     name = _feedparser_name(element)
-    if name in harmless:
+    if name in harmless and not len(element):
         return
     if name in _READ_KEYS or not name.replace("_", "").replace("-", "").isalnum():
         raise _Unsupported(name)
     if hasattr(StrictFeedParser, f"_start_{name}") or hasattr(StrictFeedParser, f"_end_{name}"):
         raise _Unsupported(name)
+    for child in element:
+        _check_harmless(child, frozenset())
+
+
+def _check_block(element: Any) -> None:
+    """An image or text input block holding only plain leaves it knows (see ``_BLOCK_CHILDREN``)."""
+    allowed = _BLOCK_CHILDREN[element.tag]
+    if (element.text or "").strip() or any(c.tag not in allowed or len(c) for c in element):
+        raise _Unsupported(element.tag)
 
 
 def _feedparser_name(element: Any) -> str:

@@ -43,6 +43,8 @@ NAMESPACES = {
     "itunes": "http://www.itunes.com/dtds/podcast-1.0.dtd",
     "yandex": "http://news.yandex.ru",
     "feedburner": "http://rssnamespace.org/feedburner/ext/1.0",
+    "rdf": "http://www.w3.org/1999/02/22-rdf-syntax-ns#",
+    "orfon": "http://rss.orf.at/1.0/",
 }
 
 
@@ -180,6 +182,17 @@ def _items(draw: st.DrawFn, text: st.SearchStrategy[str] = _TEXT) -> str:
         "atom:link": lambda: f'<atom:link rel="{draw(_ITEM_RELS)}" href="https://site.example/s"/>',
         "nested item": lambda: "<item/>",
         "origLink": lambda: "<feedburner:origLink>https://site.example/o</feedburner:origLink>",
+        # ORF: elements without handlers holding elements without handlers.
+        "container": lambda: (
+            f"<orfon:substories>{escape(draw(text))}<rdf:Bag><rdf:li rdf:resource='https://site.example/s'/>"
+            f"<rdf:li>{escape(draw(text))}</rdf:li></rdf:Bag></orfon:substories>"
+        ),
+        "container of a read field": lambda: (
+            f"<orfon:x><rdf:Bag><title>{escape(draw(text))}</title></rdf:Bag></orfon:x>"
+        ),
+        "orfon": lambda: (
+            f"<orfon:usid>{escape(draw(text))}</orfon:usid><orfon:storyType rdf:resource='urn:t'/>"
+        ),
     }
     chosen = draw(st.lists(st.sampled_from(sorted(fields)), max_size=8))
     for name in chosen:
@@ -276,6 +289,17 @@ def test_every_skipped_channel_element_leaves_feedparser_unchanged(name: str) ->
         _rss('<item><atom:link rel="standout" url="https://site.example/other"/></item>'),
         _rss("<item><title>T</title><item/><title>Channel title now</title></item>"),
         _rss("<item><title>T</title><item><title>Inner</title></item></item>"),
+        # Containers without handlers decline when they hold an element feedparser reads.
+        _rss("<item><orfon:substories><title>Other</title></orfon:substories></item>"),
+        _rss(
+            "<item><orfon:substories><rdf:Bag><dc:creator>A</dc:creator></rdf:Bag></orfon:substories></item>"
+        ),
+        # CDF's channel attributes: href is the feed's link, lastmod its date, to feedparser.
+        _rss("<item><title>T</title></item>").replace(
+            b"<channel>", b'<channel href="https://site.example/cdf">'
+        ),
+        # An unprefixed unknown element ends feedparser's text input: the title after it is the feed's.
+        _rss("<item/>", channel="<title>F</title><textinput><foo>x</foo><title>T</title></textinput>"),
         _rss('<item><title>T</title><item about="x"/></item>'),
         b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title type="xhtml">'
         b'<div xmlns="http://www.w3.org/1999/xhtml">Atom</div></title></feed>',

@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from lxml import etree
 from test_fastparse import _assert_same, _corpus_files, _items, _reference, _rss
 from test_fastparse_atom import _atom, _entries, _feed_head
+from test_fastparse_rdf import _beside, _channel, _rdf
 
 from feedwatch import fastparse
 from feedwatch.fastparse_encoding import utf8_document
@@ -201,17 +202,21 @@ def _headers(draw: st.DrawFn, charset: str) -> dict[str, str]:
 
 @st.composite
 def _encoded_feed(draw: st.DrawFn) -> tuple[bytes, dict[str, str]]:
-    """An RSS or Atom feed written in one codec, declared as it (under one of its names) or as
+    """An RSS 2.0, Atom or RSS 1.0 feed written in one codec, declared as it (under one of its names) or as
     another (mislabelled: feedparser decodes it wrongly and repairs UTF-8 read as Latin-1)."""
     codec = draw(st.sampled_from(CODECS))
     text = _text(codec)
     names = [codec, *_SPELLINGS.get(codec, [])]
     label = draw(st.one_of(st.sampled_from(names), st.none(), st.sampled_from(CODECS)))
     charset = draw(st.one_of(st.sampled_from(names), st.sampled_from(CODECS)))
-    if draw(st.booleans()):
+    kind = draw(st.sampled_from(["rss", "atom", "rdf"]))
+    if kind == "rss":
         channel = f"<title>{escape(draw(text))}</title><link>https://site.example/{escape(draw(text))}</link>"
         channel += f"<description>{escape(draw(text))}</description>"
         document = _rss("".join(draw(st.lists(_items(text), max_size=3))), channel, _declaration(label))
+    elif kind == "rdf":
+        body = draw(_channel(text)) + "".join(draw(st.lists(_beside(text), max_size=3)))
+        document = _rdf(body).replace(b'<?xml version="1.0" encoding="utf-8"?>', _declaration(label).encode())
     else:
         head = draw(_feed_head(text))
         entries = "".join(draw(st.lists(_entries(text), max_size=3)))

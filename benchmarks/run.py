@@ -74,17 +74,61 @@ class Sizes:
     # --scale-out polls its own group of this many feeds (0: the poll group): enough that a tick
     # hands out more feeds than two nodes poll in a second (capacity_phase: tick_bound_feeds_per_s)
     scale_feeds: int = 0
+    # seconds of each in-process baseline (the bare client loop, twice; feedparser alone), at
+    # most ``window``: they reach their pace within a fraction of a second
+    baseline_window: float = 5
 
 
 # Quick polls 3,000 feeds: with 1,000 its capacity phase hit the tick's bound (1,000/s) first.
 QUICK = Sizes(
-    3_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 100, 300, 30, 6, 300, 2, scale_feeds=3_000
+    3_000,
+    {"304": 0.7, "unchanged": 0.2, "new": 0.1},
+    50,
+    2,
+    100,
+    300,
+    30,
+    3,
+    300,
+    2,
+    scale_feeds=3_000,
+    baseline_window=2,
 )
 FULL = Sizes(10_000, {"304": 0.7, "unchanged": 0.2, "new": 0.1}, 50, 2, 400, 1000, 100, 30, 2_000, 2)
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+class Phases:
+    """Wall-clock seconds of each step of the run, in the order they ran: logged as each ends and
+    printed as ``phases_s``, so a slow run shows where its time went."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    def add(self, name: str, seconds: float) -> None:
+        self.seconds[name] = round(self.seconds.get(name, 0.0) + seconds, 1)
+        log(f"phase {name}: {seconds:.1f}s")
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.add(name, time.monotonic() - started)
+
+
+phase = Phases()
+
+
+def process_age() -> float:
+    """Seconds since this process started (interpreter start-up and imports, when main begins)."""
+    start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -99,17 +143,31 @@ class Proc:
         self.proc = subprocess.Popen(
             args, env=env, cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        self._terminated: float | None = None  # when terminate() sent SIGTERM
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def stop(self, timeout: float = 20) -> None:
-        if self.proc.poll() is None:
+    def sent_a_task(self) -> bool:
+        """Whether this beat has logged sending a task (it logs before it sends)."""
+        return "Sending due task" in self.log_path.read_text(errors="replace")
+
+    def terminate(self) -> None:
+        """Ask the group to stop (Celery: warm shutdown) without waiting; :meth:`stop` waits."""
+        if self.proc.poll() is None and self._terminated is None:
+            self._terminated = time.monotonic()
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, signal.SIGTERM)
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop the group: ``timeout`` seconds from :meth:`terminate` for a warm shutdown, then
+        SIGKILL."""
+        if self.proc.poll() is None:
+            self.terminate()
+            left = (self._terminated or time.monotonic()) + timeout - time.monotonic()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(timeout)
+                self.proc.wait(max(left, 0.1))
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)  # pool children left behind, if any
         with contextlib.suppress(subprocess.TimeoutExpired):
@@ -167,6 +225,12 @@ class RssSampler:
                 self.peaks[pid] = (name, max(hwm, old_hwm), max(pss, old_pss))
                 self.groups[pid] = pgid
 
+    def merge(self, other: RssSampler) -> None:
+        for pid, (name, rss, pss) in other.peaks.items():
+            _, old_rss, old_pss = self.peaks.get(pid, ("", 0, 0))
+            self.peaks[pid] = (name, max(rss, old_rss), max(pss, old_pss))
+            self.groups[pid] = other.groups[pid]
+
     def report(self) -> dict[str, Any]:
         rows = sorted((round(r / 1024, 1), round(p / 1024, 1), n) for n, r, p in self.peaks.values())
         return {
@@ -195,7 +259,7 @@ class RssSampler:
 
 def role_of(proc: Proc) -> str:
     """A service process's role, from its log's name: beat, feeds, alerts_worker, node-a, …"""
-    stem = proc.log_path.stem.removeprefix("idle-")  # the idle baseline's workers: same roles
+    stem = proc.log_path.stem
     return {"other": "alerts_worker", "worker": "embedded_worker"}.get(stem, stem)
 
 
@@ -274,14 +338,17 @@ def flush_redis() -> str:
 
 
 class Service:
-    """One benchmark deployment: settings, a migrated database, worker (+ beat) processes."""
+    """One benchmark deployment: settings, a migrated database (``migrate=False``: the caller
+    calls :meth:`migrate`), worker (+ beat) processes."""
 
     CELERY = (sys.executable, "-m", "celery", "-A", "workers.app")
     #: The deployment's workers besides beat (docker-compose.yml): log name, queues, processes.
     #: ``None`` processes: the runner's ``--concurrency``.
     WORKERS = (("feeds", "feeds,default", None), ("other", "alerts,default,articles", 1))
 
-    def __init__(self, home: Path, database_url: str, broker_url: str, concurrency: int) -> None:
+    def __init__(
+        self, home: Path, database_url: str, broker_url: str, concurrency: int, migrate: bool = True
+    ) -> None:
         from feedwatch import db
         from feedwatch.settings import Settings
 
@@ -316,8 +383,15 @@ class Service:
         self.settings = Settings(**given)
         self.concurrency = concurrency
         self.procs: list[Proc] = []
-        db.upgrade(self.settings)
         self.engine = db.make_engine(database_url)
+        if migrate:
+            self.migrate()
+
+    def migrate(self) -> None:
+        """The schema (the workers need it only once they poll, so they may start first)."""
+        from feedwatch import db
+
+        db.upgrade(self.settings)
 
     def worker(
         self, name: str, queues: str, concurrency: int | None, *extra: str, cpus: str | None = None
@@ -343,17 +417,20 @@ class Service:
         self.procs.append(proc)
         return proc
 
-    def start(self, embedded_beat: bool) -> None:
-        """Deployment shape (docker-compose.yml): beat, a ``feeds`` worker of ``concurrency``
-        processes, one process for ``alerts,default,articles``. Embedded: one worker with -B."""
-        if embedded_beat:
-            self.worker("worker", "feeds,alerts,default,articles", None, "-B")
-            return
-        self.procs.append(
-            Proc([*self.CELERY, "beat", "--loglevel", "INFO"], self.env, self.home / "beat.log")
-        )
-        for name, queues, concurrency in self.WORKERS:
-            self.worker(name, queues, concurrency)
+    def start_embedded(self) -> Proc:
+        """The embedded mode: one worker with beat inside (-B) consuming every queue."""
+        return self.worker("worker", "feeds,alerts,default,articles", None, "-B")
+
+    def start_workers(self) -> list[Proc]:
+        """The deployment's workers (docker-compose.yml): a ``feeds`` worker of ``concurrency``
+        processes, one process for ``alerts,default,articles``. Without beat nothing is queued
+        for them: they stay idle (:func:`idle_memory`) until :meth:`start_beat`."""
+        return [self.worker(name, queues, concurrency) for name, queues, concurrency in self.WORKERS]
+
+    def start_beat(self) -> Proc:
+        beat = Proc([*self.CELERY, "beat", "--loglevel", "INFO"], self.env, self.home / "beat.log")
+        self.procs.append(beat)
+        return beat
 
     def wait_ready(self, procs: list[Proc], timeout: float = 120) -> None:
         """Until each worker logged Celery's ``ready.`` (its pool forked, its queues consumed)."""
@@ -376,9 +453,17 @@ class Service:
     def pgids(self) -> list[int]:
         return [p.pid for p in self.procs]
 
-    def stop(self) -> None:
+    def terminate(self) -> None:
+        """Ask every process to stop, all at once (each warm shutdown takes seconds); :meth:`stop`
+        waits for them, so the runner can do something else meanwhile."""
+        for proc in self.procs:
+            proc.terminate()
+
+    def stop(self, timeout: float = 20) -> None:
+        """Stop every process: a warm shutdown, killed after ``timeout`` seconds."""
+        self.terminate()
         for proc in reversed(self.procs):
-            proc.stop()
+            proc.stop(timeout)
         self.procs.clear()
         self.engine.dispose()
 
@@ -485,14 +570,21 @@ def feed_ids(service: Service, group: str) -> list[int]:
     return sorted(i for i, url in rows if f"/{group}/" in url)
 
 
-def park(service: Service, group: str, sampler: RssSampler) -> list[int]:
+def park(service: Service, group: str, sampler: RssSampler, wait: bool = True) -> list[int]:
     """Pin a group's feeds to a day and make them due tomorrow; wait for the polls in flight to
-    finish. Returns the group's feed ids."""
+    finish (``wait=False``: the caller does, with :func:`drain`). Returns the group's feed ids."""
     from feedwatch.timeutil import utcnow
 
     ids = feed_ids(service, group)
-    in_ids = ",".join(map(str, ids))
     service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)})
+    if wait:
+        drain(service, group, ids, sampler)
+    return ids
+
+
+def drain(service: Service, group: str, ids: list[int], sampler: RssSampler) -> None:
+    """Until none of these feeds is claimed: the polls in flight have finished."""
+    in_ids = ",".join(map(str, ids))
 
     def drained() -> bool:
         return not service.execute(
@@ -508,7 +600,6 @@ def park(service: Service, group: str, sampler: RssSampler) -> list[int]:
         )
         log(f"{group}: {stuck[0][0]} claims never reported; released by the runner")
         service.execute(f"UPDATE feed SET claimed_at = NULL WHERE id IN ({in_ids})")
-    return ids
 
 
 def reschedule(
@@ -535,15 +626,35 @@ def farm_stats(port: int, reset: bool = False, detail: bool = False) -> dict[str
         return json.loads(resp.read()).get("groups", {})  # type: ignore[no-any-return]
 
 
-def wait_until(predicate: Any, timeout: float, what: str, service: Service, sampler: RssSampler) -> float:
+def wait_until(
+    predicate: Any, timeout: float, what: str, service: Service, sampler: RssSampler, every: float = 0.2
+) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         service.check_alive()
         sampler.sample(service.pgids)
         if predicate():
             return time.monotonic() - started
-        time.sleep(0.5)
+        time.sleep(every)
     raise RuntimeError(f"timed out after {timeout}s waiting for {what}")
+
+
+def watch(service: Service, sampler: RssSampler, seconds: float) -> None:
+    """Let ``seconds`` pass (a measurement window), checking the service and sampling memory."""
+    end = time.monotonic() + seconds
+    while (left := end - time.monotonic()) > 0:
+        service.check_alive()
+        sampler.sample(service.pgids)
+        time.sleep(min(0.5, left))
+
+
+def settle(progress: Any, amount: float, service: Service, sampler: RssSampler, limit: float = 3) -> None:
+    """Before a measurement window: until ``progress()`` grew by ``amount`` (the work of one
+    tick: queues filled, every pool process busy, the workers at their pace), at most ``limit``
+    seconds (the fixed settle this replaces)."""
+    start = progress()
+    with contextlib.suppress(RuntimeError):
+        wait_until(lambda: progress() - start >= amount, limit, "settle", service, sampler, every=0.1)
 
 
 def measure_hits(
@@ -552,10 +663,7 @@ def measure_hits(
     """Feed polls per second seen by the farm over ``window`` seconds."""
     before = farm_stats(port)[group]
     started = time.monotonic()
-    while time.monotonic() - started < window:
-        service.check_alive()
-        sampler.sample(service.pgids)
-        time.sleep(0.5)
+    watch(service, sampler, window)
     after = farm_stats(port)[group]
     elapsed = time.monotonic() - started
     return {
@@ -612,7 +720,7 @@ def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler
     """Offer the poll feeds at ``rate`` polls/s; probe feeds fall due one by one; time each alert."""
     reschedule(service, "poll", sizes.feeds / sizes.rate, sampler, rate=sizes.rate)
     due = schedule_probes(service, "probe", sizes.window)
-    load = measure_hits(port, "poll", sizes.window + 2, service, sampler)
+    load = measure_hits(port, "poll", PROBE_LEAD_S + sizes.window, service, sampler)
     return {
         **probe_latencies(service, due, sampler),
         "offered_polls_per_s": sizes.rate,
@@ -626,20 +734,20 @@ def unloaded_latency_phase(service: Service, sizes: Sizes, sampler: RssSampler) 
     tick, one poll, one commit, the alerts queue and one delivery."""
     park(service, "poll", sampler)
     due = schedule_probes(service, "probe_idle", sizes.window)
-    started = time.monotonic()
-    while time.monotonic() - started < sizes.window + 2:
-        service.check_alive()
-        sampler.sample(service.pgids)
-        time.sleep(0.5)
-    return probe_latencies(service, due, sampler)
+    return probe_latencies(service, due, sampler)  # returns once the last probe's alert is in
+
+
+#: Probes fall due from this long after they are scheduled: the UPDATE commits well before.
+PROBE_LEAD_S = 1.0
 
 
 def schedule_probes(service: Service, group: str, window: float) -> dict[int, datetime]:
-    """A group's probe feeds fall due one by one over ``window`` seconds, from 2 s from now."""
+    """A group's probe feeds fall due one by one over ``window`` seconds, from ``PROBE_LEAD_S``
+    from now."""
     from feedwatch.timeutil import utcnow
 
     probe_ids = feed_ids(service, group)
-    start = utcnow() + timedelta(seconds=2)
+    start = utcnow() + timedelta(seconds=PROBE_LEAD_S)
     gap = window / len(probe_ids)
     due = {fid: start + timedelta(seconds=j * gap) for j, fid in enumerate(probe_ids)}
     service.execute(
@@ -650,7 +758,7 @@ def schedule_probes(service: Service, group: str, window: float) -> dict[int, da
 
 def probe_latencies(service: Service, due: dict[int, datetime], sampler: RssSampler) -> dict[str, Any]:
     """Each probe's alert ``delivered_at`` minus the ``next_check_at`` it was given: quantiles."""
-    from feedwatch.timeutil import to_utc
+    from feedwatch.timeutil import to_utc, utcnow
 
     in_probes = ",".join(map(str, due))
 
@@ -661,8 +769,10 @@ def probe_latencies(service: Service, due: dict[int, datetime], sampler: RssSamp
         )
         return {fid: to_utc(at) for fid, at in rows}
 
+    # the last probe falls due at max(due); each then has 20 s to be delivered
+    timeout = 20 + max(0.0, (max(due.values()) - utcnow()).total_seconds())
     with contextlib.suppress(RuntimeError):
-        wait_until(lambda: len(delivered()) == len(due), 20, "probe alerts", service, sampler)
+        wait_until(lambda: len(delivered()) == len(due), timeout, "probe alerts", service, sampler)
     got = delivered()
     lat = sorted((got[f] - due[f]).total_seconds() for f in due if f in got)
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 100
@@ -688,7 +798,8 @@ def capacity_phase(
     the polls of each of those workers over the window (``by_node``, from their logs)."""
     reschedule(service, group, 0.05, sampler)
     before = farm_stats(port)[group]
-    time.sleep(3)  # settle: queues fill, workers reach their pace
+    tick = min(before["feeds"], service.settings.claim_batch)
+    settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window) if profile else None
     cpu0, t0 = cpu_by_role(service), time.monotonic()
     since = log_offsets(nodes or [])
@@ -766,23 +877,34 @@ def ingest_phase(
     service: Service, sizes: Sizes, sampler: RssSampler, profile: bool = False
 ) -> dict[str, Any]:
     """Only the ingest feeds (every item new on every hit) are due, always."""
-    park(service, "poll", sampler)
+    from feedwatch.pipeline import split_batches
+
+    settings, started = service.settings, time.monotonic()
+    # The poll feeds' claims still queued finish while the ingest feeds' first ticks queue
+    # behind them; the settle below starts once they have.
+    poll = park(service, "poll", sampler, wait=False)
     ingest = ",".join(map(str, feed_ids(service, "ingest")))
     service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
     reschedule(service, "ingest", 0.05, sampler)
+    drain(service, "poll", poll, sampler)
+    drained = time.monotonic()
 
     def count() -> int:
         return int(service.execute(f"SELECT count(*) FROM article WHERE feed_id IN ({ingest})")[0][0])
 
-    time.sleep(3)  # settle: queues fill, workers reach their pace
+    # The poll feeds drained, the ingest feeds' batches are queued: once each worker process has
+    # stored a batch, every process is busy with them.
+    batch = split_batches(range(sizes.ingest_feeds), settings.poll_batch_size, settings.poll_min_batches)[0]
+    settle(count, sizes.concurrency * len(batch) * sizes.items, service, sampler)
+    settled = time.monotonic()
+    log(f"ingest: poll feeds drained in {drained - started:.1f}s, settled in {settled - drained:.1f}s")
+    # Articles arrive a poll batch at a time (a commit of up to 100 feeds' items): the window
+    # runs from one commit to another, so the count is not off by up to a batch at either end.
+    n0, t0 = next_commit(count, service, sampler)
     spy = start_profile(service, sizes.window, "ingest-profile.txt") if profile else None
     cpu0 = cpu_by_role(service)
-    n0, t0 = count(), time.monotonic()
-    while time.monotonic() - t0 < sizes.window:
-        service.check_alive()
-        sampler.sample(service.pgids)
-        time.sleep(0.5)
-    n1, t1 = count(), time.monotonic()
+    watch(service, sampler, sizes.window)
+    n1, t1 = next_commit(count, service, sampler)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
     if spy is not None:
@@ -790,26 +912,43 @@ def ingest_phase(
     return result
 
 
-def idle_memory(service: Service, seconds: float = 2.0) -> dict[str, Any]:
-    """The memory baseline: the service's own worker commands (same app, imports, queues, pool
-    and warm-up before the fork), started before beat, so nothing is ever queued for them. What
-    they hold is what merely loading the service costs; the loaded figures against it are what
-    the work adds (rules, clients, batches in flight, the heap they leave)."""
+def next_commit(count: Any, service: Service, sampler: RssSampler) -> tuple[int, float]:
+    """``count()`` and the time, just after it next changes (or after 5 s, if it does not)."""
+    first = seen = count()
+
+    def changed() -> bool:
+        nonlocal seen
+        seen = count()
+        return seen != first
+
+    with contextlib.suppress(RuntimeError):
+        wait_until(changed, 5, "a commit", service, sampler, every=0.05)
+    return seen, time.monotonic()
+
+
+def idle_memory(service: Service, workers: list[Proc], seconds: float = 1.0) -> dict[str, Any]:
+    """The memory baseline: the service's worker processes once Celery says they are ready (app
+    imported, warm-up done before the fork, pool forked), before any work. What they hold is
+    what merely loading the service costs; the loaded figures of the same processes against it
+    are what the work adds (rules, clients, batches in flight, the heap they leave).
+
+    Work comes only from beat's ticks, so beat starts after the first sample and the samples go
+    on through its start-up (~2 s); a sample counts only if beat had not yet logged sending its
+    first task when the sample was taken. VmHWM is a high-water mark: a second of it suffices."""
     sampler = RssSampler()
-    idle = [
-        service.worker(f"idle-{name}", queues, concurrency) for name, queues, concurrency in Service.WORKERS
-    ]
-    try:
-        service.wait_ready(idle)
-        started = time.monotonic()
-        while time.monotonic() - started < seconds:
-            sampler.sample([p.pid for p in idle])
-            time.sleep(0.25)
-        report = sampler.report()
-        report["by_process"] = sampler.by_process({p.pid: role_of(p) for p in idle})
-    finally:
-        for proc in idle:
-            service.stop_proc(proc)
+    pids = [p.pid for p in workers]
+    service.wait_ready(workers)
+    sampler.sample(pids)
+    beat = service.start_beat()
+    started = time.monotonic()
+    while time.monotonic() - started < seconds and not beat.sent_a_task():
+        time.sleep(0.25)
+        sample = RssSampler()
+        sample.sample(pids)
+        if not beat.sent_a_task():
+            sampler.merge(sample)
+    report = sampler.report()
+    report["by_process"] = sampler.by_process({p.pid: role_of(p) for p in workers})
     return report
 
 
@@ -1132,6 +1271,12 @@ def farm_config(sizes: Sizes, scale_out: bool = False) -> dict[str, Any]:
     return config
 
 
+#: Seconds a service gets to stop once the runner is done with it, before it is killed: the
+#: embedded worker's warm shutdown took 3–13 s after its capacity phase (beat, then the
+#: filesystem broker's restore), and its state is thrown away.
+TEARDOWN_GRACE_S = 3
+
+
 def run_postgres(
     sizes: Sizes,
     groups: dict[str, Group],
@@ -1139,70 +1284,113 @@ def run_postgres(
     workdir: Path,
     profile: bool,
     scale_out: int | None = None,
+    on_stop: Any = None,
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL; ``scale_out``: then the scale-out phase, with nodes of
-    that many processes."""
+    that many processes. ``on_stop()`` runs once the service is told to stop, before waiting for
+    it (the next step's start-up, measuring nothing, overlaps the shutdown)."""
     out: dict[str, Any] = {}
     sampler = RssSampler()
     with postgres_database() as db_url:
-        service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency)
+        service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency, migrate=False)
         try:
-            insert_feeds(service, groups["poll"], port, sizes.feeds / sizes.rate / 60, True)
-            for probes in ("probe", "probe_idle"):
-                insert_feeds(service, groups[probes], port, 24 * 60, True, due_in=86_400)
-            insert_feeds(service, groups["ingest"], port, 1440, False)
-            if "scale" in groups:  # polled in the scale-out phase only
-                insert_feeds(service, groups["scale"], port, 1440, True, due_in=86_400)
-            out["memory_idle"] = idle_memory(service)
+            # The workers start first: nothing is measured until they are ready, so the
+            # migration and the feed rows are written while they import and fork.
+            with phase("pg.migrate_insert_feeds"):
+                workers = service.start_workers()
+                service.migrate()
+                insert_feeds(service, groups["poll"], port, sizes.feeds / sizes.rate / 60, True)
+                for probes in ("probe", "probe_idle"):
+                    insert_feeds(service, groups[probes], port, 24 * 60, True, due_in=86_400)
+                insert_feeds(service, groups["ingest"], port, 1440, False)
+                if "scale" in groups:  # polled in the scale-out phase only
+                    insert_feeds(service, groups["scale"], port, 1440, True, due_in=86_400)
+            with phase("pg.memory_idle"):
+                out["memory_idle"] = idle_memory(service, workers)
             log(f"postgres: idle workers {out['memory_idle']['by_process']}")
-            service.start(embedded_beat=False)
-            roles = {p.pid: role_of(p) for p in service.procs}
-            warm = wait_until(
-                lambda: farm_stats(port)["poll"]["feeds_hit"] == sizes.feeds,
-                600,
-                "every poll feed polled once",
-                service,
-                sampler,
-            )
+            with phase("pg.warm_up"):  # beat started in idle_memory
+                roles = {p.pid: role_of(p) for p in service.procs}
+                warm = wait_until(
+                    lambda: farm_stats(port)["poll"]["feeds_hit"] == sizes.feeds,
+                    600,
+                    "every poll feed polled once",
+                    service,
+                    sampler,
+                )
             log(f"postgres: warm-up (first poll of every feed) took {warm:.1f}s")
-            out["latency_unloaded"] = unloaded_latency_phase(service, sizes, sampler)
+            with phase("pg.latency_unloaded"):
+                out["latency_unloaded"] = unloaded_latency_phase(service, sizes, sampler)
             log(f"postgres: latency, unloaded {out['latency_unloaded']}")
-            out["latency"] = latency_phase(service, sizes, port, sampler)
+            with phase("pg.latency"):
+                out["latency"] = latency_phase(service, sizes, port, sampler)
             log(f"postgres: latency {out['latency']}")
-            out["poll"] = capacity_phase(service, sizes, port, sampler, "poll", profile)
+            with phase("pg.capacity"):
+                out["poll"] = capacity_phase(service, sizes, port, sampler, "poll", profile)
             log(f"postgres: capacity {out['poll']}")
-            out["ingest"] = ingest_phase(service, sizes, sampler, profile)
+            with phase("pg.ingest"):
+                out["ingest"] = ingest_phase(service, sizes, sampler, profile)
             log(f"postgres: ingest {out['ingest']}")
             alerts = service.execute("SELECT status, count(*) FROM alert GROUP BY status")
             out["alerts"] = {status: n for status, n in alerts}
             if scale_out:
-                out["scale_out"] = scale_out_phase(service, sizes, groups, port, scale_out)
-        finally:
+                with phase("pg.scale_out"):
+                    out["scale_out"] = scale_out_phase(service, sizes, groups, port, scale_out)
+        except BaseException:
             service.stop()
+            raise
+        stopping = time.monotonic()
+        service.terminate()
+        try:
+            if on_stop is not None:
+                on_stop()
+        finally:
+            service.stop(TEARDOWN_GRACE_S)
+    phase.add("pg.stop", time.monotonic() - stopping)
     out["memory"] = {**sampler.report(), "by_process": sampler.by_process(roles)}
     return out
 
 
-def run_sqlite(sizes: Sizes, groups: dict[str, Group], port: int, workdir: Path) -> dict[str, Any]:
-    sampler = RssSampler()
-    home = workdir / "sqlite"
-    service = Service(home, f"sqlite:///{home / 'feedwatch.db'}", "filesystem://", sizes.concurrency)
-    try:
-        insert_feeds(service, groups["sqlite"], port, 0.05 / 60, True)
-        service.start(embedded_beat=True)
-        warm = wait_until(
-            lambda: farm_stats(port)["sqlite"]["feeds_hit"] == sizes.sqlite_feeds,
-            600,
-            "every sqlite feed polled once",
-            service,
-            sampler,
-        )
-        log(f"sqlite: warm-up took {warm:.1f}s")
-        result = capacity_phase(service, sizes, port, sampler, "sqlite")
-    finally:
-        service.stop()
-    result["memory"] = sampler.report()
-    return result
+class SqlitePhase:
+    """Step 4, the capacity phase on SQLite + the filesystem broker: one worker with embedded
+    beat. :meth:`start` (the database, the feed rows, the worker's start-up) measures nothing, so
+    it runs while the PostgreSQL service shuts down; :meth:`measure` waits for every feed's first
+    poll, then measures."""
+
+    def __init__(self, sizes: Sizes, group: Group, port: int, workdir: Path) -> None:
+        self.sizes, self.group, self.port = sizes, group, port
+        self.home = workdir / "sqlite"
+        self.sampler = RssSampler()
+        self.service: Service | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        url = f"sqlite:///{self.home / 'feedwatch.db'}"
+        self.service = Service(self.home, url, "filesystem://", self.sizes.concurrency)
+        insert_feeds(self.service, self.group, self.port, 0.05 / 60, True)
+        self.service.start_embedded()
+
+    def measure(self) -> dict[str, Any]:
+        if self.service is None:
+            self.start()
+        assert self.service is not None
+        with phase("sqlite.warm_up"):
+            wait_until(
+                lambda: farm_stats(self.port)["sqlite"]["feeds_hit"] == self.sizes.sqlite_feeds,
+                600,
+                "every sqlite feed polled once",
+                self.service,
+                self.sampler,
+            )
+        log(f"sqlite: start-up and warm-up took {time.monotonic() - self.started:.1f}s")
+        with phase("sqlite.capacity"):
+            result = capacity_phase(self.service, self.sizes, self.port, self.sampler, "sqlite")
+        result["memory"] = self.sampler.report()
+        return result
+
+    def stop(self) -> None:
+        if self.service is not None:
+            self.service.stop(TEARDOWN_GRACE_S)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1247,22 +1435,41 @@ def main(argv: list[str] | None = None) -> None:
     from farm import groups_from_config
 
     groups = {g.name: g for g in groups_from_config(config)}
-    with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp, farm_process(config, Path(tmp)) as (port, _):
+    phase.add("imports", process_age())
+    baseline = min(sizes.window, sizes.baseline_window)
+    with tempfile.TemporaryDirectory(prefix="fw-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        floor = floor_loop(port, groups["poll"], min(sizes.window, 5))
-        floor |= floor_loop(port, groups["poll"], min(sizes.window, 5), keep_alive=False)
+        with phase("farm_start"):
+            port, _ = stack.enter_context(farm_process(config, workdir))
+        with phase("floor"):
+            floor = floor_loop(port, groups["poll"], baseline)
+            floor |= floor_loop(port, groups["poll"], baseline, keep_alive=False)
         log(f"floor: {floor}")
         farm_stats(port, reset=True)
         scale_out = args.node_concurrency if args.scale_out else None
-        pg = run_postgres(sizes, groups, port, workdir, args.profile, scale_out)
-        sqlite = None if args.skip_sqlite else run_sqlite(sizes, groups, port, workdir)
-        unchanged = unchanged_cost(port, groups["poll"], workdir)
-        log(f"unchanged: {unchanged}")
+        step4 = None if args.skip_sqlite else SqlitePhase(sizes, groups["sqlite"], port, workdir)
+        try:
+            pg = run_postgres(
+                sizes, groups, port, workdir, args.profile, scale_out, step4.start if step4 else None
+            )
+            sqlite = step4.measure() if step4 else None
+            if step4 and step4.service:
+                # Its warm shutdown is seconds of waiting: step 5 (CPU time of this process
+                # alone) runs meanwhile.
+                step4.service.terminate()
+            with phase("unchanged"):
+                unchanged = unchanged_cost(port, groups["poll"], workdir)
+            log(f"unchanged: {unchanged}")
+        finally:
+            if step4:
+                with phase("sqlite.stop"):
+                    step4.stop()
         if args.keep:
             shutil.copytree(
                 workdir, args.keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.db*", "broker")
             )
-    parse_rate = parse_only(groups["ingest"], sizes.concurrency, min(sizes.window, 5))
+    with phase("parse_only"):
+        parse_rate = parse_only(groups["ingest"], sizes.concurrency, baseline)
     poll = {**pg["poll"], **floor}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
     # The same, against the bare loop without keep-alive (the service's policy until round 4).
@@ -1296,6 +1503,7 @@ def main(argv: list[str] | None = None) -> None:
         "latency_p95<=2s": (pg["latency"]["p95_s"] or 1e9) <= 2,
         "worker_rss<=200MB": (pg["memory"]["peak_rss_mb_max"] or 1e9) <= 200,
     }
+    result["phases_s"] = phase.seconds
     result["duration_s"] = round(time.monotonic() - started, 1)
     # Other work on the machine skews every figure: the load says how quiet the run was.
     result["loadavg_1m_start_end"] = [load_start, round(os.getloadavg()[0], 2)]

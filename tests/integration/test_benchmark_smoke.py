@@ -69,4 +69,8 @@ def test_quick_json_shape() -> None:
     assert "feeds_per_s" in result["sqlite"]
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["sizes"]["feeds"] == 60
+    phases = result["phases_s"]  # wall-clock seconds per step, in the order they ran
+    for key in ("floor", "pg.memory_idle", "pg.warm_up", "pg.capacity", "pg.scale_out", "sqlite.capacity"):
+        assert key in phases, key
+    assert all(isinstance(v, float) for v in phases.values())
     assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all

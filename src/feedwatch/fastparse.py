@@ -252,10 +252,12 @@ class _Reader:
         here, for every item; only the text work (strip, repairs) of title, summary, content and
         author is left for the entries the caller still needs (see ``parse.parse_feed(known=)``).
         """
-        _no_attributes(item, allowed=(_RDF_ABOUT,))
-        # An RSS 1.0 item's rdf:about is its id as it stands (no value clean-up, not a link).
-        about = item.get(_RDF_ABOUT)
-        entry: Fields = {"id": about} if about else {}
+        entry: Fields = {}
+        if item.keys():  # most items have none: the hot path pays one call
+            _no_attributes(item, allowed=(_RDF_ABOUT,))
+            # An RSS 1.0 item's rdf:about is its id as it stands (no value clean-up, not a link).
+            if about := item.get(_RDF_ABOUT):
+                entry["id"] = about
         texts: dict[str, Any] = {}
         descriptions: list[Any] = []
         guid_is_link = False

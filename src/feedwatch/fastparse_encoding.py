@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import codecs
 from collections.abc import Mapping
+from functools import lru_cache
 
 from feedparser.encodings import (
     EBCDIC_MARKER,
@@ -114,6 +115,7 @@ def _first_choice(declared: str, headers: Mapping[str, str]) -> str | None:
     return "gb18030" if encoding.lower() == "gb2312" else encoding
 
 
+@lru_cache(maxsize=256)
 def _codec(name: str) -> str | None:
     """Python's canonical name of the codec ``name`` stands for, ``None`` for an unknown one."""
     try:

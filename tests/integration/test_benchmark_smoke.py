@@ -33,7 +33,7 @@ def test_quick_json_shape() -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     result = json.loads(proc.stdout)
-    for key in ("feeds_per_s", "floor_feeds_per_s", "ratio", "all_feeds_polled"):
+    for key in ("feeds_per_s", "floor_feeds_per_s", "ratio", "all_feeds_polled", "claimed_backlog_at_end"):
         assert key in result["poll"], key
     for key in ("items_per_s", "parse_only_items_per_s", "ratio"):
         assert key in result["ingest"], key

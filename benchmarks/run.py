@@ -725,7 +725,9 @@ def latency_phase(service: Service, sizes: Sizes, port: int, sampler: RssSampler
     """Offer the poll feeds at ``rate`` polls/s; probe feeds fall due one by one; time each alert."""
     reschedule(service, "poll", sizes.feeds / sizes.rate, sampler, rate=sizes.rate)
     due = schedule_probes(service, "probe", sizes.window)
-    load = measure_hits(port, "poll", PROBE_LEAD_S + sizes.window, service, sampler)
+    # the load the probes meet: over their span, not the first tick's ramp before it
+    watch(service, sampler, PROBE_LEAD_S)
+    load = measure_hits(port, "poll", sizes.window, service, sampler)
     return {
         **probe_latencies(service, due, sampler),
         "offered_polls_per_s": sizes.rate,
@@ -1282,9 +1284,9 @@ def farm_config(sizes: Sizes, scale_out: bool = False) -> dict[str, Any]:
     return config
 
 
-#: Seconds a service gets to stop once the runner is done with it, before it is killed: the
-#: embedded worker's warm shutdown took 3–13 s after its capacity phase (beat, then the
-#: filesystem broker's restore), and its state is thrown away.
+#: Seconds a service gets to stop once the runner is done with it, before it is killed (its
+#: state is thrown away). The embedded worker's warm shutdown took 3–13 s after its capacity
+#: phase (beat, then the filesystem broker's restore): it is killed at once.
 TEARDOWN_GRACE_S = 3
 
 
@@ -1399,9 +1401,9 @@ class SqlitePhase:
         result["memory"] = self.sampler.report()
         return result
 
-    def stop(self) -> None:
+    def stop(self, grace: float = TEARDOWN_GRACE_S) -> None:
         if self.service is not None:
-            self.service.stop(TEARDOWN_GRACE_S)
+            self.service.stop(grace)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -1468,17 +1470,15 @@ def main(argv: list[str] | None = None) -> None:
                 sizes, groups, port, workdir, args.profile, scale_out, step4.start if step4 else None
             )
             sqlite = step4.measure() if step4 else None
-            if step4 and step4.service:
-                # Its warm shutdown is seconds of waiting: step 5 (CPU time of this process
-                # alone) runs meanwhile.
-                step4.service.terminate()
+            if step4:
+                with phase("sqlite.stop"):
+                    step4.stop(grace=0)  # killed: its warm shutdown took 3-13 s, for nothing kept
             with phase("unchanged"):
                 unchanged = unchanged_cost(port, groups["poll"], workdir)
             log(f"unchanged: {unchanged}")
         finally:
             if step4:
-                with phase("sqlite.stop"):
-                    step4.stop()
+                step4.stop()  # no-op unless a step failed
         if args.keep:
             shutil.copytree(
                 workdir, args.keep, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.db*", "broker")

@@ -75,7 +75,7 @@ class Feed(SQLModel, table=True):
     full_text: bool = False
     enabled: bool = True
 
-    state: str = Field(default=FeedState.NEW, index=True)
+    state: str = FeedState.NEW  # not indexed: see migration 0004
     next_check_at: datetime = Field(default_factory=utcnow, index=True)
     next_check_reason: str = "new feed"
     claimed_at: datetime | None = None

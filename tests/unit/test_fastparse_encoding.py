@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 
 import pytest
 from feedparser.encodings import RE_XML_PI_ENCODING, convert_to_utf8
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 from test_fastparse import _assert_same, _corpus_files, _items, _reference, _rss
@@ -142,11 +142,16 @@ _PLAIN = _CHANNEL.format("").encode()
 _CP1252 = b'<?xml version="1.0" encoding="windows-1252"?>'
 
 
-_PI_TOKENS = [b"encoding=", b"'", b'"', b"?>", b"<?", b"x", b"\n", b"e", b"=", b"?", b">", b"encoding", b"<"]
+# Whole attributes and their pieces: the pattern's answer turns on which encoding= is the last
+# with a quote after it before the last ?>.
+_PI_TOKENS = [b"encoding='", b'encoding="', b"encoding=", b"'", b'"', b"?>", b"<?", b"x", b"\n", b"?", b">"]
 
 
 @settings(max_examples=3000, deadline=None)
 @given(start=st.booleans(), tokens=st.lists(st.sampled_from(_PI_TOKENS), max_size=14))
+@example(start=True, tokens=[b"xml encoding='", b"a", b"' ", b"encoding='", b"b", b"'?>"])
+@example(start=True, tokens=[b"xml encoding='", b"a", b"'?>", b"encoding='", b"b", b"'"])
+@example(start=True, tokens=[b"xml encoding='a'?>", b"\n", b"encoding='b'?>"])
 def test_pi_encoding_captures_what_feedparsers_pattern_captures(start: bool, tokens: list[bytes]) -> None:
     data = (b"<?" if start else b"") + b"".join(tokens)
     match = RE_XML_PI_ENCODING.match(data)

@@ -49,7 +49,9 @@ class Settings(BaseSettings):
         gt=0,
         description="A claimed feed is re-due after this if its poll never reports.",
     )
-    claim_batch: int = Field(default=2000, gt=0, description="Most feeds claimed by one tick.")
+    # Above what the workers can poll in a tick (two cores: ~2,000/s by 2026-11-30), so the tick
+    # is never the bound; the lease, not this, keeps an overloaded service from polling twice.
+    claim_batch: int = Field(default=5000, gt=0, description="Most feeds claimed by one tick.")
     poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message, at most.")
     poll_min_batches: int = Field(
         default=4,

@@ -1,8 +1,9 @@
 """Parse stage: fetched bytes + response headers → :class:`ParsedFeed`. Pure: no I/O, no clock.
 
 XML feeds (RSS 0.9x/1.0/2.0, Atom) go through feedparser, JSON Feed through
-:mod:`feedwatch.jsonfeed`; plain well-formed RSS 2.0 and Atom 1.0 first try :mod:`feedwatch.fastparse`,
-which answers what feedparser would, ~10× faster, or declines. feedparser only ever receives
+:mod:`feedwatch.jsonfeed`; well-formed RSS 2.0, RSS 1.0 and Atom 1.0, in UTF-8 or another
+ASCII-based encoding, first try :mod:`feedwatch.fastparse`, which answers what feedparser would,
+~5-10× faster, or declines. feedparser only ever receives
 bytes: given a string it would open URLs and local files itself.
 
 Failures are one exception with a class an operator acts on::
@@ -21,7 +22,9 @@ Hostile input, and what bounds it:
   external general entities; ``tests/unit/test_parse.py`` holds both.
 * ReDoS: feedparser runs a backtracking e-mail regex over the whole author string, quadratic in
   its length (8 KB ≈ 0.7 s, 100 KB ≈ minutes). :func:`_bounded_sync_author_detail` caps the string
-  before that regex runs.
+  before that regex runs. feedparser's XML-declaration pattern backtracks cubically on a first
+  line full of ``encoding='`` (52 KB: over six minutes): :class:`_LinearPiEncoding` takes its
+  place with the same answers in linear time.
 * Size: at most :data:`MAX_ENTRIES` entries and :data:`MAX_RAW_FIELD` characters per raw field.
 """
 
@@ -36,9 +39,11 @@ from typing import Any
 from urllib.parse import urljoin
 
 import feedparser
+import feedparser.encodings
 import feedparser.mixin
 
 from feedwatch.fastparse import complete, read
+from feedwatch.fastparse_encoding import pi_encoding
 
 MAX_ENTRIES = 1_000
 MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
@@ -110,6 +115,47 @@ def _install_author_guard() -> None:
 
 
 _install_author_guard()
+
+
+@dataclass(frozen=True)
+class _PiMatch:
+    value: bytes
+
+    def groups(self) -> tuple[bytes]:
+        return (self.value,)
+
+    def group(self, index: int) -> bytes:
+        assert index == 1
+        return self.value
+
+
+class _LinearPiEncoding:
+    """Stands in for feedparser's ``encodings.RE_XML_PI_ENCODING``, whose ``.match(data)`` it
+    answers as the pattern would (``feedwatch.fastparse_encoding.pi_encoding``, checked against
+    the pattern) but in linear time: the pattern backtracks cubically on a first line full of
+    ``encoding='`` (13 KB took ~10 s, 52 KB over six minutes), and feedparser runs it on every
+    document it parses, so one such feed held a worker for minutes."""
+
+    def match(self, data: bytes) -> _PiMatch | None:
+        value = pi_encoding(data)
+        return None if value is None else _PiMatch(value)
+
+
+#: feedparser's own pattern, as it was before :func:`_install_encoding_guard` (the tests' oracle).
+FEEDPARSER_PI_ENCODING: Any = getattr(
+    feedparser.encodings.RE_XML_PI_ENCODING, "original", feedparser.encodings.RE_XML_PI_ENCODING
+)
+
+
+def _install_encoding_guard() -> None:
+    if isinstance(feedparser.encodings.RE_XML_PI_ENCODING, _LinearPiEncoding):
+        return
+    guard: Any = _LinearPiEncoding()
+    guard.original = FEEDPARSER_PI_ENCODING
+    feedparser.encodings.RE_XML_PI_ENCODING = guard
+
+
+_install_encoding_guard()
 
 
 #: ``known(guid, link, base)``: True for an entry the caller has stored already.

@@ -284,6 +284,13 @@ def ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
     return {key: article_id for key, article_id in session.execute(_IDS_BY_KEY, {"b_ids": list(keys)})}
 
 
+#: Article rows per INSERT. A poll batch's new articles go in a few statements, not one per feed
+#: (``pipeline.store_batch``), but not all at once: an ingest batch of 5,000 new articles in one
+#: call held their rows, the statement and psycopg's conversion of its 70,000 placeholders
+#: together, ~20 MB above a worker's peak with 50 at a time.
+INSERT_CHUNK = 200
+
+
 def insert_articles(
     session: Session, drafts: Sequence[tuple[int, ArticleDraft]], now: datetime, flagged: set[str]
 ) -> dict[str, int]:
@@ -293,29 +300,31 @@ def insert_articles(
     A row another transaction inserted first is skipped by ``ON CONFLICT DO NOTHING`` and so is
     not returned: only the poll that stored an article creates its matches and alert.
     """
-    if not drafts:
-        return {}
-    rows = [
-        {
-            "identity_key": d.identity_key,
-            "feed_id": feed_id,
-            "guid": d.guid,
-            "url": d.url,
-            "title": d.title,
-            "summary": d.summary,
-            "text": d.text,
-            "author": d.author,
-            "language": d.language,
-            "published_at": to_utc(d.published_at),
-            "published_from_feed": d.published_from_feed,
-            "fetched_at": now,
-            "content_hash": d.content_hash,
-            "flagged": d.identity_key in flagged,
-        }
-        for feed_id, d in drafts
-    ]
-    rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
-    return {key: article_id for article_id, key in rows_back}
+    inserted: dict[str, int] = {}
+    for start in range(0, len(drafts), INSERT_CHUNK):
+        rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in drafts[start : start + INSERT_CHUNK]]
+        rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
+        inserted.update((key, article_id) for article_id, key in rows_back)
+    return inserted
+
+
+def _article_row(feed_id: int, d: ArticleDraft, now: datetime, flagged: set[str]) -> dict[str, Any]:
+    return {
+        "identity_key": d.identity_key,
+        "feed_id": feed_id,
+        "guid": d.guid,
+        "url": d.url,
+        "title": d.title,
+        "summary": d.summary,
+        "text": d.text,
+        "author": d.author,
+        "language": d.language,
+        "published_at": to_utc(d.published_at),
+        "published_from_feed": d.published_from_feed,
+        "fetched_at": now,
+        "content_hash": d.content_hash,
+        "flagged": d.identity_key in flagged,
+    }
 
 
 def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str]) -> set[tuple[int, str]]:
@@ -332,10 +341,11 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
 
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
     """Record (article id, feed id) sightings, in the order given; one seen before is kept."""
-    if not pairs:
-        return
-    rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs]
-    _execute_many(session, prepared(session, _insert_sightings), rows)
+    for start in range(0, len(pairs), INSERT_CHUNK):
+        rows = [
+            {"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs[start : start + INSERT_CHUNK]
+        ]
+        _execute_many(session, prepared(session, _insert_sightings), rows)
 
 
 def insert_matches(
@@ -423,13 +433,23 @@ def write_heartbeat(session: Session, name: str, now: datetime, detail: dict[str
 # --- full text (feedwatch.extract) ----------------------------------------------------------------
 
 
+_REQUEST_FULL_TEXT = (
+    update(_table(Article))
+    .where(_ART.id.in_(_ids()), _ART.full_text_status.is_(None))
+    .values(
+        full_text_status=FullTextStatus.PENDING,
+        full_text_requested_at=bindparam("b_now"),
+        full_text_attempts=1,
+    )
+)
+
+
 def request_full_text(session: Session, article_ids: Sequence[int], now: datetime) -> None:
     """Make articles full-text candidates; an article already requested or done is left alone."""
-    if article_ids:
+    for start in range(0, len(article_ids), INSERT_CHUNK):
         session.execute(
-            update(Article)
-            .where(col(Article.id).in_(list(article_ids)), col(Article.full_text_status).is_(None))
-            .values(full_text_status=FullTextStatus.PENDING, full_text_requested_at=now, full_text_attempts=1)
+            _REQUEST_FULL_TEXT,
+            {"b_ids": list(article_ids[start : start + INSERT_CHUNK]), "b_now": now},
         )
 
 

@@ -206,12 +206,15 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
     assert by_feed == {a: 4, b: 3, c: 4}
 
 
+@pytest.mark.parametrize("chunk", [store.INSERT_CHUNK, 2])
 def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
-    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """One batch, three feeds, overlapping items, one of them flagged: each article is stored
     once, by the first feed showing it; every feed gets its sightings; one alert. The whole
-    batch's articles take one lookup (and none for a race, as nothing else is storing)."""
+    batch's articles take one lookup (and none for a race, as nothing else is storing). The
+    same in inserts of 2 rows (``store.INSERT_CHUNK``): chunks change nothing but the peak."""
+    monkeypatch.setattr(store, "INSERT_CHUNK", chunk)
     server.routes["/a.xml"] = Route(feed_body("same", range(4), match=2))
     server.routes["/b.xml"] = Route(feed_body("same", range(2, 6), match=2))
     server.routes["/c.xml"] = Route(feed_body("other", range(3)))

@@ -257,11 +257,18 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
     guid, link = _opt(e.get("id")), _opt(e.get("link"))
     base = urljoin(base, xml_base) if xml_base else base
     is_known = known is not None and known(guid, link, base)
+    # dict.get: FeedParserDict would answer a missing "updated" with "published" (and warn).
+    published = _struct_time(dict.get(e, "published_parsed"))
+    updated = _struct_time(dict.get(e, "updated_parsed"))
     if "_texts" in e:
-        # Read by the fast path, its texts left for later: done now unless the entry is known,
-        # whose title, summary, content, author and language then stay empty.
-        e = {k: v for k, v in e.items() if k != "_texts"} if is_known else complete(e)
-    detail = _detail(e)
+        # Read by the fast path, its texts left for later: a known entry carries only its
+        # identity and dates (texts and language empty); the others are completed now.
+        if is_known:
+            return ParsedEntry(
+                guid=guid, link=link, title="", summary_html="", content_html="", author=None,
+                published=published, updated=updated, language=None, base=base, known=True,
+            )  # fmt: skip
+        e = complete(e)
     contents = e.get("content") or []
     content = max((_text(c.get("value"), MAX_RAW_FIELD) for c in contents), key=len, default="")
     return ParsedEntry(
@@ -271,10 +278,9 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
         summary_html=_text(e.get("summary"), MAX_RAW_FIELD),
         content_html=content,
         author=_opt(e.get("author"), MAX_AUTHOR),
-        # dict.get: FeedParserDict would answer a missing "updated" with "published" (and warn).
-        published=_struct_time(dict.get(e, "published_parsed")),
-        updated=_struct_time(dict.get(e, "updated_parsed")),
-        language=_opt(detail.get("language")),
+        published=published,
+        updated=updated,
+        language=_opt(_detail(e).get("language")),
         base=base,
         known=is_known,
     )
@@ -327,6 +333,13 @@ def _struct_time(value: object) -> datetime | None:
     if not isinstance(value, time.struct_time):
         return None
     try:
+        # The fields as they stand when they form a valid date (the usual case, and the same
+        # moment timegm gives) ...
+        return datetime(*value[:6], tzinfo=UTC)
+    except (ValueError, OverflowError, TypeError):
+        pass
+    try:
+        # ... else as timegm reads them (a leap second, day 0, an hour of 24, a float).
         return datetime.fromtimestamp(calendar.timegm(value), UTC)
     except (OverflowError, ValueError, OSError):
         return None

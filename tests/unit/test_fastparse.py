@@ -8,6 +8,7 @@ suite, under several response headers), generated feeds (hypothesis), and the fa
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -20,7 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from feedwatch import fastparse
+from feedwatch import fastparse, known
 from feedwatch.parse import MAX_AUTHOR, ParsedFeed, ParseError, parse_feed
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -123,6 +124,33 @@ def test_feedparser_test_suite_matches_feedparser() -> None:
     print(f"\nfast path took {accepted} of {2 * len(files)} feedparser test documents,")
     print(f"{taken} of the {well_formed} well-formed files")
     assert accepted > 50
+
+
+@pytest.mark.corpus
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("folder", ["feeds", "feedparser-tests"])
+def test_a_known_entry_is_the_full_entry_without_its_texts(folder: str) -> None:
+    """With every entry stored, the fast path's known entries are the full parse's entries with
+    texts and language left empty: same guid, link, base and dates, so the same fingerprints and
+    schedule inputs (the pipeline neither stores nor normalizes a known entry)."""
+    headers = HEADER_VARIANTS[1]
+    checked = 0
+    for path in _corpus_files(folder):
+        body = path.read_bytes()
+        if _fast(body, headers) is None:
+            continue
+        full = parse_feed(body, headers=headers, url=URL)
+        stored = known.fingerprints(full.entries, URL)
+        marked = parse_feed(body, headers=headers, url=URL, known=known.predicate(stored, URL))
+        assert known.fingerprints(marked.entries, URL) == stored, path.name
+        for plain, lazy in zip(full.entries, marked.entries, strict=True):
+            assert lazy.known == bool(stored and (plain.guid or plain.link)), path.name
+            emptied = dataclasses.replace(
+                plain, title="", summary_html="", content_html="", author=None, language=None, known=True
+            )
+            assert lazy == (emptied if lazy.known else plain), path.name
+        checked += 1
+    assert checked > 5
 
 
 def _well_formed(body: bytes) -> bool:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import calendar
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from feedwatch.parse import MAX_ENTRIES, ParsedFeed, ParseError, parse_feed
+from feedwatch.parse import MAX_ENTRIES, ParsedFeed, ParseError, _struct_time, parse_feed
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 URL = "https://feed.example.net/rss"
@@ -195,3 +197,28 @@ def test_hostile_json_is_classified_or_tolerated(body: bytes) -> None:
         assert exc.error_class == "parse_error"
     else:
         assert feed.format == "json"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        (2026, 11, 30, 10, 0, 0),
+        (2016, 12, 31, 23, 59, 60),  # a leap second
+        (2026, 2, 29, 12, 0, 0),  # no such day
+        (2026, 3, 0, 0, 0, 0),
+        (2026, 1, 1, 24, 0, 0),
+        (1, 1, 1, 0, 0, 0),
+        (9999, 12, 31, 23, 59, 59),
+        (10000, 1, 1, 0, 0, 0),
+        (0, 1, 1, 0, 0, 0),
+        (10**20, 1, 1, 0, 0, 0),
+        (2026, 11, 30, 10, 0, 1.5),
+    ],
+)
+def test_parsed_dates_become_the_moment_timegm_gives(fields: tuple[float, ...]) -> None:
+    value = time.struct_time((*fields, 0, 1, 0))
+    try:
+        expected: datetime | None = datetime.fromtimestamp(calendar.timegm(value), UTC)
+    except (OverflowError, ValueError, OSError):
+        expected = None
+    assert _struct_time(value) == expected

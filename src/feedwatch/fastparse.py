@@ -78,6 +78,8 @@ _ITEM_FIELDS = {
     f"{_DC}date": "updated",
     f"{_CONTENT}encoded": "content",
 }
+# Date fields → the key of feedparser's parsed value.
+_PARSED = {"published": "published_parsed", "updated": "updated_parsed"}
 # Item fields whose text work waits until the entry is known to be needed.
 _DEFERRED = frozenset({"title", "summary", "content", "author"})
 # feedparser reads both as an item's description: the first is the summary, a second one becomes
@@ -268,27 +270,28 @@ class _Reader:
                 # After a nested <item/> feedparser files what follows under the channel.
                 _check_harmless(child, _HARMLESS_IN_CHANNEL)
                 continue
-            if tag in _DESCRIPTIONS:
-                if len(child):
-                    raise _Unsupported(f"markup inside {tag}")
-                _no_attributes(child)
-                descriptions.append(child)
-                continue
             name = _ITEM_FIELDS.get(tag)
             if name is None:
-                left = _nested_item(child)
-                if not left and not _item_extra(child):
+                if tag in _DESCRIPTIONS:
+                    if len(child):
+                        raise _Unsupported(f"markup inside {tag}")
+                    _no_attributes(child)
+                    descriptions.append(child)
+                elif tag == "item":
+                    _check_nested_item(child)
+                    left = True
+                elif not _item_extra(child, tag):
                     _check_harmless(child, _HARMLESS_IN_ITEM)
                 continue
             if name in entry or name in texts:
-                raise _Unsupported(f"repeated {child.tag}")
+                raise _Unsupported(f"repeated {tag}")
             if len(child):
-                raise _Unsupported(f"markup inside {child.tag}")
+                raise _Unsupported(f"markup inside {tag}")
             if name == "id":
                 _no_attributes(child, allowed=("isPermaLink",))
                 guid_is_link = child.get("isPermaLink", "true") == "true"
-            else:
-                _no_attributes(child)
+            elif child.keys():
+                raise _Unsupported(f"attributes on {tag}")
             if name in _DEFERRED:
                 texts[name] = child
                 continue
@@ -299,11 +302,11 @@ class _Reader:
                 value = _relative_uri(value)
                 if "&" in value:
                     value = _LINK_ENTITY.sub(r"&\g<1>", value.replace("&amp;", "&"))
-            elif name in ("published", "updated"):
+            elif name in _PARSED:
                 parsed = _date(value) if value else None
                 if value and parsed is None:
                     raise _Unsupported(f"date {value!r}")
-                entry[f"{name}_parsed"] = parsed
+                entry[_PARSED[name]] = parsed
             entry[name] = value
         if guid_is_link and "link" not in entry:
             entry["link"] = entry["id"]
@@ -383,32 +386,30 @@ def _atom_link(element: Any) -> Fields:
     return {"rel": rel, "href": _relative_uri(element.get("href"))}
 
 
-def _nested_item(element: Any) -> bool:
+def _check_nested_item(element: Any) -> None:
     """An empty ``<item/>`` inside an item (FeedBurner left them in feeds): feedparser starts a
     new, empty entry there and leaves the entry, so the item's later children go to the channel."""
-    if element.tag != "item":
-        return False
     if len(element) or element.keys() or (element.text or "").strip():
         raise _Unsupported("item inside item")
-    return True
 
 
 _ITEM_LINK_ATTRIBUTES = frozenset({"rel", "href", "type", "title", "hreflang", "length"})
+_ATOM_LINK = f"{_ATOM}link"
+_MEDIA_CONTENT = f"{_MEDIA}content"
 
 
-def _item_extra(element: Any) -> bool:
+def _item_extra(element: Any, tag: str) -> bool:
     """Item children that are not plain leaves, read where feedparser leaves parse.py's keys
     alone: an ``atom:link`` that is not the alternate (it only joins the entry's ``links``), and a
     ``media:content`` (its attributes go to ``media_content``) holding only harmless leaves."""
-    tag = element.tag
-    if tag == f"{_ATOM}link":
+    if tag == _ATOM_LINK:
         rel = element.get("rel")
         if rel is None or rel.lower() == "alternate" or not element.get("href") or len(element):
             raise _Unsupported(f"atom:link rel={rel} in item")
         if any(name not in _ITEM_LINK_ATTRIBUTES for name in element.attrib):
             raise _Unsupported("atom:link attributes in item")
         return True
-    if tag == f"{_MEDIA}content":
+    if tag == _MEDIA_CONTENT:
         for child in element:
             _check_harmless(child, _HARMLESS_IN_ITEM)
         return True
@@ -444,11 +445,12 @@ def _check_block(element: Any) -> None:
 def _feedparser_name(element: Any) -> str:
     """The name feedparser dispatches ``element`` under (see ``_StrictFeedParser.startElementNS``):
     a known namespace's standard prefix, else the document's own prefix."""
-    qname = etree.QName(element)
-    local: str = qname.localname.lower()
-    if qname.namespace is None:
-        return local
-    prefix = _known_prefix(qname.namespace)
+    tag: str = element.tag
+    if tag[0] != "{":
+        return tag.lower()
+    namespace, _, local = tag[1:].partition("}")
+    local = local.lower()
+    prefix = _known_prefix(namespace)
     if prefix is None:
         prefix = element.prefix
     return f"{prefix}_{local}" if prefix else local

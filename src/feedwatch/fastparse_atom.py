@@ -75,25 +75,26 @@ def read_atom(root: Any, content_language: str | None) -> tuple[Fields, list[Fie
     seen: set[str] = set()
     for child in root:
         tag = child.tag
-        if tag == f"{_ATOM}entry":
+        name = _atom_name(tag)
+        if name == "entry":
             entries.append(_entry(child, lang))
             continue
         if tag in _ONCE:
             if tag in seen:
                 raise _Unsupported(f"repeated {tag}")
             seen.add(tag)
-        if tag == f"{_ATOM}title":
+        if name == "title":
             _text_construct(child)
             feed["title"] = _Reader.text(child)
-        elif tag == f"{_ATOM}id":
+        elif name == "id":
             _no_attributes(child, _PLAIN)
             feed["id"] = _relative_uri(_Reader.text(child))
-        elif tag == f"{_ATOM}link":
+        elif name == "link":
             rel, href, alternate = _link(child)
             feed["links"].append({"rel": rel, "href": href})
             if alternate:
                 feed["link"] = href
-        elif tag in (f"{_ATOM}author", f"{_ATOM}contributor"):
+        elif name in ("author", "contributor"):
             _person(child)
         else:
             _check_harmless(child, _HARMLESS_IN_FEED)
@@ -139,31 +140,31 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
             if tag in seen:
                 raise _Unsupported(f"repeated {tag}")
             seen.add(tag)
-        if tag in (f"{_ATOM}title", f"{_ATOM}summary"):
+        name = _atom_name(tag)
+        if name in ("title", "summary"):
             _text_construct(child)
-            texts[tag[len(_ATOM) :]] = (child, _lang(child, lang))
-        elif tag == f"{_ATOM}content":
+            texts[name] = (child, _lang(child, lang))
+        elif name == "content":
             _text_construct(child)
             texts["content"] = child
-        elif tag == f"{_ATOM}id":
+        elif name == "id":
             _no_attributes(child, _PLAIN)
             entry["id"] = _relative_uri(_Reader.text(child))
-        elif tag == f"{_ATOM}link":
+        elif name == "link":
             _rel, href, alternate = _link(child)
             if alternate:
                 entry["link"] = href
-        elif tag in (f"{_ATOM}published", f"{_ATOM}updated"):
+        elif name in ("published", "updated"):
             _no_attributes(child, _PLAIN)
-            name = tag[len(_ATOM) :]
             value = _Reader.text(child)
             parsed = _date(value) if value else None
             if value and parsed is None:
                 raise _Unsupported(f"date {value!r}")
             entry[name] = value
             entry[f"{name}_parsed"] = parsed
-        elif tag == f"{_ATOM}author":
+        elif name == "author":
             author = _person(child)
-        elif tag == f"{_ATOM}contributor":
+        elif name == "contributor":
             _person(child)
         else:
             _check_harmless(child, _HARMLESS_IN_ENTRY)
@@ -171,6 +172,11 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
         entry["link"] = entry["id"]
     entry["_texts"] = _EntryTexts(texts.get("title"), texts.get("summary"), texts.get("content"), author)
     return entry
+
+
+def _atom_name(tag: object) -> str | None:
+    """The local name of an element in Atom's namespace, ``None`` for any other."""
+    return tag[len(_ATOM) :] if isinstance(tag, str) and tag.startswith(_ATOM) else None
 
 
 def _lang(element: Any, inherited: str | None) -> str | None:

@@ -486,7 +486,8 @@ def store_batch(
     each feed's report (``new``, ``flagged``, ``alert_ids``, ``extract_ids``, ``candidates``).
 
     One lookup, one insert and one insert of sightings for the whole batch, however many feeds
-    it holds (a statement cost the worker ~0.1 ms however few its rows). An article is stored
+    it holds (a statement cost the worker ~0.1 ms however few its rows); inserts go in chunks of
+    ``store.INSERT_CHUNK`` rows, which bounds the batch's peak memory. An article is stored
     once, by the first feed that shows it, and every feed that shows it gets its sighting.
     Articles and sightings are inserted in key order, so two batches storing the same articles
     take their locks in the same order. A flagged article that is a copy of a story alerted

@@ -244,6 +244,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     for feed, result in zip(feeds, results, strict=True):
         with structlog.contextvars.bound_contextvars(feed_id=feed.id):
             polls.append(_prepare(ctx, feed, result))
+    del results  # the bodies: parsed now, and a batch held them all until it ended
     seen = _seen_items(ctx, polls)
     for poll in polls:
         if poll.parsed is not None:
@@ -308,7 +309,9 @@ def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if isinstance(result, FetchError):
         raise result
     report = poll.report
-    poll.result, report.http_status, report.bytes = result, result.status, len(result.body)
+    report.http_status, report.bytes = result.status, len(result.body)
+    # Only this step reads the body: the poll keeps the rest of the answer (the batch write does).
+    poll.result = replace(result, body=b"") if result.body else result
     if result.not_modified:
         report.outcome = "not_modified"
         return
@@ -365,6 +368,12 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
     )
     poll.report.entries = len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
+    # The raw texts live on in the drafts; the batch write reads only identities and dates
+    # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
+    entries = tuple(
+        e if e.known else replace(e, title="", summary_html="", content_html="") for e in poll.parsed.entries
+    )
+    poll.parsed = replace(poll.parsed, entries=entries)
 
 
 #: PostgreSQL's SQLSTATE for a transaction chosen as a deadlock victim.

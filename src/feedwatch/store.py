@@ -7,11 +7,11 @@ The functions take an open session and never commit: the caller owns the transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from itertools import groupby
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import and_, bindparam, or_, update
 from sqlalchemy import select as sa_select
@@ -291,6 +291,15 @@ def ids_by_key(session: Session, keys: Sequence[str]) -> dict[str, int]:
 INSERT_CHUNK = 200
 
 
+_T = TypeVar("_T")
+
+
+def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """``items`` in consecutive runs of at most :data:`INSERT_CHUNK`."""
+    for start in range(0, len(items), INSERT_CHUNK):
+        yield items[start : start + INSERT_CHUNK]
+
+
 def insert_articles(
     session: Session, drafts: Sequence[tuple[int, ArticleDraft]], now: datetime, flagged: set[str]
 ) -> dict[str, int]:
@@ -301,8 +310,8 @@ def insert_articles(
     not returned: only the poll that stored an article creates its matches and alert.
     """
     inserted: dict[str, int] = {}
-    for start in range(0, len(drafts), INSERT_CHUNK):
-        rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in drafts[start : start + INSERT_CHUNK]]
+    for chunk in _chunks(drafts):
+        rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in chunk]
         rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
         inserted.update((key, article_id) for article_id, key in rows_back)
     return inserted
@@ -341,10 +350,8 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
 
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
     """Record (article id, feed id) sightings, in the order given; one seen before is kept."""
-    for start in range(0, len(pairs), INSERT_CHUNK):
-        rows = [
-            {"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs[start : start + INSERT_CHUNK]
-        ]
+    for chunk in _chunks(pairs):
+        rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in chunk]
         _execute_many(session, prepared(session, _insert_sightings), rows)
 
 
@@ -446,11 +453,8 @@ _REQUEST_FULL_TEXT = (
 
 def request_full_text(session: Session, article_ids: Sequence[int], now: datetime) -> None:
     """Make articles full-text candidates; an article already requested or done is left alone."""
-    for start in range(0, len(article_ids), INSERT_CHUNK):
-        session.execute(
-            _REQUEST_FULL_TEXT,
-            {"b_ids": list(article_ids[start : start + INSERT_CHUNK]), "b_now": now},
-        )
+    for chunk in _chunks(article_ids):
+        session.execute(_REQUEST_FULL_TEXT, {"b_ids": list(chunk), "b_now": now})
 
 
 def claim_lost_full_text(

@@ -127,6 +127,9 @@ class Feed(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
+_HAS_FULL_TEXT_STATUS = sql("full_text_status IS NOT NULL")
+
+
 class Article(SQLModel, table=True):
     __table_args__ = (
         # Partial: only full-text candidates are in it (NULL is "never a candidate", most rows),
@@ -134,8 +137,8 @@ class Article(SQLModel, table=True):
         Index(
             "ix_article_full_text_status",
             "full_text_status",
-            postgresql_where=sql("full_text_status IS NOT NULL"),
-            sqlite_where=sql("full_text_status IS NOT NULL"),
+            postgresql_where=_HAS_FULL_TEXT_STATUS,
+            sqlite_where=_HAS_FULL_TEXT_STATUS,
         ),
     )
     id: int | None = Field(default=None, primary_key=True)

@@ -121,12 +121,8 @@ _install_author_guard()
 class _PiMatch:
     value: bytes
 
-    def groups(self) -> tuple[bytes]:
+    def groups(self) -> tuple[bytes]:  # all convert_to_utf8 reads of the match
         return (self.value,)
-
-    def group(self, index: int) -> bytes:
-        assert index == 1
-        return self.value
 
 
 class _LinearPiEncoding:

@@ -125,12 +125,15 @@ class _PiMatch:
         return (self.value,)
 
 
+@dataclass(frozen=True)
 class _LinearPiEncoding:
     """Stands in for feedparser's ``encodings.RE_XML_PI_ENCODING``, whose ``.match(data)`` it
     answers as the pattern would (``feedwatch.fastparse_encoding.pi_encoding``, checked against
     the pattern) but in linear time: the pattern backtracks cubically on a first line full of
     ``encoding='`` (13 KB took ~10 s, 52 KB over six minutes), and feedparser runs it on every
     document it parses, so one such feed held a worker for minutes."""
+
+    original: Any  # feedparser's own pattern: a re-import of this module finds it here
 
     def match(self, data: bytes) -> _PiMatch | None:
         value = pi_encoding(data)
@@ -144,11 +147,7 @@ FEEDPARSER_PI_ENCODING: Any = getattr(
 
 
 def _install_encoding_guard() -> None:
-    if isinstance(feedparser.encodings.RE_XML_PI_ENCODING, _LinearPiEncoding):
-        return
-    guard: Any = _LinearPiEncoding()
-    guard.original = FEEDPARSER_PI_ENCODING
-    feedparser.encodings.RE_XML_PI_ENCODING = guard
+    feedparser.encodings.RE_XML_PI_ENCODING = _LinearPiEncoding(FEEDPARSER_PI_ENCODING)
 
 
 _install_encoding_guard()

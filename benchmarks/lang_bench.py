@@ -26,7 +26,6 @@ import statistics
 import sys
 import time
 import unicodedata
-from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -52,21 +51,15 @@ old_canonical_url = normalize._canonical_url.__wrapped__
 
 def old_detector() -> Callable[[str, str | None], str | None]:
     """detect_language as it was: the same rules over a copy of the old ``LanguageModel.classify``
-    (py3langid's byte loop, Counter, numpy's float16 cast), on the loaded model's tables."""
+    (py3langid's byte loop and Counter, ``LanguageModel._visits``; numpy's float16 cast)."""
     model = normalize._identifier()
-    table, blocks, rowbase, output = model._table, model._blocks, model._rowbase, model._output
 
     def classify(text: str) -> tuple[str, float]:
         if text.isupper():
             text = text.lower()
         data = unicodedata.normalize("NFC", text).encode("utf8", errors="surrogatepass")
-        state, features = 0, []
-        for byte in data:
-            state = table[blocks[rowbase[state] + (byte >> 4)] + (byte & 15)]
-            if output[state] >= 0:
-                features.append(output[state])
-        if features:
-            visits = Counter(features)
+        visits = model._visits(data)  # the byte loop, unchanged: what the old classify called
+        if visits:
             idx = np.fromiter(visits.keys(), dtype=np.intp, count=len(visits))
             counts = np.fromiter(visits.values(), dtype=np.float32, count=len(visits))
             scores = np.log1p(counts) @ model._ptc[idx] + model._pc

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -131,7 +132,7 @@ def timed(work: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
-def measure(name: str, source: list[Feed], rounds: int, old_detect: Any) -> dict[str, Any]:
+def measure(source: list[Feed], rounds: int, old_detect: Any) -> dict[str, Any]:
     texts = [(t, h) for texts, hints, _ in source for t, h in zip(texts, hints, strict=True)]
     urls = [pair for _, _, pairs in source for pair in pairs]
     same_detect = sum(
@@ -182,16 +183,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     normalize.warm_up()
     old_detect = old_detector()
-    result: dict[str, Any] = {"rounds": args.rounds, "loadavg": [round(x, 2) for x in _loadavg()]}
+    result: dict[str, Any] = {"rounds": args.rounds, "loadavg": [round(x, 2) for x in os.getloadavg()]}
     for name, source in feeds().items():
-        result[name] = measure(name, source, args.rounds, old_detect)
+        result[name] = measure(source, args.rounds, old_detect)
     print(json.dumps(result, indent=2))
-
-
-def _loadavg() -> tuple[float, float, float]:
-    import os
-
-    return os.getloadavg()
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import random
 import unicodedata
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,14 +251,29 @@ def test_the_state_depends_on_the_last_six_bytes_only(models: tuple[Any, Languag
         assert np.array_equal(rows(chunk), expected)
 
 
-def test_the_separator_byte_returns_to_the_start(models: tuple[Any, LanguageModel]) -> None:
-    """Texts of a batch are walked as one buffer, separated by 0xFF (never in UTF-8): from every
-    state it leads to the start state, which emits nothing."""
+def test_the_separator_byte_must_return_to_the_start(models: tuple[Any, LanguageModel]) -> None:
+    """Texts of a batch are walked as one buffer, separated by 0xFF (never in UTF-8): the model
+    refuses to load unless that byte leads every state to the start state, which emits nothing
+    (the installed model loaded, so it has both)."""
     _, compact = models
-    every = np.arange(len(compact._rowbase), dtype=np.intp)
-    assert not compact._step(every, langmodel._RESET >> 4, langmodel._RESET & 15).any()
-    assert compact._output[0] == -1
-    assert all(langmodel._RESET not in text.encode("utf8", errors="surrogatepass") for text in FIXED)
+
+    def load(table: array[int], output: array[int]) -> LanguageModel:
+        return LanguageModel(
+            classes=compact.classes,
+            ptc=compact._ptc,
+            pc=compact._pc,
+            table=table,
+            blocks=compact._blocks,
+            rowbase=compact._rowbase,
+            output=output,
+        )
+
+    with pytest.raises(ValueError, match="0xFF does not return every state"):
+        load(array("I", [1] * len(compact._table)), compact._output)  # every byte to state 1
+    emitting = array("i", compact._output)
+    emitting[0] = 0
+    with pytest.raises(ValueError, match="the start state emits"):
+        load(compact._table, emitting)
 
 
 def test_float16_rows_are_widened_exactly(models: tuple[Any, LanguageModel]) -> None:

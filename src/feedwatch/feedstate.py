@@ -16,19 +16,23 @@ time with its reason.
   what the schedule needs next time (newest item date, rate by entry dates, feed hints, interval).
 - **Writes.** The rules work on a ``FeedRow``, a plain copy of the state columns, never on the
   ``Feed`` model: setting a SQLModel attribute goes through pydantic and SQLAlchemy's
-  instrumentation, which cost more than the rules themselves. Inside ``batch()`` (a poll batch)
-  the rows are loaded with one Core SELECT and the changed columns written with Core UPDATEs
-  when the block ends; outside it, the changes are set on the session's ``Feed`` object. Either
-  way only the columns whose value changed are written, as an ORM flush would.
+  instrumentation, which cost more than the rules themselves. A poll batch reads its rows with
+  ``load()`` (one Core SELECT, before the fetch: the same rows give the fetch its
+  ``PollTarget``), and inside ``batch()`` the changed columns are written with Core UPDATEs when
+  the block ends; outside it, the changes are set on the session's ``Feed`` object. Either way
+  only the columns whose value changed since the row was read are written, as an ORM flush
+  would: a column another writer set meanwhile (an operator, a WebSub push) stays as it set it,
+  unless the poll changed the same column.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session
@@ -121,29 +125,46 @@ class FeedRow:
     def changes(self) -> dict[str, Any]:
         """The columns whose value differs from the loaded one (compared with ``==``, as the ORM
         does before it writes a column), in ``COLUMNS`` order."""
-        current = (getattr(self, name) for name in COLUMNS)
         return {
             name: value
-            for name, value, old in zip(COLUMNS, current, self.loaded, strict=True)
+            for name, value, old in zip(COLUMNS, _values(self), self.loaded, strict=True)
             if value != old
         }
 
 
 #: The ``Feed`` columns a ``FeedRow`` holds.
 COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(FeedRow) if f.name != "loaded")
+_values = attrgetter(*COLUMNS)
+#: ``load()`` reads ``COLUMNS`` and then these, the rest of a ``PollTarget``.
+_TARGET_ONLY = tuple(c for c in store.POLL_COLUMNS if c not in COLUMNS)
+_target_values = itemgetter(*((*COLUMNS, *_TARGET_ONLY).index(c) for c in store.POLL_COLUMNS))
+
+
+def load(session: Session, feed_ids: Iterable[int]) -> list[tuple[store.PollTarget, FeedRow]]:
+    """The feeds with these ids, in id order, from one SELECT: what a poll's fetch and parse read
+    (``PollTarget``), and the state its outcome changes (``FeedRow``, for ``batch()``)."""
+    return [
+        (store.PollTarget(*_target_values(values)), FeedRow.load(values[: len(COLUMNS)]))
+        for values in store.feed_columns(session, feed_ids, (*COLUMNS, *_TARGET_ONLY))
+    ]
+
+
+def load_rows(session: Session, feed_ids: Iterable[int]) -> dict[int, FeedRow]:
+    """The state of the feeds with these ids, by id (``load()`` without the targets)."""
+    return {row.id: row for row in map(FeedRow.load, store.feed_columns(session, feed_ids, COLUMNS))}
+
 
 #: ``Session.info`` key of the open ``batch()``: feed id → its row.
 _BATCH = "feedwatch.feedstate.batch"
 
 
 @contextmanager
-def batch(session: Session, feed_ids: Iterable[int]) -> Iterator[None]:
-    """Hold these feeds' state for the block: ``record_success`` / ``record_failure`` on this
-    session change the copies in memory, and on leaving the block without an exception the
-    changed columns are written, one ``UPDATE … WHERE id = :id`` executemany per run of rows (in
-    id order) that change the same columns, as an ORM flush would, so the rows are locked in id
-    order and at the end of the transaction. One SELECT loads the batch."""
-    rows = {row.id: row for row in map(FeedRow.load, store.feed_columns(session, feed_ids, COLUMNS))}
+def batch(session: Session, rows: Mapping[int, FeedRow]) -> Iterator[None]:
+    """Hold these feeds' state (from ``load()``) for the block: ``record_success`` /
+    ``record_failure`` on this session change the copies in memory, and on leaving the block
+    without an exception the columns changed since the rows were read are written, one ``UPDATE
+    … WHERE id = :id`` executemany per run of rows (in id order) that change the same columns, as
+    an ORM flush would, so the rows are locked in id order and at the end of the transaction."""
     session.info[_BATCH] = rows
     try:
         yield
@@ -156,7 +177,7 @@ def batch(session: Session, feed_ids: Iterable[int]) -> Iterator[None]:
 def _editing(session: Session, feed_id: int) -> Iterator[FeedRow]:
     """The feed's state to change: its row in the open ``batch()``, or else a copy of the
     session's ``Feed`` whose changed columns are set back on it when the block ends."""
-    rows: dict[int, FeedRow] | None = getattr(session, "info", {}).get(_BATCH)
+    rows: Mapping[int, FeedRow] | None = getattr(session, "info", {}).get(_BATCH)
     if rows is not None and feed_id in rows:
         yield rows[feed_id]
         return

@@ -16,7 +16,7 @@ import logging
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -235,7 +235,11 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     """
     with session_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
-        feeds = [f for f in store.poll_targets(session, feed_ids) if f.enabled]
+        # The same SELECT reads the state the outcomes change: no second read after the fetch.
+        loaded = [(target, row) for target, row in feedstate.load(session, feed_ids) if target.enabled]
+    feeds = [target for target, _ in loaded]
+    rows = {row.id: row for _, row in loaded}
+    del loaded
     requests = [feedstate.fetch_request(f, ctx.clock(), ctx.rng) for f in feeds]
     started = time.monotonic()
     results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
@@ -250,14 +254,14 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         if poll.parsed is not None:
             with structlog.contextvars.bound_contextvars(feed_id=poll.report.feed_id):
                 _guarded(poll, partial(_normalize, poll, seen))
-    _store_batch(ctx, polls)
+    _store_batch(ctx, polls, rows)
     reports = [p.report for p in polls]
+    metrics.observe_polls(reports)
     outcomes: Counter[str] = Counter()
     quiet_lines = logging.getLogger(_LOG_NAME).isEnabledFor(logging.DEBUG)
     for poll in polls:
         report = poll.report
         outcomes[report.outcome] += 1
-        metrics.observe_poll(report)
         # A quiet poll (304, or the same bytes) is a DEBUG line: at a thousand polls a second
         # they would be most of the log; ``poll.batch`` counts them.
         quiet = report.outcome in ("not_modified", "unchanged")
@@ -380,16 +384,15 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
 DEADLOCK = "40P01"
 
 
-def _store_batch(ctx: Context, polls: Sequence[_Poll]) -> None:
+def _store_batch(ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedstate.FeedRow]) -> None:
     """Every feed's writes in one transaction; on a non-database failure, one transaction each."""
     if not polls:
         return
     try:
-        # One Core SELECT loads the batch's feed rows; each feed's state changes a plain copy,
-        # and the changed columns are written when the block ends (executemany UPDATEs, rows in
-        # id order), after the articles, matches and alerts (Core statements too).
-        ids = [p.report.feed_id for p in polls]
-        with session_scope(ctx.settings) as session, feedstate.batch(session, ids):
+        # Each feed's state changes its plain copy (read before the fetch), and the changed
+        # columns are written when the block ends (executemany UPDATEs, rows in id order), after
+        # the articles, matches and alerts (Core statements too).
+        with session_scope(ctx.settings) as session, feedstate.batch(session, rows):
             _write(ctx, session, polls)
         return
     except OperationalError as exc:

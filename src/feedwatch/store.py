@@ -204,12 +204,8 @@ class PollTarget:
     created_at: datetime
 
 
-_POLL_COLUMNS = tuple(f.name for f in fields(PollTarget))
-
-
-def poll_targets(session: Session, ids: Iterable[int]) -> list[PollTarget]:
-    """The feeds with these ids as :class:`PollTarget`, in id order."""
-    return [PollTarget(*row) for row in feed_columns(session, ids, _POLL_COLUMNS)]
+#: The ``Feed`` columns a :class:`PollTarget` holds, in its fields' order.
+POLL_COLUMNS = tuple(f.name for f in fields(PollTarget))
 
 
 def feed_columns(session: Session, ids: Iterable[int], columns: Sequence[str]) -> list[tuple[Any, ...]]:

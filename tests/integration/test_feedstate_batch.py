@@ -6,8 +6,8 @@ redirects towards adoption, failures (``gone``, Retry-After), recovery, WebSub f
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import event, select, update
 from sqlalchemy.engine import Connection
+from sqlmodel import Session
 from support.settings import database_settings
 
 from feedwatch import db, feedstate
@@ -162,10 +163,19 @@ def test_batch_writes_exactly_what_the_orm_path_writes(settings: Settings) -> No
         by_orm = _row(settings, feed_id)
         _restore(settings, before)
         neighbour = ids[(n + 1) % len(ids)]  # in the batch, left alone
-        with db.session_scope(settings) as session, feedstate.batch(session, [feed_id, neighbour]):
+        with (
+            db.session_scope(settings) as session,
+            _batch(session, [feed_id, neighbour]),
+        ):
             _record(session, feed_id, outcome, now, seed)
         assert _row(settings, feed_id) == by_orm != before, outcome[0]
         assert _row(settings, neighbour)["updated_at"] != now
+
+
+def _batch(session: Session, ids: Iterable[int]) -> AbstractContextManager[None]:
+    """``feedstate.batch`` over these feeds' rows as they are now (a poll batch reads them
+    before its fetch)."""
+    return feedstate.batch(session, feedstate.load_rows(session, ids))
 
 
 @contextmanager
@@ -195,7 +205,10 @@ def test_batch_writes_changed_columns_only_in_id_order_and_nothing_on_error(sett
     with db.session_scope(settings) as session:  # another writer's column: not the poll's to write
         session.connection().execute(update(T).where(T.c.id == ids[0]).values(websub_state="requested"))
     with _updates(settings) as seen:
-        with db.session_scope(settings) as session, feedstate.batch(session, reversed(ids)):
+        with (
+            db.session_scope(settings) as session,
+            _batch(session, reversed(ids)),
+        ):
             for feed_id in reversed(ids):
                 report = PollReport(feed_id, "http://f", "not_modified", http_status=304)
                 feedstate.record_success(session, feed_id, result, None, report, START, random.Random(1))
@@ -208,7 +221,7 @@ def test_batch_writes_changed_columns_only_in_id_order_and_nothing_on_error(sett
         with (
             pytest.raises(RuntimeError),
             db.session_scope(settings) as session,
-            feedstate.batch(session, ids),
+            _batch(session, ids),
         ):
             feedstate.record_success(session, ids[0], result, None, report, START, random.Random(1))
             raise RuntimeError("the batch fails: nothing is written")

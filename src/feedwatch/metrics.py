@@ -3,7 +3,7 @@
 Two kinds, because they live in different places:
 
 - *Events* (polls, fetch durations, new articles, deliveries) happen inside worker processes.
-  The pipeline reports them through ``observe_poll`` and ``observe_delivery``. With
+  The pipeline reports them through ``observe_polls`` and ``observe_delivery``. With
   ``PROMETHEUS_MULTIPROC_DIR`` set (it must be set before the process starts, for the workers
   *and* for ``feedwatch serve-metrics``), prometheus-client writes them to per-process files in
   that folder and the exporter adds them up across Celery's prefork children. Without it they
@@ -15,10 +15,11 @@ Two kinds, because they live in different places:
 
 from __future__ import annotations
 
+import collections
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -40,7 +41,7 @@ from feedwatch.settings import Settings
 
 
 class PollReport(Protocol):
-    """What ``observe_poll`` reads of ``feedwatch.pipeline.PollReport`` (no import cycle)."""
+    """What ``observe_polls`` reads of ``feedwatch.pipeline.PollReport`` (no import cycle)."""
 
     outcome: str
     error_class: str | None
@@ -76,13 +77,22 @@ EXTRACTIONS = Counter(
 )
 
 
-def observe_poll(report: PollReport) -> None:
-    """Count one finished poll (called by the pipeline once per feed)."""
-    POLLS.labels(report.outcome, report.error_class or "").inc()
-    FETCH_SECONDS.labels(report.outcome).observe(max(0, report.duration_ms) / 1000)
-    FETCH_BYTES.inc(max(0, report.bytes))
-    NEW_ARTICLES.inc(max(0, report.new))
-    FLAGGED_ARTICLES.inc(max(0, report.flagged))
+def observe_polls(reports: Iterable[PollReport]) -> None:
+    """Count a batch's finished polls: the counters once per batch (each ``inc`` is a write to
+    the multiprocess files), the fetch times one by one."""
+    polls: collections.Counter[tuple[str, str]] = collections.Counter()
+    fetched = new = flagged = 0
+    for report in reports:
+        polls[report.outcome, report.error_class or ""] += 1
+        FETCH_SECONDS.labels(report.outcome).observe(max(0, report.duration_ms) / 1000)
+        fetched += max(0, report.bytes)
+        new += max(0, report.new)
+        flagged += max(0, report.flagged)
+    for labels, count in polls.items():
+        POLLS.labels(*labels).inc(count)
+    FETCH_BYTES.inc(fetched)
+    NEW_ARTICLES.inc(new)
+    FLAGGED_ARTICLES.inc(flagged)
 
 
 def observe_delivery(channel: str, status: str) -> None:

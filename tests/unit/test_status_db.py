@@ -216,12 +216,30 @@ def _families(registry: CollectorRegistry) -> dict[str, Any]:
 def test_status_metrics_and_process_counters(populated: Settings) -> None:
     from feedwatch.pipeline import PollReport
 
-    before = metrics.POLLS.labels("error", "timeout")._value.get()
-    metrics.observe_poll(
-        PollReport(feed_id=1, url="u", outcome="error", error_class="timeout", duration_ms=1500)
+    def value(metric: Any) -> float:
+        return float(metric._value.get())
+
+    counters = (
+        metrics.POLLS.labels("error", "timeout"),
+        metrics.POLLS.labels("ok", ""),
+        metrics.FETCH_BYTES,
+        metrics.NEW_ARTICLES,
+        metrics.FLAGGED_ARTICLES,
+    )
+    before = [value(c) for c in counters]
+    fetch_ok = metrics.FETCH_SECONDS.labels("ok")._sum.get()
+    metrics.observe_polls(
+        [
+            PollReport(feed_id=1, url="u", outcome="error", error_class="timeout", duration_ms=1500),
+            PollReport(feed_id=2, url="u", outcome="ok", bytes=100, new=3, flagged=1, duration_ms=200),
+            PollReport(feed_id=3, url="u", outcome="error", error_class="timeout", duration_ms=900),
+            PollReport(feed_id=4, url="u", outcome="ok", bytes=50, new=2, duration_ms=300),
+        ]
     )
     metrics.observe_delivery("console", "sent")
-    assert metrics.POLLS.labels("error", "timeout")._value.get() == before + 1
+    after = [value(c) for c in counters]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 150, 5, 1]
+    assert metrics.FETCH_SECONDS.labels("ok")._sum.get() == pytest.approx(fetch_ok + 0.5)
 
     (populated.broker_dir / "queue").mkdir(parents=True)
     fams = _families(metrics.exposition_registry(populated, ping_timeout=0))

@@ -558,7 +558,9 @@ def insert_feeds(
         )
         if kind == "304":
             feed.etag = f'"farm-{group.name}-{i}"'
-        elif kind in ("unchanged", "slow"):
+        if kind in ("304", "unchanged", "slow"):
+            # A 304 feed's hash too: its every 20th poll goes without validators
+            # (feedstate.UNCONDITIONAL_EVERY) and must find the body it already stored.
             feed.body_hash = hashlib.sha256(constant_body(group, i, port)).hexdigest()
         rows.append(feed.model_dump(exclude={"id"}))
     with service.engine.begin() as conn:

@@ -364,6 +364,9 @@ class Service:
             FEEDWATCH_LOG_FORMAT="json",
             FEEDWATCH_RULES_FILE=str(REPO / "config" / "rules.toml"),
             PYTHONUNBUFFERED="1",
+            # The service under test is the checkout beside this script, not whatever the
+            # environment has installed (an editable install of another worktree, say).
+            PYTHONPATH=os.pathsep.join(p for p in (str(REPO / "src"), os.environ.get("PYTHONPATH")) if p),
         )
         # The farm is one host standing in for thousands: per-host limits would serialize it.
         self.env["FEEDWATCH_PER_HOST_CONCURRENCY"] = os.environ.get("FEEDWATCH_FETCH_CONCURRENCY", "50")

@@ -521,13 +521,19 @@ def store_batch(
     ids = {**stored, **inserted, **store.ids_by_key(session, [k for k in new if k not in inserted])}
     sightings = {(ids[d.identity_key], f.feed_id) for f in feeds for d in f.drafts if d.identity_key in ids}
     store.add_sightings(session, sorted(sightings), now)
+    mine = {
+        feed.feed_id: [d for d in feed.drafts if owner[d.identity_key][1] is d and d.identity_key in inserted]
+        for feed in feeds
+    }
+    alert_ids = _alert(session, [(f.feed_id, mine[f.feed_id]) for f in feeds], inserted, matched, now, story)
     candidates: list[int] = []
     for feed in feeds:
-        mine = [d for d in feed.drafts if owner[d.identity_key][1] is d and d.identity_key in inserted]
         report = feed.report
-        report.alert_ids = _alert(session, feed.feed_id, mine, inserted, matched, now, story)
-        report.extract_ids = _full_text_candidates(rulebook, mine, inserted, matched, feed.full_text)
-        report.new, report.flagged = len(mine), len(report.alert_ids)
+        report.alert_ids = alert_ids[feed.feed_id]
+        report.extract_ids = _full_text_candidates(
+            rulebook, mine[feed.feed_id], inserted, matched, feed.full_text
+        )
+        report.new, report.flagged = len(mine[feed.feed_id]), len(report.alert_ids)
         report.candidates = len(report.extract_ids)
         candidates.extend(report.extract_ids)
     store.request_full_text(session, candidates, now)
@@ -535,32 +541,32 @@ def store_batch(
 
 def _alert(
     session: Session,
-    feed_id: int,
-    drafts: Sequence[ArticleDraft],
+    feeds: Sequence[tuple[int, Sequence[ArticleDraft]]],
     inserted: dict[str, int],
     matched: dict[str, list[TopicMatch]],
     now: datetime,
     story: stories.StoryPolicy,
-) -> list[int]:
-    """The matches of the feed's flagged new articles, and an alert for each that is no copy of
-    a story alerted within the window; returns the new alert ids."""
-    alert_ids: list[int] = []
-    for draft in drafts:
-        matches = matched.get(draft.identity_key)
-        if not matches:
-            continue
-        article_id = inserted[draft.identity_key]
-        store.insert_matches(session, article_id, matches, now, stage="feed")
-        sig = stories.signature(draft.title, draft.text)
-        first = stories.find_story(session, sig, now, story)
-        if first is not None:
-            stories.add_copy(session, first[0], article_id, feed_id, first[1], now)
-            log.info("alert.story_copy", alert_id=first[0], article_id=article_id, similarity=first[1])
-            continue
-        alert_id = store.create_alert(session, article_id, [m.topic for m in matches], now, sig.hashvalues)
+) -> dict[int, list[int]]:
+    """The matches of the feeds' flagged new articles, and an alert for each that is no copy of
+    a story alerted within the window or started earlier in the batch (``stories.settle``);
+    returns each feed's new alert ids."""
+    drafts = [(feed_id, d) for feed_id, mine in feeds for d in mine if d.identity_key in matched]
+    store.insert_matches(
+        session, [(inserted[d.identity_key], matched[d.identity_key]) for _, d in drafts], now, stage="feed"
+    )
+    flagged = [
+        stories.Flagged(
+            inserted[d.identity_key],
+            feed_id,
+            [m.topic for m in matched[d.identity_key]],
+            stories.signature(d.title, d.text),
+        )
+        for feed_id, d in drafts
+    ]
+    alert_ids: dict[int, list[int]] = {feed_id: [] for feed_id, _ in feeds}
+    for f, alert_id in zip(flagged, stories.settle(session, flagged, now, story), strict=True):
         if alert_id is not None:
-            stories.record_story(session, alert_id, sig, now)  # seen by the next draft's find_story
-            alert_ids.append(alert_id)
+            alert_ids[f.feed_id].append(alert_id)
     return alert_ids
 
 
@@ -804,7 +810,7 @@ def _store_full_text(
         known = store.matched_topics(session, article.id)
         new = [m for m in matches if m.topic not in known]
         report.new_topics = [m.topic for m in new]
-        store.insert_matches(session, article.id, new, now, stage="full_text")
+        store.insert_matches(session, [(article.id, new)], now, stage="full_text")
         if new and not store.has_alert(session, article.id):
             report.alert_id = _full_text_alert(ctx, session, article, matches, now)
 
@@ -817,14 +823,8 @@ def _full_text_alert(
     assert article.id is not None
     store.flag_article(session, article.id)
     sig = stories.signature(article.title, article.text)
-    first = stories.find_story(session, sig, now, stories.StoryPolicy.from_settings(ctx.settings))
-    if first is not None:
-        stories.add_copy(session, first[0], article.id, article.feed_id, first[1], now)
-        return None
-    alert_id = store.create_alert(session, article.id, [m.topic for m in matches], now, sig.hashvalues)
-    if alert_id is not None:
-        stories.record_story(session, alert_id, sig, now)
-    return alert_id
+    flagged = stories.Flagged(article.id, article.feed_id, [m.topic for m in matches], sig)
+    return stories.settle(session, [flagged], now, stories.StoryPolicy.from_settings(ctx.settings))[0]
 
 
 # --- WebSub push ---------------------------------------------------------------------------------

@@ -265,11 +265,11 @@ def _insert_matches(insert: Any) -> Any:
     return insert(_table(Match)).on_conflict_do_nothing(index_elements=["article_id", "topic"])
 
 
-def _insert_alert(insert: Any) -> Any:
+def _insert_alerts(insert: Any) -> Any:
     return (
         insert(_table(Alert))
         .on_conflict_do_nothing(index_elements=["article_id"])
-        .returning(_table(Alert).c.id)
+        .returning(_table(Alert).c.id, _table(Alert).c.article_id)
     )
 
 
@@ -352,8 +352,10 @@ def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datet
 
 
 def insert_matches(
-    session: Session, article_id: int, matches: Sequence[TopicMatch], now: datetime, stage: str
+    session: Session, flagged: Sequence[tuple[int, Sequence[TopicMatch]]], now: datetime, stage: str
 ) -> None:
+    """The topic matches of flagged articles, (article id, its matches) pairs: one insert per
+    :data:`INSERT_CHUNK` rows; a (article, topic) pair stored already is left as it is."""
     rows = [
         {
             "article_id": article_id,
@@ -365,28 +367,38 @@ def insert_matches(
             "stage": stage,
             "created_at": now,
         }
+        for article_id, matches in flagged
         for m in matches
     ]
-    if rows:
-        _execute_many(session, prepared(session, _insert_matches), rows)
+    for chunk in _chunks(rows):
+        _execute_many(session, prepared(session, _insert_matches), list(chunk))
 
 
-def create_alert(
-    session: Session, article_id: int, topics: Sequence[str], now: datetime, minhash: Sequence[int] = ()
-) -> int | None:
-    """The outbox row for a flagged article; None if the article already has one.
+def create_alerts(
+    session: Session, alerts: Sequence[tuple[int, Sequence[str], Sequence[int]]], now: datetime
+) -> dict[int, int]:
+    """Outbox rows for flagged articles, (article id, topics, story MinHash) triples: article id
+    → its new alert id; an article that has an alert already is left out. One insert per
+    :data:`INSERT_CHUNK` alerts.
 
-    ``minhash`` is the story signature (feedwatch.stories) later copies are compared with.
+    The MinHash is the story signature (feedwatch.stories) later copies are compared with.
     """
-    row = {
-        "article_id": article_id,
-        "topics": list(topics),
-        "status": AlertStatus.PENDING,
-        "created_at": now,
-        "minhash": list(minhash),
-        "attempts": 0,
-    }
-    return session.execute(prepared(session, _insert_alert), row).scalar_one_or_none()
+    rows = [
+        {
+            "article_id": article_id,
+            "topics": list(topics),
+            "status": AlertStatus.PENDING,
+            "created_at": now,
+            "minhash": list(minhash),
+            "attempts": 0,
+        }
+        for article_id, topics, minhash in alerts
+    ]
+    created: dict[int, int] = {}
+    for chunk in _chunks(rows):
+        for alert_id, article_id in _execute_many(session, prepared(session, _insert_alerts), list(chunk)):
+            created[int(article_id)] = int(alert_id)
+    return created
 
 
 def mark_alerts_queued(session: Session, alert_ids: Sequence[int], now: datetime) -> None:

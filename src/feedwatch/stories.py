@@ -16,9 +16,11 @@ when the estimated similarity reaches ``story_similarity`` (0.6 by default).
 A second key catches what shingles miss: the same headline (folded, at least ``TITLE_MIN_WORDS``
 words) within the window is the same story even when one outlet carries only a teaser.
 
-Known limit: two workers storing copies of one new story at the same instant, in two open
-transactions, cannot see each other's bands and may both alert. Feeds of one poll batch are
-stored one after another, so this needs two batches committing within milliseconds.
+A poll batch's flagged articles are settled together (:func:`settle`): one query finds the
+stored stories any of them may copy, and an article may also copy a story an earlier article of
+the same batch starts. Known limit: two workers storing copies of one new story at the same
+instant, in two open transactions, cannot see each other's bands and may both alert; this needs
+two batches committing within milliseconds.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
-from sqlalchemy import bindparam, case, func
+import structlog
+from sqlalchemy import bindparam
 from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
+from feedwatch import store
 from feedwatch.minhash import minhash
 from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
 from feedwatch.store import _table
@@ -45,6 +49,8 @@ from feedwatch.textnorm import words
 
 if TYPE_CHECKING:
     from feedwatch.settings import Settings
+
+log = structlog.get_logger(__name__)
 
 NUM_PERM: Final = 60
 BANDS: Final = 20
@@ -104,36 +110,143 @@ def similarity(a: list[int], b: list[int]) -> float:
 def find_story(
     session: Session, sig: Signature, now: datetime, policy: StoryPolicy
 ) -> tuple[int, float] | None:
-    """The earliest alert within the policy's window that ``sig`` is a copy of, with its score.
-
-    One query per article for the candidates: the alerts whose bands collide with this
-    signature's within the window (``ix_storyband_key_created`` bounds the scan), grouped per
-    alert. Their MinHash values come from a per-process memo (an alert's signature never
-    changes, and alerts are never deleted); only alerts this process has not seen are read.
-    Candidates grow with the stored alerts whose bands collide: the memo keeps the database from
-    sending every candidate's 60 values with every lookup, and the comparison is one numpy step.
-    """
-    candidates = session.execute(_CANDIDATES, {"b_keys": sig.keys, "b_since": now - policy.window}).all()
-    if not candidates:
-        return None
-    values = _minhashes(session, [alert_id for alert_id, _ in candidates])
-    mine = np.asarray(sig.hashvalues, dtype=np.uint32)
-    for (alert_id, by_title), theirs in zip(candidates, values, strict=True):
-        score = int(np.count_nonzero(theirs == mine)) / len(mine) if len(theirs) == len(mine) else 0.0
-        if score >= policy.threshold or by_title:
-            return alert_id, score
-    return None
+    """The earliest alert within the policy's window that ``sig`` is a copy of, with its score
+    (:func:`settle` decides a whole batch this way)."""
+    found = _Stories(session, [sig], now, policy).find(sig)
+    return None if found is None else (found[1], found[2])
 
 
 _BAND = _table(StoryBand).c
-# Built once (building costs more CPU than running it): alerts whose bands collide, and whether
-# a title band did.
-_CANDIDATES = (
-    sa_select(_BAND.alert_id, func.max(case((_BAND.key.startswith("t:"), 1), else_=0)))
-    .where(_BAND.key.in_(bindparam("b_keys", expanding=True)), _BAND.created_at >= bindparam("b_since"))
-    .group_by(_BAND.alert_id)
-    .order_by(_BAND.alert_id)
+#: Built once (building costs more CPU than running it): the bands of the window with these keys.
+_BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
+    _BAND.key.in_(bindparam("b_keys", expanding=True)), _BAND.created_at >= bindparam("b_since")
 )
+#: Keys per candidates query: a batch's flagged articles bring ~21 each.
+_KEYS_PER_QUERY: Final = 2_000
+
+
+class _Stories:
+    """The stories a batch of signatures may be copies of: the alerts of the window whose bands
+    collide with any of them (one query per :data:`_KEYS_PER_QUERY` keys, the indexed scan of
+    ``ix_storyband_key_created``), and the stories the batch itself starts (:meth:`add`), which
+    a later signature of the same batch may copy."""
+
+    def __init__(
+        self, session: Session, sigs: Sequence[Signature], now: datetime, policy: StoryPolicy
+    ) -> None:
+        self.threshold = policy.threshold
+        keys = sorted({key for sig in sigs for key in sig.keys})
+        self.alerts_by_key: dict[str, list[int]] = {}
+        since = now - policy.window
+        for start in range(0, len(keys), _KEYS_PER_QUERY):
+            params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
+            for key, alert_id in session.execute(_BANDS_BY_KEY, params):
+                self.alerts_by_key.setdefault(key, []).append(alert_id)
+        ids = sorted({a for alert_ids in self.alerts_by_key.values() for a in alert_ids})
+        self.values = dict(zip(ids, _minhashes(session, ids), strict=True))
+        self.new_by_key: dict[str, list[int]] = {}
+        self.new: list[np.ndarray] = []
+
+    def find(self, sig: Signature) -> tuple[str, int, float] | None:
+        """The earliest story ``sig`` is a copy of: ``("alert", alert id, score)`` for a stored
+        alert, ``("new", index, score)`` for the batch's ``index``-th new story; else None. A
+        candidate is a copy when enough MinHash values agree, or when a title band collided."""
+        alerts: dict[int, bool] = {}  # candidate → whether its title band collided
+        new: dict[int, bool] = {}
+        for key in sig.keys:
+            title = key.startswith("t:")
+            for alert_id in self.alerts_by_key.get(key, ()):
+                alerts[alert_id] = alerts.get(alert_id, False) or title
+            for index in self.new_by_key.get(key, ()):
+                new[index] = new.get(index, False) or title
+        mine = np.asarray(sig.hashvalues, dtype=np.uint32)
+        # Stored alerts first (they are older than the batch), each in id (creation) order.
+        for kind, candidates, values in (("alert", alerts, self.values), ("new", new, self.new)):
+            for ref in sorted(candidates):
+                theirs = values[ref]
+                score = int(np.count_nonzero(theirs == mine)) / len(mine) if len(theirs) == len(mine) else 0.0
+                if score >= self.threshold or candidates[ref]:
+                    return kind, ref, score
+        return None
+
+    def add(self, sig: Signature) -> int:
+        """Start a new story with ``sig``; its index among the batch's new stories."""
+        index = len(self.new)
+        self.new.append(np.asarray(sig.hashvalues, dtype=np.uint32))
+        for key in sig.keys:
+            self.new_by_key.setdefault(key, []).append(index)
+        return index
+
+
+@dataclass(frozen=True)
+class Flagged:
+    """A flagged new article for :func:`settle`."""
+
+    article_id: int
+    feed_id: int
+    topics: list[str]
+    sig: Signature
+
+
+def settle(
+    session: Session, flagged: Sequence[Flagged], now: datetime, policy: StoryPolicy
+) -> list[int | None]:
+    """Give each flagged article, in order, an alert of its own or a place as a copy of the
+    earliest story it repeats (one stored within the window, or one an earlier article of the
+    same batch starts); returns each article's new alert id, or None for a copy.
+
+    The batch is decided in memory and written with one statement each (per chunk) for the
+    candidates, the alerts, their bands and the copies: the same decisions as one article at a
+    time, without four round trips per flagged article.
+    """
+    if not flagged:
+        return []
+    known = _Stories(session, [f.sig for f in flagged], now, policy)
+    found: list[tuple[str, int, float] | None] = []
+    for f in flagged:
+        story = known.find(f.sig)
+        if story is None:
+            known.add(f.sig)  # later articles of the batch may copy it
+        found.append(story)
+    starts = [f for f, story in zip(flagged, found, strict=True) if story is None]
+    created = store.create_alerts(session, [(f.article_id, f.topics, f.sig.hashvalues) for f in starts], now)
+    # The batch's new stories in the order they were started: ``("new", index)`` names one.
+    new_alerts = [created.get(f.article_id) for f in starts]
+    _insert(
+        session,
+        _INSERT_BANDS,
+        [
+            {"alert_id": alert_id, "key": key, "created_at": now}
+            for f, alert_id in zip(starts, new_alerts, strict=True)
+            if alert_id is not None
+            for key in f.sig.keys
+        ],
+    )
+    copies: list[dict[str, Any]] = []
+    result: list[int | None] = []
+    for f, story in zip(flagged, found, strict=True):
+        if story is None:
+            result.append(created.get(f.article_id))
+            continue
+        result.append(None)
+        kind, ref, score = story
+        alert_id = ref if kind == "alert" else new_alerts[ref]
+        if alert_id is None:  # its alert existed already (not for an article this batch stored)
+            log.warning("alert.story_without_alert", article_id=f.article_id)
+            continue
+        copies.append(
+            {
+                "alert_id": alert_id,
+                "article_id": f.article_id,
+                "feed_id": f.feed_id,
+                "similarity": score,
+                "created_at": now,
+            }
+        )
+        log.info("alert.story_copy", alert_id=alert_id, article_id=f.article_id, similarity=score)
+    _insert(session, _INSERT_COPY, copies)
+    return result
+
 
 #: Per database (engine): alert id → its MinHash values, the most recently used kept.
 _MEMO: weakref.WeakKeyDictionary[Engine, OrderedDict[int, np.ndarray]] = weakref.WeakKeyDictionary()
@@ -165,21 +278,26 @@ _INSERT_BANDS = sa_insert(_table(StoryBand))
 _INSERT_COPY = sa_insert(_table(StoryCopy))
 
 
-def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
-    """Index a new story's bands so later copies find its alert.
+def _insert(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
+    """Core inserts, not ``session.add``: the rows are visible to the transaction's next query
+    without a flush (a flush would also write every dirty feed row of a poll batch early)."""
+    for start in range(0, len(rows), store.INSERT_CHUNK):
+        session.connection().execute(stmt, rows[start : start + store.INSERT_CHUNK])
 
-    A Core statement, not ``session.add``: the rows are visible to the next ``find_story`` of
-    the same transaction without a flush (a flush would also write every dirty feed row of a
-    poll batch early, one small UPDATE batch per alert)."""
-    rows = [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
-    session.connection().execute(_INSERT_BANDS, rows)
+
+def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
+    """Index a new story's bands so later copies find its alert (:func:`settle` does this for
+    the alerts it creates)."""
+    _insert(
+        session, _INSERT_BANDS, [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
+    )
 
 
 def add_copy(
     session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
 ) -> None:
     row = {"alert_id": alert_id, "article_id": article_id, "feed_id": feed_id, "similarity": score}
-    session.connection().execute(_INSERT_COPY, [{**row, "created_at": now}])
+    _insert(session, _INSERT_COPY, [{**row, "created_at": now}])
 
 
 @dataclass(frozen=True)

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlmodel import Session
+from sqlalchemy import event, select
+from sqlmodel import Session, col
 from support.settings import database_settings
-from support.stories import add_feed, add_story
+from support.stories import add_article, add_feed, add_story
 
-from feedwatch import db, stories
-from feedwatch.models import Feed
+from feedwatch import db, store, stories
+from feedwatch.models import Alert, Feed, StoryCopy
 
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 LEAD = "Russian and Azerbaijani ministers met in Moscow to discuss transport links and the border"
@@ -75,3 +78,91 @@ def test_a_repeated_lookup_reads_only_the_bands(session: Session, feed: Feed) ->
     assert first == second and first is not None and first[0] == ids[2]
     per_lookup = 1 if engine.dialect.name == "postgresql" else 2
     assert len(statements) == 2 + per_lookup
+
+
+def _sequential(session: Session, flagged: list[stories.Flagged]) -> list[int | None]:
+    """The reference: one article at a time, as the pipeline decided before ``settle`` (a lookup
+    that sees the bands of every alert made before it, then an alert and its bands, or a copy)."""
+    out: list[int | None] = []
+    for f in flagged:
+        found = stories.find_story(session, f.sig, NOW, POLICY)
+        if found is not None:
+            stories.add_copy(session, found[0], f.article_id, f.feed_id, found[1], NOW)
+            out.append(None)
+            continue
+        alert_id = store.create_alerts(session, [(f.article_id, f.topics, f.sig.hashvalues)], NOW)[
+            f.article_id
+        ]
+        stories.record_story(session, alert_id, f.sig, NOW)
+        out.append(alert_id)
+    return out
+
+
+def _outcome(session: Session, flagged: list[stories.Flagged], result: list[int | None]) -> list[Any]:
+    """Per article: ``"alert"``, or the article whose alert it was filed under as a copy, with
+    the similarity (ids differ between runs; articles do not)."""
+    alert_article = {a: b for a, b in session.execute(select(Alert.id, Alert.article_id))}
+    copies = {
+        article_id: (alert_article[alert_id], round(score, 3))
+        for alert_id, article_id, score in session.execute(
+            select(StoryCopy.alert_id, StoryCopy.article_id, StoryCopy.similarity)
+        )
+    }
+    return ["alert" if r is not None else copies[f.article_id] for f, r in zip(flagged, result, strict=True)]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_batch_settles_as_one_article_at_a_time_would_in_a_few_statements(
+    backend: str, tmp_path: Path
+) -> None:
+    """Stored stories, stories the batch starts and copies of both (by text and by headline),
+    shuffled: ``settle`` decides every article as the one-at-a-time reference does, and its
+    statements do not grow with the articles (the reference makes 2-4 per article)."""
+    rng = random.Random(7)
+    bodies = [f"{LEAD}. Topic {n}: " + f"detail{n} " * 60 for n in range(8)]
+    titles = [f"Ministers of both countries discuss corridor number {n} in Moscow today" for n in range(8)]
+    with database_settings(backend, tmp_path) as settings:
+        with db.session_scope(settings) as session:
+            feed = add_feed(session)
+            # Stored stories: bodies 0-2; the batch starts 3-7.
+            old = [
+                add_story(session, feed, f"s{n}", titles[n], bodies[n], NOW - timedelta(hours=3))
+                for n in range(3)
+            ]
+            stored = {a for (a,) in session.execute(select(Alert.article_id).where(col(Alert.id).in_(old)))}
+            picks = [(rng.randrange(8), rng.choice(["text", "title", "both"])) for _ in range(40)]
+            flagged = []
+            for k, (n, how) in enumerate(picks):
+                title = titles[n] if how != "text" else f"Report {k}"
+                body = bodies[n] if how != "title" else "Teaser."
+                article = add_article(session, feed, f"a{k}", title, NOW)
+                assert article.id is not None and feed.id is not None
+                sig = stories.signature(title, body)
+                flagged.append(stories.Flagged(article.id, feed.id, ["russia_azerbaijan"], sig))
+        runs = []
+        for decide in (_sequential, None):
+            with db.session_scope(settings) as session:
+                statements: list[str] = []
+                engine = session.get_bind()
+
+                def spy(*args: Any, seen: list[str] = statements) -> None:
+                    seen.append(args[2])
+
+                event.listen(engine, "before_cursor_execute", spy)
+                try:
+                    if decide is None:
+                        result = stories.settle(session, flagged, NOW, POLICY)
+                    else:
+                        result = decide(session, flagged)
+                finally:
+                    event.remove(engine, "before_cursor_execute", spy)
+                runs.append((_outcome(session, flagged, result), len(statements)))
+                session.rollback()
+    (reference, by_one), (batch, by_batch) = runs
+    assert batch == reference
+    assert {"alert"} < set(map(str, batch))  # alerts and copies both
+    assert any(o != "alert" and o[0] in stored for o in batch)  # copies of stored stories
+    assert any(o != "alert" and o[0] not in stored for o in batch)  # copies of the batch's own
+    # The batch: the candidates, their MinHash values, the alerts, the bands (two statements on
+    # SQLite, which takes fewer parameters a statement), the copies.
+    assert by_one >= 2 * len(flagged) and by_batch <= 6

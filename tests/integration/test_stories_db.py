@@ -166,3 +166,29 @@ def test_a_batch_settles_as_one_article_at_a_time_would_in_a_few_statements(
     # The batch: the candidates, their MinHash values, the alerts, the bands (two statements on
     # SQLite, which takes fewer parameters a statement), the copies.
     assert by_one >= 2 * len(flagged) and by_batch <= 6
+
+
+def test_an_article_repeating_a_stored_story_and_one_the_batch_starts_joins_the_stored_one(
+    session: Session, feed: Feed
+) -> None:
+    """Earliest first: stored alerts come before the batch's own stories, as their ids do."""
+    common = " ".join(f"common{n}" for n in range(200))
+    stored_text = common + " " + " ".join(f"stored{n}" for n in range(80))
+    other_text = common + " " + " ".join(f"other{n}" for n in range(80))
+    stored = add_story(session, feed, "s", "Stored", stored_text, NOW - timedelta(hours=1))
+    other, repeat = stories.signature("Other", other_text), stories.signature("Repeat", common)
+    # The premise, on the actual signatures: "other" starts its own story; "repeat" copies both.
+    stored_sig = stories.signature("Stored", stored_text)
+    assert stories.similarity(other.hashvalues, stored_sig.hashvalues) < POLICY.threshold
+    assert stories.similarity(repeat.hashvalues, stored_sig.hashvalues) >= POLICY.threshold
+    assert stories.similarity(repeat.hashvalues, other.hashvalues) >= POLICY.threshold
+    assert feed.id is not None
+    articles = [add_article(session, feed, key, key, NOW) for key in ("other", "repeat")]
+    flagged = [
+        stories.Flagged(a.id or 0, feed.id, ["russia_azerbaijan"], sig)
+        for a, sig in zip(articles, (other, repeat), strict=True)
+    ]
+    new_alert, copy = stories.settle(session, flagged, NOW, POLICY)
+    assert new_alert is not None and copy is None
+    filed = session.execute(select(StoryCopy.alert_id).where(col(StoryCopy.article_id) == articles[1].id))
+    assert filed.scalar_one() == stored

@@ -149,11 +149,6 @@ def load(session: Session, feed_ids: Iterable[int]) -> list[tuple[store.PollTarg
     ]
 
 
-def load_rows(session: Session, feed_ids: Iterable[int]) -> dict[int, FeedRow]:
-    """The state of the feeds with these ids, by id (``load()`` without the targets)."""
-    return {row.id: row for row in map(FeedRow.load, store.feed_columns(session, feed_ids, COLUMNS))}
-
-
 #: ``Session.info`` key of the open ``batch()``: feed id → its row.
 _BATCH = "feedwatch.feedstate.batch"
 

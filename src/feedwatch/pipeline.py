@@ -239,7 +239,6 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         loaded = [(target, row) for target, row in feedstate.load(session, feed_ids) if target.enabled]
     feeds = [target for target, _ in loaded]
     rows = {row.id: row for _, row in loaded}
-    del loaded
     requests = [feedstate.fetch_request(f, ctx.clock(), ctx.rng) for f in feeds]
     started = time.monotonic()
     results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
@@ -675,13 +674,12 @@ def _full_text_candidates(
     matched: dict[str, list[TopicMatch]],
     full_text: bool,
 ) -> list[int]:
-    """The ids of a feed's new articles that are full-text candidates (the caller marks them)."""
+    """The ids of a feed's inserted new articles that are full-text candidates (the caller
+    marks them)."""
     return [
         inserted[d.identity_key]
         for d in new
-        if d.identity_key in inserted
-        and d.url
-        and (full_text or (d.identity_key not in matched and rulebook.candidate(d.title, d.text)))
+        if d.url and (full_text or (d.identity_key not in matched and rulebook.candidate(d.title, d.text)))
     ]
 
 

@@ -70,7 +70,7 @@ def _ids(name: str = "b_ids") -> Any:
     return bindparam(name, expanding=True)
 
 
-def _execute_many(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> list[Any]:
+def _execute_many(session: Session, stmt: Any, rows: Sequence[dict[str, Any]]) -> list[Any]:
     """Run a Core INSERT over many rows on the session's connection (its transaction).
 
     One compiled statement, executed many-rows-at-a-time by SQLAlchemy's "insertmanyvalues":
@@ -290,7 +290,7 @@ INSERT_CHUNK = 200
 _T = TypeVar("_T")
 
 
-def _chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
+def chunks(items: Sequence[_T]) -> Iterator[Sequence[_T]]:
     """``items`` in consecutive runs of at most :data:`INSERT_CHUNK`."""
     for start in range(0, len(items), INSERT_CHUNK):
         yield items[start : start + INSERT_CHUNK]
@@ -306,7 +306,7 @@ def insert_articles(
     not returned: only the poll that stored an article creates its matches and alert.
     """
     inserted: dict[str, int] = {}
-    for chunk in _chunks(drafts):
+    for chunk in chunks(drafts):
         rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in chunk]
         rows_back = _execute_many(session, prepared(session, _insert_articles), rows)
         inserted.update((key, article_id) for article_id, key in rows_back)
@@ -346,7 +346,7 @@ def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str])
 
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
     """Record (article id, feed id) sightings, in the order given; one seen before is kept."""
-    for chunk in _chunks(pairs):
+    for chunk in chunks(pairs):
         rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in chunk]
         _execute_many(session, prepared(session, _insert_sightings), rows)
 
@@ -370,8 +370,8 @@ def insert_matches(
         for article_id, matches in flagged
         for m in matches
     ]
-    for chunk in _chunks(rows):
-        _execute_many(session, prepared(session, _insert_matches), list(chunk))
+    for chunk in chunks(rows):
+        _execute_many(session, prepared(session, _insert_matches), chunk)
 
 
 def create_alerts(
@@ -395,8 +395,8 @@ def create_alerts(
         for article_id, topics, minhash in alerts
     ]
     created: dict[int, int] = {}
-    for chunk in _chunks(rows):
-        for alert_id, article_id in _execute_many(session, prepared(session, _insert_alerts), list(chunk)):
+    for chunk in chunks(rows):
+        for alert_id, article_id in _execute_many(session, prepared(session, _insert_alerts), chunk):
             created[int(article_id)] = int(alert_id)
     return created
 
@@ -461,7 +461,7 @@ _REQUEST_FULL_TEXT = (
 
 def request_full_text(session: Session, article_ids: Sequence[int], now: datetime) -> None:
     """Make articles full-text candidates; an article already requested or done is left alone."""
-    for chunk in _chunks(article_ids):
+    for chunk in chunks(article_ids):
         session.execute(_REQUEST_FULL_TEXT, {"b_ids": list(chunk), "b_now": now})
 
 

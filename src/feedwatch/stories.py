@@ -212,16 +212,13 @@ def settle(
     created = store.create_alerts(session, [(f.article_id, f.topics, f.sig.hashvalues) for f in starts], now)
     # The batch's new stories in the order they were started: ``("new", index)`` names one.
     new_alerts = [created.get(f.article_id) for f in starts]
-    _insert(
-        session,
-        _INSERT_BANDS,
-        [
-            {"alert_id": alert_id, "key": key, "created_at": now}
-            for f, alert_id in zip(starts, new_alerts, strict=True)
-            if alert_id is not None
-            for key in f.sig.keys
-        ],
-    )
+    bands = [
+        band
+        for f, alert_id in zip(starts, new_alerts, strict=True)
+        if alert_id is not None
+        for band in _band_rows(alert_id, f.sig, now)
+    ]
+    _insert(session, _INSERT_BANDS, bands)
     copies: list[dict[str, Any]] = []
     result: list[int | None] = []
     for f, story in zip(flagged, found, strict=True):
@@ -234,15 +231,7 @@ def settle(
         if alert_id is None:  # its alert existed already (not for an article this batch stored)
             log.warning("alert.story_without_alert", article_id=f.article_id)
             continue
-        copies.append(
-            {
-                "alert_id": alert_id,
-                "article_id": f.article_id,
-                "feed_id": f.feed_id,
-                "similarity": score,
-                "created_at": now,
-            }
-        )
+        copies.append(_copy_row(alert_id, f.article_id, f.feed_id, score, now))
         log.info("alert.story_copy", alert_id=alert_id, article_id=f.article_id, similarity=score)
     _insert(session, _INSERT_COPY, copies)
     return result
@@ -281,23 +270,35 @@ _INSERT_COPY = sa_insert(_table(StoryCopy))
 def _insert(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
     """Core inserts, not ``session.add``: the rows are visible to the transaction's next query
     without a flush (a flush would also write every dirty feed row of a poll batch early)."""
-    for start in range(0, len(rows), store.INSERT_CHUNK):
-        session.connection().execute(stmt, rows[start : start + store.INSERT_CHUNK])
+    for chunk in store.chunks(rows):
+        session.connection().execute(stmt, chunk)
+
+
+def _band_rows(alert_id: int, sig: Signature, now: datetime) -> list[dict[str, Any]]:
+    return [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
+
+
+def _copy_row(alert_id: int, article_id: int, feed_id: int, score: float, now: datetime) -> dict[str, Any]:
+    return {
+        "alert_id": alert_id,
+        "article_id": article_id,
+        "feed_id": feed_id,
+        "similarity": score,
+        "created_at": now,
+    }
 
 
 def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
     """Index a new story's bands so later copies find its alert (:func:`settle` does this for
     the alerts it creates)."""
-    _insert(
-        session, _INSERT_BANDS, [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
-    )
+    _insert(session, _INSERT_BANDS, _band_rows(alert_id, sig, now))
 
 
 def add_copy(
     session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
 ) -> None:
-    row = {"alert_id": alert_id, "article_id": article_id, "feed_id": feed_id, "similarity": score}
-    _insert(session, _INSERT_COPY, [{**row, "created_at": now}])
+    """File an article under a story's alert as a copy (:func:`settle` does this for its batch)."""
+    _insert(session, _INSERT_COPY, [_copy_row(alert_id, article_id, feed_id, score, now)])
 
 
 @dataclass(frozen=True)

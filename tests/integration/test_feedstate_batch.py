@@ -175,7 +175,7 @@ def test_batch_writes_exactly_what_the_orm_path_writes(settings: Settings) -> No
 def _batch(session: Session, ids: Iterable[int]) -> AbstractContextManager[None]:
     """``feedstate.batch`` over these feeds' rows as they are now (a poll batch reads them
     before its fetch)."""
-    return feedstate.batch(session, feedstate.load_rows(session, ids))
+    return feedstate.batch(session, {row.id: row for _, row in feedstate.load(session, ids)})
 
 
 @contextmanager

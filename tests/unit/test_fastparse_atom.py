@@ -29,12 +29,12 @@ NAMESPACES = {
 }
 
 
-def _atom(entries: str, feed: str = "<title>Feed</title><id>urn:feed</id>", root: str = "") -> bytes:
+def _atom(
+    entries: str, feed: str = "<title>Feed</title><id>urn:feed</id>", root: str = "",
+    decl: str = '<?xml version="1.0" encoding="utf-8"?>',
+) -> bytes:  # fmt: skip
     xmlns = " ".join(f'xmlns:{p}="{u}"' for p, u in NAMESPACES.items())
-    return (
-        f'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom" {xmlns}{root}>'
-        f"{feed}{entries}</feed>"
-    ).encode()
+    return f'{decl}<feed xmlns="http://www.w3.org/2005/Atom" {xmlns}{root}>{feed}{entries}</feed>'.encode()
 
 
 # --- generated feeds ----------------------------------------------------------------------------

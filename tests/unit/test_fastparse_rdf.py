@@ -25,9 +25,12 @@ del _ROOT_NAMESPACES["atom"]  # Atom's namespace on the root would make the vers
 _LINKS = st.sampled_from(["https://site.example/a?x=1&amp;y=2", "http:///site.example/b", " /rel/c ", ""])
 
 
-def _rdf(body: str, root: str = "", namespaces: dict[str, str] = _ROOT_NAMESPACES) -> bytes:
+def _rdf(
+    body: str, root: str = "", namespaces: dict[str, str] = _ROOT_NAMESPACES,
+    decl: str = '<?xml version="1.0" encoding="utf-8"?>',
+) -> bytes:  # fmt: skip
     xmlns = " ".join(f'xmlns{":" + p if p else ""}="{u}"' for p, u in namespaces.items())
-    return f'<?xml version="1.0" encoding="utf-8"?><rdf:RDF {xmlns}{root}>{body}</rdf:RDF>'.encode()
+    return f"{decl}<rdf:RDF {xmlns}{root}>{body}</rdf:RDF>".encode()
 
 
 _CHANNEL = (

@@ -7,9 +7,17 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import feedparser.encodings
 import pytest
 
-from feedwatch.parse import MAX_ENTRIES, ParsedFeed, ParseError, _struct_time, parse_feed
+from feedwatch.parse import (
+    FEEDPARSER_PI_ENCODING,
+    MAX_ENTRIES,
+    ParsedFeed,
+    ParseError,
+    _struct_time,
+    parse_feed,
+)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 URL = "https://feed.example.net/rss"
@@ -141,10 +149,6 @@ def test_a_first_line_full_of_encoding_attributes_does_not_hold_the_parser(fast:
     """feedparser's declaration pattern backtracks cubically on this line (52 KB: over six
     minutes); parse.py puts a linear stand-in in its place, so feedparser (``fast=False``, and the
     fallback for what the fast path declines) reads it like any other document."""
-    import feedparser.encodings
-
-    from feedwatch.parse import FEEDPARSER_PI_ENCODING
-
     assert feedparser.encodings.RE_XML_PI_ENCODING is not FEEDPARSER_PI_ENCODING
     assert FEEDPARSER_PI_ENCODING.pattern.startswith(b"^<\\?")  # the oracle is the real pattern
     hostile = "encoding='x " * 5_000

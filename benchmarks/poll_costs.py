@@ -18,10 +18,10 @@ runs as a child process and is stopped by pid.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import gc
 import json
-import os
 import sys
 import tempfile
 import time
@@ -40,6 +40,7 @@ from run import (
     farm_url,
     insert_feeds,
     postgres_database,
+    proc_cpu,
 )
 
 
@@ -48,15 +49,11 @@ def postgres_cpu(service: Any) -> float:
     connection pool and the runner's own), read from /proc: other databases' work on the shared
     server (another benchmark, a test run) does not count. A backend that exits between two
     readings takes its CPU with it, so the pool is kept open throughout."""
-    tick, total = os.sysconf("SC_CLK_TCK"), 0.0
+    total = 0.0
     pids = service.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
     for (pid,) in pids:
-        try:
-            text = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / tick
+        with contextlib.suppress(OSError):  # exited since the query
+            total += proc_cpu(pid)
     return total
 
 

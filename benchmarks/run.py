@@ -263,6 +263,13 @@ def role_of(proc: Proc) -> str:
     return {"other": "alerts_worker", "worker": "embedded_worker"}.get(stem, stem)
 
 
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) so far of one process, from /proc/<pid>/stat (clock ticks)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    fields = text[text.rindex(")") + 2 :].split()  # after the name, which may hold ") "
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_by_role(service: Service) -> dict[str, float]:
     """CPU seconds (user + system) so far of every process on the machine, by role: each service
     process group (beat, feeds, alerts_worker / embedded_worker), the farm, PostgreSQL, Redis,

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import postgres_database  # also puts this checkout's src/ first on sys.path
+from run import postgres_database, proc_cpu  # also puts this checkout's src/ first on sys.path
 
 DESIGNS = ("wide", "split", "wide_no_history")
 BATCH = 100
@@ -52,10 +52,7 @@ def _entry(at: datetime) -> dict[str, Any]:
 
 def backend_cpu(conn: Any) -> float:
     """CPU seconds so far of this connection's server process."""
-    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return proc_cpu(conn.execute("SELECT pg_backend_pid()").fetchone()[0])
 
 
 def create(url: str, design: str, feeds: int) -> Any:

@@ -221,15 +221,16 @@ class RssSampler:
                 hwm = _kib(entry / "status", "VmHWM")
                 pss = _kib(entry / "smaps_rollup", "Pss")
                 name = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
-                _, old_hwm, old_pss = self.peaks.get(pid, ("", 0, 0))
-                self.peaks[pid] = (name, max(hwm, old_hwm), max(pss, old_pss))
-                self.groups[pid] = pgid
+                self._keep(pid, pgid, name, hwm, pss)
 
     def merge(self, other: RssSampler) -> None:
         for pid, (name, rss, pss) in other.peaks.items():
-            _, old_rss, old_pss = self.peaks.get(pid, ("", 0, 0))
-            self.peaks[pid] = (name, max(rss, old_rss), max(pss, old_pss))
-            self.groups[pid] = other.groups[pid]
+            self._keep(pid, other.groups[pid], name, rss, pss)
+
+    def _keep(self, pid: int, pgid: int, name: str, rss: int, pss: int) -> None:
+        _, old_rss, old_pss = self.peaks.get(pid, ("", 0, 0))
+        self.peaks[pid] = (name, max(rss, old_rss), max(pss, old_pss))
+        self.groups[pid] = pgid
 
     def report(self) -> dict[str, Any]:
         rows = sorted((round(r / 1024, 1), round(p / 1024, 1), n) for n, r, p in self.peaks.values())

@@ -215,6 +215,10 @@ def main(argv: list[str] | None = None) -> None:
                 pg[design].append((backend_cpu(conn) - pg0) / n * 1000)
                 client[design].append((time.process_time() - cpu0) / n * 1000)
         for design, conn in conns.items():
+            # A backend hands its table counters to pg_stat_user_tables at most once a second, so
+            # they lag the last rounds (a short run read 0 % for split): flushed at this commit.
+            conn.execute("SELECT pg_stat_force_next_flush()")
+            conn.commit()
             updated, in_place = conn.execute(
                 "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'feed'"
             ).fetchone()

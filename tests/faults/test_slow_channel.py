@@ -22,6 +22,8 @@ from support.feeds import write_feeds_toml
 from support.services import REPO, wait_for
 from support.stack import Stack
 
+from feedwatch.models import Feed
+
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.timeout(180)]
 
 NAMES = ("a", "b", "c")
@@ -118,6 +120,14 @@ def test_a_hanging_channel_does_not_stop_the_ticks(
     wait_for(lambda: all(feed_server.hits[p] >= 1 for p in paths), 60, "the first polls", feeds_worker)
     wait_for(lambda: receiver.requests >= 1, 60, "a delivery to hang in the channel", alerts)
 
+    # A fetched feed's poll may not have written its state yet: its write would set the next
+    # check an hour out again, over the UPDATE below. Wait for every poll to report.
+    wait_for(
+        lambda: all(f.claimed_at is None and f.last_polled_at is not None for f in stack.rows(Feed)),
+        30,
+        "the first polls recorded",
+        feeds_worker,
+    )
     # The alerts worker's only process is stuck in the send; every feed falls due again.
     stack.execute("UPDATE feed SET next_check_at = now()")
     wait_for(

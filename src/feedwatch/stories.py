@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import structlog
 from sqlalchemy import bindparam
-from sqlalchemy import insert as sa_insert
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -218,7 +217,7 @@ def settle(
         if alert_id is not None
         for band in _band_rows(alert_id, f.sig, now)
     ]
-    _insert(session, _INSERT_BANDS, bands)
+    store.insert_many(session, _insert_bands, bands)
     copies: list[dict[str, Any]] = []
     result: list[int | None] = []
     for f, story in zip(flagged, found, strict=True):
@@ -233,7 +232,7 @@ def settle(
             continue
         copies.append(_copy_row(alert_id, f.article_id, f.feed_id, score, now))
         log.info("alert.story_copy", alert_id=alert_id, article_id=f.article_id, similarity=score)
-    _insert(session, _INSERT_COPY, copies)
+    store.insert_many(session, _insert_copies, copies)
     return result
 
 
@@ -263,15 +262,15 @@ def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
     return found
 
 
-_INSERT_BANDS = sa_insert(_table(StoryBand))
-_INSERT_COPY = sa_insert(_table(StoryCopy))
+# Core inserts (``store.insert_many``), not ``session.add``: the rows are visible to the
+# transaction's next query without a flush (a flush would also write every dirty feed row of a
+# poll batch early).
+def _insert_bands(insert: Any) -> Any:
+    return insert(_table(StoryBand))
 
 
-def _insert(session: Session, stmt: Any, rows: list[dict[str, Any]]) -> None:
-    """Core inserts, not ``session.add``: the rows are visible to the transaction's next query
-    without a flush (a flush would also write every dirty feed row of a poll batch early)."""
-    for chunk in store.chunks(rows):
-        session.connection().execute(stmt, chunk)
+def _insert_copies(insert: Any) -> Any:
+    return insert(_table(StoryCopy))
 
 
 def _band_rows(alert_id: int, sig: Signature, now: datetime) -> list[dict[str, Any]]:
@@ -291,14 +290,14 @@ def _copy_row(alert_id: int, article_id: int, feed_id: int, score: float, now: d
 def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
     """Index a new story's bands so later copies find its alert (:func:`settle` does this for
     the alerts it creates)."""
-    _insert(session, _INSERT_BANDS, _band_rows(alert_id, sig, now))
+    store.insert_many(session, _insert_bands, _band_rows(alert_id, sig, now))
 
 
 def add_copy(
     session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
 ) -> None:
     """File an article under a story's alert as a copy (:func:`settle` does this for its batch)."""
-    _insert(session, _INSERT_COPY, [_copy_row(alert_id, article_id, feed_id, score, now)])
+    store.insert_many(session, _insert_copies, [_copy_row(alert_id, article_id, feed_id, score, now)])
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import Session
 from support.services import FeedServer
-from support.settings import migrated_settings
+from support.settings import database_settings, migrated_settings
 
+from feedwatch import db
 from feedwatch.settings import Settings
 
 
@@ -27,3 +29,10 @@ def pipeline_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterat
         monkeypatch, tmp_path, ALLOW_PRIVATE_NETWORKS="true", PER_HOST_MIN_GAP_SECONDS="0"
     ) as settings:
         yield settings
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
+    """One transaction on a migrated database of each kind (committed when the test ends)."""
+    with database_settings(request.param, tmp_path) as settings, db.session_scope(settings) as s:
+        yield s

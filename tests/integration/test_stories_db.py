@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,12 +19,6 @@ from feedwatch.models import Alert, Feed, StoryCopy
 NOW = datetime(2025, 5, 1, 12, 0, tzinfo=UTC)
 LEAD = "Russian and Azerbaijani ministers met in Moscow to discuss transport links and the border"
 POLICY = stories.StoryPolicy(window=timedelta(hours=48), threshold=0.6)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def session(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Session]:
-    with database_settings(request.param, tmp_path) as settings, db.session_scope(settings) as s:
-        yield s
 
 
 @pytest.fixture

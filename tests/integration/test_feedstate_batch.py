@@ -6,6 +6,7 @@ redirects towards adoption, failures (``gone``, Retry-After), recovery, WebSub f
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,7 +19,7 @@ from sqlalchemy.engine import Connection
 from sqlmodel import Session
 from support.settings import database_settings
 
-from feedwatch import db, feedstate
+from feedwatch import db, feedstate, store
 from feedwatch.fetch import FetchRequest, FetchResult
 from feedwatch.fetch.values import Redirect
 from feedwatch.models import Feed
@@ -195,6 +196,16 @@ def _updates(settings: Settings) -> Iterator[list[tuple[str, Any]]]:
         event.remove(engine, "before_cursor_execute", spy)
 
 
+def _written(statement: str, params: Any) -> list[tuple[int, set[str]]]:
+    """(feed id, columns set) for each row an UPDATE statement writes, in its order."""
+    if isinstance(params, dict):  # PostgreSQL: the rows are its one JSON parameter (store.update_feeds)
+        rows = getattr(params["rows"], "obj", params["rows"])
+        bits = store._feed_update()[1]
+        return [(row["id"], {name for name, bit in bits.items() if row["mask"] & bit}) for row in rows]
+    columns = set(re.findall(r"(\w+)=\?", statement.split(" WHERE ")[0]))  # SQLite: an executemany
+    return [(p[-1], columns) for p in params]
+
+
 def test_batch_writes_changed_columns_only_in_id_order_and_nothing_on_error(settings: Settings) -> None:
     with db.session_scope(settings) as session:
         feeds = [Feed(config_url=f"http://c/{i}", url=f"http://f/{i}", created_at=START) for i in range(4)]
@@ -202,20 +213,21 @@ def test_batch_writes_changed_columns_only_in_id_order_and_nothing_on_error(sett
         session.flush()
         ids = sorted(f.id for f in feeds if f.id is not None)
     result = FetchResult(FetchRequest(url="http://f"), "http://f", 304, True, b"")
-    with db.session_scope(settings) as session:  # another writer's column: not the poll's to write
+    with db.session_scope(settings) as session:  # the poll batch reads its rows before the fetch
+        rows = {row.id: row for _, row in feedstate.load(session, reversed(ids))}
+    with db.session_scope(settings) as session:  # another writer, between the poll's read and write
         session.connection().execute(update(T).where(T.c.id == ids[0]).values(websub_state="requested"))
     with _updates(settings) as seen:
-        with (
-            db.session_scope(settings) as session,
-            _batch(session, reversed(ids)),
-        ):
+        with db.session_scope(settings) as session, feedstate.batch(session, rows):
             for feed_id in reversed(ids):
                 report = PollReport(feed_id, "http://f", "not_modified", http_status=304)
                 feedstate.record_success(session, feed_id, result, None, report, START, random.Random(1))
-        assert len(seen) == 1  # one executemany: every row changed the same columns
-        statement, params = seen[0]
-        assert "websub_state" not in statement and "redirect" not in statement
-        assert [p["feed_id"] if isinstance(p, dict) else p[-1] for p in params] == ids
+        assert len(seen) == 1  # one statement: on SQLite every row changed the same columns
+        written = _written(*seen[0])
+        assert [feed_id for feed_id, _ in written] == ids
+        for _, columns in written:
+            assert "next_check_at" in columns and "state" in columns
+            assert not any(name.startswith(("websub", "redirect")) for name in columns)
         seen.clear()
         report = PollReport(ids[0], "http://f", "not_modified", http_status=304)
         with (

@@ -451,14 +451,21 @@ def _write(ctx: Context, session: Session, polls: Sequence[_Poll]) -> None:
         )
 
 
-def match_drafts(rulebook: Rulebook, drafts: Sequence[ArticleDraft]) -> dict[str, list[TopicMatch]]:
-    """Rule matches per identity key, for the drafts that match anything."""
+def match_drafts(
+    rulebook: Rulebook, drafts: Sequence[ArticleDraft]
+) -> tuple[dict[str, list[TopicMatch]], set[str]]:
+    """Rule matches per identity key, for the drafts that match anything; and the keys of the
+    drafts that match nothing but are full-text candidates (``Rulebook.candidate``). One scan
+    of each draft's text answers both."""
     matched: dict[str, list[TopicMatch]] = {}
+    candidates: set[str] = set()
     for draft in drafts:
-        matches = rulebook.match(draft.title, draft.text, draft.language)
+        matches, candidate = rulebook.assess(draft.title, draft.text)
         if matches:
             matched[draft.identity_key] = matches
-    return matched
+        elif candidate:
+            candidates.add(draft.identity_key)
+    return matched, candidates
 
 
 @dataclass
@@ -512,7 +519,7 @@ def store_batch(
             owner.setdefault(draft.identity_key, (feed, draft))
     stored = store.ids_by_key(session, list(owner))
     new = sorted(key for key in owner if key not in stored)
-    matched = match_drafts(rulebook, [owner[key][1] for key in new])
+    matched, maybe = match_drafts(rulebook, [owner[key][1] for key in new])
     inserted = store.insert_articles(
         session, [(owner[key][0].feed_id, owner[key][1]) for key in new], now, set(matched)
     )
@@ -529,9 +536,7 @@ def store_batch(
     for feed in feeds:
         report = feed.report
         report.alert_ids = alert_ids[feed.feed_id]
-        report.extract_ids = _full_text_candidates(
-            rulebook, mine[feed.feed_id], inserted, matched, feed.full_text
-        )
+        report.extract_ids = _full_text_candidates(mine[feed.feed_id], inserted, maybe, feed.full_text)
         report.new, report.flagged = len(mine[feed.feed_id]), len(report.alert_ids)
         report.candidates = len(report.extract_ids)
         candidates.extend(report.extract_ids)
@@ -617,7 +622,7 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
         report.ok, report.error_class, report.error = False, "io", str(exc)
         return report
     drafts = normalize_feed(parsed, feed_url=url, configured_language=None, fetched_at=now)
-    matched = match_drafts(ctx.rulebook, drafts)
+    matched, _ = match_drafts(ctx.rulebook, drafts)
     report.entries = len(drafts)
     new_keys = {d.identity_key for d in drafts}
     if not dry_run:
@@ -668,19 +673,12 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
 
 
 def _full_text_candidates(
-    rulebook: Rulebook,
-    new: Sequence[ArticleDraft],
-    inserted: dict[str, int],
-    matched: dict[str, list[TopicMatch]],
-    full_text: bool,
+    new: Sequence[ArticleDraft], inserted: dict[str, int], maybe: set[str], full_text: bool
 ) -> list[int]:
     """The ids of a feed's inserted new articles that are full-text candidates (the caller
-    marks them)."""
-    return [
-        inserted[d.identity_key]
-        for d in new
-        if d.url and (full_text or (d.identity_key not in matched and rulebook.candidate(d.title, d.text)))
-    ]
+    marks them): all of them with a URL when the feed asks for full text, else those that
+    matched nothing but might (``maybe``, from :func:`match_drafts`)."""
+    return [inserted[d.identity_key] for d in new if d.url and (full_text or d.identity_key in maybe)]
 
 
 def publish_articles(ctx: Context, article_ids: Sequence[int]) -> int:

@@ -180,6 +180,22 @@ def test_candidate_needs_a_clause_anchor() -> None:
     assert not rb.candidate("Weather in Paris", "nothing here")
 
 
+@pytest.mark.parametrize(
+    ("title", "body"),
+    [
+        ("Moscow weather", ""),
+        ("", "Kazakhstan"),
+        ("Peace talks in Paris", ""),
+        ("Russia and Azerbaijan talks", "Moscow and Baku held talks"),
+        ("Russia Azerbaijan", ""),
+        ("", ""),
+    ],
+)
+def test_assess_answers_match_and_candidate_in_one_scan(title: str, body: str) -> None:
+    rb = book(_groups(), [{"all": ["ru", "az", "talk"]}, {"any": ["list"]}])
+    assert rb.assess(title, body) == (rb.match(title, body), rb.candidate(title, body))
+
+
 def test_lang_hint_does_not_change_the_result() -> None:
     rb = one_group("азербайджан*")
     assert rb.match("Азербайджан", "", "en") == rb.match("Азербайджан", "", None)

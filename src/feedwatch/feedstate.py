@@ -157,9 +157,10 @@ _BATCH = "feedwatch.feedstate.batch"
 def batch(session: Session, rows: Mapping[int, FeedRow]) -> Iterator[None]:
     """Hold these feeds' state (from ``load()``) for the block: ``record_success`` /
     ``record_failure`` on this session change the copies in memory, and on leaving the block
-    without an exception the columns changed since the rows were read are written, one ``UPDATE
-    … WHERE id = :id`` executemany per run of rows (in id order) that change the same columns, as
-    an ORM flush would, so the rows are locked in id order and at the end of the transaction."""
+    without an exception the columns changed since the rows were read are written
+    (``store.update_feeds``: on PostgreSQL one statement for the rows, on SQLite one executemany
+    per run of rows that change the same columns, as an ORM flush would), rows in id order, so
+    they are locked in id order and at the end of the transaction."""
     session.info[_BATCH] = rows
     try:
         yield

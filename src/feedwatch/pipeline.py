@@ -389,7 +389,7 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedst
         return
     try:
         # Each feed's state changes its plain copy (read before the fetch), and the changed
-        # columns are written when the block ends (executemany UPDATEs, rows in id order), after
+        # columns are written when the block ends (store.update_feeds, rows in id order), after
         # the articles, matches and alerts (Core statements too).
         with session_scope(ctx.settings) as session, feedstate.batch(session, rows):
             _write(ctx, session, polls)

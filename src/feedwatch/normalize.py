@@ -122,7 +122,9 @@ def _draft(
     hint = _language_code(entry.language) or _language_code(feed_language)
     draft = ArticleDraft(
         identity_key=_identity_key(entry.guid, url, feed_url, title, published_at, from_feed),
-        guid=entry.guid,
+        # PostgreSQL's text cannot hold NUL: the stored guid drops it (its key keeps the guid as
+        # given). The texts lose it in html_to_text, the URL is percent-encoded.
+        guid=entry.guid.replace("\x00", "") if entry.guid else entry.guid,
         url=url,
         title=title,
         summary=summary[:MAX_SUMMARY_CHARS],

@@ -13,6 +13,7 @@ from feedwatch.normalize import (
     ArticleDraft,
     canonical_url,
     detect_language,
+    entry_identity_key,
     html_to_text,
     normalize_entry,
     normalize_feed,
@@ -176,6 +177,25 @@ def test_identity_keys() -> None:
     a = normalize_entry(local, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
     b = normalize_entry(local, feed_url="https://two.example/rss", feed_language=None, fetched_at=FETCHED)
     assert a.identity_key != b.identity_key  # non-URL guid: scoped by feed
+
+
+def test_no_stored_text_holds_a_nul() -> None:
+    """PostgreSQL's text cannot hold NUL (the whole batch's write failed on one such guid)."""
+    entry = replace(
+        ENTRY,
+        guid="item\x00-7",
+        link="https://site.example/a\x00b",
+        title="A\x00 title",
+        summary_html="<p>x\x00y</p>",
+        author="desk\x00",
+    )
+    draft = normalize_entry(entry, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
+    for name in ("guid", "url", "title", "summary", "text", "author"):
+        value = getattr(draft, name)
+        assert value and "\x00" not in value, name
+    assert draft.guid == "item-7"
+    # The key is the one the guid as given had: what the fingerprints and the seen lookup use.
+    assert draft.identity_key == entry_identity_key(entry, feed_url="https://one.example/rss")
 
 
 def test_missing_guid_and_link_dedups_on_title_and_date() -> None:

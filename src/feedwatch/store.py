@@ -462,8 +462,11 @@ def insert_articles(
     A row another transaction inserted first is skipped by ``ON CONFLICT DO NOTHING`` and so is
     not returned: only the poll that stored an article creates its matches and alert.
     """
-    rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in drafts]
-    return {key: article_id for article_id, key in insert_many(session, _insert_articles, rows)}
+    inserted: dict[str, int] = {}
+    for chunk in chunks(drafts):  # the rows of one chunk at a time: an ingest batch has 5,000
+        rows = [_article_row(feed_id, d, now, flagged) for feed_id, d in chunk]
+        inserted.update((key, article_id) for article_id, key in insert_many(session, _insert_articles, rows))
+    return inserted
 
 
 def _article_row(feed_id: int, d: ArticleDraft, now: datetime, flagged: set[str]) -> dict[str, Any]:

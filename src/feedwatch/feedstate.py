@@ -384,7 +384,9 @@ def record_failure(
         feed.unreported_claims = 0
         feed.error_count += 1
         feed.total_errors += 1
-        feed.error_class, feed.error_message = error_class, message[:500]
+        # A message can quote the document (a declared encoding, a crash's text): PostgreSQL's
+        # text cannot hold NUL, and one such value failed the whole batch's write.
+        feed.error_class, feed.error_message = error_class, message.replace("\x00", "")[:500]
         feed.last_error_at = feed.last_polled_at = now
         feed.last_status = report.http_status
         entry = _entry(feed, report, now)

@@ -240,3 +240,19 @@ def test_batch_writes_changed_columns_only_in_id_order_and_nothing_on_error(sett
         assert seen == []
     assert _row(settings, ids[0])["websub_state"] == "requested"
     assert _row(settings, ids[1])["state"] == "not_modified"
+
+
+def test_a_failure_message_with_a_nul_is_stored_without_it(settings: Settings) -> None:
+    with db.session_scope(settings) as session:
+        feed = Feed(config_url="http://c/nul", url="http://f/nul", created_at=START)
+        session.add(feed)
+        session.flush()
+        assert feed.id is not None
+        feed_id = feed.id
+    report = PollReport(feed_id, "http://f/nul", "error", error_class="parse_error")
+    message = 'unreadable document: declared as "utf\x00-8"'
+    with db.session_scope(settings) as session, _batch(session, [feed_id]):
+        feedstate.record_failure(
+            session, feed_id, "parse_error", message, None, report, START, random.Random(1)
+        )
+    assert _row(settings, feed_id)["error_message"] == 'unreadable document: declared as "utf-8"'

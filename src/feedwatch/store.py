@@ -117,9 +117,10 @@ def insert_many(
         built = _BUILT[key] = _JsonInsert.build(build, names) if postgres else build(sqlite.insert)
     connection = session.connection()
     back: list[Any] = []
+    columns = set(names)
     for chunk in chunks(rows):
-        if any(len(row) != len(names) for row in chunk):
-            # A missing key would be a NULL in the JSON rows, not an error.
+        if any(row.keys() != columns for row in chunk):
+            # A missing key would be a NULL in the JSON rows, and an unknown one ignored.
             raise ValueError(f"insert_many: every row needs exactly the columns {names}")
         if isinstance(built, _JsonInsert):
             result = connection.execute(built.stmt, {"rows": built.bound(chunk)})
@@ -139,15 +140,11 @@ class _JsonInsert:
 
     @classmethod
     def build(cls, build: Callable[[Callable[[Any], Any]], Any], names: tuple[str, ...]) -> _JsonInsert:
-        tables: list[Any] = []
-
         def insert(table: Any) -> Any:
-            tables.append(table)
-            source = _json_rows(table, names)
-            return postgresql.insert(table).from_select(list(names), sa_select(*(source.c[n] for n in names)))
+            return postgresql.insert(table).from_select(list(names), sa_select(*_json_rows(table, names).c))
 
         stmt = build(insert)
-        return cls(stmt, _json_encoder(tables[0], names))
+        return cls(stmt, _json_encoder(stmt.table, names))
 
     def bound(self, rows: Sequence[dict[str, Any]]) -> Sequence[dict[str, Any]]:
         return [self.encode(row) for row in rows]

@@ -139,8 +139,11 @@ def test_a_row_with_other_columns_is_refused(session: Session, feed_id: int) -> 
     at = datetime(2026, 11, 30, tzinfo=UTC)
     short = _article(feed_id, 2, "x", at)
     del short["author"]
-    with pytest.raises(ValueError, match="exactly the columns"):
-        store.insert_many(session, store._insert_articles, [_article(feed_id, 1, "x", at), short])
+    renamed = _article(feed_id, 3, "x", at)
+    renamed["writer"] = renamed.pop("author")  # as many keys, one of them wrong
+    for odd in (short, renamed):
+        with pytest.raises(ValueError, match="exactly the columns"):
+            store.insert_many(session, store._insert_articles, [_article(feed_id, 1, "x", at), odd])
 
 
 def test_postgresql_sends_one_statement_text_per_chunk_size_of_rows(

@@ -212,10 +212,10 @@ def settle(
     # The batch's new stories in the order they were started: ``("new", index)`` names one.
     new_alerts = [created.get(f.article_id) for f in starts]
     bands = [
-        band
+        {"alert_id": alert_id, "key": key, "created_at": now}
         for f, alert_id in zip(starts, new_alerts, strict=True)
         if alert_id is not None
-        for band in _band_rows(alert_id, f.sig, now)
+        for key in f.sig.keys
     ]
     store.insert_many(session, _insert_bands, bands)
     copies: list[dict[str, Any]] = []
@@ -230,7 +230,15 @@ def settle(
         if alert_id is None:  # its alert existed already (not for an article this batch stored)
             log.warning("alert.story_without_alert", article_id=f.article_id)
             continue
-        copies.append(_copy_row(alert_id, f.article_id, f.feed_id, score, now))
+        copies.append(
+            {
+                "alert_id": alert_id,
+                "article_id": f.article_id,
+                "feed_id": f.feed_id,
+                "similarity": score,
+                "created_at": now,
+            }
+        )
         log.info("alert.story_copy", alert_id=alert_id, article_id=f.article_id, similarity=score)
     store.insert_many(session, _insert_copies, copies)
     return result
@@ -271,33 +279,6 @@ def _insert_bands(insert: Any) -> Any:
 
 def _insert_copies(insert: Any) -> Any:
     return insert(_table(StoryCopy))
-
-
-def _band_rows(alert_id: int, sig: Signature, now: datetime) -> list[dict[str, Any]]:
-    return [{"alert_id": alert_id, "key": key, "created_at": now} for key in sig.keys]
-
-
-def _copy_row(alert_id: int, article_id: int, feed_id: int, score: float, now: datetime) -> dict[str, Any]:
-    return {
-        "alert_id": alert_id,
-        "article_id": article_id,
-        "feed_id": feed_id,
-        "similarity": score,
-        "created_at": now,
-    }
-
-
-def record_story(session: Session, alert_id: int, sig: Signature, now: datetime) -> None:
-    """Index a new story's bands so later copies find its alert (:func:`settle` does this for
-    the alerts it creates)."""
-    store.insert_many(session, _insert_bands, _band_rows(alert_id, sig, now))
-
-
-def add_copy(
-    session: Session, alert_id: int, article_id: int, feed_id: int, score: float, now: datetime
-) -> None:
-    """File an article under a story's alert as a copy (:func:`settle` does this for its batch)."""
-    store.insert_many(session, _insert_copies, [_copy_row(alert_id, article_id, feed_id, score, now)])
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from feedwatch import stories
-from feedwatch.models import Alert, Article, Feed
+from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
 
 
 def add_feed(session: Session, name: str = "A", url: str = "http://a/") -> Feed:
@@ -33,6 +33,21 @@ def add_story(session: Session, feed: Feed, key: str, title: str, text: str, at:
     session.add(alert)
     session.flush()
     assert alert.id is not None
-    stories.record_story(session, alert.id, sig, at)
-    session.flush()
+    record_story(session, alert.id, sig, at)
     return alert.id
+
+
+def record_story(session: Session, alert_id: int, sig: stories.Signature, at: datetime) -> None:
+    """Index a stored alert's story bands, as ``stories.settle`` does for the alerts it makes."""
+    session.add_all(StoryBand(alert_id=alert_id, key=key, created_at=at) for key in sig.keys)
+    session.flush()
+
+
+def add_copy(
+    session: Session, alert_id: int, article_id: int, feed_id: int, score: float, at: datetime
+) -> None:
+    """File an article under a story's alert as a copy, as ``stories.settle`` does."""
+    session.add(
+        StoryCopy(alert_id=alert_id, article_id=article_id, feed_id=feed_id, similarity=score, created_at=at)
+    )
+    session.flush()

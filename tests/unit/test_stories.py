@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 from support.settings import database_settings
-from support.stories import add_article, add_feed, add_story
+from support.stories import add_article, add_copy, add_feed, add_story
 
 from feedwatch import db, stories
 
@@ -69,7 +69,7 @@ def test_lookup_in_the_database_respects_the_window(session: Session) -> None:
 
     second = add_article(session, feed, "k2", TITLE, NOW)
     assert feed.id is not None and second.id is not None
-    stories.add_copy(session, alert_id, second.id, feed.id, found[1], NOW)
+    add_copy(session, alert_id, second.id, feed.id, found[1], NOW)
     session.flush()
     copies = stories.also_reported_many(session, [alert_id])
     assert [c.outlet for c in copies[alert_id]] == ["Outlet A"]

@@ -126,9 +126,9 @@ phase = Phases()
 
 def process_age() -> float:
     """Seconds since this process started (interpreter start-up and imports, when main begins)."""
-    start_ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+    _, fields = proc_stat(Path("/proc/self/stat").read_text())
     uptime = float(Path("/proc/uptime").read_text().split()[0])
-    return uptime - start_ticks / os.sysconf("SC_CLK_TCK")
+    return uptime - int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 # --- processes ------------------------------------------------------------------------------------
@@ -264,11 +264,20 @@ def role_of(proc: Proc) -> str:
     return {"other": "alerts_worker", "worker": "embedded_worker"}.get(stem, stem)
 
 
-def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) so far of one process, from /proc/<pid>/stat (clock ticks)."""
-    text = Path(f"/proc/{pid}/stat").read_text()
-    fields = text[text.rindex(")") + 2 :].split()  # after the name, which may hold ") "
+def proc_stat(text: str) -> tuple[str, list[str]]:
+    """A /proc/<pid>/stat line: the process name, and the fields after it (from ``state`` on;
+    the name may hold ") ", so it ends at the last one)."""
+    return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
+
+
+def stat_cpu(fields: list[str]) -> float:
+    """CPU seconds (user + system) in the fields :func:`proc_stat` gives (clock ticks)."""
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) so far of one process."""
+    return stat_cpu(proc_stat(Path(f"/proc/{pid}/stat").read_text())[1])
 
 
 def cpu_by_role(service: Service) -> dict[str, float]:
@@ -277,7 +286,6 @@ def cpu_by_role(service: Service) -> dict[str, float]:
     everything else (``rest_of_machine``: other people's work on a shared machine). Two snapshots
     give where the two cores went during a phase."""
     groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
-    tick = os.sysconf("SC_CLK_TCK")
     totals: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -285,8 +293,8 @@ def cpu_by_role(service: Service) -> dict[str, float]:
             cmdline = (stat.parent / "cmdline").read_bytes()
         except OSError:
             continue
-        comm, fields = text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
-        pgrp, cpu = int(fields[2]), (int(fields[11]) + int(fields[12])) / tick
+        comm, fields = proc_stat(text)
+        pgrp, cpu = int(fields[2]), stat_cpu(fields)
         if pgrp in groups:
             role = groups[pgrp]
         elif b"benchmarks/farm.py" in cmdline:

@@ -181,19 +181,24 @@ def test_candidate_needs_a_clause_anchor() -> None:
 
 
 @pytest.mark.parametrize(
-    ("title", "body"),
+    ("title", "body", "clauses", "candidate"),
     [
-        ("Moscow weather", ""),
-        ("", "Kazakhstan"),
-        ("Peace talks in Paris", ""),
-        ("Russia and Azerbaijan talks", "Moscow and Baku held talks"),
-        ("Russia Azerbaijan", ""),
-        ("", ""),
+        ("Moscow weather", "", [], True),  # an anchor, no match
+        ("", "Kazakhstan", ["clause2"], True),
+        ("Peace talks in Paris", "", [], False),  # context words alone
+        ("Russia and Azerbaijan talks", "Moscow and Baku held talks", ["clause1"], True),
+        ("Russia Azerbaijan", "", [], True),  # anchors, the clause's third group missing
+        ("", "", [], False),
     ],
 )
-def test_assess_answers_match_and_candidate_in_one_scan(title: str, body: str) -> None:
+def test_assess_answers_match_and_candidate_in_one_scan(
+    title: str, body: str, clauses: list[str], candidate: bool
+) -> None:
     rb = book(_groups(), [{"all": ["ru", "az", "talk"]}, {"any": ["list"]}])
-    assert rb.assess(title, body) == (rb.match(title, body), rb.candidate(title, body))
+    matches, is_candidate = rb.assess(title, body)
+    assert [c for m in matches for c in m.clauses] == clauses
+    assert is_candidate is candidate
+    assert is_candidate is rb.candidate(title, body)  # candidate() scans on its own
 
 
 def test_lang_hint_does_not_change_the_result() -> None:

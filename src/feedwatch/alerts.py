@@ -57,7 +57,7 @@ from feedwatch.models import (
     StoryCopy,
 )
 from feedwatch.settings import Settings
-from feedwatch.store import _ids, _insert, _table, prepared
+from feedwatch.store import _insert, _table, in_list, prepared
 from feedwatch.timeutil import isoformat_utc
 
 log = structlog.get_logger("feedwatch.alerts")
@@ -111,7 +111,7 @@ _LOAD_ALERTS = (
         _A.status,
         sa_select(_COPY.id).where(_COPY.alert_id == _A.id).exists().label("copied"),
     )
-    .where(_A.id.in_(_ids()))
+    .where(in_list(_A.id))
     .order_by(_A.id)
 )
 # An alert's article, its outlet and its matches (best first): one row per match.
@@ -135,16 +135,16 @@ _LOAD_ARTICLES = (
     )
     .join(_table(Feed), _FEED.id == _ART.feed_id)
     .outerjoin(_table(Match), _MATCH.article_id == _ART.id)
-    .where(_ART.id.in_(_ids()))
+    .where(in_list(_ART.id))
     .order_by(_ART.id, _MATCH.score.desc(), _MATCH.id)
 )
 _MARK_SENT = (
     update(_table(Delivery))
-    .where(_D.alert_id.in_(_ids()), _D.channel == bindparam("b_channel"))
+    .where(in_list(_D.alert_id), _D.channel == bindparam("b_channel"))
     .values(status=DeliveryStatus.SENT, last_error=None, sent_at=bindparam("b_now"))
 )
 _DELIVERY_STATES = sa_select(_D.alert_id, _D.channel, _D.status, _D.last_error, _D.next_attempt_at).where(
-    _D.alert_id.in_(_ids())
+    in_list(_D.alert_id)
 )
 # One row per alert of the batch, in id order (two batches holding the same alerts lock them in the
 # same order): the attempt counted, and the status, delivered_at and last_error set where

@@ -118,7 +118,7 @@ def find_story(
 _BAND = _table(StoryBand).c
 #: Built once (building costs more CPU than running it): the bands of the window with these keys.
 _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
-    _BAND.key.in_(bindparam("b_keys", expanding=True)), _BAND.created_at >= bindparam("b_since")
+    store.in_list(_BAND.key, "b_keys"), _BAND.created_at >= bindparam("b_since")
 )
 #: Keys per candidates query: a batch's flagged articles bring ~21 each.
 _KEYS_PER_QUERY: Final = 2_000
@@ -249,6 +249,9 @@ _MEMO: weakref.WeakKeyDictionary[Engine, OrderedDict[int, np.ndarray]] = weakref
 _MEMO_SIZE: Final = 20_000  # ~7 MB of uint32 signatures
 
 
+_MINHASHES = sa_select(_table(Alert).c.id, _table(Alert).c.minhash).where(store.in_list(_table(Alert).c.id))
+
+
 def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
     """The alerts' MinHash values, remembered per database. Only on PostgreSQL, whose sequences
     never hand out an id twice; SQLite reuses the highest rowid after a rollback, so an id read in
@@ -258,7 +261,7 @@ def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
     memo = _MEMO.setdefault(engine, OrderedDict()) if engine.dialect.name == "postgresql" else OrderedDict()
     missing = [a for a in alert_ids if a not in memo]
     if missing:
-        rows = session.execute(sa_select(col(Alert.id), col(Alert.minhash)).where(col(Alert.id).in_(missing)))
+        rows = session.execute(_MINHASHES, {"b_ids": missing})
         for alert_id, values in rows:
             memo[alert_id] = np.asarray(values or [], dtype=np.uint32)
     found = []

@@ -1,0 +1,120 @@
+"""``store.in_list``: ``column IN`` a list given at execution. On PostgreSQL it is
+``column = ANY(array)`` with the list as ONE parameter (the statement's text does not grow with
+the list, so psycopg converts its placeholders once); on SQLite an expanding ``IN``. Either way
+the rows found are exactly those whose value is in the list, empty lists included."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from sqlmodel import Session
+from support.settings import database_settings
+
+from feedwatch import db, store
+from feedwatch.models import Feed
+
+AT = datetime(2026, 11, 30, tzinfo=UTC)
+# Keys a hand-made array literal would get wrong: quotes, braces, commas, backslashes, NULL.
+KEYS = ['a"b', "{c,d}", "e\\f", "NULL", "g h", "Bakı", *(f"k{i:04d}" for i in range(300))]
+
+
+def _feed(session: Session, n: int) -> int:
+    feed = Feed(config_url=f"http://127.0.0.1/f{n}", url=f"http://127.0.0.1/f{n}", name=f"f{n}")
+    session.add(feed)
+    session.flush()
+    assert feed.id is not None
+    return feed.id
+
+
+def _article(feed_id: int, key: str) -> dict[str, Any]:
+    return {
+        "identity_key": key,
+        "feed_id": feed_id,
+        "guid": None,
+        "url": None,
+        "title": key,
+        "summary": "",
+        "text": "",
+        "author": None,
+        "language": None,
+        "published_at": AT,
+        "published_from_feed": True,
+        "fetched_at": AT,
+        "content_hash": "0" * 64,
+        "flagged": False,
+    }
+
+
+def _store(session: Session) -> tuple[int, int, dict[str, int]]:
+    """Two feeds; every key of KEYS stored, the even-numbered ones sighted in the first feed and
+    the rest in the second."""
+    one, two = _feed(session, 1), _feed(session, 2)
+    rows = [_article(one if i % 2 == 0 else two, key) for i, key in enumerate(KEYS)]
+    ids = {key: article_id for article_id, key in store.insert_many(session, store._insert_articles, rows)}
+    store.add_sightings(session, [(ids[r["identity_key"]], r["feed_id"]) for r in rows], AT)
+    return one, two, ids
+
+
+def test_ids_by_key_finds_exactly_the_stored_keys_asked_for(session: Session) -> None:
+    _, _, ids = _store(session)
+    asked = [*KEYS[::3], "absent", 'also "absent"']
+    assert store.ids_by_key(session, asked) == {key: ids[key] for key in KEYS[::3]}
+    assert store.ids_by_key(session, ["absent"]) == {}
+    assert store.ids_by_key(session, []) == {}
+
+
+def test_sighted_keys_pairs_each_feed_with_its_own_sightings(session: Session) -> None:
+    one, two, _ = _store(session)
+    assert store.sighted_keys(session, [one], KEYS) == {(one, k) for k in KEYS[::2]}
+    assert store.sighted_keys(session, [one, two], KEYS[:4]) == {
+        (one, KEYS[0]),
+        (two, KEYS[1]),
+        (one, KEYS[2]),
+        (two, KEYS[3]),
+    }
+    assert store.sighted_keys(session, [two + 1000], KEYS) == set()
+
+
+def test_feed_columns_reads_the_rows_asked_for_in_id_order(session: Session) -> None:
+    ids = [_feed(session, n) for n in range(5)]
+    rows = store.feed_columns(session, [ids[3], ids[0], ids[4], 10**9], ("id", "url"))
+    assert rows == [
+        (ids[0], "http://127.0.0.1/f0"),
+        (ids[3], "http://127.0.0.1/f3"),
+        (ids[4], "http://127.0.0.1/f4"),
+    ]
+    assert store.feed_columns(session, [], ("id",)) == []
+
+
+def test_postgresql_sends_one_statement_text_whatever_the_list_length(tmp_path: Path) -> None:
+    with database_settings("postgresql", tmp_path) as settings, db.session_scope(settings) as session:
+        _store(session)
+        statements: list[str] = []
+
+        def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+            statements.append(statement)
+
+        event.listen(db.get_engine(settings), "before_cursor_execute", record)
+        try:
+            for n in (1, 2, 250):
+                assert len(store.ids_by_key(session, KEYS[:n])) == n
+        finally:
+            event.remove(db.get_engine(settings), "before_cursor_execute", record)
+        assert len(statements) == 3
+        assert len(set(statements)) == 1
+        assert "= ANY" in statements[0]
+        assert statements[0].count("%(") == 1
+
+
+@pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
+def test_the_statement_compiles_for_each_dialect(dialect: str, tmp_path: Path) -> None:
+    with database_settings(dialect, tmp_path) as settings:
+        text = str(store._SIGHTED.compile(dialect=db.get_engine(settings).dialect))
+    if dialect == "postgresql":
+        assert text.count("= ANY") == 2 and " IN " not in text
+    else:
+        assert text.count(" IN ") == 2 and "ANY" not in text and "= 1" not in text

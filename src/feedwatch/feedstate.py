@@ -245,15 +245,26 @@ def _dates(entries: Sequence[ParsedEntry], now: datetime) -> list[datetime]:
 
 
 def describe_parsed(entry: dict[str, Any], parsed: ParsedFeed, now: datetime) -> None:
-    """Record what the feed shows of its own rhythm: newest item, items per day, hints."""
+    """Record what the feed shows of its own rhythm: newest item, items per day, hints.
+
+    A value the parse did not find is removed from the entry (it may hold one carried from the
+    poll before), not stored as null: every reader takes a missing key for None, and the
+    history is read and written back whole on every poll."""
     dates = _dates(parsed.entries, now)
     if dates:
         entry["newest"] = dates[-1].isoformat(timespec="seconds")
         days = (dates[-1] - dates[0]).total_seconds() / 86400
         # Items over the span their dates cover; one date, or all alike, tells no rate.
-        entry["rate"] = round((len(dates) - 1) / days, 4) if days > 0 and len(dates) > 1 else None
-    entry["ttl"] = parsed.ttl_minutes if parsed.ttl_minutes and parsed.ttl_minutes > 0 else None
-    entry["sy"] = sy_minutes(parsed.update_period, parsed.update_frequency)
+        _set(entry, "rate", round((len(dates) - 1) / days, 4) if days > 0 and len(dates) > 1 else None)
+    _set(entry, "ttl", parsed.ttl_minutes if parsed.ttl_minutes and parsed.ttl_minutes > 0 else None)
+    _set(entry, "sy", sy_minutes(parsed.update_period, parsed.update_frequency))
+
+
+def _set(entry: dict[str, Any], key: str, value: Any) -> None:
+    if value is None:
+        entry.pop(key, None)
+    else:
+        entry[key] = value
 
 
 def _hints(result: FetchResult, entry: dict[str, Any], now: datetime) -> Hints:
@@ -361,7 +372,8 @@ def record_push(
     with _editing(session, feed_id) as feed:
         entry = _entry(feed, report, now)
         describe_parsed(entry, parsed, now)
-        entry["rate"] = entry.get("rate") or _latest_rate(feed)  # a push holds few items: keep the feed's
+        # A push holds few items: keep the feed's rate.
+        _set(entry, "rate", entry.get("rate") or _latest_rate(feed))
         _push(feed, entry)
         feed.websub_last_push_at = feed.updated_at = now
 

@@ -563,23 +563,20 @@ def steady_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     (the first poll of the run makes it full), one interval apart, each carrying the newest item
     date and the rate its last parse saw. A run polls each feed ~10 times, so a history seeded
     empty stays half as long as a steady feed's, and every poll would read and write back half
-    the bytes it does in service (round 9 in docs/performance.md)."""
-    from feedwatch.feedstate import HISTORY
+    the bytes it does in service (round 9 in docs/performance.md). Folded as the service folds
+    each poll (``feedstate.fold_last``: a quiet feed's polls are one run)."""
+    from feedwatch.feedstate import HISTORY, fold_last
 
     outcome = _POLL_OUTCOMES.get(kind)
     if outcome is None:
         return []
     newest = (now - timedelta(hours=1)).isoformat(timespec="seconds")
-    return [
-        {
-            "at": (now - timedelta(minutes=interval_min * (HISTORY - 1 - j))).isoformat(timespec="seconds"),
-            **outcome,
-            "newest": newest,
-            "rate": 48.0,
-            "interval": round(interval_min, 3),
-        }
-        for j in range(HISTORY - 1)
-    ]
+    history: list[dict[str, Any]] = []
+    for j in range(HISTORY - 1):
+        at = now - timedelta(minutes=interval_min * (HISTORY - 1 - j))
+        entry = {"at": at.isoformat(timespec="seconds"), **outcome, "newest": newest, "rate": 48.0}
+        history = fold_last([*history, {**entry, "interval": round(interval_min, 3)}])
+    return history
 
 
 def insert_feeds(

@@ -14,6 +14,10 @@ time with its reason.
   ``redirect_history``.
 - **History.** ``poll_history`` keeps the last ``HISTORY`` polls: outcome, entries, new, and
   what the schedule needs next time (newest item date, rate by entry dates, feed hints, interval).
+  A run of quiet polls (304, or a body unchanged) that differ in nothing but their time is one
+  entry (``fold_last``): ``since`` its first poll, ``at`` its last, ``n`` how many. The history
+  is read and written back whole on every poll, and a quiet feed's twenty separate entries made
+  a 304 cost a quarter more than an empty history (round 9 in docs/performance.md).
 - **Writes.** The rules work on a ``FeedRow``, a plain copy of the state columns, never on the
   ``Feed`` model: setting a SQLModel attribute goes through pydantic and SQLAlchemy's
   instrumentation, which cost more than the rules themselves. A poll batch reads its rows with
@@ -234,8 +238,63 @@ def _entry(feed: FeedRow, report: PollReport, now: datetime) -> dict[str, Any]:
 
 
 def _push(feed: FeedRow, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    feed.poll_history = [*feed.poll_history[-(HISTORY - 1) :], entry]
-    return feed.poll_history
+    """Append this poll's entry and keep the last ``HISTORY`` polls, a run counting its ``n``."""
+    history = [*feed.poll_history, entry]
+    excess = sum(int(h.get("n", 1)) for h in history) - HISTORY
+    while excess > 0:
+        polls = int(history[0].get("n", 1))
+        if polls <= excess:
+            del history[0]
+            excess -= polls
+        else:
+            history[0] = _last_of_run(history[0], polls - excess)
+            excess = 0
+    feed.poll_history = history
+    return history
+
+
+def _last_of_run(run: dict[str, Any], keep: int) -> dict[str, Any]:
+    """The run's last ``keep`` polls. A run's polls share one interval, so its first kept poll is
+    placed by spacing them evenly between ``since`` and ``at`` (only ``since`` and ``n`` move)."""
+    rest = {k: v for k, v in run.items() if k not in ("since", "n")}
+    if keep <= 1:
+        return rest
+    try:
+        since, last = datetime.fromisoformat(run["since"]), datetime.fromisoformat(run["at"])
+    except (KeyError, TypeError, ValueError):  # not as this module writes it: keep the last poll
+        return rest
+    step = (last - since) / (int(run["n"]) - 1)
+    first = last - step * (keep - 1)
+    return {**rest, "since": first.isoformat(timespec="seconds"), "n": keep}
+
+
+#: Polls that found nothing new and parsed nothing: a run of them may be one history entry.
+_QUIET = frozenset({"not_modified", "unchanged"})
+#: What may differ between two polls of one run.
+_WHEN = frozenset({"at", "since", "n"})
+
+
+def fold_last(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``history`` with its newest entry folded into the one before when both are quiet polls
+    (``_QUIET``) alike in everything but their time: the run becomes one entry, ``since`` its
+    first poll, ``at`` its last, ``n`` how many polls. Anything else that differs (the interval,
+    an unconditional fetch, the status) starts a new entry, so the history still shows it."""
+    if len(history) < 2 or history[-1].get("outcome") not in _QUIET:
+        return history
+    before, last = history[-2], history[-1]
+    if _without_when(before) != _without_when(last):
+        return history
+    run = {
+        **before,
+        "since": before.get("since", before["at"]),
+        "at": last["at"],
+        "n": int(before.get("n", 1)) + 1,
+    }
+    return [*history[:-2], run]
+
+
+def _without_when(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in _WHEN}
 
 
 def _dates(entries: Sequence[ParsedEntry], now: datetime) -> list[datetime]:
@@ -354,6 +413,8 @@ def record_success(
             reason = f"recovered after {recovered} failures; {nxt.reason}"
             nxt = NextCheck(nxt.at, nxt.state, reason, nxt.interval_minutes)
         _apply_next(feed, nxt, report, entry)
+        # After the schedule: it saw this poll as an entry of its own, as it sees every poll.
+        feed.poll_history = fold_last(feed.poll_history)
         if body_hash is not None:
             feed.body_hash = body_hash
         feed.last_polled_at = feed.last_ok_at = now

@@ -280,10 +280,17 @@ def feeds_show(feed_id: int, as_json: bool) -> None:
             table.add_row(key, _t(value))
     out.print(table)
     polls = Table(title="poll history (newest last)")
-    for name in ("at", "outcome", "status", "entries", "new", "error class"):
+    for name in ("at", "polls", "outcome", "status", "entries", "new", "error class"):
         polls.add_column(name)
     for p in data["poll_history"]:
-        polls.add_row(*(_t(p.get(k)) for k in ("at", "outcome", "status", "entries", "new", "error_class")))
+        # A run of quiet polls is one entry: from its first poll to its last, and how many.
+        at = f"{p['since']} … {p.get('at')}" if p.get("since") else p.get("at")
+        cells = (
+            at,
+            p.get("n", 1),
+            *(p.get(k) for k in ("outcome", "status", "entries", "new", "error_class")),
+        )
+        polls.add_row(*(_t(c) for c in cells))
     out.print(polls)
     redirects = Table(title="redirect history")
     redirects.add_column("at")

@@ -181,13 +181,15 @@ def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tup
     """Items per hour and how that was estimated (see the module docstring, rule 1)."""
     polls = [h for h in history if h.get("outcome") != "error" and _at(h.get("at"))]
     if len(polls) >= 2:
-        start = _at(polls[0]["at"])
+        # An entry can be a run of quiet polls (feedstate.fold_last): the window opens at its first.
+        start = _at(polls[0].get("since")) or _at(polls[0]["at"])
         assert start is not None
         hours = (now - start).total_seconds() / 3600
         # The first poll's new items were published before the window opened: not counted.
         new = sum(int(p.get("new") or 0) for p in polls[1:])
         if new >= MIN_OBSERVED_NEW and hours > 0:
-            rate, how = new / hours, f"{new / hours:.3g} items/h seen over {len(polls)} polls"
+            count = sum(int(p.get("n") or 1) for p in polls)
+            rate, how = new / hours, f"{new / hours:.3g} items/h seen over {count} polls"
             last, before = int(polls[-1].get("new") or 0), _at(polls[-2]["at"])
             gap = (now - before).total_seconds() / 3600 if before else 0.0
             if last >= MIN_OBSERVED_NEW and gap > 0 and last / gap > rate:

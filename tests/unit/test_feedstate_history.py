@@ -6,6 +6,8 @@ poll)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 from feedwatch import feedstate
 from feedwatch.parse import ParsedEntry, ParsedFeed
@@ -55,3 +57,78 @@ def test_a_missing_rate_reads_as_a_null_one() -> None:
     without = [*base, {"at": NOW.isoformat(), "outcome": "ok", "new": 0}]
     expected = (1.0, "1 items/h by entry dates")
     assert publication_rate(with_null, NOW) == publication_rate(without, NOW) == expected
+
+
+def _quiet(minutes_ago: float, **extra: object) -> dict[str, object]:
+    at = (NOW - timedelta(minutes=minutes_ago)).isoformat(timespec="seconds")
+    quiet = {"outcome": "not_modified", "status": 304, "entries": 0, "new": 0, "interval": 10.0}
+    return {"at": at, **quiet, **extra}
+
+
+def _fold_all(entries: list[dict[str, object]]) -> list[dict[str, object]]:
+    """The history the service leaves after these polls, each folded as it came."""
+    history: list[dict[str, object]] = []
+    for entry in entries:
+        history = feedstate.fold_last([*history, entry])
+    return history
+
+
+def test_a_run_of_alike_quiet_polls_is_one_entry_from_its_first_to_its_last() -> None:
+    history = _fold_all([_quiet(30), _quiet(20), _quiet(10), _quiet(0)])
+    assert history == [{**_quiet(0), "since": _quiet(30)["at"], "n": 4}]
+
+
+def test_anything_else_that_differs_starts_a_new_entry() -> None:
+    ok = {**_quiet(40), "outcome": "ok", "status": 200, "entries": 50, "new": 2}
+    unchanged = {**_quiet(10), "outcome": "unchanged", "status": 200}
+    polls = [
+        ok,
+        {**ok, "at": _quiet(35)["at"]},  # not quiet: never folded, even when alike
+        _quiet(30),
+        _quiet(25, interval=20.0),  # another interval
+        _quiet(20, interval=20.0),
+        _quiet(15, interval=20.0, unconditional=True),  # fetched without validators
+        unchanged,  # another outcome
+        {**_quiet(5), "outcome": "error", "error_class": "timeout"},
+        _quiet(0),
+    ]
+    history = _fold_all(polls)
+    assert [h.get("n", 1) for h in history] == [1, 1, 1, 2, 1, 1, 1, 1]
+    assert history[3] == {**_quiet(20, interval=20.0), "since": _quiet(25)["at"], "n": 2}
+    assert [h["at"] for h in history] == [p["at"] for p in polls if p is not polls[3]]
+
+
+def test_the_observed_rate_counts_a_run_from_its_first_poll() -> None:
+    """Five new items over the ten hours since the run's first poll: 0.5 an hour (counted from the
+    run's last poll it would be 2.5)."""
+    run = {**_quiet(120), "since": _quiet(600)["at"], "n": 9}
+    found = {**_quiet(60), "outcome": "ok", "status": 200, "entries": 50, "new": 5}
+    assert publication_rate([run, found, _quiet(0)], NOW) == (0.5, "0.5 items/h seen over 11 polls")
+
+
+def _polls(history: list[dict[str, object]], *entries: dict[str, object]) -> list[dict[str, object]]:
+    """``history`` after these polls, each pushed and folded as ``record_success`` does."""
+    row: Any = SimpleNamespace(poll_history=history)
+    for entry in entries:
+        feedstate._push(row, entry)
+        row.poll_history = feedstate.fold_last(row.poll_history)
+    return list(row.poll_history)
+
+
+def test_the_history_keeps_the_last_twenty_polls_a_run_counting_as_its_polls() -> None:
+    quiet = [_quiet(10 * (24 - k)) for k in range(25)]  # every 10 minutes, the last one now
+    assert _polls([], *quiet) == [{**_quiet(0), "since": quiet[5]["at"], "n": feedstate.HISTORY}]
+
+    ok = [{**_quiet(10 * (5 - k)), "outcome": "ok", "new": 1} for k in range(5)]
+    history = _polls([], *quiet[:15], *ok)  # a run of 15 polls, then 5 others: 20 polls
+    assert [h.get("n", 1) for h in history] == [15, 1, 1, 1, 1, 1]
+    history = _polls(history, {**_quiet(-10), "outcome": "ok", "new": 1})
+    # The run gave up its first poll: it now starts where its second poll was.
+    assert history[0] == {**quiet[14], "since": quiet[1]["at"], "n": 14}
+    assert sum(int(h.get("n", 1)) for h in history) == feedstate.HISTORY
+
+
+def test_a_history_of_single_polls_written_before_runs_keeps_its_last_twenty() -> None:
+    old = [{**_quiet(10 * (20 - k)), "new": k} for k in range(20)]  # not alike: no runs
+    history = _polls(old, _quiet(0))
+    assert history == [*old[1:], _quiet(0)]

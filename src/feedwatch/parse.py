@@ -230,7 +230,7 @@ def _build_feed(
     # Relative item links are resolved against xml:base, else the channel's site link (as
     # miniflux does: RSS links are site pages), else the feed's own URL.
     site = _opt(feed.get("link"))
-    base = urljoin(url, site) if site else url
+    base = _join(url, site) if site else url
     return ParsedFeed(
         title=_text(feed.get("title"), MAX_RAW_TITLE),
         link=_opt(feed.get("link")),
@@ -250,7 +250,7 @@ def _build_feed(
 def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
     xml_base = _opt(_detail(e).get("base"))
     guid, link = _opt(e.get("id")), _opt(e.get("link"))
-    base = urljoin(base, xml_base) if xml_base else base
+    base = _join(base, xml_base) if xml_base else base
     is_known = known is not None and known(guid, link, base)
     # dict.get: FeedParserDict would answer a missing "updated" with "published" (and warn).
     published = _struct_time(dict.get(e, "published_parsed"))
@@ -279,6 +279,15 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
         base=base,
         known=is_known,
     )
+
+
+def _join(base: str, reference: str) -> str:
+    """``reference`` resolved against ``base``; ``base`` when ``reference`` cannot be parsed as a
+    URL (``https://[host/``: urllib raises ValueError, which must not escape ``parse_feed``)."""
+    try:
+        return urljoin(base, reference)
+    except ValueError:
+        return base
 
 
 def _detail(e: Any) -> Any:

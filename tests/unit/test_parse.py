@@ -225,3 +225,25 @@ def test_parsed_dates_become_the_moment_timegm_gives(fields: tuple[float, ...]) 
     except (OverflowError, ValueError, OSError):
         expected = None
     assert _struct_time(value) == expected
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Found by test_parse_fuzz: an xml:base that urllib cannot parse (an unclosed IPv6
+        # bracket) raised ValueError out of parse_feed instead of being ignored.
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom" xml:base="https://[atom.example.org/b/">'
+        b"<title>t</title><entry><id>tag:x,2025:1</id><title>One</title>"
+        b'<link href="posts/1"/><updated>2025-08-10T10:00:00Z</updated></entry></feed>',
+        b'<?xml version="1.0"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b'<entry xml:base="http://[::1/x/"><id>tag:x,2025:1</id><title>One</title>'
+        b'<link href="posts/1"/><updated>2025-08-10T10:00:00Z</updated></entry></feed>',
+        b'<rss version="2.0"><channel><title>t</title><link>http://[bad/</link>'
+        b"<item><guid>g1</guid><title>One</title><link>posts/1</link></item></channel></rss>",
+    ],
+)
+def test_an_unparsable_base_is_ignored(body: bytes) -> None:
+    feed = parse_feed(body, headers={}, url=URL)
+    (entry,) = feed.entries
+    assert entry.title == "One"
+    assert entry.base == URL  # the malformed base is skipped: links resolve against the feed URL

@@ -256,3 +256,31 @@ def test_a_failure_message_with_a_nul_is_stored_without_it(settings: Settings) -
             session, feed_id, "parse_error", message, None, report, START, random.Random(1)
         )
     assert _row(settings, feed_id)["error_message"] == 'unreadable document: declared as "utf-8"'
+
+
+def test_quiet_polls_alike_are_stored_as_one_run_in_the_feeds_history(settings: Settings) -> None:
+    """Through ``record_success`` as a poll batch calls it: three alike 304s become one entry
+    (``feedstate.fold_last``), a failure starts another, the next 304 another again."""
+    with db.session_scope(settings) as session:
+        feed = Feed(config_url="http://c/q", url="http://f/q", interval_minutes=60.0, created_at=START)
+        session.add(feed)
+        session.flush()
+        feed_id = feed.id
+    assert feed_id is not None
+    result = FetchResult(FetchRequest(url="http://f/q"), "http://f/q", 304, True, b"")
+    times = [START + timedelta(hours=h) for h in range(5)]
+    for k, now in enumerate(times):
+        report, rng = PollReport(feed_id, "http://f/q", "not_modified", http_status=304), random.Random(1)
+        with db.session_scope(settings) as session, _batch(session, [feed_id]):
+            if k == 3:
+                report.outcome, report.error_class = "error", "timeout"
+                feedstate.record_failure(session, feed_id, "timeout", "m", None, report, now, rng)
+            else:
+                feedstate.record_success(session, feed_id, result, None, report, now, rng)
+    history = _row(settings, feed_id)["poll_history"]
+    iso = [t.isoformat(timespec="seconds") for t in times]
+    assert [(h["at"], h.get("since"), h.get("n"), h["outcome"]) for h in history] == [
+        (iso[2], iso[0], 3, "not_modified"),
+        (iso[3], None, None, "error"),
+        (iso[4], None, None, "not_modified"),
+    ]

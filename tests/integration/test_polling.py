@@ -17,7 +17,7 @@ from sqlmodel import select
 from support.feeds import item, rss
 from support.services import FeedServer, Route
 
-from feedwatch import db, feedstate, ops, pipeline, store
+from feedwatch import db, feedstate, ops, pipeline, store, terminal
 from feedwatch.models import Feed, FeedState
 from feedwatch.schedule import FAILING_AFTER
 from feedwatch.settings import Settings
@@ -240,3 +240,20 @@ def test_feeds_show_prints_the_reason(ctx: pipeline.Context, server: FeedServer)
     result = CliRunner().invoke(ops.feeds, ["show", str(feed_id), "--json"])
     assert result.exit_code == 0, result.output
     assert feed.next_check_reason in result.output and "jitter" in feed.next_check_reason
+
+
+def test_feeds_show_prints_a_run_of_quiet_polls_as_one_row(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(terminal.out, "width", 250)  # one line a row: no cell wrapped
+    server.routes["/f.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/f.xml"), min_interval_minutes=10, max_interval_minutes=10)
+    for _ in range(4):  # parsed once, then the same body three times
+        _, feed = poll(ctx, feed_id)
+    first, run = feed.poll_history
+    assert first["outcome"] == "ok" and (run["outcome"], run["n"]) == ("unchanged", 3)
+    result = CliRunner().invoke(ops.feeds, ["show", str(feed_id)])
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.output.splitlines() if f"{run['since']} … {run['at']}" in line]
+    cells = [cell.strip() for cell in row.strip("│ ").split("│")]
+    assert cells[1:4] == ["3", "unchanged", "200"]  # its polls, outcome, status

@@ -121,8 +121,9 @@ def create_app(settings: Settings | None = None) -> Celery:
             "schedule-tick": {
                 "task": "feedwatch.schedule_tick",
                 "schedule": settings.tick_seconds,
-                # A stale tick is worthless: a backlog never stacks ticks.
-                "options": {"expires": settings.tick_seconds, "queue": "default"},
+                # A stale tick is worthless: a backlog never stacks more than a few ticks. At
+                # least 1 s, so a clock a few hundred ms apart between hosts expires none.
+                "options": {"expires": max(settings.tick_seconds, 1.0), "queue": "default"},
             },
             # Digests and burst summaries; each run sends what is due, so a missed one costs nothing.
             "send-digests": {

@@ -2,9 +2,10 @@
 
 On a Redis broker every beat (``celery -A workers.app beat`` or the one embedded in
 ``feedwatch run``) uses ``LeaderScheduler``. It sends due entries only while it holds the lock
-``feedwatch:beat-leader`` (redis-py's ``Lock``: a token set with NX and a TTL, extended on every
-loop). Another beat waits as a standby, trying the lock every loop, and takes over at most one
-TTL after the leader died; a leader that stops cleanly releases the lock at once.
+``feedwatch:beat-leader`` (redis-py's ``Lock``: a token set with NX and a TTL, extended at most
+once a second, where the beat loops every tick: 0.25 s by default). Another beat waits as a
+standby, trying the lock every loop, and takes over at most one TTL after the leader died; a
+leader that stops cleanly releases the lock at once.
 
 Why not RedBeat: its lock is taken once, blocking, in ``beat_init``, its schedule lives in Redis,
 and any Redis error in its tick ends the beat process. Celery's beat loop dies on every exception
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from typing import Any
 
 import redis
@@ -32,6 +34,8 @@ from feedwatch.settings import get_settings
 LOCK_KEY = "feedwatch:beat-leader"
 #: Floor of the lock TTL in seconds; the TTL is also at least three loops of the beat.
 MIN_LOCK_TTL = 10.0
+#: A leader extends its lock at most this often (seconds): one Redis call a second, not one a loop.
+EXTEND_EVERY = 1.0
 
 logger = logging.getLogger("feedwatch.beat")
 
@@ -53,19 +57,24 @@ class LeaderScheduler(PersistentScheduler):  # type: ignore[misc]
         )
         self._lock = self._redis.lock(LOCK_KEY, timeout=self._ttl, blocking=False, thread_local=False)
         self.leader = False
+        self._extended_at = 0.0  # time.monotonic() of the last extension
         super().__init__(*args, **kwargs)
 
     def _hold_lock(self) -> bool:
         """Extend the lock we hold, or try to take a free one. True while we lead."""
         try:
             if self.leader:
+                if time.monotonic() - self._extended_at < EXTEND_EVERY:
+                    return True
                 try:
                     self._lock.reacquire()
+                    self._extended_at = time.monotonic()
                     return True
                 except LockError:  # expired in an outage, or wiped by a Redis restart
                     logger.warning("beat.lock_lost", extra={"lock": LOCK_KEY})
                     self.leader = False
             if self._lock.acquire(blocking=False):
+                self._extended_at = time.monotonic()
                 logger.warning("beat.leader", extra={"lock": LOCK_KEY, "ttl": self._ttl})
                 self.leader = True
         except RedisError as exc:

@@ -44,7 +44,7 @@ from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
-from feedwatch.timeutil import utcnow
+from feedwatch.timeutil import to_utc, utcnow
 
 _LOG_NAME = "feedwatch.pipeline"
 log = structlog.get_logger(_LOG_NAME)
@@ -107,6 +107,7 @@ class TickReport:
     claimed: int
     batches: int
     alerts_requeued: int
+    swept: bool = False
 
 
 #: A feed whose polls died this many times without reporting is failed as ``crash``.
@@ -119,9 +120,16 @@ def tick(ctx: Context) -> TickReport:
     A feed whose last poll never reported back (worker killed, time limit, lost message) is
     polled alone, so a poison feed cannot take a batch of healthy feeds down with it; after
     ``CRASH_LIMIT`` such claims it is failed as ``crash`` and backs off like any failure.
+
+    The claim runs on every tick (every ``tick_seconds``: it bounds how long a due feed waits).
+    The sweep for lost messages (alerts in the outbox, full-text candidates) runs at most every
+    ``sweep_seconds``: the ``beat`` heartbeat, which every tick rewrites anyway, records when the
+    last sweep ran. Two ticks that both sweep (two beats) are harmless, as a duplicate message
+    always is. A tick logs ``tick`` only when it claimed or re-sent something.
     """
     s = ctx.settings
     now = ctx.clock()
+    requeue: list[int] = []
     with session_scope(s) as session:
         claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
         for feed_id, unreported in claimed:
@@ -130,14 +138,24 @@ def tick(ctx: Context) -> TickReport:
                 crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
                 feedstate.record_failure(session, feed_id, "crash", message, None, crash, now, ctx.rng)
                 log.warning("feed.crashed", feed_id=feed_id, unreported=unreported)
-        requeue = store.alerts_to_requeue(
-            session,
-            now,
-            pending_grace=timedelta(seconds=10),
-            queued_timeout=timedelta(seconds=s.alert_requeue_seconds),
-            limit=1000,
-        )
-        store.write_heartbeat(session, "beat", now, {"claimed": len(claimed), "requeue": len(requeue)})
+        previous = store.heartbeat_detail(session, "beat") or {}
+        swept_at = previous.get("swept_at")
+        sweep = not isinstance(swept_at, str) or not _recent(swept_at, now, s.sweep_seconds)
+        if sweep:
+            requeue = store.alerts_to_requeue(
+                session,
+                now,
+                pending_grace=timedelta(seconds=10),
+                queued_timeout=timedelta(seconds=s.alert_requeue_seconds),
+                limit=1000,
+            )
+            swept_at = to_utc(now).isoformat()
+        detail = {
+            "claimed": len(claimed),
+            "swept_at": swept_at,
+            "requeue": len(requeue) if sweep else previous.get("requeue", 0),
+        }
+        store.write_heartbeat(session, "beat", now, detail)
     healthy = [feed_id for feed_id, unreported in claimed if unreported == 0]
     suspect = [feed_id for feed_id, unreported in claimed if 0 < unreported < CRASH_LIMIT]
     batches = split_batches(healthy, s.poll_batch_size, s.poll_min_batches) + [[f] for f in suspect]
@@ -153,15 +171,27 @@ def tick(ctx: Context) -> TickReport:
         with session_scope(s) as session:
             store.release_claims(session, unsent, now)
     requeued = publish_alerts(ctx, requeue)
-    articles = requeue_full_text(ctx, now)
-    log.info(
-        "tick",
-        claimed=len(claimed),
-        batches=len(batches),
-        alerts_requeued=requeued,
-        articles_requeued=articles,
-    )
-    return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued)
+    articles = requeue_full_text(ctx, now) if sweep else 0
+    if claimed or requeued or articles:
+        log.info(
+            "tick",
+            claimed=len(claimed),
+            batches=len(batches),
+            alerts_requeued=requeued,
+            articles_requeued=articles,
+        )
+    return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued, swept=sweep)
+
+
+def _recent(stamp: str, now: datetime, seconds: float) -> bool:
+    """``stamp`` (ISO, UTC) lies within the ``seconds`` before ``now``. A stamp ahead of ``now``
+    (another host's clock) is not recent, so a skewed clock cannot hold the sweep off."""
+    try:
+        at = to_utc(datetime.fromisoformat(stamp))
+    except ValueError:
+        return False
+    now = to_utc(now)
+    return now - timedelta(seconds=seconds) < at <= now
 
 
 def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[list[int]]:

@@ -630,6 +630,13 @@ def alerts_to_requeue(
     return list(session.execute(stmt).scalars())
 
 
+def heartbeat_detail(session: Session, name: str) -> dict[str, Any] | None:
+    """The detail of heartbeat ``name`` (None: never written). Loads the row, so a
+    :func:`write_heartbeat` in the same session after it costs no second read."""
+    beat = session.get(Heartbeat, name)
+    return None if beat is None else dict(beat.detail)
+
+
 def write_heartbeat(session: Session, name: str, now: datetime, detail: dict[str, Any]) -> None:
     beat = session.get(Heartbeat, name)
     if beat is None:

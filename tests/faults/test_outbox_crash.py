@@ -21,7 +21,7 @@ from support.faults import GatedFeedServer, jsonl, story_feed
 
 from feedwatch import alerts, db, pipeline, store
 from feedwatch.channels import JsonlChannel
-from feedwatch.models import Alert
+from feedwatch.models import Alert, Heartbeat
 from feedwatch.settings import Settings
 from feedwatch.sources import FeedSpec
 from feedwatch.timeutil import utcnow
@@ -88,3 +88,32 @@ def test_process_killed_after_commit(settings: Settings) -> None:
     lines = _recover_and_deliver(settings)
     assert [line["idempotency_key"] for line in lines] == ["feedwatch-alert-1"]
     assert _statuses(settings) == ["delivered"]
+
+
+def test_the_tick_sweeps_the_outbox_at_most_every_sweep_seconds(settings: Settings) -> None:
+    """Claims run on every tick; the re-send of lost messages at most every ``sweep_seconds``,
+    gated by the ``beat`` heartbeat. A sweep stamp ahead of the tick's clock does not hold it off."""
+    settings = settings.model_copy(update={"sweep_seconds": 30.0})
+    _poll(settings, _broker_down)
+    published: list[int] = []
+    now = utcnow()
+    clock = [now]
+    ctx = pipeline.Context(settings, publish_alert=published.extend, publish_poll=lambda _: None)
+    ctx.clock = lambda: clock[0]
+
+    def tick_at(seconds: float) -> pipeline.TickReport:
+        clock[0] = now + timedelta(seconds=seconds)
+        return pipeline.tick(ctx)
+
+    first = tick_at(1)  # the first tick sweeps; the alert is still inside its 10 s grace
+    assert (first.swept, published) == (True, [])
+    held = tick_at(12)  # past the grace, but within 30 s of the last sweep
+    assert (held.swept, held.alerts_requeued, published) == (False, 0, [])
+    assert _statuses(settings) == ["pending"]
+    swept = tick_at(32)
+    assert (swept.swept, swept.alerts_requeued, published) == (True, 1, [1])
+    assert _statuses(settings) == ["queued"]
+    with db.session_scope(settings) as session:
+        beat = session.get(Heartbeat, "beat")
+        assert beat is not None and beat.detail["requeue"] == 1
+    assert tick_at(20).swept  # a clock behind the last sweep's stamp: swept again, not held

@@ -196,16 +196,22 @@ def _recent(stamp: str, now: datetime, seconds: float) -> bool:
 
 def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[list[int]]:
     """``ids`` in consecutive batches of near-equal size: at most ``most`` ids each, and at least
-    ``least_batches`` batches when there are that many ids.
+    ``least_batches`` batches when there are that many ids, but no batch of fewer than a
+    quarter of ``most`` made for the spread.
 
     A batch is polled by one worker process, and CPU-bound work within it (parsing, storing
     50 new items a feed) runs one feed after another: 100 due feeds in one batch kept one
     process busy for seconds while the others idled. Equal sizes: 101 feeds are 51 + 50, not
-    100 + 1.
+    100 + 1. The floor on the size: a batch has a fixed cost (a message, the batch's reads, a
+    commit), and with a tick every 0.25 s a busy service claims a few feeds a tick. Split four
+    ways, they cost 20 % more CPU per stored article (round 10 in docs/performance.md); the next
+    tick's batch goes to the next free process anyway.
     """
     if not ids:
         return []
-    count = max(-(-len(ids) // most), min(least_batches, len(ids)))
+    least_size = max(1, most // 4)
+    spread = min(least_batches, max(1, len(ids) // least_size))
+    count = max(-(-len(ids) // most), spread)
     size, extra = divmod(len(ids), count)
     bounds = [k * size + min(k, extra) for k in range(count + 1)]
     return [list(ids[bounds[k] : bounds[k + 1]]) for k in range(count)]

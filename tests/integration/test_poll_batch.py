@@ -266,8 +266,8 @@ def test_a_tick_spreads_few_due_feeds_over_several_messages(pipeline_settings: S
     settings = pipeline_settings.model_copy(update={"poll_batch_size": 100, "poll_min_batches": 4})
     published: list[list[int]] = []
     ctx = pipeline.Context(settings, rng=random.Random(7), publish_poll=published.append)
-    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(10)])
+    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(110)])
     report = pipeline.tick(ctx)
-    assert report.claimed == 10 and report.batches == 4
-    assert sorted(len(b) for b in published) == [2, 2, 3, 3]
+    assert report.claimed == 110 and report.batches == 4
+    assert sorted(len(b) for b in published) == [27, 27, 28, 28]
     assert sorted(i for b in published for i in b) == sorted(ids)

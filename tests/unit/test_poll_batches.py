@@ -14,8 +14,12 @@ def test_batches_cover_every_id_once_in_order_within_the_limits(n: int, most: in
     batches = split_batches(ids, most, least)
     assert [i for b in batches for i in b] == ids
     assert all(0 < len(b) <= most for b in batches)
-    # As few batches as the size limit allows, but at least ``least`` when there are that many ids.
-    assert len(batches) == max(-(-n // most), min(least, n))
+    # As few batches as the size limit allows, but at least ``least`` when there are that many
+    # ids and the spread leaves each batch a quarter of ``most`` or more.
+    floor = max(1, most // 4)
+    assert len(batches) == (max(-(-n // most), min(least, max(1, n // floor))) if n else 0)
+    if len(batches) > -(-n // most):  # split for the spread: never below the floor
+        assert min(map(len, batches)) >= floor
     if batches:
         assert max(map(len, batches)) - min(map(len, batches)) <= 1
 
@@ -28,5 +32,13 @@ def test_few_due_feeds_are_spread_over_the_workers() -> None:
         list(range(75, 100)),
     ]
     assert [len(b) for b in split_batches(list(range(101)), 100, 1)] == [51, 50]
-    assert split_batches([7, 8], 100, 4) == [[7], [8]]
     assert split_batches([], 100, 4) == []
+
+
+def test_a_spread_never_makes_batches_smaller_than_a_quarter_of_the_size() -> None:
+    """A busy service with a 0.25 s tick claims a few feeds a tick: they go as one batch."""
+    assert split_batches([7, 8], 100, 4) == [[7, 8]]
+    assert split_batches(list(range(10)), 100, 4) == [list(range(10))]
+    assert [len(b) for b in split_batches(list(range(60)), 100, 4)] == [30, 30]
+    assert [len(b) for b in split_batches(list(range(250)), 100, 4)] == [63, 63, 62, 62]
+    assert split_batches([7, 8], 4, 4) == [[7], [8]]  # small batches: the floor is one feed

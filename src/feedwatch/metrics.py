@@ -202,7 +202,7 @@ def _db_metrics(report: dict[str, Any]) -> list[Metric]:
         metrics.append(
             GaugeMetricFamily(
                 "feedwatch_feeds_overdue",
-                "Enabled feeds due for longer than two ticks and not claimed.",
+                "Enabled feeds due for longer than two ticks (at least 2 s) and not claimed.",
                 value=float(feeds["overdue"]),
             )
         )

@@ -79,7 +79,8 @@ def feed_status(session: Session, now: datetime, settings: Settings) -> dict[str
         )
     ).all()
     by_state = dict.fromkeys(FeedState.ALL, 0)
-    overdue_before = now - timedelta(seconds=2 * settings.tick_seconds)
+    # Two ticks, and at least 2 s: a tick that waits behind busy workers is not a stuck feed.
+    overdue_before = now - timedelta(seconds=max(2 * settings.tick_seconds, 2.0))
     claim_fresh_after = now - timedelta(seconds=settings.claim_lease_seconds)
     total = overdue = 0
     for state, enabled, tags, next_check_at, claimed_at in rows:

@@ -350,3 +350,15 @@ def test_alerts_show_and_retry(populated: Settings, monkeypatch: pytest.MonkeyPa
         alert = s.get(Alert, 3)
         assert alert is not None and alert.status == AlertStatus.QUEUED
     assert _run("alerts", "retry").exit_code == 2  # neither ids nor --failed
+
+
+def test_a_feed_is_overdue_after_two_ticks_and_never_before_two_seconds(settings: Settings) -> None:
+    """With the 0.25 s tick, a feed due 1 s ago waits behind busy workers: not a stuck feed."""
+    with db.session_scope(settings) as s:
+        for n, seconds in ((1, 1.0), (2, 3.0)):
+            s.add(_feed(n, state=FeedState.OK, next_check_at=NOW - timedelta(seconds=seconds)))
+    fast = settings.model_copy(update={"tick_seconds": 0.25})
+    slow = settings.model_copy(update={"tick_seconds": 10.0})
+    with db.session_scope(settings) as s:
+        assert db_status(s, NOW, fast)["feeds"]["overdue"] == 1  # the one due 3 s ago
+        assert db_status(s, NOW, slow)["feeds"]["overdue"] == 0  # two ticks are 20 s

@@ -1,8 +1,9 @@
 """Which of a feed's entries are stored already: the fingerprints its last parse left on its row.
 
 A feed that changed usually shows 48 entries it showed before and 2 new ones. Every entry of a
-poll that was written successfully is stored (with a sighting in this feed) when the batch
-commits, so the feed-state write records an 8-byte fingerprint of each entry it showed
+poll that was written successfully is stored as seen in this feed (stored by it, or with a
+sighting in it) when the batch commits, so the feed-state write records an 8-byte fingerprint
+of each entry it showed
 (``Feed.entry_fingerprints``, in the same transaction). The next poll of the feed — in any
 process, on any host — marks the entries whose fingerprint is on the row as known
 (``parse_feed(known=...)``): their text work is skipped, and they are neither looked up in the

@@ -542,7 +542,8 @@ def store_batch(
     One lookup, one insert and one insert of sightings for the whole batch, however many feeds
     it holds (a statement cost the worker ~0.1 ms however few its rows); inserts go in chunks of
     ``store.INSERT_CHUNK`` rows, which bounds the batch's peak memory. An article is stored
-    once, by the first feed that shows it, and every feed that shows it gets its sighting.
+    once, by the first feed that shows it (its ``feed_id``), and every other feed that shows it
+    gets a sighting.
     Articles and sightings are inserted in key order, so two batches storing the same articles
     take their locks in the same order. A flagged article that is a copy of a story alerted
     within the window (feedwatch.stories) joins that alert as "also reported by" and gets no
@@ -561,7 +562,14 @@ def store_batch(
     )
     # A draft another transaction stored between the two statements was not inserted here.
     ids = {**stored, **inserted, **store.ids_by_key(session, [k for k in new if k not in inserted])}
-    sightings = {(ids[d.identity_key], f.feed_id) for f in feeds for d in f.drafts if d.identity_key in ids}
+    # The feed that stored an article has seen it (``Article.feed_id``); every other feed that
+    # shows it gets a sighting row.
+    sightings = {
+        (ids[d.identity_key], f.feed_id)
+        for f in feeds
+        for d in f.drafts
+        if d.identity_key in ids and not (d.identity_key in inserted and owner[d.identity_key][0] is f)
+    }
     store.add_sightings(session, sorted(sightings), now)
     mine = {
         feed.feed_id: [d for d in feed.drafts if owner[d.identity_key][1] is d and d.identity_key in inserted]

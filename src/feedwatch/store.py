@@ -28,6 +28,7 @@ from sqlalchemy import (
     func,
     literal_column,
     or_,
+    union_all,
     update,
 )
 from sqlalchemy import select as sa_select
@@ -528,22 +529,31 @@ def _article_row(feed_id: int, d: ArticleDraft, now: datetime, flagged: set[str]
 
 
 def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str]) -> set[tuple[int, str]]:
-    """(feed id, identity key) pairs among these that are stored with a sighting in that feed."""
+    """(feed id, identity key) pairs among these that are stored as seen in that feed: the
+    article's own feed (``Article.feed_id``, the feed that stored it) or a sighting."""
     if not feed_ids or not keys:
         return set()
     params = {"b_feeds": list(feed_ids), "b_keys": list(keys)}
     return {(feed_id, key) for feed_id, key in session.execute(_SIGHTED, params)}
 
 
-_SIGHTED = (
+_SIGHTED = union_all(
+    sa_select(_ART.feed_id, _ART.identity_key).where(
+        in_list(_ART.feed_id, "b_feeds"), in_list(_ART.identity_key, "b_keys")
+    ),
     sa_select(_table(Sighting).c.feed_id, _ART.identity_key)
     .join(_table(Article), _ART.id == _table(Sighting).c.article_id)
-    .where(in_list(_table(Sighting).c.feed_id, "b_feeds"), in_list(_ART.identity_key, "b_keys"))
+    .where(in_list(_table(Sighting).c.feed_id, "b_feeds"), in_list(_ART.identity_key, "b_keys")),
 )
 
 
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
-    """Record (article id, feed id) sightings, in the order given; one seen before is kept."""
+    """Record (article id, feed id) sightings, in the order given; one seen before is kept.
+
+    An article's own feed needs none: ``Article.feed_id`` says it (since round 10; rows written
+    before stay, and :func:`sighted_keys` reads both). Its two foreign keys made a sighting
+    cost PostgreSQL ~0.07 ms a row, ~0.01 without them: a sighting for every new article was a
+    fifth of PostgreSQL's work in an ingest."""
     rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs]
     insert_many(session, _insert_sightings, rows)
 

@@ -50,6 +50,18 @@ def add_feeds(ctx: pipeline.Context, urls: list[str]) -> list[int]:
         return [f.id for u in urls for f in rows if f.config_url == u and f.id is not None]
 
 
+def seen_by_feed(ctx: pipeline.Context) -> Counter[int]:
+    """Articles seen per feed: the feed that stored each (``Article.feed_id``) and its sightings."""
+    with db.session_scope(ctx.settings) as session:
+        owners = session.exec(select(Article.feed_id)).all()
+        return Counter(owners) + Counter(session.exec(select(Sighting.feed_id)).all())
+
+
+def sighting_rows(ctx: pipeline.Context) -> Counter[int]:
+    with db.session_scope(ctx.settings) as session:
+        return Counter(session.exec(select(Sighting.feed_id)).all())
+
+
 def count(ctx: pipeline.Context, model: Any) -> int:
     with db.session_scope(ctx.settings) as session:
         return int(session.exec(select(func.count()).select_from(model)).one())
@@ -62,7 +74,9 @@ def test_batch_stores_every_feed_and_its_alert(ctx: pipeline.Context, server: Fe
     reports = pipeline.poll_feeds(ctx, ids)
     assert [(r.outcome, r.entries, r.new) for r in reports] == [("ok", 5, 5)] * 3
     assert [len(r.alert_ids) for r in reports] == [0, 1, 0]
-    assert count(ctx, Article) == 15 and count(ctx, Alert) == 1 and count(ctx, Sighting) == 15
+    assert count(ctx, Article) == 15 and count(ctx, Alert) == 1
+    # Each article was stored by the feed that showed it: its feed_id says so, no sighting row.
+    assert count(ctx, Sighting) == 0 and seen_by_feed(ctx) == dict.fromkeys(ids, 5)
 
 
 def test_one_feed_failing_in_the_batch_write_costs_only_that_feed(
@@ -168,7 +182,7 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     (third,) = pipeline.poll_feeds(other, [a])
     assert asked == [10, 2, 1]
     assert (second.entries, second.new) == (11, 2) and (third.entries, third.new) == (11, 1)
-    assert count(ctx, Article) == 13 and count(ctx, Sighting) == 13
+    assert count(ctx, Article) == 13 and seen_by_feed(ctx) == {a: 13} and count(ctx, Sighting) == 0
     # A failed poll leaves the row's list as it was: the next poll asks again, stores once.
     server.routes["/a.xml"] = Route(b"<html>maintenance</html>")
     (failed,) = pipeline.poll_feeds(ctx, [a])
@@ -201,9 +215,9 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
     (third,) = pipeline.poll_feeds(ctx, [c])
     assert (second.outcome, second.new, third.outcome, third.new) == ("ok", 0, "ok", 1)
     assert count(ctx, Article) == 5
-    with db.session_scope(ctx.settings) as session:
-        by_feed = Counter(session.exec(select(Sighting.feed_id)).all())
-    assert by_feed == {a: 4, b: 3, c: 4}
+    assert seen_by_feed(ctx) == {a: 4, b: 3, c: 4}
+    # a stored items 0-3 and c item 4: sighting rows for the other feeds' items only
+    assert sighting_rows(ctx) == {b: 3, c: 3}
 
 
 @pytest.mark.parametrize("chunk", [store.INSERT_CHUNK, 2])
@@ -211,7 +225,7 @@ def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """One batch, three feeds, overlapping items, one of them flagged: each article is stored
-    once, by the first feed showing it; every feed gets its sightings; one alert. The whole
+    once, by the first feed showing it; every other feed showing it gets a sighting; one alert. The whole
     batch's articles take one lookup (and none for a race, as nothing else is storing). The
     same in inserts of 2 rows (``store.INSERT_CHUNK``): chunks change nothing but the peak."""
     monkeypatch.setattr(store, "INSERT_CHUNK", chunk)
@@ -232,9 +246,9 @@ def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
     assert lookups == [9, 0]  # the batch's 9 distinct articles, then the (empty) race lookup
     assert count(ctx, Article) == 9 and count(ctx, Alert) == 1
     with db.session_scope(ctx.settings) as session:
-        by_feed = Counter(session.exec(select(Sighting.feed_id)).all())
         owners = Counter(session.exec(select(Article.feed_id)).all())
-    assert by_feed == {a: 4, b: 4, c: 3} and owners == {a: 4, b: 2, c: 3}
+    assert seen_by_feed(ctx) == {a: 4, b: 4, c: 3} and owners == {a: 4, b: 2, c: 3}
+    assert sighting_rows(ctx) == {b: 2}  # items 2 and 3, stored by a
 
 
 def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(

@@ -550,10 +550,10 @@ _SIGHTED = union_all(
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
     """Record (article id, feed id) sightings, in the order given; one seen before is kept.
 
-    An article's own feed needs none: ``Article.feed_id`` says it (since round 10; rows written
-    before stay, and :func:`sighted_keys` reads both). Its two foreign keys made a sighting
-    cost PostgreSQL ~0.07 ms a row, ~0.01 without them: a sighting for every new article was a
-    fifth of PostgreSQL's work in an ingest."""
+    An article's own feed needs none: ``Article.feed_id`` says it (since round 10 in
+    docs/performance.md; rows written before stay, and :func:`sighted_keys` reads both). A
+    sighting's two foreign keys cost PostgreSQL ~0.07 ms a row, ~0.01 without them: a sighting
+    for every new article was about a third of PostgreSQL's CPU per ingested article."""
     rows = [{"article_id": a, "feed_id": f, "seen_at": now} for a, f in pairs]
     insert_many(session, _insert_sightings, rows)
 

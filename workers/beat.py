@@ -3,7 +3,7 @@
 On a Redis broker every beat (``celery -A workers.app beat`` or the one embedded in
 ``feedwatch run``) uses ``LeaderScheduler``. It sends due entries only while it holds the lock
 ``feedwatch:beat-leader`` (redis-py's ``Lock``: a token set with NX and a TTL, extended at most
-once a second, where the beat loops every tick: 0.25 s by default). Another beat waits as a
+once a second, where the beat loops every tick: 0.5 s by default). Another beat waits as a
 standby, trying the lock every loop, and takes over at most one TTL after the leader died; a
 leader that stops cleanly releases the lock at once.
 

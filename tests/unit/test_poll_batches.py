@@ -36,7 +36,7 @@ def test_few_due_feeds_are_spread_over_the_workers() -> None:
 
 
 def test_a_spread_never_makes_batches_smaller_than_a_quarter_of_the_size() -> None:
-    """A busy service with a 0.25 s tick claims a few feeds a tick: they go as one batch."""
+    """A busy service with a 0.5 s tick claims a few feeds a tick: they go as one batch."""
     assert split_batches([7, 8], 100, 4) == [[7, 8]]
     assert split_batches(list(range(10)), 100, 4) == [list(range(10))]
     assert [len(b) for b in split_batches(list(range(60)), 100, 4)] == [30, 30]

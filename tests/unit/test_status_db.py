@@ -353,7 +353,7 @@ def test_alerts_show_and_retry(populated: Settings, monkeypatch: pytest.MonkeyPa
 
 
 def test_a_feed_is_overdue_after_two_ticks_and_never_before_two_seconds(settings: Settings) -> None:
-    """With the 0.25 s tick, a feed due 1 s ago waits behind busy workers: not a stuck feed."""
+    """With a 0.25 s tick, a feed due 1 s ago waits behind busy workers: not a stuck feed."""
     with db.session_scope(settings) as s:
         for n, seconds in ((1, 1.0), (2, 3.0)):
             s.add(_feed(n, state=FeedState.OK, next_check_at=NOW - timedelta(seconds=seconds)))

@@ -574,8 +574,9 @@ def steady_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     history: list[dict[str, Any]] = []
     for j in range(HISTORY - 1):
         at = now - timedelta(minutes=interval_min * (HISTORY - 1 - j))
-        entry = {"at": at.isoformat(timespec="seconds"), **outcome, "newest": newest, "rate": 48.0}
-        history = fold_last([*history, {**entry, "interval": round(interval_min, 3)}])
+        entry = {"at": at.isoformat(timespec="seconds"), **outcome, "newest": newest, "rate": 48.0,
+                 "interval": round(interval_min, 3)}  # fmt: skip
+        history = fold_last([*history, entry])
     return history
 
 

@@ -55,7 +55,7 @@ from feedwatch.schedule import (
     sy_minutes,
 )
 from feedwatch.sources import PRIORITY_TAG
-from feedwatch.timeutil import to_utc
+from feedwatch.timeutil import parse_utc, to_utc
 
 if TYPE_CHECKING:
     from feedwatch.pipeline import PollReport
@@ -259,9 +259,8 @@ def _last_of_run(run: dict[str, Any], keep: int) -> dict[str, Any]:
     rest = {k: v for k, v in run.items() if k not in ("since", "n")}
     if keep <= 1:
         return rest
-    try:
-        since, last = datetime.fromisoformat(run["since"]), datetime.fromisoformat(run["at"])
-    except (KeyError, TypeError, ValueError):  # not as this module writes it: keep the last poll
+    since, last = parse_utc(run.get("since")), parse_utc(run.get("at"))
+    if since is None or last is None:  # not as this module writes it: keep the last poll
         return rest
     step = (last - since) / (int(run["n"]) - 1)
     first = last - step * (keep - 1)

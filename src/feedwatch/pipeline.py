@@ -44,7 +44,7 @@ from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
-from feedwatch.timeutil import to_utc, utcnow
+from feedwatch.timeutil import parse_utc, to_utc, utcnow
 
 _LOG_NAME = "feedwatch.pipeline"
 log = structlog.get_logger(_LOG_NAME)
@@ -140,7 +140,7 @@ def tick(ctx: Context) -> TickReport:
                 log.warning("feed.crashed", feed_id=feed_id, unreported=unreported)
         previous = store.heartbeat_detail(session, "beat") or {}
         swept_at = previous.get("swept_at")
-        sweep = not isinstance(swept_at, str) or not _recent(swept_at, now, s.sweep_seconds)
+        sweep = not _recent(swept_at, now, s.sweep_seconds)
         if sweep:
             requeue = store.alerts_to_requeue(
                 session,
@@ -183,15 +183,12 @@ def tick(ctx: Context) -> TickReport:
     return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued, swept=sweep)
 
 
-def _recent(stamp: str, now: datetime, seconds: float) -> bool:
-    """``stamp`` (ISO, UTC) lies within the ``seconds`` before ``now``. A stamp ahead of ``now``
-    (another host's clock) is not recent, so a skewed clock cannot hold the sweep off."""
-    try:
-        at = to_utc(datetime.fromisoformat(stamp))
-    except ValueError:
-        return False
-    now = to_utc(now)
-    return now - timedelta(seconds=seconds) < at <= now
+def _recent(stamp: Any, now: datetime, seconds: float) -> bool:
+    """``stamp`` (ISO) lies within the ``seconds`` before ``now``. A stamp ahead of ``now``
+    (another host's clock) is not recent, so a skewed clock cannot hold the sweep off; a missing
+    or unreadable one is not recent either."""
+    at, now = parse_utc(stamp), to_utc(now)
+    return at is not None and now - timedelta(seconds=seconds) < at <= now
 
 
 def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[list[int]]:

@@ -42,7 +42,7 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from feedwatch.models import FeedState
-from feedwatch.timeutil import to_utc
+from feedwatch.timeutil import parse_utc, to_utc
 
 FAILING_AFTER = 5
 MAX_BACKOFF = timedelta(hours=6)
@@ -161,15 +161,6 @@ def hints_from(
     return Hints(ttl, sy_minutes(update_period, update_frequency), max_age or None, expires)
 
 
-def _at(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return to_utc(datetime.fromisoformat(value))
-    except ValueError:
-        return None
-
-
 def _latest(history: Sequence[Mapping[str, Any]], key: str) -> Any:
     for entry in reversed(history):
         if entry.get(key) is not None:
@@ -179,10 +170,10 @@ def _latest(history: Sequence[Mapping[str, Any]], key: str) -> Any:
 
 def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tuple[float | None, str]:
     """Items per hour and how that was estimated (see the module docstring, rule 1)."""
-    polls = [h for h in history if h.get("outcome") != "error" and _at(h.get("at"))]
+    polls = [h for h in history if h.get("outcome") != "error" and parse_utc(h.get("at"))]
     if len(polls) >= 2:
         # An entry can be a run of quiet polls (feedstate.fold_last): the window opens at its first.
-        start = _at(polls[0].get("since")) or _at(polls[0]["at"])
+        start = parse_utc(polls[0].get("since")) or parse_utc(polls[0]["at"])
         assert start is not None
         hours = (now - start).total_seconds() / 3600
         # The first poll's new items were published before the window opened: not counted.
@@ -190,13 +181,13 @@ def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tup
         if new >= MIN_OBSERVED_NEW and hours > 0:
             count = sum(int(p.get("n") or 1) for p in polls)
             rate, how = new / hours, f"{new / hours:.3g} items/h seen over {count} polls"
-            last, before = int(polls[-1].get("new") or 0), _at(polls[-2]["at"])
+            last, before = int(polls[-1].get("new") or 0), parse_utc(polls[-2]["at"])
             gap = (now - before).total_seconds() / 3600 if before else 0.0
             if last >= MIN_OBSERVED_NEW and gap > 0 and last / gap > rate:
                 rate, how = last / gap, f"{last / gap:.3g} items/h since the last poll"
             return rate, how
     declared = _latest(history, "rate")  # items per day, from the entries' dates
-    newest = _at(_latest(history, "newest"))
+    newest = parse_utc(_latest(history, "newest"))
     if declared is None and newest is None:
         return None, "no publication rate yet"
     rate = float(declared) / 24 if declared else math.inf
@@ -227,7 +218,7 @@ def _overflowed(history: Sequence[Mapping[str, Any]]) -> bool:
 
 
 def _priority_active(history: Sequence[Mapping[str, Any]], now: datetime) -> bool:
-    newest = _at(_latest(history, "newest"))
+    newest = parse_utc(_latest(history, "newest"))
     return newest is None or now - newest <= PRIORITY_ACTIVE
 
 

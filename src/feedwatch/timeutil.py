@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 
 def utcnow() -> datetime:
@@ -15,6 +16,16 @@ def to_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def parse_utc(value: Any) -> datetime | None:
+    """An ISO 8601 string as aware UTC (naive taken as UTC); None for anything else."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return to_utc(datetime.fromisoformat(value))
+    except ValueError:
+        return None
 
 
 def isoformat_utc(value: datetime | None) -> str | None:

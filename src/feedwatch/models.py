@@ -209,7 +209,9 @@ class Alert(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
-        Index("ix_delivery_channel_claimed", "channel", "claimed_at"),  # rate-limit window counts
+        # Rate-limit window counts. claimed_at first: every other statement names its rows by
+        # alert_id and channel, and must not be served by this index (migration 0006).
+        Index("ix_delivery_claimed_channel", "claimed_at", "channel"),
     )
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)

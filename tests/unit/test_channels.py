@@ -81,6 +81,27 @@ def test_only_http_links_are_shown(url: str | None, shown: bool) -> None:
     assert ("href=" in body) == shown
 
 
+def test_alert_json_is_asdict_plus_topic_and_matched_terms() -> None:
+    """``AlertPayload.to_json`` is built field by field (asdict was ~40 % of a delivery's CPU):
+    it must give what asdict gives, for every field, with copies of the lists."""
+    import dataclasses
+
+    from feedwatch.channels.base import Copy
+
+    second = TopicReason("armenia_normalization", 2.5, ["Pashinyan", "Lavrov"], "x", "full_text", [(0, 1)])
+    a = dataclasses.replace(
+        payload(),
+        reasons=[*payload().reasons, second],
+        also_reported=[Copy("Other outlet", "Same story", None, "2025-05-01T12:05:00Z")],
+    )
+    data = a.to_json()
+    extra = {"topic": "russia_azerbaijan", "matched_terms": ["Lavrov", "Pashinyan"]}
+    assert data == {**dataclasses.asdict(a), **extra}
+    data["topics"].append("changed")
+    data["reasons"][0]["terms"].append("changed")
+    assert a.topics == ["russia_azerbaijan", "armenia_normalization"] and a.reasons[0].terms == ["Lavrov"]
+
+
 def test_digest_groups_by_topic() -> None:
     a = payload()
     b = AlertPayload(**{**a.__dict__, "alert_id": 8, "topics": ["armenia_normalization"]})

@@ -374,7 +374,26 @@ def _send(
     clock: Callable[[], datetime],
     results: _Results,
 ) -> None:
-    """Send each payload into ``results``; past ``budget`` (monotonic), release the rest unsent."""
+    """Send each payload into ``results``; past ``budget`` (monotonic), release the rest unsent.
+
+    A channel with ``send_many`` (:class:`~feedwatch.channels.base.Channel`) takes the batch in
+    one call, and its failure is every payload's (the JSONL channel: one locked append and one
+    fsync for the batch instead of one per alert)."""
+    send_many = getattr(channel, "send_many", None)
+    if send_many is not None and len(payloads) > 1:
+        if time.monotonic() > budget:
+            results.deferred.extend(p.alert_id for p in payloads)
+            return
+        try:
+            send_many(payloads)
+        except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
+            for payload in payloads:
+                _failed(channel, payload.alert_id, exc, attempts, clock, results)
+            return
+        for payload in payloads:
+            results.sent.append(payload.alert_id)
+            metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
+        return
     for payload in payloads:
         alert_id = payload.alert_id
         if time.monotonic() > budget:
@@ -383,24 +402,36 @@ def _send(
         try:
             channel.send(payload)
         except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
-            tries = attempts[alert_id]
-            error = f"{type(exc).__name__}: {exc}"[:2000]
-            dead = tries >= MAX_ATTEMPTS
-            retry_at = None if dead else clock() + timedelta(seconds=backoff(tries))
-            status = DeliveryStatus.DEAD if dead else DeliveryStatus.RETRYING
-            results.failures[alert_id] = (status, error, retry_at)
-            metrics.observe_delivery(channel.name, status)
-            log.warning(
-                "alert.channel_failed",
-                alert_id=alert_id,
-                channel=channel.name,
-                attempts=tries,
-                dead=dead,
-                error=error,
-            )
+            _failed(channel, alert_id, exc, attempts, clock, results)
             continue
         results.sent.append(alert_id)
         metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
+
+
+def _failed(
+    channel: Channel,
+    alert_id: int,
+    exc: Exception,
+    attempts: dict[int, int],
+    clock: Callable[[], datetime],
+    results: _Results,
+) -> None:
+    """Record a failed send: retried after a backoff, or dead after ``MAX_ATTEMPTS``."""
+    tries = attempts[alert_id]
+    error = f"{type(exc).__name__}: {exc}"[:2000]
+    dead = tries >= MAX_ATTEMPTS
+    retry_at = None if dead else clock() + timedelta(seconds=backoff(tries))
+    status = DeliveryStatus.DEAD if dead else DeliveryStatus.RETRYING
+    results.failures[alert_id] = (status, error, retry_at)
+    metrics.observe_delivery(channel.name, status)
+    log.warning(
+        "alert.channel_failed",
+        alert_id=alert_id,
+        channel=channel.name,
+        attempts=tries,
+        dead=dead,
+        error=error,
+    )
 
 
 def _record(session: Session, results: _Results, now: datetime) -> None:

@@ -243,6 +243,54 @@ def test_dead_letter_after_max_attempts(settings: Settings) -> None:
         assert alerts.retry_alerts(session, None) == [alert_id]
 
 
+@dataclass
+class BatchRecorder(Recorder):
+    """A channel that takes a batch in one call (``send_many``), as the JSONL channel does."""
+
+    batches: list[list[int]] = field(default_factory=list)
+
+    def send_many(self, payloads: list[AlertPayload]) -> None:
+        if self.fail > 0:
+            self.fail -= 1
+            raise RuntimeError("disk full")
+        self.batches.append([p.alert_id for p in payloads])
+
+
+def test_a_batch_goes_to_send_many_in_one_call_and_fails_as_one(settings: Settings) -> None:
+    now = datetime(2025, 5, 1, 12, tzinfo=UTC)
+    ids = make_alerts(settings, [["russia_azerbaijan"]] * 3, now)
+    down, file = BatchRecorder("down", fail=1), BatchRecorder("file")
+    batch = alerts.deliver_many(ids, [down, file], settings, lambda: now)
+    assert file.batches == [ids] and file.sent == []  # one call, not one send per alert
+    assert down.batches == [] and sorted(batch.retry_ids) == ids  # its failure is each alert's
+    with db.session_scope(settings) as session:
+        rows = session.exec(select(Delivery).where(Delivery.channel == "down")).all()
+        assert {(r.alert_id, r.status, r.attempts) for r in rows} == {(i, "retrying", 1) for i in ids}
+        assert all("disk full" in (r.last_error or "") for r in rows)
+    later = now + timedelta(hours=1)
+    batch = alerts.deliver_many(ids, [down, file], settings, lambda: later)
+    assert down.batches == [ids] and file.batches == [ids]  # the file is not written twice
+    assert {r.status for r in batch.reports} == {"delivered"}
+
+
+def test_jsonl_send_many_appends_one_line_per_alert(tmp_path: Path) -> None:
+    import dataclasses
+    import json
+
+    from feedwatch.channels.jsonl import JsonlChannel
+
+    channel = JsonlChannel(tmp_path / "alerts.jsonl")
+    channel.send(payload())
+    channel.send_many(
+        [dataclasses.replace(payload(), alert_id=i, idempotency_key=f"feedwatch-alert-{i}") for i in (8, 9)]
+    )
+    lines = (tmp_path / "alerts.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    assert [r["alert_id"] for r in records] == [7, 8, 9]
+    assert [r["idempotency_key"] for r in records] == [f"feedwatch-alert-{i}" for i in (7, 8, 9)]
+    assert all(r["delivered_at"] and r["title"] == HOSTILE for r in records)
+
+
 def test_burst_is_held_and_summarized_once(settings: Settings) -> None:
     now = datetime(2025, 5, 1, 12, 0, 10, tzinfo=UTC)
     ids = make_alerts(settings, [["russia_azerbaijan"]] * 6, now)

@@ -134,6 +134,10 @@ DEFAULT_ROUTE = Route()
 
 
 class Channel(Protocol):
+    """What a channel implements. A channel may also define ``send_many(payloads)``: the
+    delivery then hands it a batch of alerts in one call, and its failure counts for each of
+    them (a channel whose writes are costly per call: the JSONL file's fsync)."""
+
     name: str
     route: Route
 

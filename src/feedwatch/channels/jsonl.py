@@ -1,10 +1,12 @@
-"""The JSONL channel: one JSON object a line, appended under an exclusive lock and fsynced."""
+"""The JSONL channel: one JSON object a line, appended under an exclusive lock and fsynced; a
+batch of alerts (``send_many``) is one append and one fsync."""
 
 from __future__ import annotations
 
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,20 +23,27 @@ class JsonlChannel:
         self.route = route
 
     def send(self, payload: AlertPayload) -> None:
-        self._append(payload.to_json())
+        self._append([payload.to_json()])
+
+    def send_many(self, payloads: Sequence[AlertPayload]) -> None:
+        """The alerts as consecutive lines: one append, one fsync (an fsync per alert was ~a fifth
+        of a delivered alert's CPU here, and takes milliseconds on a disk that is not a cache)."""
+        self._append([p.to_json() for p in payloads])
 
     def send_digest(self, digest: DigestPayload) -> None:
-        self._append(digest.to_json())
+        self._append([digest.to_json()])
 
-    def _append(self, data: dict[str, Any]) -> None:
-        record = data | {"delivered_at": isoformat_utc(utcnow())}
-        line = (json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n").encode()
+    def _append(self, records: list[dict[str, Any]]) -> None:
+        stamp = {"delivered_at": isoformat_utc(utcnow())}
+        lines = "".join(json.dumps(r | stamp, ensure_ascii=False, sort_keys=True) + "\n" for r in records)
+        left = memoryview(lines.encode())
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                os.write(fd, line)
+                while left:  # a regular file takes it all at once, short of an error
+                    left = left[os.write(fd, left) :]
                 os.fsync(fd)
             finally:
                 os.close(fd)

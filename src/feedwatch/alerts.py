@@ -379,33 +379,28 @@ def _send(
     A channel with ``send_many`` (:class:`~feedwatch.channels.base.Channel`) takes the batch in
     one call, and its failure is every payload's (the JSONL channel: one locked append and one
     fsync for the batch instead of one per alert)."""
+
+    def send_one(group: list[AlertPayload]) -> None:
+        channel.send(group[0])
+
     send_many = getattr(channel, "send_many", None)
+    groups: list[list[AlertPayload]] = [[p] for p in payloads]
+    send: Callable[[list[AlertPayload]], None] = send_one
     if send_many is not None and len(payloads) > 1:
+        groups, send = [payloads], send_many
+    for group in groups:
         if time.monotonic() > budget:
-            results.deferred.extend(p.alert_id for p in payloads)
-            return
+            results.deferred.extend(p.alert_id for p in group)
+            continue
         try:
-            send_many(payloads)
+            send(group)
         except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
-            for payload in payloads:
+            for payload in group:
                 _failed(channel, payload.alert_id, exc, attempts, clock, results)
-            return
-        for payload in payloads:
+            continue
+        for payload in group:
             results.sent.append(payload.alert_id)
             metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
-        return
-    for payload in payloads:
-        alert_id = payload.alert_id
-        if time.monotonic() > budget:
-            results.deferred.append(alert_id)
-            continue
-        try:
-            channel.send(payload)
-        except Exception as exc:  # noqa: BLE001 - any channel failure is recorded and retried
-            _failed(channel, alert_id, exc, attempts, clock, results)
-            continue
-        results.sent.append(alert_id)
-        metrics.observe_delivery(channel.name, DeliveryStatus.SENT)
 
 
 def _failed(

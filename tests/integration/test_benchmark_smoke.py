@@ -35,7 +35,8 @@ def test_quick_json_shape() -> None:
     result = json.loads(proc.stdout)
     for key in ("feeds_per_s", "floor_feeds_per_s", "ratio", "all_feeds_polled", "claimed_backlog_at_end"):
         assert key in result["poll"], key
-    for key in ("items_per_s", "parse_only_items_per_s", "ratio", "parse_only_defaults_items_per_s"):
+    ingest_keys = ("parse_only_items_per_s", "ratio", "parse_only_defaults_items_per_s", "ratio_to_defaults")
+    for key in ("items_per_s", *ingest_keys):
         assert key in result["ingest"], key
     assert isinstance(result["unchanged_cost_ratio"], float)
     assert result["unchanged"]["parse_skipped"] is True  # a re-poll of the same bytes never parses

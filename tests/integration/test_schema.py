@@ -57,47 +57,33 @@ def test_a_generic_plan_of_a_delivery_update_reads_by_alert_even_on_a_new_table(
     made while the table held a few rows and had never been analyzed. With the rate-limit index
     led by ``channel`` such a plan read every delivery of the channel on each call, and kept
     doing so as the table grew."""
-    from sqlalchemy import text
+    from datetime import UTC, datetime
 
-    with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO feed (config_url, url, name, tags, interval_minutes, full_text, enabled,"
-                " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
-                " error_count, total_errors, redirect_count, redirect_history, poll_history,"
-                " conditional_polls, created_at, updated_at) VALUES ('http://x/', 'http://x/', 'x',"
-                " '[]', 10, false, true, 'active', now(), 'x', 0, 0, 0, 0, 0, 0, '[]', '[]', 0, now(),"
-                " now())"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO article (identity_key, feed_id, title, summary, text, published_at,"
-                " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
-                " SELECT md5(g::text), (SELECT min(id) FROM feed), 't', '', '', now(), true, now(),"
-                " md5(g::text), true, 0 FROM generate_series(1, 5) g"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO alert (article_id, topics, status, attempts, created_at, minhash)"
-                " SELECT id, '[]', 'pending', 0, now(), '[]' FROM article"
-            )
-        )
-        conn.execute(
-            text(
-                "INSERT INTO delivery (alert_id, channel, status, attempts, created_at, claimed_at)"
-                " SELECT id, 'jsonl', 'sending', 1, now(), now() FROM alert"
-            )
-        )
-        conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+    from sqlalchemy import text
+    from support.stories import add_article, add_feed
+
+    from feedwatch.models import Alert, Delivery
+
+    NOW = datetime(2026, 12, 1, tzinfo=UTC)
+    with database_settings("postgresql", tmp_path) as settings:
+        with db.session_scope(settings) as session:
+            feed = add_feed(session)
+            for i in range(5):
+                alert = Alert(article_id=add_article(session, feed, f"k{i}", "t", NOW).id or 0, topics=[])
+                session.add(alert)
+                session.flush()
+                delivery = Delivery(alert_id=alert.id or 0, channel="jsonl", status="sending", claimed_at=NOW)
+                session.add(delivery)
         plans = {}
-        for name, where, args in (
-            ("many", "alert_id = ANY($1::integer[]) AND channel = $2", "('{1,2}', 'jsonl')"),
-            ("one", "alert_id = $1::integer AND channel = $2", "(1, 'jsonl')"),
-        ):
-            conn.execute(text(f"PREPARE {name} AS UPDATE delivery SET status = 'sent' WHERE {where}"))
-            plans[name] = "\n".join(row[0] for row in conn.execute(text(f"EXPLAIN EXECUTE {name}{args}")))
+        with db.get_engine(settings).connect() as conn:
+            conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+            for name, where, args in (
+                ("many", "alert_id = ANY($1::integer[]) AND channel = $2", "('{1,2}', 'jsonl')"),
+                ("one", "alert_id = $1::integer AND channel = $2", "(1, 'jsonl')"),
+            ):
+                conn.execute(text(f"PREPARE {name} AS UPDATE delivery SET status = 'sent' WHERE {where}"))
+                explained = conn.execute(text(f"EXPLAIN EXECUTE {name}{args}"))
+                plans[name] = "\n".join(row[0] for row in explained)
     for name, plan in plans.items():
         assert "ix_delivery_claimed_channel" not in plan, (name, plan)
         assert "alert_id" in plan.split("Filter")[0], (name, plan)  # the index condition, not a filter

@@ -6,7 +6,7 @@ through :mod:`feedwatch.channels.render`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Mode = Literal["immediate", "digest"]
@@ -76,17 +76,11 @@ class AlertPayload:
         return data
 
 
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
-
-
 def _plain(obj: Any) -> dict[str, Any]:
     """The fields of a payload dataclass, each list copied (what ``asdict`` gives for these
-    classes, whose values are strings, numbers, lists of those and lists of tuples)."""
-    names = _FIELD_NAMES.get(type(obj))
-    if names is None:
-        names = _FIELD_NAMES[type(obj)] = tuple(f.name for f in fields(obj))
-    values = ((name, getattr(obj, name)) for name in names)
-    return {name: list(v) if isinstance(v, list) else v for name, v in values}
+    classes, whose values are strings, numbers, lists of those and lists of tuples, and whose
+    instances hold nothing but their fields)."""
+    return {name: list(v) if isinstance(v, list) else v for name, v in vars(obj).items()}
 
 
 @dataclass(frozen=True)

@@ -57,9 +57,6 @@ _BLOCK_TAG = re.compile(
 )
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-_HSPACE = re.compile(r"[^\S\n]+")
-_NEWLINES = re.compile(r"\s*\n\s*")
-_ALLSPACE = re.compile(r"\s+")
 _ISO639_3 = {"rus": "ru", "eng": "en", "aze": "az", "hye": "hy", "arm": "hy", "deu": "de",
              "ger": "de", "fra": "fr", "fre": "fr", "ukr": "uk", "geo": "ka",
              "kat": "ka"}  # fmt: skip
@@ -234,12 +231,21 @@ def html_to_text(html_text: str) -> str:
             text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     else:
         text = html_text
-    text = _CONTROL.sub("", text).replace("\u00a0", " ")
-    return _NEWLINES.sub("\n", _HSPACE.sub(" ", text)).strip()
+    return _collapse_space(_CONTROL.sub("", text))
+
+
+def _collapse_space(text: str) -> str:
+    r"""Each line's white space collapsed to single spaces, blank lines dropped, lines joined by
+    one newline. ``str.split`` does this in C: the regular expressions that did it before
+    (``[^\S\n]+`` then ``\s*\n\s*``) try a match at every character: 15 µs against 3.4 on the
+    benchmark farm's 350-character teasers, where all of ``html_to_text`` took 29.5 µs and now
+    17.5. Both read white space as ``str.isspace`` does (no-break space included); the tests
+    hold the two equal."""
+    return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))
 
 
 def _single_line(text: str) -> str:
-    return _ALLSPACE.sub(" ", text).strip()
+    return " ".join(text.split())
 
 
 def _cap_bytes(text: str, limit: int) -> str:

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from feedwatch.normalize import (
     ArticleDraft,
+    _collapse_space,
+    _single_line,
     canonical_url,
     detect_language,
     entry_identity_key,
@@ -85,6 +90,22 @@ def test_canonical_url(url: str, base: str | None, expected: str | None) -> None
 )
 def test_html_to_text(html: str, expected: str) -> None:
     assert html_to_text(html) == expected
+
+
+# White space of every kind the regular expressions and str.split read (str.isspace): ASCII,
+# C0/C1 separators, no-break and typographic spaces, line and paragraph separators.
+_SPACES = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f\x85\xa0\u1680\u2000\u2007\u200a\u2028\u2029\u202f\u205f\u3000"
+_HSPACE = re.compile(r"[^\S\n]+")
+_NEWLINES = re.compile(r"\s*\n\s*")
+_ALLSPACE = re.compile(r"\s+")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.sampled_from([*_SPACES, "a", "я", "\u200b", "."]), max_size=40))
+def test_white_space_collapses_as_the_regular_expressions_did(text: str) -> None:
+    """The str.split forms equal the regular expressions they replaced (kept here as the oracle)."""
+    assert _collapse_space(text) == _NEWLINES.sub("\n", _HSPACE.sub(" ", text)).strip()
+    assert _single_line(text) == _ALLSPACE.sub(" ", text).strip()
 
 
 @pytest.mark.parametrize(

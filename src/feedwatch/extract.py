@@ -38,6 +38,7 @@ from lxml import etree
 from w3lib.encoding import html_to_unicode
 
 from feedwatch.normalize import detect_language
+from feedwatch.textnorm import collapse_space
 
 ExtractErrorClass = Literal["not_html", "empty"]
 
@@ -52,7 +53,6 @@ _MIN_PARAGRAPH: Final = 30
 _HTML_TYPES: Final = ("text/html", "application/xhtml+xml", "text/xml", "application/xml", "")
 _XML_DECL = re.compile(r"^\s*<\?xml[^>]*\?>", re.IGNORECASE)
 _SPACE = re.compile(r"[^\S\n]+")
-_LINES = re.compile(r"\s*\n\s*")
 # Boilerplate containers: dropped whole by the fallback before it reads paragraphs.
 _DROP_TAGS: Final = ("script", "style", "noscript", "nav", "header", "footer", "aside", "form",
                      "iframe", "template", "svg", "button", "select")  # fmt: skip
@@ -118,15 +118,15 @@ def extract(
         if len(fallback) > len(text):
             text, method = fallback, "fallback"
             note = note or ("trafilatura found nothing" if not found else "trafilatura text too short")
-    text = _cap(_clean(text), MAX_TEXT_BYTES)
+    text = _cap(collapse_space(text), MAX_TEXT_BYTES)
     if len(text) < MIN_STORY_CHARS:
         raise ExtractionError("empty", f"{len(text)} characters of text ({note or 'no paragraphs'})")
     meta = found or {}
     return ExtractedText(
         text=text,
-        title=_clean(meta.get("title") or "") or _html_title(html),
+        title=collapse_space(meta.get("title") or "") or _html_title(html),
         language=detect_language(text, hint=declared or language_hint),
-        author=_clean(meta.get("author") or "") or None,
+        author=collapse_space(meta.get("author") or "") or None,
         date=meta.get("date") or None,
         method=method,
         note=note if method == "fallback" else None,
@@ -206,11 +206,7 @@ def _html_title(html: str) -> str | None:
     match = re.search(r"<title[^>]*>(.*?)</title>", html[:65536], re.IGNORECASE | re.DOTALL)
     if not match:
         return None
-    return _clean(lxml.html.fromstring(f"<p>{match.group(1)}</p>").text_content()) or None
-
-
-def _clean(text: str) -> str:
-    return _LINES.sub("\n", _SPACE.sub(" ", text.replace("\u00a0", " "))).strip()
+    return collapse_space(lxml.html.fromstring(f"<p>{match.group(1)}</p>").text_content()) or None
 
 
 def _cap(text: str, limit: int) -> str:

@@ -111,3 +111,15 @@ def words(text: str) -> list[str]:
     """Just the folded words of ``text``."""
     folded = split_words(text).folded
     return folded.split(" ") if folded else []
+
+
+def collapse_space(text: str) -> str:
+    r"""Each line's white space collapsed to single spaces, blank lines dropped, lines joined by
+    one newline (feed texts in ``normalize.html_to_text``, pages in ``extract``).
+
+    ``str.split`` does this in C: the regular expressions that did it before (``[^\S\n]+`` then
+    ``\s*\n\s*``) try a match at every character: 15 µs against 3.4 on the benchmark farm's
+    350-character teasers, where all of ``html_to_text`` took 29.5 µs and now 17.5. Both read
+    white space as ``str.isspace`` does (no-break space included); tests/unit/test_normalize.py
+    holds the two equal."""
+    return "\n".join(filter(None, (" ".join(line.split()) for line in text.split("\n"))))

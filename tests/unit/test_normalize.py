@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 
 from feedwatch.normalize import (
     ArticleDraft,
-    _collapse_space,
     _single_line,
     canonical_url,
     detect_language,
@@ -24,7 +23,7 @@ from feedwatch.normalize import (
     normalize_feed,
 )
 from feedwatch.parse import ParsedEntry, parse_feed
-from feedwatch.textnorm import fold
+from feedwatch.textnorm import collapse_space, fold
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "feeds"
 FEED_URL = "https://feed.example.net/rss"
@@ -104,7 +103,7 @@ _ALLSPACE = re.compile(r"\s+")
 @given(st.text(alphabet=st.sampled_from([*_SPACES, "a", "я", "\u200b", "."]), max_size=40))
 def test_white_space_collapses_as_the_regular_expressions_did(text: str) -> None:
     """The str.split forms equal the regular expressions they replaced (kept here as the oracle)."""
-    assert _collapse_space(text) == _NEWLINES.sub("\n", _HSPACE.sub(" ", text)).strip()
+    assert collapse_space(text) == _NEWLINES.sub("\n", _HSPACE.sub(" ", text)).strip()
     assert _single_line(text) == _ALLSPACE.sub(" ", text).strip()
 
 

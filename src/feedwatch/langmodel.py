@@ -64,7 +64,12 @@ _CHUNK_BYTES = 256 << 10
 _WINDOW = 6  # the longest string a DFA state stands for: a state depends on the last 6 bytes only
 _RESET = 0xFF  # not in UTF-8; sends every state to the start state, which emits nothing
 _VECTOR_MIN_BYTES = 160  # less than this in all: a byte loop per text (numpy's per-call cost)
-_BATCH_BYTES = 1 << 22  # texts walked together at most (bounds the sort keys' bits and memory)
+# Bytes of text walked together at most. Each walk's temporaries are a few times its bytes in
+# 8-byte integers (and 464 bytes per distinct feature for the matrix rows); past ~16 KB of text
+# they leave the CPU's cache: a feed's 50 texts walked as one cost 13-20 % more than in 8 KB
+# walks (the shared corpus's 1,413 entries 37.7 -> 32.8 µs a text; 1.7 KB texts 168 -> 135 µs).
+# Answers do not depend on it: every text of a walk is counted and scored on its own.
+_BATCH_BYTES = 1 << 13
 
 
 class LanguageModel:

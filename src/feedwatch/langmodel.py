@@ -217,7 +217,8 @@ class LanguageModel:
         return self.classify_many([text])[0]
 
     def classify_many(self, texts: Sequence[str]) -> list[tuple[str, float]]:
-        """``[classify(text) for text in texts]``, the same answers, with one walk per batch."""
+        """``[classify(text) for text in texts]``, the same answers, with one walk per
+        ``_BATCH_BYTES`` of text."""
         datas = [_encode(text) for text in texts]
         if sum(map(len, datas)) < _VECTOR_MIN_BYTES:
             return [self._classify_short(data) for data in datas]

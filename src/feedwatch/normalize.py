@@ -10,7 +10,8 @@ Decisions, in the order an entry meets them:
 * Text: plain text from HTML, entities decoded (twice where clearly double-escaped), paragraph
   breaks kept as newlines, other white space collapsed. Title ≤ 1,000 characters, text ≤ 100 KB.
 * Language: entry, else feed, else configured, else detected on title + text. A feed's entries
-  are detected together (one walk of the language model for all of them: ``detect_languages``).
+  are detected together (the language model walks them 8 KB of text at a time:
+  ``detect_languages``).
 * Date: published, else updated, else the fetch time (``published_from_feed=False``); dates
   before 1990 or more than two days ahead of the fetch are bogus and fall back the same way.
 """
@@ -275,8 +276,9 @@ def detect_language(text: str, hint: str | None = None) -> str | None:
 
 
 def detect_languages(texts: Sequence[str], hints: Sequence[str | None]) -> list[str | None]:
-    """``[detect_language(text, hint) ...]`` for many texts: the model walks them all at once,
-    which costs a third of walking them one by one (feedwatch.langmodel)."""
+    """``[detect_language(text, hint) ...]`` for many texts: the model walks them together, 8 KB
+    of text at a time, which costs about a quarter of walking them one by one (the farm's
+    teasers: 40 against 145 µs a text; feedwatch.langmodel)."""
     samples = [text[:_DETECT_CHARS].strip() for text in texts]
     asked = [i for i, sample in enumerate(samples) if len(sample) >= 3 and any(c.isalpha() for c in sample)]
     answers = dict(zip(asked, _identifier().classify_many([samples[i] for i in asked]), strict=True))

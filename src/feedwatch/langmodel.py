@@ -320,10 +320,12 @@ class LanguageModel:
         edge = np.ones(len(ranked) + 1, dtype=bool)  # where a group starts, and the end
         np.not_equal(ranked[1:], ranked[:-1], out=edge[1:-1])
         edges = edge.nonzero()[0]
-        first = order[edges[:-1]]
         count_at = np.zeros(len(key), dtype=np.intp)
-        count_at[first] = edges[1:] - edges[:-1]
-        first.sort()  # the groups in order of their first occurrence
+        count_at[order[edges[:-1]]] = edges[1:] - edges[:-1]
+        # A group's count sits at its first occurrence and every count is at least 1, so the
+        # nonzero positions are the groups in first-seen order: one pass, where sorting the
+        # first occurrences cost ~6 µs of a 470-byte text's ~40.
+        first = count_at.nonzero()[0]
         return text[first], features[first], count_at[first]
 
     def _visits(self, data: bytes) -> Counter[int] | None:

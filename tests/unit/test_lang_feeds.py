@@ -1,6 +1,7 @@
 """Every real feed of the shared corpus normalizes to the same drafts, languages included, whether
 the languages come from the compact model in one batch per feed (normalize_feed), from it one
-entry at a time (normalize_entry), or from py3langid itself one text at a time."""
+entry at a time (normalize_entry), or from py3langid itself one text at a time; and their HTML
+reads the same with and without the inline fast path."""
 
 from __future__ import annotations
 
@@ -83,3 +84,22 @@ def test_real_feeds_same_drafts_and_languages(monkeypatch: pytest.MonkeyPatch, r
         compared += sum(map(len, batched))
     assert compared > 3 * 2000
     assert sum(d.language is not None for drafts in batched for d in drafts) > 1500
+
+
+def test_real_feeds_text_without_an_html_parser_equals_nh3s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every title, summary, content and author of the corpora reads the same through the inline
+    fast path (``normalize._inline_text``) as through nh3, and most HTML takes the fast path."""
+    fields = [
+        value
+        for _, feed in _feeds()
+        for entry in feed.entries
+        for value in (entry.title, entry.summary_html, entry.content_html, entry.author or "")
+        if "<" in value or "&" in value
+    ]
+    fast = [normalize.html_to_text(value) for value in fields]
+    taken = sum(normalize._inline_text(normalize._BLOCK_TAG.sub("\n", value)) is not None for value in fields)
+    with monkeypatch.context() as patched:
+        patched.setattr(normalize, "_inline_text", lambda marked: None)
+        assert [normalize.html_to_text(value) for value in fields] == fast
+    assert len(fields) > 1000
+    assert taken > len(fields) // 2, (taken, len(fields))

@@ -18,11 +18,17 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy import text as sql
 from sqlmodel import Field, SQLModel
 
 from feedwatch.timeutil import utcnow
+
+#: A hash written as text (hex digits, a prefix): compared byte by byte on PostgreSQL. The
+#: database's collation (C.UTF-8, en_US.UTF-8: the locale's rules through strcoll) orders such
+#: keys no better and cost ~1.5 µs more per index insert and per lookup of an article's identity
+#: or a story band (migration 0007; docs/performance.md, round 13).
+HASH_KEY = String(64).with_variant(String(64, collation="C"), "postgresql")
 
 
 class FeedState:
@@ -142,7 +148,7 @@ class Article(SQLModel, table=True):
         ),
     )
     id: int | None = Field(default=None, primary_key=True)
-    identity_key: str = Field(max_length=64, unique=True)
+    identity_key: str = Field(sa_type=HASH_KEY, unique=True)
     feed_id: int = Field(foreign_key="feed.id", index=True)
     guid: str | None = Field(default=None, sa_column=Column(Text))
     url: str | None = Field(default=None, sa_column=Column(Text))
@@ -230,7 +236,7 @@ class StoryBand(SQLModel, table=True):
     __table_args__ = (Index("ix_storyband_key_created", "key", "created_at"),)
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)
-    key: str = Field(max_length=64)  # "<band>:<hash of the band's rows>" or "t:<title hash>"
+    key: str = Field(sa_type=HASH_KEY)  # "<band>:<hash of the band's rows>" or "t:<title hash>"
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -87,3 +87,32 @@ def test_a_generic_plan_of_a_delivery_update_reads_by_alert_even_on_a_new_table(
     for name, plan in plans.items():
         assert "ix_delivery_claimed_channel" not in plan, (name, plan)
         assert "alert_id" in plan.split("Filter")[0], (name, plan)  # the index condition, not a filter
+
+
+def test_hash_keys_compare_bytes_and_their_lookups_use_their_indexes(tmp_path: Path) -> None:
+    """Migration 0007: the article's identity key and the story band key are in the "C"
+    collation on PostgreSQL, and the statements the service looks them up with (an ``= ANY``
+    array, as ``store.in_list`` binds it) still read them through their indexes."""
+    from sqlalchemy import text
+
+    with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
+        collations = conn.execute(
+            text(
+                "SELECT table_name, column_name, collation_name FROM information_schema.columns"
+                " WHERE (table_name, column_name) IN (('article', 'identity_key'), ('storyband', 'key'))"
+            )
+        ).all()
+        conn.execute(text("SET enable_seqscan = off"))  # empty tables: ask whether an index can serve
+        plans = {
+            table: "\n".join(
+                row[0]
+                for row in conn.execute(
+                    text(f"EXPLAIN SELECT id FROM {table} WHERE {column} = ANY(CAST(:keys AS varchar[]))"),
+                    {"keys": ["a", "b"]},
+                )
+            )
+            for table, column in (("article", "identity_key"), ("storyband", "key"))
+        }
+    assert sorted(collations) == [("article", "identity_key", "C"), ("storyband", "key", "C")]
+    assert "article_identity_key_key" in plans["article"], plans["article"]
+    assert "ix_storyband_key_created" in plans["storyband"], plans["storyband"]

@@ -34,7 +34,7 @@ _INWORD = "\u0300-\u036f\u00ad\u200b\u200c\u200d\u2060"
 _WORD_FULL = re.compile(rf"([{_INWORD}]*[^\W_](?:[^\W_]|[{_INWORD}])*)")
 _WORD_PLAIN = re.compile(r"([^\W_]+)")
 _HAS_INWORD = re.compile(rf"[{_INWORD}]")
-_REMOVE_INWORD = re.compile("[\u00ad\u200b\u200c\u200d\u2060]")  # _REMOVE's in-word characters
+_INVISIBLE_INWORD = "\u00ad\u200b\u200c\u200d\u2060"  # _REMOVE's in-word characters
 # Left behind by casefold("İ") == "i̇"; Azerbaijani and Turkish text is full of İ.
 _DOT_ABOVE = "\u0307"
 # Stands in for a word that folds to nothing, so word numbering never shifts.
@@ -101,10 +101,14 @@ def split_words(text: str) -> Words:
 def screen_fold(text: str) -> str:
     """The whole of ``text`` folded as ``split_words`` folds each word when ``text`` is in NFKC:
     every word of it, folded, is a substring of this (the rules engine's screen)."""
-    if _HAS_INWORD.search(text) is not None:
-        # As in a word; U+FEFF, which _REMOVE also takes, is no part of a word: it stays.
-        text = _REMOVE_INWORD.sub("", text)
-    return text.casefold().replace("ё", "е").replace(_DOT_ABOVE, "")
+    # ``in`` is a scan in C: ~5x cheaper than a regular expression over a long text.
+    for invisible in _INVISIBLE_INWORD:  # removed as in a word; U+FEFF is no part of a word
+        if invisible in text:
+            text = text.replace(invisible, "")
+    text = text.casefold()
+    if "ё" in text:
+        text = text.replace("ё", "е")
+    return text.replace(_DOT_ABOVE, "") if _DOT_ABOVE in text else text
 
 
 def tokenize(text: str) -> list[Token]:

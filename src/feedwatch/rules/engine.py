@@ -25,6 +25,14 @@ from feedwatch.textnorm import Words, screen_fold, split_words
 FIELDS = ("title", "body")
 SNIPPET_CHARS = 200
 _FEW_HITS = 48
+# Patterns found inside words before the screen gives up and reads the field (a rulebook of
+# thousands of short prefixes finds one in most words; each costs a step in Python).
+_SCREEN_TRIES = 16
+# Longer fields are cut into words without screening: the longer a text, the likelier it holds
+# some rule word, and where it does the screen is spent for nothing (~10 % of matching a 3 KB
+# text of benchmarks/rules_bench.py, where every text holds some). Titles and teasers, most of
+# what the service reads, are shorter.
+_SCREEN_MAX_CHARS = 1_000
 
 
 class _Occ(NamedTuple):
@@ -141,17 +149,25 @@ class Rulebook:
         holds the screened and unscreened answers equal on generated text, and the one
         assumption (no character outside a word case-folds to a letter or digit) is checked
         there for every code point."""
-        if self._screen is None or not unicodedata.is_normalized("NFKC", text):
+        if (
+            self._screen is None
+            or len(text) > _SCREEN_MAX_CHARS
+            or not unicodedata.is_normalized("NFKC", text)
+        ):
             return True
         folded = screen_fold(text)
-        for end, (length, exact) in self._screen.iter(folded):
+        for tried, (end, (length, exact)) in enumerate(self._screen.iter(folded)):
             # Only at a word's start (and, for an exact word, its end): around a word, the
             # folded text holds a separator, and no separator folds to a letter or digit.
             start = end - length + 1
             if start and folded[start - 1].isalnum():
-                continue
+                if tried < _SCREEN_TRIES:
+                    continue
+                return True  # patterns inside words all along: a big rulebook; stop looking
             if exact and end + 1 < len(folded) and folded[end + 1].isalnum():
-                continue
+                if tried < _SCREEN_TRIES:
+                    continue
+                return True
             return True
         return False
 

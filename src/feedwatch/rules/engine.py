@@ -139,13 +139,14 @@ class Rulebook:
     def _may_hit(self, text: str) -> bool:
         """False only when no word of ``text`` can hit: no word pattern occurs anywhere in the
         whole text folded as its words are (``textnorm.screen_fold``). Cutting the text into
-        words cost more than the rest of the matching, and ~95 % of fields hold no pattern.
+        words cost more than the rest of the matching, and most fields hold no pattern (95 % of
+        the benchmark farm's, 62 % of the shared corpora's entries).
 
         Exact, not a guess: when the text is in NFKC already (nearly all text; otherwise the
         answer is "maybe"), a word's folded form is its characters case-folded, ``ё`` as ``е``,
         invisible characters and the dot of ``İ`` dropped, each on its own: the same
         characters of the whole text folded the same way. A hit's word equals or starts with
-        its pattern, so the pattern occurs in the folded text. tests/unit/test_rules_engine.py
+        its pattern, so the pattern occurs in the folded text. tests/unit/test_rules_screen.py
         holds the screened and unscreened answers equal on generated text, and the one
         assumption (no character outside a word case-folds to a letter or digit) is checked
         there for every code point."""
@@ -157,18 +158,15 @@ class Rulebook:
             return True
         folded = screen_fold(text)
         for tried, (end, (length, exact)) in enumerate(self._screen.iter(folded)):
-            # Only at a word's start (and, for an exact word, its end): around a word, the
-            # folded text holds a separator, and no separator folds to a letter or digit.
+            # A hit's word starts where its pattern does (and, for an exact word, ends where it
+            # does): around a word the folded text holds a separator, and no separator folds to
+            # a letter or digit.
             start = end - length + 1
-            if start and folded[start - 1].isalnum():
-                if tried < _SCREEN_TRIES:
-                    continue
-                return True  # patterns inside words all along: a big rulebook; stop looking
-            if exact and end + 1 < len(folded) and folded[end + 1].isalnum():
-                if tried < _SCREEN_TRIES:
-                    continue
-                return True
-            return True
+            inside = (start > 0 and folded[start - 1].isalnum()) or (
+                exact and end + 1 < len(folded) and folded[end + 1].isalnum()
+            )
+            if not inside or tried >= _SCREEN_TRIES:
+                return True  # at a word; or found inside words all along (a big rulebook): read it
         return False
 
     def _scan_field(self, f_i: int, words: Words) -> list[_Occ]:

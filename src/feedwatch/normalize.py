@@ -287,8 +287,8 @@ def _inline_text(marked: str) -> str | None:
     normalized (CR LF and CR become LF), each run of text between two tags decoded on its own
     (a reference is never split by a tag), references decoded by the HTML5 rules (which
     ``html.unescape`` implements, but for the references it drops: those are left to nh3), a
-    NUL ending a reference and then dropped. tests/unit/test_normalize.py holds the two equal on generated
-    markup."""
+    NUL ending a reference and then dropped. tests/unit/test_normalize.py holds the two equal
+    on generated markup."""
     if not _ONLY_INLINE.fullmatch(marked) or ("&#" in marked and _odd_number(marked)):
         return None
     if "\r" in marked:

@@ -80,22 +80,8 @@ class Rulebook:
         self.morphology = morphology
         self.source = source
         self.term_count = len(self._term_wids)
-        # Of every term, its longest word pattern without the spaces: a term hits only where all
-        # its words do, so a field whose folded text holds none of these anywhere cannot hit
-        # (``_may_hit``). The longest, because phrases hold "in", "и", "the". Stems are not
-        # substrings of the text: no screen then.
-        self._screen: Any = None
-        if word_key is None:
-            word = {wid: key for key, wid in automaton.items()}  # " word " exact, " prefix" not
-            exact: dict[str, bool] = {}  # a word that is also a prefix is screened as a prefix
-            for wids in self._term_wids:
-                key = max((word[w] for w in wids), key=len)
-                bare = key.strip(" ")
-                exact[bare] = exact.get(bare, True) and key.endswith(" ")
-            self._screen = ahocorasick.Automaton()
-            for bare, whole in exact.items():
-                self._screen.add_word(bare, (len(bare), whole))
-            self._screen.make_automaton()
+        # Stems are not substrings of the text: no screen then.
+        self._screen = _screen(automaton, self._term_wids) if word_key is None else None
         self._anchors = frozenset(
             (t_i, g)
             for t_i, topic in enumerate(self._topics)
@@ -257,6 +243,24 @@ class Rulebook:
             clauses=[c.name for s, c in satisfied if s >= topic.threshold],
             groups={topic.groups[g]: ev.group_value[g] for g in groups},
         )
+
+
+def _screen(automaton: Any, term_wids: Sequence[tuple[int, ...]]) -> Any:
+    """The automaton ``Rulebook._may_hit`` scans with: of every term, its longest word pattern
+    without the spaces, valued (length, exact). A term hits only where all its words do, so a
+    field holding none of these cannot hit; the longest, because phrases hold "in", "и", "the".
+    A word that is also some term's prefix is screened as a prefix."""
+    word = {wid: key for key, wid in automaton.items()}  # " word " exact, " prefix" not
+    exact: dict[str, bool] = {}
+    for wids in term_wids:
+        key = max((word[w] for w in wids), key=len)
+        bare = key.strip(" ")
+        exact[bare] = exact.get(bare, True) and key.endswith(" ")
+    screen = ahocorasick.Automaton()
+    for bare, whole in exact.items():
+        screen.add_word(bare, (len(bare), whole))
+    screen.make_automaton()
+    return screen
 
 
 def _near(clause: Clause, ev: _Evidence, within: int) -> bool:

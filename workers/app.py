@@ -98,7 +98,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
-        worker_send_task_events=True,
+        # Three events a task, published by the worker's main process to a fanout nobody reads
+        # unless Flower or `celery events` runs (Flower sends `enable_events` every few seconds
+        # while it runs, so it sees them anyway): a third of a feeds worker's main process at
+        # capacity, ~3 % of the worker (docs/performance.md, round 14).
+        worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         task_publish_retry=True,
         task_publish_retry_policy={

@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     task_hard_time_limit: int = Field(default=150, gt=0)
     visibility_timeout: int = Field(default=3600, gt=0)
     worker_max_memory_per_child_kb: int = Field(default=400_000, gt=0)
+    task_events: bool = Field(
+        default=False,
+        description="Workers publish task events (celery events); Flower turns them on while it runs.",
+    )
 
     # alerts
     alert_channels: str = Field(default="console,jsonl", description="Comma-separated channel names.")

@@ -7,12 +7,17 @@ pool child over FEEDWATCH_WORKER_MAX_MEMORY_PER_CHILD_KB is really replaced.
 
 from __future__ import annotations
 
+import base64
+import json
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
-from support.faults import children
+import redis
+from support.faults import PrivateRedis, children
 from support.feeds import write_feeds_toml
-from support.services import wait_for
+from support.services import ServiceProcess, wait_for
 from support.stack import Stack
 
 from feedwatch.settings import Settings
@@ -86,3 +91,53 @@ def test_max_memory_per_child_recycles_the_pool_child(tmp_path: Path) -> None:
         assert worker.alive()
     finally:
         stack.stop()
+
+
+def _event_types(redis_url: str, stack: Stack, worker: ServiceProcess, heartbeats: int) -> Counter[str]:
+    """The types of the Celery events published on the worker's broker until it has sent
+    ``heartbeats`` worker heartbeats (every 2 s; the embedded beat ticks every second)."""
+    client = redis.Redis.from_url(redis_url)
+    pubsub = client.pubsub(ignore_subscribe_messages=True)
+    pubsub.psubscribe("*celeryev*")
+    seen: Counter[str] = Counter()
+    try:
+        deadline = time.monotonic() + 90
+        while seen["worker-heartbeat"] < heartbeats:
+            assert time.monotonic() < deadline, f"{dict(seen)}\n{worker.output()}"
+            message = pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            envelope = json.loads(message["data"])
+            body = envelope["body"]
+            if envelope.get("properties", {}).get("body_encoding") == "base64":
+                body = base64.b64decode(body)
+            event = json.loads(body)
+            for one in event if isinstance(event, list) else [event]:  # grouped events: a list
+                seen[one["type"]] += 1
+    finally:
+        pubsub.close()
+        client.close()
+    return seen
+
+
+@pytest.mark.parametrize("events", [False, True])
+def test_task_events_only_when_asked(tmp_path: Path, private_redis: PrivateRedis, events: bool) -> None:
+    """Workers publish task events only with FEEDWATCH_TASK_EVENTS; their heartbeats (which
+    ``celery events`` and Flower read too) either way. The embedded beat's ticks are the tasks."""
+    private_redis.start()
+    feeds = write_feeds_toml(tmp_path / "feeds.toml", [])
+    env = {"FEEDWATCH_BROKER_URL": private_redis.url()}
+    if events:
+        env["FEEDWATCH_TASK_EVENTS"] = "true"
+    stack = Stack(tmp_path, feeds, None, **env)
+    worker = stack.worker("-c", "1", "--articles-pool", "0")
+    try:
+        wait_for(lambda: "ready" in worker.output(), 60, "the worker", worker)
+        seen = _event_types(private_redis.url(), stack, worker, heartbeats=3)
+    finally:
+        stack.stop()
+    tasks = {kind for kind in seen if kind.startswith("task-")}
+    if events:
+        assert {"task-received", "task-started", "task-succeeded"} <= tasks, dict(seen)
+    else:
+        assert not tasks, dict(seen)

@@ -93,7 +93,8 @@ def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) ->
     # Both consume `default` (the ticks): a slow channel holding every alerts process must not
     # stop the ticks (tests/faults/test_slow_channel.py).
     assert set(option(command(services["worker-feeds"]), "-Q").split(",")) == {"feeds", "default"}
-    assert option(command(services["worker-feeds"]), "--concurrency") == "2"
+    # One more process than the two cores it is sized for (benchmarks/run.py measures this shape).
+    assert option(command(services["worker-feeds"]), "--concurrency") == "3"
     assert set(option(command(services["worker-alerts"]), "-Q").split(",")) == {
         "alerts",
         "default",

@@ -157,7 +157,7 @@ class Article(SQLModel, table=True):
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     author: str | None = None
     language: str | None = None
-    published_at: datetime = Field(index=True)
+    published_at: datetime  # not indexed: no query filters or sorts by it (migration 0008)
     published_from_feed: bool = True
     fetched_at: datetime = Field(default_factory=utcnow, index=True)
     content_hash: str = Field(max_length=64)

@@ -441,8 +441,11 @@ class Service:
         return proc
 
     def start_embedded(self) -> Proc:
-        """The embedded mode: one worker with beat inside (-B) consuming every queue."""
-        return self.worker("worker", "feeds,alerts,default,articles", None, "-B")
+        """The embedded mode: one worker with beat inside (-B) consuming every queue, of the
+        processes ``feedwatch run`` starts (``FEEDWATCH_WORKER_CONCURRENCY``), not ``--concurrency``:
+        that is the deployment's ``feeds`` worker."""
+        concurrency = self.settings.worker_concurrency
+        return self.worker("worker", "feeds,alerts,default,articles", concurrency, "-B")
 
     def start_workers(self) -> list[Proc]:
         """The deployment's workers (docker-compose.yml): a ``feeds`` worker of ``concurrency``

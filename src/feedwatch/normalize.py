@@ -80,7 +80,6 @@ _INLINE_TAG = re.compile(
     f"|/(?:{_INLINE}){_SPACE_IN_TAG}*+)>",
     re.IGNORECASE,
 )
-_ONLY_INLINE = re.compile(f"[^<]*+(?:{_INLINE_TAG.pattern}[^<]*+)*+", re.IGNORECASE)
 _NUMERIC_REFERENCE = re.compile(r"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+))")
 # Code points whose numeric reference html.unescape drops where html5ever keeps the character:
 # C0 controls, DEL and the noncharacters (CPython's ``html._invalid_codepoints`` without those
@@ -289,11 +288,13 @@ def _inline_text(marked: str) -> str | None:
     ``html.unescape`` implements, but for the references it drops: those are left to nh3), a
     NUL ending a reference and then dropped. tests/unit/test_normalize.py holds the two equal
     on generated markup."""
-    if not _ONLY_INLINE.fullmatch(marked) or ("&#" in marked and _odd_number(marked)):
-        return None
-    if "\r" in marked:
-        marked = marked.replace("\r\n", "\n").replace("\r", "\n")
+    # The text between the inline tags; a "<" left in it is some other markup. (At a given "<"
+    # the tag pattern matches one way or not at all, so these are the only possible runs.)
     runs = _INLINE_TAG.split(marked)
+    if any("<" in run for run in runs) or ("&#" in marked and _odd_number(marked)):
+        return None
+    if "\r" in marked:  # the tags are dropped: only the runs' line breaks become LF
+        runs = [run.replace("\r\n", "\n").replace("\r", "\n") for run in runs]
     return "".join(map(_decode, runs) if "&" in marked else runs)
 
 

@@ -93,7 +93,7 @@ def test_max_memory_per_child_recycles_the_pool_child(tmp_path: Path) -> None:
         stack.stop()
 
 
-def _event_types(redis_url: str, stack: Stack, worker: ServiceProcess, heartbeats: int) -> Counter[str]:
+def _event_types(redis_url: str, worker: ServiceProcess, heartbeats: int) -> Counter[str]:
     """The types of the Celery events published on the worker's broker until it has sent
     ``heartbeats`` worker heartbeats (every 2 s; the embedded beat ticks every second)."""
     client = redis.Redis.from_url(redis_url)
@@ -133,7 +133,7 @@ def test_task_events_only_when_asked(tmp_path: Path, private_redis: PrivateRedis
     worker = stack.worker("-c", "1", "--articles-pool", "0")
     try:
         wait_for(lambda: "ready" in worker.output(), 60, "the worker", worker)
-        seen = _event_types(private_redis.url(), stack, worker, heartbeats=3)
+        seen = _event_types(private_redis.url(), worker, heartbeats=3)
     finally:
         stack.stop()
     tasks = {kind for kind in seen if kind.startswith("task-")}

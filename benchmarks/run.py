@@ -570,7 +570,7 @@ def steady_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     (the first poll of the run makes it full), one interval apart, each carrying the newest item
     date and the rate its last parse saw. A run polls each feed ~10 times, so a history seeded
     empty stays half as long as a steady feed's, and every poll would read and write back half
-    the bytes it does in service (round 9 in docs/performance.md). Folded as the service folds
+    the bytes it does in service (round 9 in docs/performance-history.md). Folded as the service folds
     each poll (``feedstate.fold_last``: a quiet feed's polls are one run)."""
     from feedwatch.feedstate import HISTORY, fold_last
 

@@ -1,5 +1,5 @@
 """PostgreSQL's CPU per poll for the feed-state write, by table design: the question whether the
-schedule columns should leave the wide ``feed`` row (docs/performance.md, round 7).
+schedule columns should leave the wide ``feed`` row (docs/performance-history.md, round 7).
 
     .venv/bin/python benchmarks/state_write.py [--feeds 10000] [--polls 20000] [--rounds 3]
 

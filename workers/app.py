@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         # Three events a task, published by the worker's main process to a fanout nobody reads
         # unless Flower or `celery events` runs (Flower sends `enable_events` every few seconds
         # while it runs, so it sees them anyway): a third of a feeds worker's main process at
-        # capacity, ~3 % of the worker (docs/performance.md, round 14).
+        # capacity, ~3 % of the worker (docs/performance-history.md, round 14).
         worker_send_task_events=settings.task_events,
         task_send_sent_event=False,
         task_publish_retry=True,

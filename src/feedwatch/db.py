@@ -72,7 +72,7 @@ def make_engine(url: str) -> Engine:
         # server): 0.012 instead of 0.0055 ms a checked row. With the IN lists one array
         # parameter each (store.in_list), the generic plans are also the better ones: the
         # seen-items lookup 4.5 -> 0.6 ms a batch, the story lookup 7.3 -> 1.6 ms
-        # (docs/performance.md, round 11).
+        # (docs/performance-history.md, round 11).
         connect_args={"connect_timeout": 10},
     )
 

@@ -17,7 +17,7 @@ time with its reason.
   A run of quiet polls (304, or a body unchanged) that differ in nothing but their time is one
   entry (``fold_last``): ``since`` its first poll, ``at`` its last, ``n`` how many. The history
   is read and written back whole on every poll, and a quiet feed's twenty separate entries made
-  a 304 cost a quarter more than an empty history (round 9 in docs/performance.md).
+  a 304 cost a quarter more than an empty history (round 9 in docs/performance-history.md).
 - **Writes.** The rules work on a ``FeedRow``, a plain copy of the state columns, never on the
   ``Feed`` model: setting a SQLModel attribute goes through pydantic and SQLAlchemy's
   instrumentation, which cost more than the rules themselves. A poll batch reads its rows with

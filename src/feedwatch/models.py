@@ -27,7 +27,7 @@ from feedwatch.timeutil import utcnow
 #: A hash written as text (hex digits, a prefix): compared byte by byte on PostgreSQL. The
 #: database's collation (C.UTF-8, en_US.UTF-8: the locale's rules through strcoll) orders such
 #: keys no better and cost ~1.5 µs more per index insert and per lookup of an article's identity
-#: or a story band (migration 0007; docs/performance.md, round 13).
+#: or a story band (migration 0007; docs/performance-history.md, round 13).
 HASH_KEY = String(64).with_variant(String(64, collation="C"), "postgresql")
 
 
@@ -173,7 +173,7 @@ class Article(SQLModel, table=True):
 
 class Sighting(SQLModel, table=True):
     # A feed other than the one that stored the article (``Article.feed_id``) showed it. Rows
-    # written before round 10 (docs/performance.md) also record the storing feed; readers take
+    # written before round 10 (docs/performance-history.md) also record the storing feed; readers take
     # either (``store.sighted_keys``).
     # The unique constraint's index serves lookups by article_id (its leading column).
     __table_args__ = (UniqueConstraint("article_id", "feed_id", name="uq_sighting_article_feed"),)

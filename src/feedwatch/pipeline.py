@@ -201,7 +201,7 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
     process busy for seconds while the others idled. Equal sizes: 101 feeds are 51 + 50, not
     100 + 1. The floor on the size: a batch has a fixed cost (a message, the batch's reads, a
     commit), and with a tick every 0.5 s a busy service claims a few feeds a tick. Split four
-    ways, they cost 20 % more CPU per stored article (round 10 in docs/performance.md); the next
+    ways, they cost 20 % more CPU per stored article (round 10 in docs/performance-history.md); the next
     tick's batch goes to the next free process anyway.
     """
     if not ids:

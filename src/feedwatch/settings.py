@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     # A due feed waits at most a tick to be claimed, and a tick's feeds reach the workers as one
     # burst: the period counts twice in due→alert latency. At 1,000 polls/s on a slow machine of
     # two cores, p95 due→delivered: 1 s tick 1.6–2.2 s, 0.5 s 0.75–0.81 s, 0.25 s 0.43–0.98 s
-    # but ~12 % fewer polls/s at capacity (docs/performance.md, round 10).
+    # but ~12 % fewer polls/s at capacity (docs/performance-history.md, round 10).
     tick_seconds: float = Field(default=0.5, gt=0, description="Seconds between ticks that claim due feeds.")
     sweep_seconds: float = Field(
         default=1.0,

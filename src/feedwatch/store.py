@@ -94,7 +94,7 @@ class InList(ColumnElement[bool]):
     this is ``column = ANY(%(name)s)`` with the list bound as one array, so the statement's text
     is the same whatever the list's length; elsewhere (SQLite) it stays an expanding ``IN``.
     Used where a list can be long (a batch's keys or ids); end to end the gain was within the
-    noise (round 9 in docs/performance.md)."""
+    noise (round 9 in docs/performance-history.md)."""
 
     type = Boolean()
     _is_implicitly_boolean = True  # a comparison: no ``= 1`` after it where booleans are integers
@@ -137,7 +137,7 @@ def insert_many(
     placeholders once. An ``INSERT … VALUES`` of 200 rows of 15 columns has 3,000 of them, which
     psycopg turned into ``$n`` in Python on every statement (it caches no statement that long):
     15 % of a feeds worker's samples during ingest. The client's CPU per article row fell from
-    ~0.05 to ~0.003 ms; PostgreSQL's stayed ~0.025 ms (round 8 in docs/performance.md). The
+    ~0.05 to ~0.003 ms; PostgreSQL's stayed ~0.025 ms (round 8 in docs/performance-history.md). The
     engine's JSON serializer (orjson) writes the rows; a column of type JSON takes its value
     as it is nested there.
 
@@ -378,7 +378,7 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     statement runs. An executemany of ``UPDATE feed SET … WHERE id = :id`` per run of rows
     setting the same columns was ~16 runs for a batch of 100 polls (rows in id order, their
     outcomes mixed), one Python-side bind and one statement for PostgreSQL per row (round 8 in
-    docs/performance.md). PostgreSQL finds the rows through the primary key, in id order, so a
+    docs/performance-history.md). PostgreSQL finds the rows through the primary key, in id order, so a
     batch locks them in id order as before (``changes`` come sorted by id).
 
     On SQLite, consecutive rows that set the same columns share one ``UPDATE … WHERE id = :id``
@@ -554,7 +554,7 @@ def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datet
     """Record (article id, feed id) sightings, in the order given; one seen before is kept.
 
     An article's own feed needs none: ``Article.feed_id`` says it (since round 10 in
-    docs/performance.md; rows written before stay, and :func:`sighted_keys` reads both). A
+    docs/performance-history.md; rows written before stay, and :func:`sighted_keys` reads both). A
     sighting's two foreign keys cost PostgreSQL ~0.07 ms a row then, ~0.01 without them: a
     sighting for every new article was about a third of its CPU per ingested article. Most of
     that was re-planning each key check under forced custom plans, dropped in round 11: on one

@@ -67,7 +67,7 @@ class AlertPayload:
     def to_json(self) -> dict[str, Any]:
         """``dataclasses.asdict`` of the payload, plus ``topic`` and ``matched_terms``. Built
         field by field: asdict deep-copies every value through a recursive walk, which was ~40 %
-        of a delivery's CPU (docs/performance.md, round 11)."""
+        of a delivery's CPU (docs/performance-history.md, round 11)."""
         data = _plain(self)
         data["reasons"] = [_plain(r) for r in self.reasons]
         data["also_reported"] = [_plain(c) for c in self.also_reported]

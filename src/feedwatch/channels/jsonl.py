@@ -28,7 +28,7 @@ class JsonlChannel:
     def send_many(self, payloads: Sequence[AlertPayload]) -> None:
         """The alerts as consecutive lines: one append, one fsync. An append per alert (open,
         lock, write, fsync, close) put a delivered alert at 0.45-0.49 ms of CPU in batches of 25,
-        one per batch at 0.28-0.32 (docs/performance.md, round 11); and an fsync takes
+        one per batch at 0.28-0.32 (docs/performance-history.md, round 11); and an fsync takes
         milliseconds on a disk that is not a cache."""
         self._append([p.to_json() for p in payloads])
 

@@ -2,7 +2,7 @@
 
 Every article insert paid for eight indexes. No statement filters or sorts articles by
 ``content_hash``, and ``flagged`` is only counted together with ``fetched_at`` (which has its own
-index). See docs/performance.md, round 4.
+index). See docs/performance-history.md, round 4.
 
 Revision ID: 0003
 Revises: 0002

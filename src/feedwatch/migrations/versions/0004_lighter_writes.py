@@ -11,7 +11,7 @@
   entered in every index of ``feed``. Nothing filters by ``state`` alone but the operator's
   feed list, and five values over a feed table are read faster by a scan.
 
-See docs/performance.md, round 6. On a large ``article`` table the partial index is built while
+See docs/performance-history.md, round 6. On a large ``article`` table the partial index is built while
 the migration holds its lock: run it in a quiet moment.
 
 Revision ID: 0004

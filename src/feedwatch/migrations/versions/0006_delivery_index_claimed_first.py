@@ -1,7 +1,7 @@
 """delivery: the rate-limit index leads with claimed_at, not channel
 
 Every other statement on ``delivery`` names its rows by ``alert_id`` and ``channel``. With
-PostgreSQL's plan cache (round 11 in docs/performance.md), a generic plan made while the table
+PostgreSQL's plan cache (round 11 in docs/performance-history.md), a generic plan made while the table
 was nearly empty could take ``(channel, claimed_at)`` for ``channel = …`` and then read every
 delivery of the channel on each call, until the table was first analyzed. With ``claimed_at``
 first, only ``alert_id`` indexes serve those statements; the rate-limit count reads the last

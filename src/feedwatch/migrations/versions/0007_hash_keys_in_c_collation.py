@@ -3,7 +3,7 @@
 Both hold hashes written in hex. Under the database's collation (C.UTF-8, en_US.UTF-8, ...)
 every comparison in their indexes went through the locale's strcoll and PostgreSQL made no
 abbreviated keys for them; byte order costs ~1.5 µs less per index insert and per lookup
-(docs/performance.md, round 13). Equality, hence every lookup's answer, is the same under both.
+(docs/performance-history.md, round 13). Equality, hence every lookup's answer, is the same under both.
 
 On PostgreSQL the column's type stays ``varchar(64)``, so the table is not rewritten, but the
 indexes on the column are rebuilt, under a lock on the table: on a large ``article`` table this

@@ -2,7 +2,7 @@
 
 Every stored article paid for it. The service reads ``published_at`` only as a column of rows it
 found by other keys (an alert's article, a story's copies); the status counts go by
-``fetched_at``, which keeps its index. See docs/performance.md, round 14. A deployment that
+``fetched_at``, which keeps its index. See docs/performance-history.md, round 14. A deployment that
 queries articles by publication time itself can create the index again; ``downgrade`` does.
 
 Revision ID: 0008

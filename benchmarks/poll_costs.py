@@ -149,7 +149,9 @@ def main(argv: list[str] | None = None) -> None:
         "--statements", action="store_true", help="also: database wall time per statement during ingest"
     )
     parser.add_argument(
-        "--only", choices=["304", "unchanged", "new", "ingest"], help="profile this kind only"
+        "--only",
+        choices=["304", "unchanged", "new", "ingest", "delivery"],
+        help="profile this kind only (delivery: only with --only)",
     )
     args = parser.parse_args(argv)
 
@@ -220,9 +222,13 @@ def main(argv: list[str] | None = None) -> None:
                 timings["stop"] = True
             if profiler:
                 profiler.disable()
-                profiler.dump_stats(args.profile)
             lookup = time_story_lookup(service) if args.statements else None
+            if profiler and args.only == "delivery":
+                profiler.enable()
             delivery = delivery_costs(service)
+            if profiler:
+                profiler.disable()
+                profiler.dump_stats(args.profile)
             service.stop()
         body = constant_body(group, 0, port)
         parse_ms: dict[str, float] = {}

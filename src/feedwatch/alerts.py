@@ -119,7 +119,7 @@ _LOAD_ALERTS = (
 # statistics lagged behind the tables' growth (a new deployment's first minutes, a bulk import,
 # a fresh benchmark database: 5.8 ms a call at 33,000 matches instead of 0.3, a fifth of
 # PostgreSQL's CPU while ingesting). Apart, the two read by the primary keys and by the match
-# index's leading column under the same statistics (tests/integration/test_alert_plans.py). One
+# index's leading column under the same statistics (tests/integration/test_generic_plans.py). One
 # state seen to make the second a scan all the same: a match table analyzed while still empty,
 # until autovacuum's next analyze.
 _LOAD_ARTICLES = (

@@ -650,7 +650,7 @@ def alerts_to_requeue(
     Two statements, one a status. As one (the two conditions joined by ``OR``, ordered by id),
     PostgreSQL's generic plan walked the whole table along its primary key looking for rows that
     are almost never there: 30 ms a sweep at 300,000 alerts, every second, growing with the
-    table (tests/integration/test_alert_plans.py). Each status is a short range of the index.
+    table (tests/integration/test_generic_plans.py). Each status is a short range of the index.
     """
     found: list[int] = []
     for stmt, before in ((_LOST_PENDING, now - pending_grace), (_LOST_QUEUED, now - queued_timeout)):

@@ -26,6 +26,7 @@ from sqlalchemy import (
     column,
     func,
     literal_column,
+    or_,
     union_all,
     update,
 )
@@ -609,20 +610,6 @@ def create_alerts(
     }
 
 
-def mark_alerts_queued(session: Session, alert_ids: Sequence[int], now: datetime) -> None:
-    """Record that a message was published; a delivered alert is never moved back."""
-    if not alert_ids:
-        return
-    session.execute(
-        update(Alert)
-        .where(
-            col(Alert.id).in_(list(alert_ids)),
-            col(Alert.status).in_([AlertStatus.PENDING, AlertStatus.QUEUED]),
-        )
-        .values(status=AlertStatus.QUEUED, queued_at=now)
-    )
-
-
 _AL = _table(Alert).c
 
 
@@ -639,6 +626,18 @@ def _lost(status: str, since: Any) -> Any:
 
 _LOST_PENDING = _lost(AlertStatus.PENDING, _AL.created_at)
 _LOST_QUEUED = _lost(AlertStatus.QUEUED, _AL.queued_at)
+#: The ids as one array parameter (``in_list``): one statement text however many alerts.
+_MARK_QUEUED = (
+    update(_table(Alert))
+    .where(in_list(_AL.id), or_(_AL.status == AlertStatus.PENDING, _AL.status == AlertStatus.QUEUED))
+    .values(status=AlertStatus.QUEUED, queued_at=bindparam("b_now"))
+)
+
+
+def mark_alerts_queued(session: Session, alert_ids: Sequence[int], now: datetime) -> None:
+    """Record that a message was published; a delivered alert is never moved back."""
+    if alert_ids:
+        session.execute(_MARK_QUEUED, {"b_ids": list(alert_ids), "b_now": now})
 
 
 def alerts_to_requeue(

@@ -194,6 +194,8 @@ STATEMENTS: dict[tuple[Any, str], Any] = {
     (alerts, "_DELIVERY_STATES"): lambda v: {"b_ids": v["alert_ids"]},
     (alerts, "_MARK_SENT"): lambda v: {"b_ids": v["alert_ids"], "b_channel": "jsonl", "b_now": v["now"]},
     (alerts, "_FINISH_ALERT"): lambda v: {**v["finish"], "b_error": None},
+    # a poll batch's alerts, once published
+    (store, "_MARK_QUEUED"): lambda v: {"b_ids": v["alert_ids"], "b_now": v["now"]},
     # the beat's sweep, every second
     (store, "_LOST_PENDING"): lambda v: {"b_before": v["now"], "b_limit": 1000},
     (store, "_LOST_QUEUED"): lambda v: {"b_before": v["now"], "b_limit": 1000},

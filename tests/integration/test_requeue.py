@@ -58,3 +58,25 @@ def test_lost_alerts_oldest_first(session: Session) -> None:
     assert store.alerts_to_requeue(session, NOW, GRACE, TIMEOUT, limit=100) == sorted(lost)
     assert store.alerts_to_requeue(session, NOW, GRACE, TIMEOUT, limit=2) == sorted(lost)[:2]
     assert store.alerts_to_requeue(session, NOW - 2 * hour, GRACE, TIMEOUT, limit=100) == []
+
+
+def test_marking_queued_never_moves_an_alert_back(session: Session) -> None:
+    feed = Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f")
+    session.add(feed)
+    session.flush()
+    assert feed.id is not None
+    hour = timedelta(hours=1)
+    statuses = [AlertStatus.PENDING, AlertStatus.QUEUED, AlertStatus.DELIVERED, AlertStatus.FAILED]
+    ids = [_alert(session, feed.id, n, status, hour, hour) for n, status in enumerate(statuses)]
+
+    store.mark_alerts_queued(session, ids, NOW)
+    session.expire_all()
+    after = {a.id: (a.status, a.queued_at) for a in (session.get(Alert, i) for i in ids) if a is not None}
+    assert [after[i][0] for i in ids] == [
+        AlertStatus.QUEUED,
+        AlertStatus.QUEUED,
+        AlertStatus.DELIVERED,
+        AlertStatus.FAILED,
+    ]
+    stamped = [after[i][1] for i in ids]
+    assert [s is not None and s.replace(tzinfo=UTC) == NOW for s in stamped] == [True, True, False, False]

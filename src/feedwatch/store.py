@@ -26,7 +26,6 @@ from sqlalchemy import (
     column,
     func,
     literal_column,
-    or_,
     union_all,
     update,
 )
@@ -629,7 +628,7 @@ _LOST_QUEUED = _lost(AlertStatus.QUEUED, _AL.queued_at)
 #: The ids as one array parameter (``in_list``): one statement text however many alerts.
 _MARK_QUEUED = (
     update(_table(Alert))
-    .where(in_list(_AL.id), or_(_AL.status == AlertStatus.PENDING, _AL.status == AlertStatus.QUEUED))
+    .where(in_list(_AL.id), _AL.status.in_([AlertStatus.PENDING, AlertStatus.QUEUED]))
     .values(status=AlertStatus.QUEUED, queued_at=bindparam("b_now"))
 )
 

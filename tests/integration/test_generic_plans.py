@@ -67,6 +67,13 @@ _MATCH = """INSERT INTO match (article_id, topic, score, terms, snippet, explana
   WHERE flagged AND id > (SELECT coalesce(max(article_id), 0) FROM match)"""
 
 
+def load(raw: Any, first: int, last: int) -> None:
+    """Articles ``first`` to ``last`` (every 17th flagged) and what the service stores with them."""
+    raw(_ARTICLE, {"first": first, "last": last})
+    for statement in (_MATCH, _ALERT, *_OTHERS):
+        raw(statement)
+
+
 @pytest.fixture(scope="module")
 def lagging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
     """A PostgreSQL database of 2,000 feeds whose tables were analyzed at 4,000 articles, 235
@@ -96,21 +103,10 @@ def lagging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
                 " false, true, 'ok', now(), '', 0, 0, 0, 0, 0, 0, '[]', '[]', 0, now(), now()"
                 " FROM generate_series(1, 2000) AS g"
             )
-            raw(_ARTICLE, {"first": 1, "last": 4_000})
-            raw(_MATCH)
-            raw(_ALERT)
-            for other in _OTHERS:
-                raw(other)
-            raw("ANALYZE feed")
-            raw("ANALYZE article")
-            raw("ANALYZE match")
-            for table in ("alert", "sighting", "storyband", "storycopy", "delivery"):
+            load(raw, 1, 4_000)
+            for table in TABLES:
                 raw(f"ANALYZE {table}")
-            raw(_ARTICLE, {"first": 4_001, "last": 44_000})
-            raw(_MATCH)
-            raw(_ALERT)
-            for other in _OTHERS:
-                raw(other)
+            load(raw, 4_001, 44_000)
             conn.commit()
             yield conn
 
@@ -119,22 +115,28 @@ def _generic_plan(conn: Connection, statement: Any, values: dict[str, Any]) -> d
     """PostgreSQL's generic plan of ``statement`` as the service's engine sends it (prepared,
     its parameters numbered), explained for ``values``."""
     compiled = statement.compile(dialect=conn.dialect)
-    names: list[str] = []
+    params = {**compiled.params, **values}
+    args: list[Any] = []
 
     def number(m: re.Match[str]) -> str:
-        names.append(m.group(1))
-        return f"${len(names)}"
+        name, expanding = m.groups()
+        if name:
+            args.append(params[name])
+            return f"${len(args)}"
+        # An expanding IN (a list of constants): a parameter each, as SQLAlchemy sends it.
+        first = len(args) + 1
+        args.extend(params[expanding])
+        return ", ".join(f"${first + i}" for i in range(len(params[expanding])))
 
-    text = re.sub(r"%\((\w+)\)s", number, str(compiled))
-    params = {**compiled.params, **values}
+    text = re.sub(r"%\((\w+)\)s|__\[POSTCOMPILE_(\w+)\]", number, str(compiled))
     raw = conn.exec_driver_sql
     raw(f"PREPARE plan_under_test AS {text}")
     try:
         raw("SET plan_cache_mode = force_generic_plan")
         # EXECUTE's arguments as literals: bound ones would have no type of their own.
         driver = conn.connection.driver_connection
-        args = ", ".join(sql.Literal(params[name]).as_string(driver) for name in names)
-        row = raw(f"EXPLAIN (FORMAT JSON) EXECUTE plan_under_test({args})").scalar_one()
+        literals = ", ".join(sql.Literal(arg).as_string(driver) for arg in args)
+        row = raw(f"EXPLAIN (FORMAT JSON) EXECUTE plan_under_test({literals})").scalar_one()
     finally:
         raw("RESET plan_cache_mode")
         raw("DEALLOCATE plan_under_test")

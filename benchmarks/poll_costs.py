@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--only",
         choices=["304", "unchanged", "new", "ingest", "delivery"],
-        help="profile this kind only (delivery: only with --only)",
+        help="profile this kind only (the deliveries are profiled only when named here)",
     )
     args = parser.parse_args(argv)
 

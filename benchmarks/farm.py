@@ -35,6 +35,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import formatdate
+from functools import lru_cache
 from typing import Any
 from xml.sax.saxutils import escape
 
@@ -109,15 +110,17 @@ def assign_kinds(count: int, mix: dict[str, float]) -> list[str]:
     return kinds
 
 
-_date_cache: tuple[int, str] = (0, "")
+#: Item ``seq`` was published ``seq`` minutes after this (2026-11-02 09:00 UTC): every item keeps
+#: its own date from render to render, as a real feed's items do, and a newer item a later one.
+#: Until round 16 every item of a body carried the time it was rendered (one date for all 50,
+#: a new one each second): a re-rendered feed changed every item's bytes, and a service that
+#: remembers parsed dates met one string per body (docs/performance-history.md, round 16).
+EPOCH = 1793610000
 
 
-def _now_rfc822() -> str:
-    global _date_cache
-    second = int(time.time())
-    if _date_cache[0] != second:
-        _date_cache = (second, formatdate(second, usegmt=True))
-    return _date_cache[1]
+@lru_cache(maxsize=1 << 16)
+def item_date(seq: int) -> str:
+    return formatdate(EPOCH + 60 * seq, usegmt=True)
 
 
 _VOCABULARY = sorted({w.strip(".,") for _, text in FILLER for w in text.split()})
@@ -130,7 +133,7 @@ def _words(key: str, count: int) -> str:
     return " ".join(rng.choice(_VOCABULARY) for _ in range(count))
 
 
-def render_item(group: Group, feed: int, seq: int, port: int, date: str) -> str:
+def render_item(group: Group, feed: int, seq: int, port: int) -> str:
     """About 1 KB, like a real item with an HTML teaser (the shared corpus: 0.5–3.5 KB)."""
     guid = f"{group.name}-{feed}-{seq}"
     link = f"http://127.0.0.1:{port}/news/{guid}"
@@ -143,20 +146,15 @@ def render_item(group: Group, feed: int, seq: int, port: int, date: str) -> str:
     return (
         f"<item><guid isPermaLink='false'>{guid}</guid>"
         f"<title>{escape(title.format(seq=seq))}</title>"
-        f"<link>{link}</link><pubDate>{date}</pubDate><author>desk@example.org (News desk)</author>"
+        f"<link>{link}</link><pubDate>{item_date(seq)}</pubDate><author>desk@example.org (News desk)</author>"
         f"<description>{escape(teaser)}</description></item>"
     )
 
 
-#: Constant bodies carry a fixed date, so a runner can compute their bytes (and hash) itself.
-FIXED_DATE = "Mon, 02 Nov 2026 09:00:00 GMT"
-
-
-def render_feed(group: Group, feed: int, first_seq: int, port: int, date: str | None = None) -> bytes:
+def render_feed(group: Group, feed: int, first_seq: int, port: int) -> bytes:
     """``n`` items, newest first, with sequence numbers ``first_seq + n - 1`` down to ``first_seq``."""
     seqs = range(first_seq + group.items - 1, first_seq - 1, -1)
-    date = date or _now_rfc822()
-    items = "".join(render_item(group, feed, s, port, date) for s in seqs)
+    items = "".join(render_item(group, feed, s, port) for s in seqs)
     language = f"<language>{group.language}</language>" if group.language else ""
     return (
         '<?xml version="1.0" encoding="utf-8"?><rss version="2.0"><channel>'
@@ -242,7 +240,7 @@ class Farm:
 
 def constant_body(group: Group, feed: int, port: int) -> bytes:
     """The bytes a ``304``/``unchanged``/``slow`` feed always serves (for pre-seeding a hash)."""
-    return render_feed(group, feed, 0, port, FIXED_DATE)
+    return render_feed(group, feed, 0, port)
 
 
 def groups_from_config(config: dict[str, Any]) -> list[Group]:

@@ -32,10 +32,11 @@ time with its reason.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from itertools import chain
 from operator import attrgetter, itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +45,7 @@ from sqlmodel import Session
 from feedwatch import known, store
 from feedwatch.fetch import FetchRequest, FetchResult
 from feedwatch.models import Feed
-from feedwatch.parse import ParsedEntry, ParsedFeed
+from feedwatch.parse import ParsedFeed
 from feedwatch.schedule import (
     Hints,
     NextCheck,
@@ -112,6 +113,7 @@ class FeedRow:
     websub_last_push_at: datetime | None
     updated_at: datetime
     entry_fingerprints: bytes | None
+    item_spans: bytes | None
     #: The values as loaded, in ``COLUMNS`` order: what ``changes()`` compares with.
     loaded: tuple[Any, ...] = field(default=(), repr=False)
 
@@ -296,9 +298,9 @@ def _without_when(entry: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entry.items() if k not in _WHEN}
 
 
-def _dates(entries: Sequence[ParsedEntry], now: datetime) -> list[datetime]:
+def _dates(parsed: ParsedFeed, now: datetime) -> list[datetime]:
     # Future dates are typos or time zones gone wrong: they would fake a fresh feed.
-    dates = (e.published or e.updated for e in entries)
+    dates = chain((e.published or e.updated for e in parsed.entries), (k.date for k in parsed.kept))
     return sorted(d for d in dates if d is not None and d <= now + timedelta(hours=1))
 
 
@@ -308,7 +310,7 @@ def describe_parsed(entry: dict[str, Any], parsed: ParsedFeed, now: datetime) ->
     A value the parse did not find is removed from the entry (it may hold one carried from the
     poll before), not stored as null: every reader takes a missing key for None, and the
     history is read and written back whole on every poll."""
-    dates = _dates(parsed.entries, now)
+    dates = _dates(parsed, now)
     if dates:
         entry["newest"] = dates[-1].isoformat(timespec="seconds")
         days = (dates[-1] - dates[0]).total_seconds() / 86400
@@ -397,7 +399,8 @@ def record_success(
         if parsed is not None:
             describe_parsed(entry, parsed, now)
             # The caller stored every entry of ``parsed`` in this transaction (feedwatch.known).
-            feed.entry_fingerprints = known.fingerprints(parsed.entries, result.url)
+            feed.entry_fingerprints = known.fingerprints(parsed, result.url)
+            feed.item_spans = parsed.spans
             if parsed.hub_url:
                 feed.websub_hub, feed.websub_topic = parsed.hub_url, parsed.self_url or result.url
         _track_validators(feed, result, now, entry)

@@ -19,9 +19,10 @@ only costs the database question. Collisions: 8 bytes, ~50 entries per feed: ~2^
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
-from feedwatch.parse import Known, ParsedEntry
+if TYPE_CHECKING:  # parse imports this module
+    from feedwatch.parse import Known, ParsedFeed
 
 SIZE = 8
 
@@ -31,20 +32,23 @@ def fingerprint(guid: str | None, link: str | None, base: str | None, feed_url: 
     return hashlib.blake2b(data, digest_size=SIZE).digest()
 
 
-def fingerprints(entries: Iterable[ParsedEntry], feed_url: str) -> bytes:
-    """The row value after these entries were stored: their fingerprints, sorted, concatenated.
-    An entry without guid and link is keyed by its title and date: never known, never kept."""
-    prints = {fingerprint(e.guid, e.link, e.base, feed_url) for e in entries if e.guid or e.link}
+def fingerprints(parsed: ParsedFeed, feed_url: str) -> bytes:
+    """The row value after the feed's entries were stored (and its ``kept`` items, which
+    feedwatch.splice did not parse again): their fingerprints, sorted, concatenated. An entry
+    without guid and link is keyed by its title and date: never known, never kept. The parse
+    gives each entry its fingerprint (``ParsedEntry.fingerprint``); one without is hashed here."""
+    prints = {
+        e.fingerprint or fingerprint(e.guid, e.link, e.base, feed_url)
+        for e in parsed.entries
+        if e.fingerprint or e.guid or e.link
+    }
+    prints.update(item.fingerprint for item in parsed.kept)
     return b"".join(sorted(prints))
 
 
-def predicate(stored: bytes | None, feed_url: str) -> Known | None:
-    """``known(guid, link, base)`` for a parse of ``feed_url`` whose feed row holds ``stored``."""
+def predicate(stored: bytes | None) -> Known | None:
+    """``known(fingerprint)`` for a parse of a feed whose row holds ``stored`` (the fingerprint
+    hashes the URL the feed was fetched from: a feed fetched elsewhere knows none of them)."""
     if not stored:
         return None
-    known = {stored[i : i + SIZE] for i in range(0, len(stored), SIZE)}
-
-    def is_known(guid: str | None, link: str | None, base: str) -> bool:
-        return bool(guid or link) and fingerprint(guid, link, base, feed_url) in known
-
-    return is_known
+    return {stored[i : i + SIZE] for i in range(0, len(stored), SIZE)}.__contains__

@@ -128,6 +128,9 @@ class Feed(SQLModel, table=True):
     # 8-byte fingerprints of the entries the last successful parse showed, all stored by then
     # (feedwatch.known): the next parse skips their text work and their database lookup.
     entry_fingerprints: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    # The byte spans of those entries' items, with their fingerprints and dates (feedwatch.splice):
+    # the next parse of a changed body parses only the items it does not find here.
+    item_spans: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
 
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)

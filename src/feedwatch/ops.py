@@ -23,7 +23,7 @@ from rich.text import Text
 from sqlalchemy import select
 from sqlmodel import Session, col
 
-from feedwatch import known
+from feedwatch import known, splice
 from feedwatch.db import session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Delivery, Feed, Match
 from feedwatch.settings import get_settings
@@ -267,9 +267,12 @@ def feeds_show(feed_id: int, as_json: bool) -> None:
             raise click.ClickException(f"no feed {feed_id}")
         dumped = feed.model_dump()
         data = _jsonable({name: dumped.get(name) for name in Feed.model_fields})
-        # Shown as what it means: how many entries of the last parse are known to be stored.
+        # Shown as what they mean: how many entries of the last parse are known to be stored,
+        # and how many items the next parse can leave unparsed if their bytes recur.
         prints = feed.entry_fingerprints or b""
         data["entry_fingerprints"] = len(prints) // known.SIZE
+        record = splice.Record.decode(feed.item_spans)
+        data["item_spans"] = len(record.items) if record is not None else 0
     if as_json:
         _echo_json(data)
         return

@@ -33,7 +33,7 @@ from __future__ import annotations
 import calendar
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin
@@ -42,8 +42,10 @@ import feedparser
 import feedparser.encodings
 import feedparser.mixin
 
+from feedwatch import splice
 from feedwatch.fastparse import complete, read
 from feedwatch.fastparse_encoding import pi_encoding
+from feedwatch.known import fingerprint as _fingerprint
 
 MAX_ENTRIES = 1_000
 MAX_RAW_FIELD = 1_000_000  # raw HTML per field; normalize caps the plain text much lower
@@ -78,6 +80,8 @@ class ParsedEntry:
     # Marked by ``parse_feed(known=...)``: the caller has stored this entry already. A known
     # entry read by the fast path carries only its identity and dates (texts left empty).
     known: bool = False
+    # feedwatch.known's fingerprint of the entry's identity; None without guid and link.
+    fingerprint: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,11 @@ class ParsedFeed:
     hub_url: str | None
     self_url: str | None
     format: str  # feedparser's version ("rss20", "atom10", "rss10", ...), "json" or "unknown"
+    # Items not parsed because their bytes are those of items the last parse recorded
+    # (feedwatch.splice): stored already, like known entries; each its fingerprint and date.
+    kept: tuple[splice.Item, ...] = ()
+    # What the next parse of this feed may splice from (feedwatch.splice; Feed.item_spans).
+    spans: bytes | None = None
 
 
 def _install_author_guard() -> None:
@@ -153,19 +162,26 @@ def _install_encoding_guard() -> None:
 _install_encoding_guard()
 
 
-#: ``known(guid, link, base)``: True for an entry the caller has stored already.
-Known = Callable[[str | None, str | None, str], bool]
+#: ``known(fingerprint)``: True for an entry the caller has stored already (feedwatch.known).
+Known = Callable[[bytes], bool]
 
 
 def parse_feed(
-    body: bytes, *, headers: Mapping[str, str], url: str, fast: bool = True, known: Known | None = None
+    body: bytes,
+    *,
+    headers: Mapping[str, str],
+    url: str,
+    fast: bool = True,
+    known: Known | None = None,
+    spans: bytes | None = None,
 ) -> ParsedFeed:
     """Parse one fetched document; raises :class:`ParseError` (never anything else).
 
     ``fast=False`` skips :mod:`feedwatch.fastparse` (the tests compare both ways). ``known``
     marks entries the caller has stored already (``ParsedEntry.known``); the fast path then skips
     their text work, which is most of a re-read feed's parse (a poll that finds 2 new items of
-    50 needs the texts of 2).
+    50 needs the texts of 2). ``spans`` is the record the last parse of this feed left
+    (``ParsedFeed.spans``): items whose bytes it holds are not parsed again (:mod:`feedwatch.splice`).
     """
     lowered = {k.lower(): v for k, v in headers.items()}
     head = body[:1024].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -175,7 +191,70 @@ def parse_feed(
         from feedwatch.jsonfeed import parse_json_feed
 
         return parse_json_feed(body, url=url)
-    return _parse_xml(body, lowered, url, fast, known)
+    # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
+    # into URLs; normalize resolves links against ``base`` itself.
+    lowered.pop("content-location", None)
+    if not fast:
+        return _parse_feedparser(body, lowered, url, known)
+    last = splice.Record.decode(spans)
+    found = splice.cut(body, last.tag, url, lowered) if last is not None else None
+    if last is not None and found is not None and found.context == last.context:
+        spliced = _splice(body, lowered, url, known, last, found)
+        if spliced is not None:
+            return spliced
+    parsed = _parse_fast(body, lowered, url, known)
+    if parsed is None:
+        return _parse_feedparser(body, lowered, url, known)
+    tag = splice.TAGS.get(parsed.format)
+    if found is None or found.tag != tag:
+        found = splice.cut(body, tag, url, lowered) if tag else None
+    if found is None:
+        return parsed
+    entries = parsed.entries
+    record = splice.record(
+        found, _base(url, parsed.link), [e.fingerprint for e in entries], map(_date_of, entries)
+    )
+    return replace(parsed, spans=record)
+
+
+def _splice(
+    body: bytes,
+    headers: dict[str, str],
+    url: str,
+    known: Known | None,
+    last: splice.Record,
+    found: splice.Cut,
+) -> ParsedFeed | None:
+    """The parse of ``body`` without the items ``last`` recorded (``ParsedFeed.kept``); None
+    where the whole body must be parsed (feedwatch.splice)."""
+    if len(found.spans) > MAX_ENTRIES:
+        return None
+    recorded = last.known()
+    old = [recorded.get(span) for span in found.hashes]
+    if not any(old):
+        return None
+    parsed = _parse_fast(found.without(body, [item is None for item in old]), headers, url, known)
+    if parsed is None or splice.base_hash(_base(url, parsed.link)) != last.base:
+        return None
+    if len(parsed.entries) != old.count(None):
+        return None  # not one entry per new span
+    new = iter(parsed.entries)
+    items = []
+    for span, item in zip(found.hashes, old, strict=True):
+        if item is None:  # the entry parsed from this span
+            entry = next(new)
+            item = splice.Item(
+                span, entry.fingerprint or splice.NO_FINGERPRINT, splice.micros(_date_of(entry))
+            )
+        items.append(item)
+    kept = tuple(item for item in old if item is not None)
+    record = splice.Record(last.tag, found.context, last.base, tuple(items)).encode()
+    return replace(parsed, kept=kept, spans=record)
+
+
+def _date_of(entry: ParsedEntry) -> datetime | None:
+    """The one date the schedule reads of an entry (feedstate._dates)."""
+    return entry.published or entry.updated
 
 
 def _is_json(head: bytes, content_type: str) -> bool:
@@ -185,14 +264,16 @@ def _is_json(head: bytes, content_type: str) -> bool:
     return "json" in content_type.lower() and not head.startswith(b"<")
 
 
-def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool, known: Known | None) -> ParsedFeed:
-    # No Content-Location: feedparser would resolve non-permalink-looking guids such as "123"
-    # into URLs; normalize resolves links against ``base`` itself.
-    headers.pop("content-location", None)
-    fast_read = read(body, headers, author_cap=MAX_AUTHOR) if fast else None
-    if fast_read is not None:
-        feed, entries, version = fast_read
-        return _build_feed(feed, entries, url, version, False, None, known)
+def _parse_fast(body: bytes, headers: dict[str, str], url: str, known: Known | None) -> ParsedFeed | None:
+    """The fast path's parse (:mod:`feedwatch.fastparse`), or None where feedparser must read it."""
+    fast_read = read(body, headers, author_cap=MAX_AUTHOR)
+    if fast_read is None:
+        return None
+    feed, entries, version = fast_read
+    return _build_feed(feed, entries, url, version, False, None, known)
+
+
+def _parse_feedparser(body: bytes, headers: dict[str, str], url: str, known: Known | None) -> ParsedFeed:
     try:
         result = feedparser.parse(
             body, response_headers=headers, sanitize_html=False, resolve_relative_uris=False
@@ -217,6 +298,12 @@ def _parse_xml(body: bytes, headers: dict[str, str], url: str, fast: bool, known
     return _build_feed(feed, entries, url, version or "unknown", bozo, bozo_message, known)
 
 
+def _base(url: str, site: str | None) -> str:
+    """Relative item links are resolved against xml:base, else the channel's site link (as
+    miniflux does: RSS links are site pages), else the feed's own URL."""
+    return _join(url, site) if site else url
+
+
 def _build_feed(
     feed: Any,
     entries: list[Any],
@@ -227,15 +314,13 @@ def _build_feed(
     known: Known | None = None,
 ) -> ParsedFeed:
     links = feed.get("links") or []
-    # Relative item links are resolved against xml:base, else the channel's site link (as
-    # miniflux does: RSS links are site pages), else the feed's own URL.
-    site = _opt(feed.get("link"))
-    base = _join(url, site) if site else url
+    link = _opt(feed.get("link"))
+    base = _base(url, link)
     return ParsedFeed(
         title=_text(feed.get("title"), MAX_RAW_TITLE),
-        link=_opt(feed.get("link")),
+        link=link,
         language=_opt(feed.get("language")),
-        entries=tuple(_entry(e, base, known) for e in entries[:MAX_ENTRIES]),
+        entries=tuple(_entry(e, base, url, known) for e in entries[:MAX_ENTRIES]),
         bozo=bozo,
         bozo_message=bozo_message,
         ttl_minutes=_int(feed.get("ttl")),
@@ -247,11 +332,12 @@ def _build_feed(
     )
 
 
-def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
+def _entry(e: Any, base: str, url: str, known: Known | None) -> ParsedEntry:
     xml_base = _opt(_detail(e).get("base"))
     guid, link = _opt(e.get("id")), _opt(e.get("link"))
     base = _join(base, xml_base) if xml_base else base
-    is_known = known is not None and known(guid, link, base)
+    fingerprint = _fingerprint(guid, link, base, url) if guid or link else None
+    is_known = known is not None and fingerprint is not None and known(fingerprint)
     # dict.get: FeedParserDict would answer a missing "updated" with "published" (and warn).
     published = _struct_time(dict.get(e, "published_parsed"))
     updated = _struct_time(dict.get(e, "updated_parsed"))
@@ -262,6 +348,7 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
             return ParsedEntry(
                 guid=guid, link=link, title="", summary_html="", content_html="", author=None,
                 published=published, updated=updated, language=None, base=base, known=True,
+                fingerprint=fingerprint,
             )  # fmt: skip
         e = complete(e)
     contents = e.get("content") or []
@@ -278,6 +365,7 @@ def _entry(e: Any, base: str, known: Known | None) -> ParsedEntry:
         language=_opt(_detail(e).get("language")),
         base=base,
         known=is_known,
+        fingerprint=fingerprint,
     )
 
 

@@ -355,8 +355,10 @@ def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if poll.body_hash == poll.feed.body_hash:  # the same bytes as last time: nothing to parse
         report.outcome = "unchanged"
         return
-    stored = known.predicate(poll.feed.entry_fingerprints, result.url)
-    poll.parsed = parse_feed(result.body, headers=result.headers, url=result.url, known=stored)
+    stored = known.predicate(poll.feed.entry_fingerprints)
+    poll.parsed = parse_feed(
+        result.body, headers=result.headers, url=result.url, known=stored, spans=poll.feed.item_spans
+    )
 
 
 def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
@@ -403,7 +405,7 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     poll.drafts = normalize_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
     )
-    poll.report.entries = len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
+    poll.report.entries = len(poll.parsed.kept) + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
     # The raw texts live on in the drafts; the batch write reads only identities and dates
     # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
     entries = tuple(

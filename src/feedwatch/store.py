@@ -340,6 +340,7 @@ class PollTarget:
     full_text: bool
     body_hash: str | None
     entry_fingerprints: bytes | None
+    item_spans: bytes | None
     etag: str | None
     last_modified: str | None
     conditional_polls: int

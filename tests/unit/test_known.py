@@ -22,16 +22,16 @@ def _body(seqs: range) -> bytes:
 
 
 def _stored(seqs: range, feed_url: str = FEED) -> bytes:
-    return known.fingerprints(parse_feed(_body(seqs), headers={}, url=feed_url).entries, feed_url)
+    return known.fingerprints(parse_feed(_body(seqs), headers={}, url=feed_url), feed_url)
 
 
 def test_nothing_stored_means_no_predicate() -> None:
-    assert known.predicate(None, FEED) is None
-    assert known.predicate(b"", FEED) is None
+    assert known.predicate(None) is None
+    assert known.predicate(b"") is None
 
 
 def test_stored_entries_are_known_and_their_texts_are_skipped() -> None:
-    stored = known.predicate(_stored(range(0, 5)), FEED)
+    stored = known.predicate(_stored(range(0, 5)))
     full = parse_feed(_body(range(0, 7)), headers={}, url=FEED)
     marked = parse_feed(_body(range(0, 7)), headers={}, url=FEED, known=stored)
     assert [e.known for e in marked.entries] == [True] * 5 + [False] * 2
@@ -50,10 +50,10 @@ def test_fingerprints_are_per_feed_url() -> None:
     """Identity keys of non-URL guids depend on the feed URL: so do fingerprints."""
     other = "https://mirror.example/rss"
     marked = parse_feed(
-        _body(range(0, 3)), headers={}, url=other, known=known.predicate(_stored(range(0, 3), other), other)
+        _body(range(0, 3)), headers={}, url=other, known=known.predicate(_stored(range(0, 3), other))
     )
     assert all(e.known for e in marked.entries)
-    elsewhere = known.predicate(_stored(range(0, 3)), other)  # stored when the feed was at FEED
+    elsewhere = known.predicate(_stored(range(0, 3)))  # stored when the feed was at FEED
     assert not any(
         e.known for e in parse_feed(_body(range(0, 3)), headers={}, url=other, known=elsewhere).entries
     )
@@ -61,8 +61,9 @@ def test_fingerprints_are_per_feed_url() -> None:
 
 def test_the_feedparser_path_marks_known_entries_and_keeps_their_texts() -> None:
     body = _body(range(0, 3)).replace(b'<rss version="2.0">', b'<rss version="0.91">')
-    stored = known.fingerprints(parse_feed(body, headers={}, url=FEED).entries[:2], FEED)
-    marked = parse_feed(body, headers={}, url=FEED, known=known.predicate(stored, FEED))
+    parsed = parse_feed(body, headers={}, url=FEED)
+    stored = known.fingerprints(dataclasses.replace(parsed, entries=parsed.entries[:2]), FEED)
+    marked = parse_feed(body, headers={}, url=FEED, known=known.predicate(stored))
     assert [e.known for e in marked.entries] == [True, True, False]
     full = parse_feed(body, headers={}, url=FEED)
     assert [dataclasses.replace(e, known=False) for e in marked.entries] == list(full.entries)
@@ -71,4 +72,4 @@ def test_the_feedparser_path_marks_known_entries_and_keeps_their_texts() -> None
 def test_entries_without_guid_and_link_are_never_known() -> None:
     body = rss(["<item><title>Only a title</title><description>text</description></item>"])
     parsed = parse_feed(body, headers={}, url=FEED)
-    assert known.fingerprints(parsed.entries, FEED) == b""
+    assert known.fingerprints(parsed, FEED) == b""

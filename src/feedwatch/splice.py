@@ -1,0 +1,210 @@
+"""Parse only the items a changed feed did not show last time, by their bytes.
+
+A feed that changed usually shows 2 new items and 48 it showed before, byte for byte. The fast
+path (:mod:`feedwatch.fastparse`) still decoded, parsed and walked all 50, and marked the 48 known
+(:mod:`feedwatch.known`): about 0.55 of a changed feed's 1.3 ms (docs/performance-history.md,
+round 16). Here the body is cut into its items' byte spans first; a span whose bytes were an
+item of the last parse, in the same surroundings, is that item again, and only the rest of the
+document — the feed's own elements and the new items — is parsed.
+
+**The record** (``Feed.item_spans``, written with the rest of the feed state in the poll's
+transaction, as ``entry_fingerprints`` is): after a parse by the fast path whose items are cut
+one to one into spans, for each item in document order its span's 64-bit hash (xxh3), its
+fingerprint (:func:`feedwatch.known.fingerprint`; zero for an item without guid and link, which
+is never known) and the one date the schedule reads of it (``published``, else ``updated``);
+before them the item tag, the **context** and a hash of the entries' base URL.
+
+**When a span counts as known.** Its hash is in the record, its fingerprint is not zero, and the
+context is the same. The context is what, outside an item's own bytes, can change how the fast
+path reads it: the URL it was fetched from, the Content-Type and Content-Language headers, and
+every piece of markup outside the items — the XML declaration, the root's and the channel's
+start tags with their namespace declarations, ``xml:lang`` on an Atom root — as a hash of the
+tags without the text between them (a new ``lastBuildDate`` does not change it; a new attribute
+or element does). The one piece of text that reaches the items, the channel's link (their base
+URL), is compared after the parse. Identical bytes in an identical context are read identically:
+every check the fast path makes on an item was made on these bytes when they were recorded.
+
+**What is parsed.** The document with the known spans left out: the feed's elements, the text
+between items, and the new spans in their places. The known items are then put back in their
+places as known entries that carry their fingerprint and date (``ParsedEntry.fingerprint``), which
+is all a poll reads of a known entry. If that parse is not the fast path's, or does not give one
+entry per new span, or the base moved, the caller parses the whole body as before.
+
+**Cutting.** One regular-expression search per item boundary, CDATA section, comment or
+processing instruction (whose contents are skipped with ``bytes.find``, so the cut is linear in
+the body): an ``<item`` or ``</item>`` inside them is text. A nested or unclosed item, or an
+empty ``<item/>`` (feedparser makes two entries of the item around it), gives no cut.
+
+Collisions: a new item mistaken for a known one needs equal 64-bit hashes of different spans:
+~2^-58 per changed poll of 50 items.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from typing import NamedTuple
+
+import xxhash
+
+from feedwatch.known import SIZE as FINGERPRINT_SIZE
+
+_VERSION = 1
+_HEADER = struct.Struct("<BB2xQQ")  # version, tag kind, context hash, base hash
+_ITEM = struct.Struct("<Q8sq")  # span hash, fingerprint, date (µs since 1970, or NO_DATE)
+NO_DATE = -(1 << 63)
+NO_FINGERPRINT = bytes(FINGERPRINT_SIZE)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: Item element per feed format (feedparser's version names); other formats are not recorded.
+TAGS = {"rss20": b"item", "rss10": b"item", "atom10": b"entry"}
+_KINDS = (b"item", b"entry")
+_MARKUP = re.compile(rb"<[^>]*>")
+
+
+class Item(NamedTuple):
+    """One item of a record: its span's hash, its fingerprint (zero: never known) and its date
+    (µs since 1970, or ``NO_DATE``)."""
+
+    span: int
+    fingerprint: bytes
+    micros: int
+
+    @property
+    def date(self) -> datetime | None:
+        return None if self.micros == NO_DATE else _EPOCH + timedelta(microseconds=self.micros)
+
+
+@dataclass(frozen=True)
+class Record:
+    tag: bytes
+    context: int
+    base: int
+    items: tuple[Item, ...]
+
+    def encode(self) -> bytes:
+        head = _HEADER.pack(_VERSION, _KINDS.index(self.tag), self.context, self.base)
+        return head + b"".join(_ITEM.pack(*item) for item in self.items)
+
+    @classmethod
+    def decode(cls, data: bytes | None) -> Record | None:
+        """The record in ``data``; None for nothing, another version or a damaged value."""
+        if not data or len(data) < _HEADER.size or (len(data) - _HEADER.size) % _ITEM.size:
+            return None
+        version, kind, context, base = _HEADER.unpack_from(data)
+        if version != _VERSION or kind >= len(_KINDS):
+            return None
+        items = tuple(map(Item._make, _ITEM.iter_unpack(memoryview(data)[_HEADER.size :])))
+        return cls(_KINDS[kind], context, base, items)
+
+    def known(self) -> dict[int, Item]:
+        """Span hash → item, for the items that can be known (those with a fingerprint)."""
+        return {item.span: item for item in self.items if item.fingerprint != NO_FINGERPRINT}
+
+
+@dataclass(frozen=True)
+class Cut:
+    """A body cut into its items' spans: ``pieces`` are the bytes around them (one more than
+    the spans), ``hashes`` the spans' hashes, ``context`` as in the module docstring."""
+
+    tag: bytes
+    spans: tuple[tuple[int, int], ...]
+    hashes: tuple[int, ...]
+    pieces: tuple[bytes, ...]
+    context: int
+
+    def without(self, body: bytes, keep: Sequence[bool]) -> bytes:
+        """The body with only the spans marked in ``keep`` left in it."""
+        parts = [self.pieces[0]]
+        for (start, end), kept, piece in zip(self.spans, keep, self.pieces[1:], strict=True):
+            if kept:
+                parts.append(body[start:end])
+            parts.append(piece)
+        return b"".join(parts)
+
+
+def cut(body: bytes, tag: bytes, url: str, headers: Mapping[str, str]) -> Cut | None:
+    """``body`` cut at its ``tag`` elements, or None where the cut would not be safe (module
+    docstring). ``headers`` have lower-case names."""
+    spans = _spans(body, tag)
+    if spans is None:
+        return None
+    bounds = [0, *(x for span in spans for x in span), len(body)]
+    pieces = tuple(body[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2))
+    hashes = tuple(xxhash.xxh3_64_intdigest(body[a:b]) for a, b in spans)
+    return Cut(tag, tuple(spans), hashes, pieces, _context(pieces, url, headers))
+
+
+def _spans(body: bytes, tag: bytes) -> list[tuple[int, int]] | None:
+    """Where each ``tag`` element starts and ends. CDATA sections, comments and processing
+    instructions (the XML declaration too) are skipped, each with one ``bytes.find`` for its
+    end: their text may hold ``<tag``."""
+    spans = []
+    pattern = _tokens(tag)
+    start = -1
+    at = 0
+    while (found := pattern.search(body, at)) is not None:
+        token = found.group()
+        if token in _CLOSERS:
+            close = _CLOSERS[token]
+            end = body.find(close, found.end())
+            if end < 0:
+                return None
+            at = end + len(close)
+        elif token[1:2] == b"/":
+            if start < 0:
+                return None
+            spans.append((start, found.end()))
+            start, at = -1, found.end()
+        elif start >= 0:
+            return None  # an item inside an item, or one that never closed before the next
+        else:
+            start, at = found.start(), found.end()
+    return None if start >= 0 else spans
+
+
+_CLOSERS = {b"<![CDATA[": b"]]>", b"<!--": b"-->", b"<?": b"?>"}
+
+
+@cache
+def _tokens(tag: bytes) -> re.Pattern[bytes]:
+    name = re.escape(tag)
+    return re.compile(rb"<!\[CDATA\[|<!--|<\?|<" + name + rb"(?=[\s/>])|</" + name + rb"\s*>")
+
+
+def _context(pieces: Sequence[bytes], url: str, headers: Mapping[str, str]) -> int:
+    digest = xxhash.xxh3_64()
+    for value in (url, headers.get("content-type", ""), headers.get("content-language", "")):
+        digest.update(value.encode("utf-8", errors="surrogatepass"))
+        digest.update(b"\0")
+    for piece in pieces:
+        for markup in _MARKUP.findall(piece):
+            digest.update(markup)
+        digest.update(b"\0")
+    return digest.intdigest()
+
+
+def base_hash(base: str) -> int:
+    return xxhash.xxh3_64_intdigest(base.encode("utf-8", errors="surrogatepass"))
+
+
+def record(
+    found: Cut, base: str, fingerprints: Sequence[bytes | None], dates: Iterable[datetime | None]
+) -> bytes | None:
+    """The record of a parse whose entries (one per span, in order) have these fingerprints
+    (None: no guid and no link) and dates; None if they are not one per span."""
+    if len(fingerprints) != len(found.spans):
+        return None
+    items = tuple(
+        Item(span, fingerprint or NO_FINGERPRINT, micros(date))
+        for span, fingerprint, date in zip(found.hashes, fingerprints, dates, strict=True)
+    )
+    return Record(found.tag, found.context, base_hash(base), items).encode()
+
+
+def micros(date: datetime | None) -> int:
+    """A date as a record holds it."""
+    return NO_DATE if date is None else (date - _EPOCH) // timedelta(microseconds=1)

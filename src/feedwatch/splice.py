@@ -180,10 +180,9 @@ def _context(pieces: Sequence[bytes], url: str, headers: Mapping[str, str]) -> i
     for value in (url, headers.get("content-type", ""), headers.get("content-language", "")):
         digest.update(value.encode("utf-8", errors="surrogatepass"))
         digest.update(b"\0")
-    for piece in pieces:
+    for piece in pieces:  # the markup only: not how many pieces (items), nor the text between
         for markup in _MARKUP.findall(piece):
             digest.update(markup)
-        digest.update(b"\0")
     return digest.intdigest()
 
 

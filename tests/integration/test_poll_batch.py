@@ -15,7 +15,7 @@ from support.feeds import item, rss
 from support.services import FeedServer, Route
 from support.settings import database_settings
 
-from feedwatch import db, pipeline, store
+from feedwatch import db, parse, pipeline, splice, store
 from feedwatch.models import Alert, Article, Feed, Sighting
 from feedwatch.settings import Settings
 from feedwatch.sources import FeedSpec
@@ -190,6 +190,47 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     server.routes["/a.xml"] = Route(feed_body("a", range(3, 14)))
     (again,) = pipeline.poll_feeds(ctx, [a])
     assert (again.entries, again.new) == (11, 1) and asked[-1] == 1 and count(ctx, Article) == 14
+
+
+def test_a_changed_feed_parses_only_the_items_its_row_does_not_record(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Feed.item_spans`` (feedwatch.splice): the second poll of a changed feed parses its 2 new
+    items and keeps the 9 it showed before by their bytes, stores what a whole parse stores, and
+    leaves the row a record of all 11; a failed poll leaves the record as it was."""
+    server.routes["/a.xml"] = Route(feed_body("a", range(10)))
+    (a,) = add_feeds(ctx, [server.url("/a.xml")])
+    parsed: list[int] = []
+    real = parse._parse_fast
+
+    def spy(*args: Any) -> Any:
+        result = real(*args)
+        parsed.append(-1 if result is None else len(result.entries))
+        return result
+
+    monkeypatch.setattr(parse, "_parse_fast", spy)
+    pipeline.poll_feeds(ctx, [a])
+    assert parsed == [10] and len(_record(ctx, a).items) == 10
+    server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
+    (second,) = pipeline.poll_feeds(ctx, [a])
+    assert parsed == [10, 2]
+    assert (second.entries, second.new) == (11, 2) and count(ctx, Article) == 12
+    assert len(_record(ctx, a).items) == 11
+    server.routes["/a.xml"] = Route(b"<html>maintenance</html>")
+    (failed,) = pipeline.poll_feeds(ctx, [a])
+    assert failed.outcome == "error" and len(_record(ctx, a).items) == 11
+    server.routes["/a.xml"] = Route(feed_body("a", range(2, 13)))
+    (again,) = pipeline.poll_feeds(ctx, [a])
+    assert parsed[-1] == 1 and (again.entries, again.new) == (11, 1) and count(ctx, Article) == 13
+
+
+def _record(ctx: pipeline.Context, feed_id: int) -> splice.Record:
+    with db.session_scope(ctx.settings) as session:
+        feed = session.get(Feed, feed_id)
+        assert feed is not None
+        record = splice.Record.decode(feed.item_spans)
+    assert record is not None
+    return record
 
 
 def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(

@@ -4,6 +4,7 @@ normalized. The real ``pipeline.poll_feeds`` against a local HTTP server on a te
 from __future__ import annotations
 
 import random
+import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,7 +199,7 @@ def test_a_changed_feed_parses_only_the_items_its_row_does_not_record(
     """``Feed.item_spans`` (feedwatch.splice): the second poll of a changed feed parses its 2 new
     items and keeps the 9 it showed before by their bytes, stores what a whole parse stores, and
     leaves the row a record of all 11; a failed poll leaves the record as it was."""
-    server.routes["/a.xml"] = Route(feed_body("a", range(10)))
+    server.routes["/a.xml"] = Route(dated_body("a", range(10)))
     (a,) = add_feeds(ctx, [server.url("/a.xml")])
     parsed: list[int] = []
     real = parse._parse_fast
@@ -211,7 +212,7 @@ def test_a_changed_feed_parses_only_the_items_its_row_does_not_record(
     monkeypatch.setattr(parse, "_parse_fast", spy)
     pipeline.poll_feeds(ctx, [a])
     assert parsed == [10] and len(_record(ctx, a).items) == 10
-    server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
+    server.routes["/a.xml"] = Route(dated_body("a", range(1, 12)))
     (second,) = pipeline.poll_feeds(ctx, [a])
     assert parsed == [10, 2]
     assert (second.entries, second.new) == (11, 2) and count(ctx, Article) == 12
@@ -219,9 +220,23 @@ def test_a_changed_feed_parses_only_the_items_its_row_does_not_record(
     server.routes["/a.xml"] = Route(b"<html>maintenance</html>")
     (failed,) = pipeline.poll_feeds(ctx, [a])
     assert failed.outcome == "error" and len(_record(ctx, a).items) == 11
-    server.routes["/a.xml"] = Route(feed_body("a", range(2, 13)))
+    server.routes["/a.xml"] = Route(dated_body("a", range(2, 13)))
     (again,) = pipeline.poll_feeds(ctx, [a])
     assert parsed[-1] == 1 and (again.entries, again.new) == (11, 1) and count(ctx, Article) == 13
+
+
+def dated_body(prefix: str, seqs: range) -> bytes:
+    """``feed_body`` with each item's own date (``support.feeds.item`` dates every item now, so
+    its bytes change when the second does)."""
+    body = feed_body(prefix, seqs)
+    for s in seqs:
+        date = f"Mon, 30 Nov 2026 {s // 60:02d}:{s % 60:02d}:00 GMT".encode()
+        body = re.sub(
+            rb"(/" + prefix.encode() + b"/" + str(s).encode() + rb"</link><pubDate>)[^<]*",
+            rb"\g<1>" + date,
+            body,
+        )
+    return body
 
 
 def _record(ctx: pipeline.Context, feed_id: int) -> splice.Record:

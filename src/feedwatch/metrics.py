@@ -49,6 +49,7 @@ class PollReport(Protocol):
     bytes: int
     new: int
     flagged: int
+    kept: int
 
 
 POLLS = Counter(
@@ -64,6 +65,10 @@ FETCH_SECONDS = Histogram(
 )
 FETCH_BYTES = Counter("feedwatch_fetch_bytes", "Bytes of feed bodies received.")
 NEW_ARTICLES = Counter("feedwatch_articles_new", "Articles stored for the first time.")
+KEPT_ITEMS = Counter(
+    "feedwatch_items_kept",
+    "Items of changed feeds not parsed again: their bytes were those the feed's last parse recorded.",
+)
 FLAGGED_ARTICLES = Counter("feedwatch_articles_flagged", "New articles that matched a topic.")
 DELIVERIES = Counter(
     "feedwatch_deliveries",
@@ -81,18 +86,20 @@ def observe_polls(reports: Iterable[PollReport]) -> None:
     """Count a batch's finished polls: the counters once per batch (each ``inc`` is a write to
     the multiprocess files), the fetch times one by one."""
     polls: collections.Counter[tuple[str, str]] = collections.Counter()
-    fetched = new = flagged = 0
+    fetched = new = flagged = kept = 0
     for report in reports:
         polls[report.outcome, report.error_class or ""] += 1
         FETCH_SECONDS.labels(report.outcome).observe(max(0, report.duration_ms) / 1000)
         fetched += max(0, report.bytes)
         new += max(0, report.new)
         flagged += max(0, report.flagged)
+        kept += max(0, report.kept)
     for labels, count in polls.items():
         POLLS.labels(*labels).inc(count)
     FETCH_BYTES.inc(fetched)
     NEW_ARTICLES.inc(new)
     FLAGGED_ARTICLES.inc(flagged)
+    KEPT_ITEMS.inc(kept)
 
 
 def observe_delivery(channel: str, status: str) -> None:

@@ -246,6 +246,7 @@ class PollReport:
     http_status: int | None = None
     bytes: int = 0
     entries: int = 0
+    kept: int = 0  # of the entries, items not parsed: their bytes were recorded (feedwatch.splice)
     new: int = 0
     flagged: int = 0
     duration_ms: int = 0
@@ -376,13 +377,13 @@ def _guarded(poll: _Poll, step: Callable[[], None]) -> None:
         poll.fail("internal", f"{type(exc).__name__}: {exc}")
 
 
-
 def body_hash(body: bytes) -> str:
     """What ``Feed.body_hash`` holds: a 128-bit xxh3 of the bytes, as hex. It only says "the same
     bytes as last time" (a collision would skip one changed body until the feed changes again:
     ~2^-128 a poll). SHA-256 until round 16: 21 against 0.65 µs for a 40 KB body, on every 200
     (docs/performance-history.md, round 16); a row hashed the old way looks changed once."""
     return xxhash.xxh3_128_hexdigest(body)
+
 
 def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
     """(feed id, identity key) of the parsed entries this feed already stored, among those its
@@ -413,7 +414,8 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     poll.drafts = normalize_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
     )
-    poll.report.entries = len(poll.parsed.kept) + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
+    poll.report.kept = len(poll.parsed.kept)
+    poll.report.entries = poll.report.kept + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
     # The raw texts live on in the drafts; the batch write reads only identities and dates
     # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
     entries = tuple(

@@ -215,7 +215,7 @@ def test_a_changed_feed_parses_only_the_items_its_row_does_not_record(
     server.routes["/a.xml"] = Route(dated_body("a", range(1, 12)))
     (second,) = pipeline.poll_feeds(ctx, [a])
     assert parsed == [10, 2]
-    assert (second.entries, second.new) == (11, 2) and count(ctx, Article) == 12
+    assert (second.entries, second.kept, second.new) == (11, 9, 2) and count(ctx, Article) == 12
     assert len(_record(ctx, a).items) == 11
     server.routes["/a.xml"] = Route(b"<html>maintenance</html>")
     (failed,) = pipeline.poll_feeds(ctx, [a])

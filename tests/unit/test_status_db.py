@@ -225,20 +225,23 @@ def test_status_metrics_and_process_counters(populated: Settings) -> None:
         metrics.FETCH_BYTES,
         metrics.NEW_ARTICLES,
         metrics.FLAGGED_ARTICLES,
+        metrics.KEPT_ITEMS,
     )
     before = [value(c) for c in counters]
     fetch_ok = metrics.FETCH_SECONDS.labels("ok")._sum.get()
     metrics.observe_polls(
         [
             PollReport(feed_id=1, url="u", outcome="error", error_class="timeout", duration_ms=1500),
-            PollReport(feed_id=2, url="u", outcome="ok", bytes=100, new=3, flagged=1, duration_ms=200),
+            PollReport(
+                feed_id=2, url="u", outcome="ok", bytes=100, new=3, flagged=1, kept=47, duration_ms=200
+            ),
             PollReport(feed_id=3, url="u", outcome="error", error_class="timeout", duration_ms=900),
             PollReport(feed_id=4, url="u", outcome="ok", bytes=50, new=2, duration_ms=300),
         ]
     )
     metrics.observe_delivery("console", "sent")
     after = [value(c) for c in counters]
-    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 150, 5, 1]
+    assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 150, 5, 1, 47]
     assert metrics.FETCH_SECONDS.labels("ok")._sum.get() == pytest.approx(fetch_ok + 0.5)
 
     (populated.broker_dir / "queue").mkdir(parents=True)

@@ -300,7 +300,7 @@ def _without_when(entry: dict[str, Any]) -> dict[str, Any]:
 
 def _dates(parsed: ParsedFeed, now: datetime) -> list[datetime]:
     # Future dates are typos or time zones gone wrong: they would fake a fresh feed.
-    dates = chain((e.published or e.updated for e in parsed.entries), (k.date for k in parsed.kept))
+    dates = chain((e.date for e in parsed.entries), (k.date for k in parsed.kept))
     return sorted(d for d in dates if d is not None and d <= now + timedelta(hours=1))
 
 
@@ -399,7 +399,7 @@ def record_success(
         if parsed is not None:
             describe_parsed(entry, parsed, now)
             # The caller stored every entry of ``parsed`` in this transaction (feedwatch.known).
-            feed.entry_fingerprints = known.fingerprints(parsed, result.url)
+            feed.entry_fingerprints = known.fingerprints(parsed)
             feed.item_spans = parsed.spans
             if parsed.hub_url:
                 feed.websub_hub, feed.websub_topic = parsed.hub_url, parsed.self_url or result.url

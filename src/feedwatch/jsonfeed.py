@@ -12,6 +12,7 @@ from typing import Any
 
 from dateutil import parser as dateparser
 
+from feedwatch.known import fingerprint
 from feedwatch.parse import (
     MAX_AUTHOR,
     MAX_ENTRIES,
@@ -66,9 +67,11 @@ def _entry(item: dict[str, Any], url: str, feed_language: str | None) -> ParsedE
     guid = item.get("id")
     if isinstance(guid, bool) or not isinstance(guid, str | int):
         guid = None  # ids must be strings; producers send numbers, anything else is no id
+    guid = _str(str(guid)) if guid is not None else None
+    link = _str(item.get("url")) or _str(item.get("external_url"))
     return ParsedEntry(
-        guid=_str(str(guid)) if guid is not None else None,
-        link=_str(item.get("url")) or _str(item.get("external_url")),
+        guid=guid,
+        link=link,
         title=_str(item.get("title"), MAX_RAW_TITLE) or "",
         summary_html=_escape(summary) if summary else "",
         content_html=content,
@@ -77,6 +80,7 @@ def _entry(item: dict[str, Any], url: str, feed_language: str | None) -> ParsedE
         updated=_date(item.get("date_modified")),
         language=_str(item.get("language")) or feed_language,
         base=url,
+        fingerprint=fingerprint(guid, link, url, url) if guid or link else None,
     )
 
 

@@ -32,16 +32,12 @@ def fingerprint(guid: str | None, link: str | None, base: str | None, feed_url: 
     return hashlib.blake2b(data, digest_size=SIZE).digest()
 
 
-def fingerprints(parsed: ParsedFeed, feed_url: str) -> bytes:
+def fingerprints(parsed: ParsedFeed) -> bytes:
     """The row value after the feed's entries were stored (and its ``kept`` items, which
-    feedwatch.splice did not parse again): their fingerprints, sorted, concatenated. An entry
-    without guid and link is keyed by its title and date: never known, never kept. The parse
-    gives each entry its fingerprint (``ParsedEntry.fingerprint``); one without is hashed here."""
-    prints = {
-        e.fingerprint or fingerprint(e.guid, e.link, e.base, feed_url)
-        for e in parsed.entries
-        if e.fingerprint or e.guid or e.link
-    }
+    feedwatch.splice did not parse again): their fingerprints, sorted, concatenated. The parse
+    gives every entry with a guid or a link its fingerprint (``ParsedEntry.fingerprint``); an
+    entry without either is keyed by its title and date: never known, never kept."""
+    prints = {e.fingerprint for e in parsed.entries if e.fingerprint}
     prints.update(item.fingerprint for item in parsed.kept)
     return b"".join(sorted(prints))
 

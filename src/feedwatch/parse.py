@@ -83,6 +83,11 @@ class ParsedEntry:
     # feedwatch.known's fingerprint of the entry's identity; None without guid and link.
     fingerprint: bytes | None = None
 
+    @property
+    def date(self) -> datetime | None:
+        """The one date the schedule reads of an entry: published, else updated."""
+        return self.published or self.updated
+
 
 @dataclass(frozen=True)
 class ParsedFeed:
@@ -206,15 +211,12 @@ def parse_feed(
     if parsed is None:
         return _parse_feedparser(body, lowered, url, known)
     tag = splice.TAGS.get(parsed.format)
-    if found is None or found.tag != tag:
+    if tag != (last.tag if last is not None else None):  # else ``found`` is this tag's cut already
         found = splice.cut(body, tag, url, lowered) if tag else None
     if found is None:
         return parsed
-    entries = parsed.entries
-    record = splice.record(
-        found, _base(url, parsed.link), [e.fingerprint for e in entries], map(_date_of, entries)
-    )
-    return replace(parsed, spans=record)
+    entries = [(e.fingerprint, e.date) for e in parsed.entries]
+    return replace(parsed, spans=splice.record(found, _base(url, parsed.link), entries))
 
 
 def _splice(
@@ -243,18 +245,11 @@ def _splice(
     for span, item in zip(found.hashes, old, strict=True):
         if item is None:  # the entry parsed from this span
             entry = next(new)
-            item = splice.Item(
-                span, entry.fingerprint or splice.NO_FINGERPRINT, splice.micros(_date_of(entry))
-            )
+            item = splice.item(span, entry.fingerprint, entry.date)
         items.append(item)
     kept = tuple(item for item in old if item is not None)
     record = splice.Record(last.tag, found.context, last.base, tuple(items)).encode()
     return replace(parsed, kept=kept, spans=record)
-
-
-def _date_of(entry: ParsedEntry) -> datetime | None:
-    """The one date the schedule reads of an entry (feedstate._dates)."""
-    return entry.published or entry.updated
 
 
 def _is_json(head: bytes, content_type: str) -> bool:

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -194,20 +194,17 @@ def base_hash(base: str) -> int:
     return xxhash.xxh3_64_intdigest(base.encode("utf-8", errors="surrogatepass"))
 
 
-def record(
-    found: Cut, base: str, fingerprints: Sequence[bytes | None], dates: Iterable[datetime | None]
-) -> bytes | None:
-    """The record of a parse whose entries (one per span, in order) have these fingerprints
-    (None: no guid and no link) and dates; None if they are not one per span."""
-    if len(fingerprints) != len(found.spans):
+def item(span: int, fingerprint: bytes | None, date: datetime | None) -> Item:
+    """The record of one parsed item: its span's hash, its entry's fingerprint (None: no guid
+    and no link, never known) and date."""
+    micros = NO_DATE if date is None else (date - _EPOCH) // timedelta(microseconds=1)
+    return Item(span, fingerprint or NO_FINGERPRINT, micros)
+
+
+def record(found: Cut, base: str, entries: Sequence[tuple[bytes | None, datetime | None]]) -> bytes | None:
+    """The record of a parse whose entries, one per span in order, have these (fingerprint,
+    date); None if they are not one per span."""
+    if len(entries) != len(found.spans):
         return None
-    items = tuple(
-        Item(span, fingerprint or NO_FINGERPRINT, micros(date))
-        for span, fingerprint, date in zip(found.hashes, fingerprints, dates, strict=True)
-    )
+    items = tuple(item(span, *entry) for span, entry in zip(found.hashes, entries, strict=True))
     return Record(found.tag, found.context, base_hash(base), items).encode()
-
-
-def micros(date: datetime | None) -> int:
-    """A date as a record holds it."""
-    return NO_DATE if date is None else (date - _EPOCH) // timedelta(microseconds=1)

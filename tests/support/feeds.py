@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -34,11 +35,13 @@ def seed_text() -> str:
     )
 
 
-def item(guid: str, title: str, text: str, link: str) -> str:
-    date = format_datetime(utcnow())
+def item(guid: str, title: str, text: str, link: str, date: datetime | None = None) -> str:
+    """An RSS item dated ``date``, else now (so its bytes change with the second it is built in:
+    pass a date where bodies built at different moments must be equal)."""
+    date_text = format_datetime(date or utcnow())
     return (
         f"<item><guid isPermaLink='false'>{escape(guid)}</guid><title>{escape(title)}</title>"
-        f"<link>{escape(link)}</link><pubDate>{date}</pubDate>"
+        f"<link>{escape(link)}</link><pubDate>{date_text}</pubDate>"
         f"<description>{escape(text)}</description></item>"
     )
 

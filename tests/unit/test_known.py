@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-import re
+import json
+from datetime import UTC, datetime
 
 from support.feeds import item, rss
 
@@ -13,16 +14,17 @@ from feedwatch.parse import parse_feed
 FEED = "https://feeds.example/rss"
 
 
+# One fixed date: bodies built at different moments must still compare equal.
+DATE = datetime(2026, 11, 30, 10, tzinfo=UTC)
+
+
 def _body(seqs: range) -> bytes:
-    items = [item(f"https://example.org/a/{s}", f"Title {s}", f"<p>Text {s}</p>", f"https://example.org/a/{s}")
-             for s in seqs]  # fmt: skip
-    # One fixed date: bodies built at different moments must still compare equal.
-    date = b"<pubDate>Mon, 30 Nov 2026 10:00:00 GMT</pubDate>"
-    return re.sub(rb"<pubDate>[^<]*</pubDate>", date, rss(items))
+    urls = {s: f"https://example.org/a/{s}" for s in seqs}
+    return rss([item(urls[s], f"Title {s}", f"<p>Text {s}</p>", urls[s], DATE) for s in seqs])
 
 
 def _stored(seqs: range, feed_url: str = FEED) -> bytes:
-    return known.fingerprints(parse_feed(_body(seqs), headers={}, url=feed_url), feed_url)
+    return known.fingerprints(parse_feed(_body(seqs), headers={}, url=feed_url))
 
 
 def test_nothing_stored_means_no_predicate() -> None:
@@ -62,7 +64,7 @@ def test_fingerprints_are_per_feed_url() -> None:
 def test_the_feedparser_path_marks_known_entries_and_keeps_their_texts() -> None:
     body = _body(range(0, 3)).replace(b'<rss version="2.0">', b'<rss version="0.91">')
     parsed = parse_feed(body, headers={}, url=FEED)
-    stored = known.fingerprints(dataclasses.replace(parsed, entries=parsed.entries[:2]), FEED)
+    stored = known.fingerprints(dataclasses.replace(parsed, entries=parsed.entries[:2]))
     marked = parse_feed(body, headers={}, url=FEED, known=known.predicate(stored))
     assert [e.known for e in marked.entries] == [True, True, False]
     full = parse_feed(body, headers={}, url=FEED)
@@ -72,4 +74,18 @@ def test_the_feedparser_path_marks_known_entries_and_keeps_their_texts() -> None
 def test_entries_without_guid_and_link_are_never_known() -> None:
     body = rss(["<item><title>Only a title</title><description>text</description></item>"])
     parsed = parse_feed(body, headers={}, url=FEED)
-    assert known.fingerprints(parsed, FEED) == b""
+    assert known.fingerprints(parsed) == b""
+
+
+def test_a_json_feed_s_entries_carry_their_fingerprints() -> None:
+    """JSON Feed entries are fingerprinted by the parse like XML ones (the row lists them)."""
+    doc = {"version": "https://jsonfeed.org/version/1.1", "title": "J",
+           "items": [{"id": "a-1", "url": "https://example.org/a/1", "content_text": "x"},
+                     {"id": "a-2", "content_text": "y"}, {"content_text": "no identity"}]}  # fmt: skip
+    parsed = parse_feed(json.dumps(doc).encode(), headers={"content-type": "application/feed+json"}, url=FEED)
+    expected = {
+        known.fingerprint("a-1", "https://example.org/a/1", FEED, FEED),
+        known.fingerprint("a-2", None, FEED, FEED),
+    }
+    assert [e.fingerprint is not None for e in parsed.entries] == [True, True, False]
+    assert known.fingerprints(parsed) == b"".join(sorted(expected))

@@ -43,7 +43,7 @@ def _check(
 ) -> ParsedFeed:
     """The spliced parse of ``new`` after ``old``, checked against the whole parse."""
     last = _parse(old, old_url or url, old_headers or headers)
-    predicate = known.predicate(known.fingerprints(last, old_url or url))
+    predicate = known.predicate(known.fingerprints(last))
     spliced = parse_feed(new, headers=headers, url=url, known=predicate, spans=last.spans)
     whole = parse_feed(new, headers=headers, url=url, known=predicate)
     for name in ParsedFeed.__dataclass_fields__:
@@ -66,7 +66,7 @@ def _check(
         ]
     else:
         assert spliced.entries == whole.entries
-    assert known.fingerprints(spliced, url) == known.fingerprints(whole, url)
+    assert known.fingerprints(spliced) == known.fingerprints(whole)
     assert feedstate._dates(spliced, NOW) == feedstate._dates(whole, NOW)
     assert spliced.spans == _parse(new, url, headers).spans
     return spliced
@@ -170,7 +170,7 @@ def test_item_tags_inside_cdata_comments_and_instructions_are_text(extra: str) -
     spliced = _check(old, new)
     found = splice.cut(new, b"item", URL, {})
     assert found is not None and len(found.spans) == 6
-    assert len(spliced.kept) == 5 or _parse(new).spans is None  # the fast path may decline the PI
+    assert len(spliced.kept) == 5 and [e.guid for e in spliced.entries] == ["https://news.example/5"]
 
 
 @pytest.mark.parametrize(
@@ -262,14 +262,17 @@ def test_random_edits_parse_as_the_whole_body(
     edits: tuple[list[int], list[int], dict[int, str]], atom: bool
 ) -> None:
     old_numbers, new_numbers, changed = edits
-    if atom:
-        _check(_atom(old_numbers), _atom(new_numbers), headers={"Content-Type": "application/atom+xml"})
-        return
-    old = _rss([_item(n) for n in old_numbers])
-    new = _rss([_item(n, title=changed.get(n, "")) for n in new_numbers])
-    spliced = _check(old, new)
-    unchanged_old = {n for n in old_numbers} - set(changed)
-    assert len(spliced.kept) == sum(1 for n in new_numbers if n in unchanged_old) or not old_numbers
+    if atom:  # Atom entries are not retitled here
+        spliced = _check(
+            _atom(old_numbers), _atom(new_numbers), headers={"Content-Type": "application/atom+xml"}
+        )
+        recurring = set(old_numbers)
+    else:
+        old = _rss([_item(n) for n in old_numbers])
+        spliced = _check(old, _rss([_item(n, title=changed.get(n, "")) for n in new_numbers]))
+        recurring = set(old_numbers) - set(changed)
+    # Every item whose bytes recur is kept, and nothing else.
+    assert len(spliced.kept) == sum(n in recurring for n in new_numbers)
 
 
 # --- the shared corpus ---------------------------------------------------------------------------
@@ -323,5 +326,6 @@ def test_real_feeds_edited_as_feeds_change(edit: Edit) -> None:
         new = edit(body, list(found.spans))
         spliced = _check(body, new)
         spliced_feeds += bool(spliced.kept)
-    # 2026-12-01: 22 of the 26 real feeds have a record; every edit splices most of them.
-    assert spliced_feeds >= 15, spliced_feeds
+    # A floor at the coverage reached (2026-12-01): 19 of the 26 real feeds have a record with
+    # items (the rest: feedparser's path, no items, ``<item/>``), and every edit splices all 19.
+    assert spliced_feeds >= 19, spliced_feeds

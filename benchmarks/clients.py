@@ -1,0 +1,383 @@
+"""CPU per request of HTTP clients against the farm, in one run: what a different client would buy.
+
+    .venv/bin/python benchmarks/clients.py [--feeds 2000] [--seconds 8] [--rounds 3] [--mix 304=1]
+
+The fetch is a third of the feeds worker's CPU while polling (docs/performance.md), and the poll
+ratio's baseline is a bare aiohttp loop. This measures, against one farm serving the steady mix
+(70 % 304, 20 % unchanged, 10 % with 2 new items of 50; ``--mix`` for another), with 50
+requests in flight and conditional GETs for the 304 feeds:
+
+* ``aiohttp_bare``: ``run.py``'s floor loop (one session, keep-alive);
+* ``service``: the service's own fetch (``feedwatch.fetch.fetch_all``, batches of 100, the
+  address guard, per-host slots, redirects followed by hand, bodies bounded), as a feeds worker
+  calls it;
+* ``pycurl_bare``: libcurl's multi interface through pycurl, one handle per request in flight,
+  keep-alive;
+* ``pycurl_guarded``: the same, with the per-request work a service fetch built on libcurl
+  would add in Python (the address guard, header parsing, the capped body decoder, a
+  ``FetchResult``): an estimate of what moving the fetch to libcurl would buy.
+
+Both pycurl clients are skipped, and the JSON says so, when pycurl is not installed (it is in
+the ``dev`` extra, not a dependency of the service).
+
+Each client runs ``--seconds`` a round, in turn, ``--rounds`` times. Prints one JSON object:
+per client the requests per second and the CPU of this process and of the farm per request
+(best of the rounds: these machines are noisy), and ratios against ``aiohttp_bare`` in the same
+run. The farm runs as a child process, stopped by its pid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import json
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from farm import Group, groups_from_config, parse_mix
+from run import farm_process, farm_url, proc_cpu
+
+from feedwatch.fetch import AddressPolicy, FetchConfig, FetchRequest, fetch_all
+
+IN_FLIGHT = 50
+BATCH = 100
+
+
+def _headers(group: Group, index: int) -> dict[str, str]:
+    if group.kinds[index] == "304":
+        return {"If-None-Match": f'"farm-{group.name}-{index}"'}
+    return {}
+
+
+def aiohttp_bare(port: int, group: Group, seconds: float) -> int:
+    """run.py's floor loop: one session, ``IN_FLIGHT`` workers, each request read whole."""
+
+    async def run() -> int:
+        done = 0
+        stop = time.monotonic() + seconds
+        async with aiohttp.ClientSession() as session:
+
+            async def worker(offset: int) -> None:
+                nonlocal done
+                i = offset
+                while time.monotonic() < stop:
+                    index = i % group.feeds
+                    url = farm_url(port, group.name, index, group.hosts)
+                    async with session.get(url, headers=_headers(group, index)) as resp:
+                        await resp.read()
+                    done += 1
+                    i += IN_FLIGHT
+
+            await asyncio.gather(*(worker(k) for k in range(IN_FLIGHT)))
+        return done
+
+    return asyncio.run(run())
+
+
+def service(port: int, group: Group, seconds: float) -> int:
+    """The service's fetch as a feeds worker calls it: ``fetch_all`` on a batch at a time."""
+    config = FetchConfig(
+        user_agent="feedwatch-bench",
+        connect_timeout=10,
+        read_timeout=10,
+        deadline=30,
+        max_bytes=10 << 20,
+        max_redirects=5,
+        concurrency=IN_FLIGHT,
+        per_host=IN_FLIGHT,
+    )
+    policy = AddressPolicy(allow_private=True)
+    done, start = 0, 0
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        requests = []
+        for i in range(start, start + BATCH):
+            index = i % group.feeds
+            etag = _headers(group, index).get("If-None-Match")
+            url = farm_url(port, group.name, index, group.hosts)
+            requests.append(FetchRequest(url=url, etag=etag, key=index))
+        results = fetch_all(requests, config, policy)
+        failed = [r for r in results if not hasattr(r, "body")]
+        if failed:
+            raise RuntimeError(f"service fetch failed: {failed[0]!r}")
+        done += len(results)
+        start += BATCH
+    return done
+
+
+def pycurl_bare(port: int, group: Group, seconds: float) -> int:
+    """libcurl's multi interface: ``IN_FLIGHT`` easy handles, each reused for its next request
+    (keep-alive through the multi handle's connection cache), bodies into memory."""
+    import pycurl  # type: ignore[import-not-found,unused-ignore]
+
+    multi = pycurl.CurlMulti()
+    free = [pycurl.Curl() for _ in range(IN_FLIGHT)]
+    buffers: dict[Any, io.BytesIO] = {}
+    done, i = 0, 0
+    stop = time.monotonic() + seconds
+
+    def start(handle: Any) -> None:
+        nonlocal i
+        index = i % group.feeds
+        i += 1
+        buf = buffers[handle] = io.BytesIO()
+        handle.setopt(pycurl.URL, farm_url(port, group.name, index, group.hosts))
+        handle.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in _headers(group, index).items()])
+        handle.setopt(pycurl.WRITEDATA, buf)
+        multi.add_handle(handle)
+
+    for handle in free:
+        start(handle)
+    running = len(free)
+    while running:
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, finished, failed = multi.info_read()
+            for handle in finished:
+                multi.remove_handle(handle)
+                done += 1
+                if time.monotonic() < stop:
+                    start(handle)
+                else:
+                    running -= 1
+            for _handle, _errno, message in failed:
+                raise RuntimeError(f"pycurl: {message}")
+            if not queued:
+                break
+        if running:
+            multi.select(1.0)
+    for handle in free:
+        handle.close()
+    multi.close()
+    return done
+
+
+def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
+    """``pycurl_bare`` plus the per-request work a service fetch built on libcurl would do in
+    Python: the URL checked by the address guard, every new connection's address checked (an
+    open-socket callback: libcurl resolves, the guard sees the address it connects to), the
+    headers parsed line by line into a lower-cased dict with the line-size cap, the body streamed
+    through the service's capped ``BodyDecoder`` with the wire size capped, and a ``FetchResult``
+    built. What it leaves out (per-host slots, redirects, the deadline) costs nothing a request
+    that needs none of them. An estimate of such a fetch's cost, not a fetch."""
+    import ipaddress
+    import socket
+
+    import pycurl  # type: ignore[import-not-found,unused-ignore]
+
+    from feedwatch.fetch import FetchError, FetchResult
+    from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder
+    from feedwatch.fetch.client import ACCEPT, MAX_LINE_SIZE
+    from feedwatch.fetch.guard import validate_url
+
+    policy = AddressPolicy(allow_private=True)
+    max_bytes = 10 << 20
+
+    class Fetch:
+        __slots__ = ("decoder", "error", "headers", "request", "started", "url", "wire")
+
+        def __init__(self, request: FetchRequest) -> None:
+            self.request = request
+            self.url = validate_url(request.url, policy)
+            self.headers: dict[str, str] = {}
+            self.decoder = BodyDecoder(None, max_bytes)
+            self.wire = 0
+            self.error: FetchError | None = None
+            self.started = time.monotonic()
+
+    def opensocket(_purpose: int, address: Any) -> Any:
+        family, socktype, protocol, addr = address
+        if policy.refusal(ipaddress.ip_address(addr[0]), addr[1]):
+            return pycurl.SOCKET_BAD
+        return socket.socket(family, socktype, protocol)
+
+    multi = pycurl.CurlMulti()
+    handles = [pycurl.Curl() for _ in range(IN_FLIGHT)]
+    fetches: dict[Any, Fetch] = {}
+    done, i = 0, 0
+    stop = time.monotonic() + seconds
+
+    def start(handle: Any) -> None:
+        nonlocal i
+        index = i % group.feeds
+        i += 1
+        etag = _headers(group, index).get("If-None-Match")
+        fetch = fetches[handle] = Fetch(
+            FetchRequest(url=farm_url(port, group.name, index, group.hosts), etag=etag)
+        )
+
+        def header(line: bytes) -> int | None:
+            if len(line) > MAX_LINE_SIZE:
+                fetch.error = FetchError("protocol", "header line too long")
+                return -1
+            if line.startswith(b"HTTP/"):
+                fetch.headers = {}
+                return None
+            name, sep, value = line.decode("latin-1").partition(":")
+            if sep:
+                key, value = name.strip().lower(), value.strip()
+                fetch.headers[key] = f"{fetch.headers[key]}, {value}" if key in fetch.headers else value
+            return None
+
+        def write(data: bytes) -> int | None:
+            fetch.wire += len(data)
+            if fetch.wire > max_bytes:
+                fetch.error = FetchError("too_large", "body too large on the wire")
+                return -1
+            fetch.decoder.feed(data)
+            return None
+
+        headers = [f"Accept: {ACCEPT}", f"Accept-Encoding: {ACCEPT_ENCODING}", "User-Agent: feedwatch-bench"]
+        if etag:
+            headers.append(f"If-None-Match: {etag}")
+        handle.setopt(pycurl.URL, str(fetch.url))
+        handle.setopt(pycurl.HTTPHEADER, headers)
+        handle.setopt(pycurl.HEADERFUNCTION, header)
+        handle.setopt(pycurl.WRITEFUNCTION, write)
+        multi.add_handle(handle)
+
+    for handle in handles:
+        handle.setopt(pycurl.OPENSOCKETFUNCTION, opensocket)
+        handle.setopt(pycurl.PROXY, "")
+        handle.setopt(pycurl.CONNECTTIMEOUT_MS, 10_000)
+        handle.setopt(pycurl.TIMEOUT_MS, 30_000)
+        start(handle)
+    running = len(handles)
+    while running:
+        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+            pass
+        while True:
+            queued, finished, failed = multi.info_read()
+            for handle in finished:
+                multi.remove_handle(handle)
+                fetch = fetches[handle]
+                status = handle.getinfo(pycurl.RESPONSE_CODE)
+                FetchResult(
+                    request=fetch.request,
+                    url=str(fetch.url),
+                    status=status,
+                    not_modified=status == 304,
+                    body=fetch.decoder.finish(),
+                    headers=fetch.headers,
+                    etag=fetch.headers.get("etag"),
+                    last_modified=fetch.headers.get("last-modified"),
+                    elapsed=time.monotonic() - fetch.started,
+                    wire_bytes=fetch.wire,
+                )
+                done += 1
+                if time.monotonic() < stop:
+                    start(handle)
+                else:
+                    running -= 1
+            for _handle, _errno, message in failed:
+                raise RuntimeError(f"pycurl: {message}")
+            if not queued:
+                break
+        if running:
+            multi.select(1.0)
+    for handle in handles:
+        handle.close()
+    multi.close()
+    return done
+
+
+def pycurl_available() -> bool:
+    try:
+        import pycurl  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+Client = Callable[[int, Group, float], int]
+
+
+def measure(client: Client, port: int, group: Group, farm_pid: int, seconds: float) -> dict[str, float]:
+    cpu, farm = time.process_time(), proc_cpu(farm_pid)
+    started = time.monotonic()
+    done = client(port, group, seconds)
+    elapsed = time.monotonic() - started
+    cpu, farm = time.process_time() - cpu, proc_cpu(farm_pid) - farm
+    return {
+        "requests_per_s": round(done / elapsed, 1),
+        "client_cpu_ms_per_request": round(1000 * cpu / done, 4),
+        "farm_cpu_ms_per_request": round(1000 * farm / done, 4),
+    }
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    # As in a Celery pool process, SIGINT is not Python's default handler: with it, every
+    # asyncio.Runner.run (the service's fetch_all) swaps in a handler holding its task and, on
+    # the way out, signal.signal() builds that handler's repr (the task's, with its result:
+    # a batch of bodies) to find it is no Handlers member: ~9 % of the fetch in this script.
+    signal.signal(signal.SIGINT, _interrupt)
+    # glibc serves a 256 KB request (asyncio's recv buffer) with mmap until a freed mmapped chunk
+    # has raised its threshold; a worker process has long done so (its imports, the language
+    # model), a fresh script has not, and then pays mmap + mremap + munmap on every recv. Freeing
+    # one 1 MB chunk puts this process in the worker's state, for every client alike.
+    chunk = bytes(1 << 20)
+    del chunk
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--feeds", type=int, default=2_000)
+    parser.add_argument("--seconds", type=float, default=8.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--mix", default="304=0.7,unchanged=0.2,new=0.1", help="the farm's kinds and shares")
+    args = parser.parse_args(argv)
+
+    clients: dict[str, Client] = {"aiohttp_bare": aiohttp_bare, "service": service}
+    skipped = {}
+    if pycurl_available():
+        clients["pycurl_bare"] = pycurl_bare
+        clients["pycurl_guarded"] = pycurl_guarded
+    else:
+        skipped["pycurl_bare"] = skipped["pycurl_guarded"] = "pycurl is not installed (the dev extra has it)"
+    mix = parse_mix(args.mix)
+    config = {"groups": {"poll": {"feeds": args.feeds, "mix": mix, "items": 50, "new_items": 2}}}
+    (group,) = groups_from_config(config)
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in clients}
+    with tempfile.TemporaryDirectory(prefix="fw-clients-") as tmp, contextlib.ExitStack() as stack:
+        port, farm = stack.enter_context(farm_process(config, Path(tmp)))
+        for client in clients.values():  # warm: every connection made, every body rendered once
+            client(port, group, 1.0)
+        for _ in range(args.rounds):
+            for name, client in clients.items():
+                runs[name].append(measure(client, port, group, farm.pid, args.seconds))
+                print(f"[clients] {name}: {runs[name][-1]}", file=sys.stderr, flush=True)
+    best = {name: min(r, key=lambda m: m["client_cpu_ms_per_request"]) for name, r in runs.items()}
+    base = best["aiohttp_bare"]["client_cpu_ms_per_request"]
+    out: dict[str, Any] = {
+        "feeds": args.feeds,
+        "mix": mix,
+        "in_flight": IN_FLIGHT,
+        "seconds": args.seconds,
+        "rounds": args.rounds,
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "best": best,
+        "runs": runs,
+        "client_cpu_ratio_to_aiohttp_bare": {
+            name: round(b["client_cpu_ms_per_request"] / base, 3) for name, b in best.items()
+        },
+        "skipped": skipped,
+    }
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -122,25 +122,34 @@ def pycurl_bare(port: int, group: Group, seconds: float) -> int:
     (keep-alive through the multi handle's connection cache), bodies into memory."""
     import pycurl  # type: ignore[import-not-found,unused-ignore]
 
-    multi = pycurl.CurlMulti()
-    free = [pycurl.Curl() for _ in range(IN_FLIGHT)]
-    buffers: dict[Any, io.BytesIO] = {}
-    done, i = 0, 0
-    stop = time.monotonic() + seconds
+    i = 0
 
     def start(handle: Any) -> None:
         nonlocal i
         index = i % group.feeds
         i += 1
-        buf = buffers[handle] = io.BytesIO()
         handle.setopt(pycurl.URL, farm_url(port, group.name, index, group.hosts))
         handle.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in _headers(group, index).items()])
-        handle.setopt(pycurl.WRITEDATA, buf)
-        multi.add_handle(handle)
+        handle.setopt(pycurl.WRITEDATA, io.BytesIO())
 
-    for handle in free:
+    return _drive([pycurl.Curl() for _ in range(IN_FLIGHT)], start, lambda handle: None, seconds)
+
+
+def _drive(
+    handles: list[Any], start: Callable[[Any], None], finish: Callable[[Any], None], seconds: float
+) -> int:
+    """libcurl's multi loop over ``handles``: each is set up by ``start`` and added; a finished
+    one is handed to ``finish`` and started again until ``seconds`` have passed. Returns the
+    requests done; a failed transfer raises."""
+    import pycurl  # type: ignore[import-not-found,unused-ignore]
+
+    multi = pycurl.CurlMulti()
+    done = 0
+    stop = time.monotonic() + seconds
+    for handle in handles:
         start(handle)
-    running = len(free)
+        multi.add_handle(handle)
+    running = len(handles)
     while running:
         while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
             pass
@@ -148,9 +157,11 @@ def pycurl_bare(port: int, group: Group, seconds: float) -> int:
             queued, finished, failed = multi.info_read()
             for handle in finished:
                 multi.remove_handle(handle)
+                finish(handle)
                 done += 1
                 if time.monotonic() < stop:
                     start(handle)
+                    multi.add_handle(handle)
                 else:
                     running -= 1
             for _handle, _errno, message in failed:
@@ -159,7 +170,7 @@ def pycurl_bare(port: int, group: Group, seconds: float) -> int:
                 break
         if running:
             multi.select(1.0)
-    for handle in free:
+    for handle in handles:
         handle.close()
     multi.close()
     return done
@@ -204,11 +215,8 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
             return pycurl.SOCKET_BAD
         return socket.socket(family, socktype, protocol)
 
-    multi = pycurl.CurlMulti()
-    handles = [pycurl.Curl() for _ in range(IN_FLIGHT)]
     fetches: dict[Any, Fetch] = {}
-    done, i = 0, 0
-    stop = time.monotonic() + seconds
+    i = 0
 
     def start(handle: Any) -> None:
         nonlocal i
@@ -247,51 +255,30 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
         handle.setopt(pycurl.HTTPHEADER, headers)
         handle.setopt(pycurl.HEADERFUNCTION, header)
         handle.setopt(pycurl.WRITEFUNCTION, write)
-        multi.add_handle(handle)
 
+    def finish(handle: Any) -> None:
+        fetch = fetches[handle]
+        status = handle.getinfo(pycurl.RESPONSE_CODE)
+        FetchResult(
+            request=fetch.request,
+            url=str(fetch.url),
+            status=status,
+            not_modified=status == 304,
+            body=fetch.decoder.finish(),
+            headers=fetch.headers,
+            etag=fetch.headers.get("etag"),
+            last_modified=fetch.headers.get("last-modified"),
+            elapsed=time.monotonic() - fetch.started,
+            wire_bytes=fetch.wire,
+        )
+
+    handles = [pycurl.Curl() for _ in range(IN_FLIGHT)]
     for handle in handles:
         handle.setopt(pycurl.OPENSOCKETFUNCTION, opensocket)
         handle.setopt(pycurl.PROXY, "")
         handle.setopt(pycurl.CONNECTTIMEOUT_MS, 10_000)
         handle.setopt(pycurl.TIMEOUT_MS, 30_000)
-        start(handle)
-    running = len(handles)
-    while running:
-        while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
-            pass
-        while True:
-            queued, finished, failed = multi.info_read()
-            for handle in finished:
-                multi.remove_handle(handle)
-                fetch = fetches[handle]
-                status = handle.getinfo(pycurl.RESPONSE_CODE)
-                FetchResult(
-                    request=fetch.request,
-                    url=str(fetch.url),
-                    status=status,
-                    not_modified=status == 304,
-                    body=fetch.decoder.finish(),
-                    headers=fetch.headers,
-                    etag=fetch.headers.get("etag"),
-                    last_modified=fetch.headers.get("last-modified"),
-                    elapsed=time.monotonic() - fetch.started,
-                    wire_bytes=fetch.wire,
-                )
-                done += 1
-                if time.monotonic() < stop:
-                    start(handle)
-                else:
-                    running -= 1
-            for _handle, _errno, message in failed:
-                raise RuntimeError(f"pycurl: {message}")
-            if not queued:
-                break
-        if running:
-            multi.select(1.0)
-    for handle in handles:
-        handle.close()
-    multi.close()
-    return done
+    return _drive(handles, start, finish, seconds)
 
 
 def pycurl_available() -> bool:

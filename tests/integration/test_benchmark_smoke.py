@@ -38,6 +38,19 @@ def test_quick_json_shape() -> None:
     ingest_keys = ("parse_only_items_per_s", "ratio", "parse_only_defaults_items_per_s", "ratio_to_defaults")
     for key in ("items_per_s", *ingest_keys):
         assert key in result["ingest"], key
+    # Each throughput baseline is measured before the service and after it; the ratio divides by
+    # their mean, and the spread says whether the machine held still in between.
+    baselines = (("poll", "floor", "floor_feeds_per_s"), ("ingest", "parse_only", "parse_only_items_per_s"))
+    for part, name, key in baselines:
+        figures = result[part]
+        before, after = figures[f"{key}_before"], figures[f"{key}_after"]
+        assert before > 0 and after > 0, figures
+        assert figures[key] == round((before + after) / 2, 1)
+        assert abs(figures[f"{name}_spread"] - abs(after - before) / figures[key]) <= 0.001
+    poll = result["poll"]
+    assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
+    steady = max(poll["floor_spread"], result["ingest"]["parse_only_spread"]) <= 0.10
+    assert result["baselines_steady"] is steady
     assert isinstance(result["unchanged_cost_ratio"], float)
     assert result["unchanged"]["parse_skipped"] is True  # a re-poll of the same bytes never parses
     latency = result["latency"]

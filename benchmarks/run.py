@@ -282,6 +282,15 @@ def stat_cpu(fields: list[str]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def stolen_cpu() -> float:
+    """CPU seconds the hypervisor has given to other guests while this machine's vCPUs wanted to
+    run (``steal`` of /proc/stat, all CPUs). A virtual machine's cores are shared: on 2026-12-01
+    ~27 s of them went in 70 minutes, and every figure of a run moved with it."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = fh.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+
+
 def proc_cpu(pid: int) -> float:
     """CPU seconds (user + system) so far of one process."""
     return stat_cpu(proc_stat(Path(f"/proc/{pid}/stat").read_text())[1])
@@ -290,8 +299,9 @@ def proc_cpu(pid: int) -> float:
 def cpu_by_role(service: Service) -> dict[str, float]:
     """CPU seconds (user + system) so far of every process on the machine, by role: each service
     process group (beat, feeds, alerts_worker / embedded_worker), the farm, PostgreSQL, Redis,
-    everything else (``rest_of_machine``: other people's work on a shared machine). Two snapshots
-    give where the two cores went during a phase."""
+    everything else (``rest_of_machine``: other people's work on a shared machine), and the CPU
+    the hypervisor gave other guests (``stolen_by_hypervisor``: not this machine's work, but time
+    its cores were wanted and not had). Two snapshots give where the two cores went in a phase."""
     groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
     totals: dict[str, float] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
@@ -313,6 +323,7 @@ def cpu_by_role(service: Service) -> dict[str, float]:
         else:
             role = "rest_of_machine"
         totals[role] = totals.get(role, 0.0) + cpu
+    totals["stolen_by_hypervisor"] = stolen_cpu()
     return totals
 
 
@@ -1531,7 +1542,7 @@ def main(argv: list[str] | None = None) -> None:
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="console"))  # stdout holds the JSON only
-    started, load_start = time.monotonic(), round(os.getloadavg()[0], 2)
+    started, load_start, stolen_start = time.monotonic(), round(os.getloadavg()[0], 2), stolen_cpu()
     result: dict[str, Any] = {
         "mode": "quick" if args.quick else "full",
         "sizes": asdict(sizes),
@@ -1628,6 +1639,8 @@ def main(argv: list[str] | None = None) -> None:
     result["duration_s"] = round(time.monotonic() - started, 1)
     # Other work on the machine skews every figure: the load says how quiet the run was.
     result["loadavg_1m_start_end"] = [load_start, round(os.getloadavg()[0], 2)]
+    # Cores the hypervisor took from this machine over the run, on average (0 on bare metal).
+    result["stolen_cores"] = round((stolen_cpu() - stolen_start) / (time.monotonic() - started), 3)
     print(json.dumps(result, indent=None if args.json else 2))
 
 

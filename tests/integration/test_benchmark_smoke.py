@@ -51,6 +51,7 @@ def test_quick_json_shape() -> None:
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
     steady = max(poll["floor_spread"], result["ingest"]["parse_only_spread"]) <= 0.10
     assert result["baselines_steady"] is steady
+    assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
     assert isinstance(result["unchanged_cost_ratio"], float)
     assert result["unchanged"]["parse_skipped"] is True  # a re-poll of the same bytes never parses
     latency = result["latency"]

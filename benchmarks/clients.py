@@ -29,7 +29,6 @@ run. The farm runs as a child process, stopped by its pid.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import io
 import json
@@ -42,48 +41,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiohttp
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm import Group, groups_from_config, parse_mix
-from run import farm_process, farm_url, proc_cpu
+from farm import Group, feed_etag, groups_from_config, parse_mix, raise_mmap_threshold
+from run import bare_loop, farm_process, farm_url, proc_cpu
 
-from feedwatch.fetch import AddressPolicy, FetchConfig, FetchRequest, fetch_all
+from feedwatch.fetch import AddressPolicy, FetchConfig, FetchError, FetchRequest, fetch_all
 
 IN_FLIGHT = 50
 BATCH = 100
 
 
-def _headers(group: Group, index: int) -> dict[str, str]:
-    if group.kinds[index] == "304":
-        return {"If-None-Match": f'"farm-{group.name}-{index}"'}
-    return {}
+def _etag(group: Group, index: int) -> str | None:
+    """What a client sends in If-None-Match for this feed: the farm's ETag for a 304 feed."""
+    return feed_etag(group, index) if group.kinds[index] == "304" else None
 
 
 def aiohttp_bare(port: int, group: Group, seconds: float) -> int:
-    """run.py's floor loop: one session, ``IN_FLIGHT`` workers, each request read whole."""
-
-    async def run() -> int:
-        done = 0
-        stop = time.monotonic() + seconds
-        async with aiohttp.ClientSession() as session:
-
-            async def worker(offset: int) -> None:
-                nonlocal done
-                i = offset
-                while time.monotonic() < stop:
-                    index = i % group.feeds
-                    url = farm_url(port, group.name, index, group.hosts)
-                    async with session.get(url, headers=_headers(group, index)) as resp:
-                        await resp.read()
-                    done += 1
-                    i += IN_FLIGHT
-
-            await asyncio.gather(*(worker(k) for k in range(IN_FLIGHT)))
-        return done
-
-    return asyncio.run(run())
+    """``run.py``'s floor loop (``bare_loop``): one session, ``IN_FLIGHT`` in flight, keep-alive."""
+    done, _ = bare_loop(port, group, seconds, IN_FLIGHT)
+    return done
 
 
 def service(port: int, group: Group, seconds: float) -> int:
@@ -105,11 +82,10 @@ def service(port: int, group: Group, seconds: float) -> int:
         requests = []
         for i in range(start, start + BATCH):
             index = i % group.feeds
-            etag = _headers(group, index).get("If-None-Match")
             url = farm_url(port, group.name, index, group.hosts)
-            requests.append(FetchRequest(url=url, etag=etag, key=index))
+            requests.append(FetchRequest(url=url, etag=_etag(group, index), key=index))
         results = fetch_all(requests, config, policy)
-        failed = [r for r in results if not hasattr(r, "body")]
+        failed = [r for r in results if isinstance(r, FetchError)]
         if failed:
             raise RuntimeError(f"service fetch failed: {failed[0]!r}")
         done += len(results)
@@ -129,7 +105,8 @@ def pycurl_bare(port: int, group: Group, seconds: float) -> int:
         index = i % group.feeds
         i += 1
         handle.setopt(pycurl.URL, farm_url(port, group.name, index, group.hosts))
-        handle.setopt(pycurl.HTTPHEADER, [f"{k}: {v}" for k, v in _headers(group, index).items()])
+        etag = _etag(group, index)
+        handle.setopt(pycurl.HTTPHEADER, [f"If-None-Match: {etag}"] if etag else [])
         handle.setopt(pycurl.WRITEDATA, io.BytesIO())
 
     return _drive([pycurl.Curl() for _ in range(IN_FLIGHT)], start, lambda handle: None, seconds)
@@ -189,7 +166,7 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
 
     import pycurl  # type: ignore[import-not-found,unused-ignore]
 
-    from feedwatch.fetch import FetchError, FetchResult
+    from feedwatch.fetch import FetchResult
     from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder
     from feedwatch.fetch.client import ACCEPT, MAX_LINE_SIZE
     from feedwatch.fetch.guard import validate_url
@@ -198,7 +175,7 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
     max_bytes = 10 << 20
 
     class Fetch:
-        __slots__ = ("decoder", "error", "headers", "request", "started", "url", "wire")
+        __slots__ = ("decoder", "headers", "request", "started", "url", "wire")
 
         def __init__(self, request: FetchRequest) -> None:
             self.request = request
@@ -206,7 +183,6 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
             self.headers: dict[str, str] = {}
             self.decoder = BodyDecoder(None, max_bytes)
             self.wire = 0
-            self.error: FetchError | None = None
             self.started = time.monotonic()
 
     def opensocket(_purpose: int, address: Any) -> Any:
@@ -222,14 +198,13 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
         nonlocal i
         index = i % group.feeds
         i += 1
-        etag = _headers(group, index).get("If-None-Match")
+        etag = _etag(group, index)
         fetch = fetches[handle] = Fetch(
             FetchRequest(url=farm_url(port, group.name, index, group.hosts), etag=etag)
         )
 
         def header(line: bytes) -> int | None:
-            if len(line) > MAX_LINE_SIZE:
-                fetch.error = FetchError("protocol", "header line too long")
+            if len(line) > MAX_LINE_SIZE:  # -1 aborts the transfer: _drive raises
                 return -1
             if line.startswith(b"HTTP/"):
                 fetch.headers = {}
@@ -243,7 +218,6 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
         def write(data: bytes) -> int | None:
             fetch.wire += len(data)
             if fetch.wire > max_bytes:
-                fetch.error = FetchError("too_large", "body too large on the wire")
                 return -1
             fetch.decoder.feed(data)
             return None
@@ -315,12 +289,7 @@ def main(argv: list[str] | None = None) -> None:
     # the way out, signal.signal() builds that handler's repr (the task's, with its result:
     # a batch of bodies) to find it is no Handlers member: ~9 % of the fetch in this script.
     signal.signal(signal.SIGINT, _interrupt)
-    # glibc serves a 256 KB request (asyncio's recv buffer) with mmap until a freed mmapped chunk
-    # has raised its threshold; a worker process has long done so (its imports, the language
-    # model), a fresh script has not, and then pays mmap + mremap + munmap on every recv. Freeing
-    # one 1 MB chunk puts this process in the worker's state, for every client alike.
-    chunk = bytes(1 << 20)
-    del chunk
+    raise_mmap_threshold()  # as a worker's allocator is: a fresh script would mmap every read
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--feeds", type=int, default=2_000)
     parser.add_argument("--seconds", type=float, default=8.0)

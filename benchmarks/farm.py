@@ -197,7 +197,7 @@ class Farm:
         if kind == "slow":
             await asyncio.sleep(group.slow_seconds)
         if kind == "304":
-            etag = f'"farm-{group.name}-{index}"'
+            etag = feed_etag(group, index)
             if request.headers.get("If-None-Match") == etag:
                 return web.Response(status=304, headers={"ETag": etag})
             return web.Response(body=self._constant(group, index), content_type=None,
@@ -236,6 +236,24 @@ class Farm:
         app.router.add_post("/_reset", self.reset)
         app.router.add_get("/{group}/{index}.xml", self.feed)
         return app
+
+
+def feed_etag(group: Group, feed: int) -> str:
+    """The ETag a ``304`` feed answers with, and answers 304 to (a client sends it back)."""
+    return f'"farm-{group.name}-{feed}"'
+
+
+def raise_mmap_threshold() -> None:
+    """Put this process's allocator where a long-running one is, before it serves or fetches.
+
+    asyncio reads a socket into a new 256 KB buffer and shrinks it to what arrived. glibc serves
+    that with mmap (+ mremap, munmap: three system calls and a page fault a read) until freeing
+    a larger mmapped chunk has raised its threshold, which happens, or not, by the accidents of
+    a process's history: a farm measured 15 % of its reads so in one run and 88 % in another,
+    and its CPU a request moved with it. A feeds worker has long raised it (its imports, the
+    language model); freeing one 1 MB chunk now raises it here for good."""
+    chunk = bytes(1 << 20)
+    del chunk
 
 
 def constant_body(group: Group, feed: int, port: int) -> bytes:
@@ -305,14 +323,7 @@ def main(argv: list[str] | None = None) -> None:
         groups = [
             Group("poll", args.feeds, parse_mix(args.mix), args.items, args.new_items, hosts=args.hosts)
         ]
-    # asyncio reads a socket into a new 256 KB buffer and shrinks it to what arrived. glibc
-    # serves that with mmap (+ mremap, munmap: three system calls and a page fault a request)
-    # until freeing a larger mmapped chunk has raised its threshold, which happens, or not, by
-    # the accidents of a process's history: a farm measured 15 % of its reads so in one run and
-    # 88 % in another, and its CPU a request moved with it. Freeing one 1 MB chunk now raises the
-    # threshold for good, so every run's farm (the floor's baseline and the service's) is alike.
-    chunk = bytes(1 << 20)
-    del chunk
+    raise_mmap_threshold()  # so every run's farm (the floor's and the service's) reads alike
     try:
         import uvloop
 

@@ -47,9 +47,10 @@ def test_quick_json_shape() -> None:
         assert before > 0 and after > 0, figures
         assert figures[key] == round((before + after) / 2, 1)
         assert abs(figures[f"{name}_spread"] - abs(after - before) / figures[key]) <= 0.001
-    poll = result["poll"]
+    poll, ingest = result["poll"], result["ingest"]
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
-    steady = max(poll["floor_spread"], result["ingest"]["parse_only_spread"]) <= 0.10
+    assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)
+    steady = max(poll["floor_spread"], ingest["parse_only_spread"]) <= 0.10
     assert result["baselines_steady"] is steady
     assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
     assert isinstance(result["unchanged_cost_ratio"], float)

@@ -12,13 +12,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from support.fetching import fetch_config
 
 from feedwatch.fetch import (
     AddressPolicy,
+    FetchConfig,
     FetchError,
     FetchRequest,
     FetchResult,
@@ -150,8 +151,8 @@ def server() -> Iterator[CountingServer]:
     srv.stop()
 
 
-def fetch(*urls: str) -> list[FetchResult | FetchError]:
-    return fetch_all([FetchRequest(url=u) for u in urls], CONFIG, POLICY)
+def fetch(*urls: str, config: FetchConfig = CONFIG) -> list[FetchResult | FetchError]:
+    return fetch_all([FetchRequest(url=u) for u in urls], config, POLICY)
 
 
 def body_of(outcome: FetchResult | FetchError) -> bytes | None:
@@ -203,7 +204,9 @@ def test_bytes_after_an_answer_never_reach_the_next_fetch(server: CountingServer
         assert server.sent_later.wait(5)
         time.sleep(0.05)  # settle on loopback; not a measurement
     (following,) = fetch(server.url("/other"))
-    assert isinstance(following, FetchError) or following.body == OTHER  # never the forged FEED
+    # never the forged FEED: the dirty connection is closed and the request sent on a new one
+    assert isinstance(following, FetchResult) and following.body == OTHER
+    assert server.accepted == 2
     assert [body_of(o) for o in fetch(server.url("/other"))] == [OTHER]
 
 
@@ -222,9 +225,11 @@ def test_idle_connections_beyond_the_bound_are_closed(monkeypatch: pytest.Monkey
     servers = [CountingServer(f"127.0.0.{i}") for i in (1, 2, 3)]
     try:
         monkeypatch.setattr(client, "MAX_IDLE", 1)
+        # A config of its own, so that its connections share a pool with no earlier test's.
+        config = replace(CONFIG, user_agent="feedwatch-tests/idle-bound")
         urls = [s.url("/feed") for s in servers]
         for _ in range(2):
-            assert [body_of(o) for o in fetch(*urls)] == [FEED] * 3
+            assert [body_of(o) for o in fetch(*urls, config=config)] == [FEED] * 3
         assert sum(s.accepted for s in servers) == 5  # one of three kept after the first batch
     finally:
         for s in servers:

@@ -1,9 +1,15 @@
-"""fetch_all keeps one event loop per process: reused across batches, new after a fork."""
+"""fetch_all keeps one libcurl session per (config, policy) in each process and thread: reused
+across batches, new after a fork, dropped when a batch is interrupted."""
 
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
 
 import pytest
 from support.fetching import fetch_config
@@ -17,11 +23,22 @@ from feedwatch.fetch import (
     client,
     fetch_all,
 )
+from feedwatch.fetch.body import BodyDecoder
+
+try:
+    from support.hostile_server import HostileServer
+except ImportError:  # run without a conftest that puts tests/ on sys.path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from support.hostile_server import HostileServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 CONFIG = fetch_config()
 FEED = b"<rss version='2.0'><channel><title>t</title></channel></rss>"
+
+
+class Interrupted(BaseException):
+    """What Celery's soft time limit is to a batch: raised from outside, not a fetch failure."""
 
 
 @pytest.fixture(scope="module")
@@ -36,34 +53,72 @@ def _fetch(server: FeedServer, policy: AddressPolicy) -> list[FetchResult | Fetc
     return fetch_all([FetchRequest(url=server.url("/feed"))] * 3, CONFIG, policy)
 
 
-def test_batches_share_one_loop_and_keep_the_guard(server: FeedServer) -> None:
+def _session(policy: AddressPolicy) -> client._Session | None:
+    sessions = client._SESSIONS.sessions or {}
+    return sessions.get((CONFIG, policy))
+
+
+def test_batches_share_one_session_and_keep_the_guard(server: FeedServer) -> None:
     allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
     assert all(isinstance(r, FetchResult) and r.status == 200 for r in _fetch(server, allowed))
-    runner = client._LOOPS.runner
-    assert runner is not None
+    session = _session(allowed)
+    assert session is not None
     assert all(isinstance(r, FetchResult) for r in _fetch(server, allowed))
-    assert client._LOOPS.runner is runner  # the same loop served the second batch
-    refused = _fetch(server, AddressPolicy())  # loopback is not public: the reused loop still refuses
+    assert _session(allowed) is session  # the same session served the second batch
+    refused = _fetch(server, AddressPolicy())  # loopback is not public: a session per policy
     assert all(isinstance(r, FetchError) and r.error_class == "blocked_address" for r in refused)
+    assert _session(AddressPolicy()) is not session
 
 
-def test_a_forked_child_makes_its_own_loop(server: FeedServer) -> None:
+def test_a_forked_child_makes_its_own_session(server: FeedServer) -> None:
     allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
-    _fetch(server, allowed)  # the parent has a loop before the fork, like a warmed Celery parent
-    parent = client._LOOPS.runner
+    _fetch(server, allowed)  # the parent has a session before the fork, like a warmed Celery parent
+    parent = _session(allowed)
     pid = os.fork()
-    if pid == 0:  # child: exit code says whether it fetched on a loop of its own
+    if pid == 0:  # child: exit code says whether it fetched on a session of its own
         ok = all(isinstance(r, FetchResult) for r in _fetch(server, allowed))
-        os._exit(0 if ok and client._LOOPS.runner is not parent else 1)
+        os._exit(0 if ok and _session(allowed) not in (None, parent) else 1)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+    assert _session(allowed) is parent  # the parent's session survived the child
 
 
-def test_an_interrupted_batch_discards_the_loop() -> None:
-    async def interrupted() -> None:
-        raise TimeoutError("soft time limit")  # like Celery's signal handler raising mid-batch
+def test_a_signal_during_a_batch_leaves_fetch_all_and_drops_the_session() -> None:
+    """A handler raising mid-batch (Celery's soft time limit) is not swallowed, and the batch's
+    half-done connections go with its session."""
 
-    client._LOOPS.get()
-    with pytest.raises(TimeoutError):
-        client._LOOPS.run(interrupted())
-    assert client._LOOPS.runner is None
+    def interrupt(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted
+
+    with HostileServer() as srv:
+        policy = AddressPolicy(allowed=frozenset({("127.0.0.1", srv.port)}))
+        config = replace(CONFIG, deadline=10.0, read_timeout=10.0)
+        previous = signal.signal(signal.SIGALRM, interrupt)
+        try:
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            with pytest.raises(Interrupted):
+                fetch_all([FetchRequest(srv.url("/slowloris"))], config, policy)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        assert (config, policy) not in (client._SESSIONS.sessions or {})
+        (after,) = fetch_all([FetchRequest(srv.url("/feed"))], config, policy)
+        assert isinstance(after, FetchResult), after
+
+
+def test_an_exception_raised_inside_a_libcurl_callback_leaves_fetch_all(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """libcurl calls our code for every body chunk; an exception that is not a fetch failure
+    raised there must reach the caller, not be printed and dropped by pycurl."""
+
+    class Exploding(BodyDecoder):
+        def feed(self, data: bytes) -> None:
+            raise Interrupted
+
+    monkeypatch.setattr(client, "BodyDecoder", Exploding)
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    config = replace(CONFIG, user_agent="feedwatch-tests/exploding")
+    with pytest.raises(Interrupted):
+        fetch_all([FetchRequest(url=server.url("/feed"))], config, allowed)
+    assert (config, allowed) not in (client._SESSIONS.sessions or {})

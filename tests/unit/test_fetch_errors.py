@@ -6,15 +6,15 @@ import socket
 import ssl
 from datetime import UTC, datetime
 
-import aiohttp
+import pycurl
 import pytest
-from aiohttp.client_reqrep import ConnectionKey
 
 from feedwatch.fetch import (
     ERROR_CLASSES,
     MAX_RETRY_AFTER,
     FetchConfig,
     FetchError,
+    classify_curl,
     classify_exception,
     parse_retry_after,
 )
@@ -70,23 +70,16 @@ def test_classify_status(status: int, error_class: str | None) -> None:
     assert classify_status(status) == error_class
 
 
-KEY = ConnectionKey("example.com", 80, False, True, None, None, None)
-
-
 @pytest.mark.parametrize(
     ("exc", "error_class"),
     [
         (TimeoutError(), "timeout"),
-        (aiohttp.ServerTimeoutError("read"), "timeout"),
-        (aiohttp.ClientConnectorError(KEY, socket.gaierror(-2, "Name unknown")), "dns"),
-        (aiohttp.ClientConnectorError(KEY, ConnectionRefusedError(111, "refused")), "connect"),
-        (aiohttp.ClientConnectorSSLError(KEY, ssl.SSLError(1, "bad")), "tls"),
+        (socket.gaierror(-2, "Name unknown"), "dns"),
+        (ConnectionRefusedError(111, "refused"), "connect"),
         (ssl.SSLError(1, "handshake"), "tls"),
-        (aiohttp.ServerDisconnectedError(), "protocol"),
-        (aiohttp.ClientPayloadError("truncated"), "protocol"),
-        (aiohttp.InvalidURL("http://["), "invalid_url"),
-        (aiohttp.ClientOSError(104, "reset"), "connect"),
         (ConnectionResetError(104, "reset"), "connect"),
+        (pycurl.error(28, "Operation timed out"), "timeout"),
+        (pycurl.error(60, "SSL certificate problem"), "tls"),
         (ValueError("surprise"), "protocol"),
         (RuntimeError("surprise"), "protocol"),
         (FetchError("gone", "x"), "gone"),
@@ -97,6 +90,29 @@ def test_classify_exception(exc: Exception, error_class: str) -> None:
     assert error.error_class == error_class
     assert error.error_class in ERROR_CLASSES
     assert error.message
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class"),
+    [
+        (6, "dns"),
+        (7, "connect"),
+        (28, "timeout"),
+        (35, "tls"),
+        (60, "tls"),
+        (56, "connect"),
+        (1, "protocol"),  # HTTP/0.9: a server that does not speak HTTP
+        (8, "protocol"),
+        (18, "protocol"),  # body shorter than its Content-Length
+        (52, "protocol"),  # closed without a byte
+        (100, "protocol"),  # over libcurl's own header limit
+        (9999, "protocol"),  # a code this version does not know yet
+    ],
+)
+def test_classify_curl(code: int, error_class: str) -> None:
+    error = classify_curl(code, "")
+    assert error.error_class == error_class
+    assert error.message and f"curl {code}" in error.message
 
 
 def test_unexpected_exception_message_names_the_type() -> None:

@@ -1,7 +1,7 @@
 """Fetch stage: guarded, bounded HTTP for feeds. The error tree is in :mod:`.errors`."""
 
 from feedwatch.fetch.body import decode_body
-from feedwatch.fetch.client import classify_exception, fetch_all, fetch_many, fetch_one
+from feedwatch.fetch.client import classify_curl, classify_exception, fetch_all, fetch_one
 from feedwatch.fetch.errors import (
     ERROR_CLASSES,
     MAX_RETRY_AFTER,
@@ -24,10 +24,10 @@ __all__ = [
     "GuardedResolver",
     "Redirect",
     "check_url",
+    "classify_curl",
     "classify_exception",
     "decode_body",
     "fetch_all",
-    "fetch_many",
     "fetch_one",
     "parse_retry_after",
 ]

@@ -1,63 +1,74 @@
 """The only code that talks to feed servers: a batch of conditional GETs under hard limits.
 
-:func:`fetch_all` runs a batch on this process's event loop with a session kept for the next
-batches of the same ``(config, policy)``; :func:`fetch_many` alone owns one session for one batch.
-Per fetch:
+:func:`fetch_all` runs a batch on libcurl (through pycurl): one multi handle per
+``(config, policy)`` in each process and thread, driven by a synchronous loop here, with its
+connections kept for the next batches. Per fetch:
 
-- the caller's global and per-host slots are taken first, then a deadline starts
-  (``config.deadline``) that covers every redirect hop and every body byte, so a trickling
-  server costs at most the deadline however slowly it drips;
-- each hop is checked by the address policy (literal IPs here, host names in the resolver),
-  redirects are followed by hand up to ``max_redirects`` and loops are cut;
+- the fetch's host slot is taken first (at most ``config.per_host`` fetches in flight per host in
+  a batch), then its host's turn (:class:`HostPacer`), then a global slot (``config.concurrency``);
+  only then does the deadline start (``config.deadline``), which covers every redirect hop and
+  every body byte, so a trickling server costs at most the deadline however slowly it drips;
+- each hop's URL is checked by the address policy (:func:`~feedwatch.fetch.guard.validate_url`),
+  and every address libcurl is about to connect to is checked again as it opens the socket
+  (``OPENSOCKETFUNCTION``): the address checked is the one connected to, so a name that
+  re-resolves to 127.0.0.1 (DNS rebinding) is caught. Redirects are followed here, not by
+  libcurl, up to ``max_redirects``, and loops are cut; each hop waits its host's turn;
+- the status and headers are judged when the headers end, before any body byte is taken: an
+  error status, a non-feed Content-Type or a Content-Length over the cap ends the transfer there.
+  Header lines are capped (:data:`MAX_LINE_SIZE`, :data:`MAX_HEADER_LINES`,
+  :data:`MAX_HEADER_BYTES`);
 - the body is streamed through :class:`~feedwatch.fetch.body.BodyDecoder`, which caps the
-  decompressed size; the wire size is capped too, so a lying Content-Length proves nothing.
+  decompressed size (libcurl is never asked to decompress); the wire size is capped too, so a
+  lying Content-Length proves nothing;
+- the read timeout is libcurl's low-speed check: less than a byte a second for
+  ``read_timeout`` seconds, rounded up to whole seconds, ends the transfer.
 
-Politeness: at most ``config.per_host`` fetches in flight per host in a batch, and requests to
-one host start at least ``config.per_host_min_gap`` seconds apart across every batch of this
-process (:class:`HostPacer`), so a hundred feeds on one outlet are spread out, not fired at once.
-The wait for a host's turn is spent before the deadline starts and without a global slot.
+Politeness: requests to one host start at least ``config.per_host_min_gap`` seconds apart across
+every batch of this process (:class:`HostPacer`), so a hundred feeds on one outlet are spread
+out, not fired at once. The wait for a host's turn is spent before the deadline starts and
+without a global slot.
 
-Connections are kept alive and reused, only for the same host: aiohttp pools them by host
-name, port and TLS settings (its ``ConnectionKey``), never by address, so a kept connection only
-carries the next request to the server that answered on it, which controls its own feeds' answers
-anyway; two names on one IP do not share. A connection goes back to the pool only once its
-answer arrived to the last byte (aiohttp hands it back then, read or not: it is between two
-messages); a response refused or failed before that closes it (:func:`_follow`), aiohttp closes
-one with bytes left over or ``Connection: close``, and one on which anything arrived while it
-was idle is not reused (:class:`_KeptConnector`). A reused connection passed the address guard
-when it was opened, under the same policy (a session per ``(config, policy)``).
-Idle connections are closed after :data:`KEEPALIVE_TIMEOUT` and beyond :data:`MAX_IDLE` per
-session, oldest first; sessions die with their loop (a fork, an interrupted batch, exit).
-Every outcome is a :class:`FetchResult` or a classified :class:`FetchError`; no exception
-other than cancellation leaves :func:`fetch_many`.
+Connections are kept alive and reused, only for the same host: libcurl matches a kept
+connection by scheme, host name and port, never by address, so a kept connection only carries
+the next request to the server that answered on it, which controls its own feeds' answers
+anyway; two names on one IP do not share. A transfer that ends early (refused when its headers
+ended, cut off, timed out) closes its connection; so does one with bytes left over after its
+answer; one on which anything arrived while it was idle is not reused (libcurl checks a
+connection before reuse and drops one with input pending). A reused connection passed the
+address guard when it was opened, under the same policy (a multi handle per
+``(config, policy)``). Idle connections are not reused after :data:`KEEPALIVE_TIMEOUT` and at most
+:data:`MAX_IDLE` are kept per multi handle, the oldest closed first. HTTP/1.1 only; no proxy,
+whatever the environment says (a proxy would bypass the address guard); no cookies.
+
+A batch interrupted by an exception (Celery's soft time limit, a signal) closes its multi handle
+and every connection in it; the next batch starts afresh. A forked child never touches its
+parent's handles (they are keyed by pid). Every outcome is a :class:`FetchResult` or a
+classified :class:`FetchError`; no other exception leaves :func:`fetch_all` unless the batch
+itself was interrupted.
 """
 
 from __future__ import annotations
 
-import asyncio
-import atexit
+import contextlib
+import heapq
+import ipaddress
+import math
 import os
 import select
 import socket
 import ssl
 import threading
 import time
-from collections import defaultdict
-from collections.abc import Coroutine, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractAsyncContextManager, nullcontext
-from dataclasses import dataclass, field
-from typing import Any, Final, TypeVar
+from collections import deque
+from collections.abc import Sequence
+from typing import Any, Final
 
-import aiohttp
-from aiohttp.client_reqrep import ConnectionKey
-from aiohttp.connector import Connection
-from aiohttp.tracing import Trace
+import pycurl  # type: ignore[import-not-found,import-untyped,unused-ignore]
 from yarl import URL
 
 from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder, non_feed_type, not_a_feed_reason
-from feedwatch.fetch.errors import FetchError, classify_status, parse_retry_after
-from feedwatch.fetch.guard import AddressPolicy, GuardedResolver, validate_url
+from feedwatch.fetch.errors import ErrorClass, FetchError, classify_status, parse_retry_after
+from feedwatch.fetch.guard import AddressPolicy, validate_url
 from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -65,32 +76,55 @@ ACCEPT: Final = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9,"
     " application/xml;q=0.9, text/xml;q=0.9, application/json;q=0.8, */*;q=0.5"
 )
-# aiohttp's own defaults, pinned here because they are our huge-header defence.
+# The huge-header defence: a status or header line over 8,190 bytes (nginx's and aiohttp's
+# default), more than 500 lines or 64 KiB of them in one answer is a protocol error.
 MAX_LINE_SIZE: Final = 8190
-MAX_FIELD_SIZE: Final = 8190
+MAX_HEADER_LINES: Final = 500
+MAX_HEADER_BYTES: Final = 64 * 1024
 _MAX_MESSAGE: Final = 500
-KEEPALIVE_TIMEOUT: Final = 15.0  # seconds an idle connection stays in the pool
-MAX_IDLE: Final = 256  # idle connections kept per session after a batch, the longest idle closed
-MAX_SESSIONS: Final = 4  # kept (config, policy) sessions per loop; polls use one, articles another
-_T = TypeVar("_T")
+KEEPALIVE_TIMEOUT: Final = 15  # seconds an idle connection may wait for its next request
+MAX_IDLE: Final = 256  # connections kept per multi handle after a batch, the longest idle closed
+MAX_SESSIONS: Final = 4  # kept (config, policy) multi handles per thread; polls use one, articles another
 
-
-@dataclass
-class _Progress:
-    """What one fetch has done so far, so a failure can report it."""
-
-    redirects: list[Redirect] = field(default_factory=list)
-    started: float | None = None
-
-    def elapsed(self) -> float:
-        return 0.0 if self.started is None else time.monotonic() - self.started
+# libcurl's result codes (curl/curl.h), by the class an operator acts on. A code not listed is a
+# protocol error; a code our own callbacks caused (23, 42) is reported as what they refused.
+_CURL_CLASSES: Final[dict[int, ErrorClass]] = {
+    3: "invalid_url",  # URL malformed
+    6: "dns",  # could not resolve host
+    7: "connect",  # could not connect
+    28: "timeout",  # deadline, connect timeout or the low-speed check
+    35: "tls",  # handshake failed
+    53: "tls",  # crypto engine
+    54: "tls",
+    55: "connect",  # send failed: reset, broken pipe
+    56: "connect",  # receive failed: reset
+    58: "tls",  # client certificate
+    59: "tls",  # cipher
+    60: "tls",  # peer certificate or fingerprint not verified
+    64: "tls",
+    66: "tls",
+    77: "tls",  # CA file
+    80: "tls",  # TLS shutdown
+    82: "tls",  # CRL
+    83: "tls",  # issuer check
+    90: "tls",  # pinned key
+    91: "tls",  # certificate status
+    98: "tls",  # certificate chain
+}
+_WRITE_ERROR: Final = 23  # a callback of ours ended the transfer
+_ABORTED: Final = 42  # _prereq refused a kept connection
+# pycurl's constants, typed (pycurl has no type information)
+_SOCKOPT_OK: Final[int] = pycurl.SOCKOPT_OK
+_PREREQ_OK: Final[int] = pycurl.PREREQFUNC_OK
+_PREREQ_ABORT: Final[int] = pycurl.PREREQFUNC_ABORT
+_MAX_SOCKETS: Final = 8 * MAX_IDLE
 
 
 class HostPacer:
     """Hands out start times at least ``gap`` apart per host, shared by every batch of a process.
 
     A reservation is taken under a lock and waited for outside it, so concurrent fetches to one
-    host queue up in order; ``fetch_all`` may run batches in threads, hence a thread lock.
+    host queue up in order; batches may run in threads, hence a thread lock.
     """
 
     MAX_HOSTS: Final = 50_000
@@ -115,427 +149,688 @@ class HostPacer:
 PACER = HostPacer()
 
 
-class _Batch:
-    """One session and the concurrency limits shared by every fetch of a batch."""
-
-    def __init__(self, session: aiohttp.ClientSession, config: FetchConfig, policy: AddressPolicy) -> None:
-        self.session = session
-        self.config = config
-        self.policy = policy
-        self.slots = asyncio.Semaphore(config.concurrency)
-        self.hosts: defaultdict[str, asyncio.Semaphore] = defaultdict(
-            lambda: asyncio.Semaphore(config.per_host)
-        )
-
-    async def pace(self, host: str) -> None:
-        wait = PACER.reserve(host, self.config.per_host_min_gap)
-        if wait > 0:  # a turn that is due now costs no trip through the loop
-            await asyncio.sleep(wait)
-
-    def host_slot(self, url: URL, held: str | None = None) -> AbstractAsyncContextManager[Any]:
-        """The host's slot, to hold with ``async with``; none when ``held`` is its host already."""
-        key = _host_key(url)
-        return _NO_SLOT if key == held else self.hosts[key]
-
-
-#: A slot that is no slot: a redirect hop on the host whose slot the fetch holds already.
-_NO_SLOT: Final = nullcontext()
-
-
 def _host_key(url: URL) -> str:
     return (url.raw_host or "").lower().rstrip(".")
 
 
-class _KeptConnector(aiohttp.TCPConnector):
-    """aiohttp's connector, but a pooled connection on which anything arrived while idle is dropped.
+def _short(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
 
-    aiohttp reads an idle connection only while the loop runs, and ours sleeps between batches:
-    bytes a server sent after its answer (junk, a forged second response, its FIN) would be read
-    as the next request's answer. A zero-timeout poll before reuse sees them; the connection is
-    closed and a fresh one made (Go's transport reads idle connections for the same reason).
+
+# Codes libcurl may report without a message.
+_CURL_MESSAGES: Final[dict[int, str]] = {
+    100: "an answer over libcurl's own limits (a header line over 100 KB)"
+}
+
+
+def classify_curl(code: int, message: str) -> FetchError:
+    """The classified error of a libcurl result code and its message."""
+    text = message or _CURL_MESSAGES.get(code, "libcurl error")
+    return FetchError(_CURL_CLASSES.get(code, "protocol"), _short(f"{text} (curl {code})"))
+
+
+def classify_exception(exc: Exception) -> FetchError:
+    """Map an exception raised while fetching (ours, libcurl's, anything) to a FetchError."""
+    if isinstance(exc, FetchError):
+        return exc
+    if isinstance(exc, pycurl.error):
+        code, message = (*exc.args, 0, "")[:2]
+        return classify_curl(int(code), str(message))
+    text = _short(str(exc) or type(exc).__name__)
+    if isinstance(exc, TimeoutError):
+        return FetchError("timeout", text)
+    if isinstance(exc, ssl.SSLError):
+        return FetchError("tls", text)
+    if isinstance(exc, socket.gaierror):
+        return FetchError("dns", text)
+    if isinstance(exc, OSError):  # reset, broken pipe, refused
+        return FetchError("connect", f"{type(exc).__name__}: {text}")
+    return FetchError("protocol", f"unexpected {type(exc).__name__}: {text}")
+
+
+def _ca_options() -> list[tuple[int, str]]:
+    """Verify TLS against the system's CA store (Python's view of it, honouring ``SSL_CERT_FILE``
+    and ``SSL_CERT_DIR``): the libcurl bundled with pycurl's wheels looks in its build
+    machine's paths otherwise."""
+    paths = ssl.get_default_verify_paths()
+    options = []
+    if paths.cafile and os.path.isfile(paths.cafile):
+        options.append((pycurl.CAINFO, paths.cafile))
+    if paths.capath and os.path.isdir(paths.capath):
+        options.append((pycurl.CAPATH, paths.capath))
+    return options
+
+
+_REQUEST_HEADERS: Final = (b"Accept: " + ACCEPT.encode(), b"Accept-Encoding: " + ACCEPT_ENCODING.encode())
+
+
+def _header_value(text: str) -> bytes:
+    # Header values are kept as aiohttp decoded them (UTF-8, undecodable bytes escaped), so a
+    # validator is sent back byte for byte.
+    return text.encode("utf-8", "surrogateescape")
+
+
+class _Fetch:
+    """One request's progress across its hops: what it holds and what it has done so far."""
+
+    __slots__ = (
+        "deadline",
+        "first_host",
+        "headers",
+        "hop_host",
+        "host_held",
+        "index",
+        "redirects",
+        "request",
+        "seen",
+        "started",
+        "url",
+    )
+
+    def __init__(self, index: int, request: FetchRequest, url: URL) -> None:
+        self.index = index
+        self.request = request
+        self.url = url
+        self.first_host = _host_key(url)
+        self.hop_host: str | None = None  # a redirect's host slot, when not the first host
+        self.host_held = False
+        self.started: float | None = None  # set when a global slot is taken: the deadline runs
+        self.deadline = 0.0
+        self.redirects: list[Redirect] = []
+        self.seen: set[str] | None = None
+        lines = list(_REQUEST_HEADERS)
+        for name, value in (("If-None-Match", request.etag), ("If-Modified-Since", request.last_modified)):
+            if value and "\r" not in value and "\n" not in value:
+                lines.append(name.encode() + b": " + _header_value(value))
+        self.headers = lines
+
+    def elapsed(self) -> float:
+        return 0.0 if self.started is None else time.monotonic() - self.started
+
+
+class _Handle:
+    """A libcurl easy handle and the answer it is receiving on the current hop.
+
+    Its callbacks run inside libcurl's calls; whatever they refuse, or fail on, is kept in
+    ``error`` and the transfer is ended (libcurl reports code 23). pycurl re-raises an exception
+    that leaves a callback from ``perform`` (a signal handler's, Celery's soft time limit), which
+    ends the batch: one fetch's trouble must not, so none but those leaves a callback here.
     """
 
-    async def _get(self, key: ConnectionKey, traces: list[Trace]) -> Connection | None:
-        while (conn := await super()._get(key, traces)) is not None:
-            if _quiet(conn):
-                return conn
-            conn.close()
+    __slots__ = (
+        "curl",
+        "decoder",
+        "dirty",
+        "error",
+        "fetch",
+        "fresh",
+        "header_bytes",
+        "headers",
+        "in_body",
+        "lines",
+        "max_bytes",
+        "new_fds",
+        "policy",
+        "reason",
+        "refused",
+        "session",
+        "status",
+        "wire",
+    )
+
+    def __init__(self, session: _Session) -> None:
+        config = session.config
+        self.session = session
+        self.policy = session.policy
+        self.max_bytes = config.max_bytes
+        self.fetch: _Fetch | None = None
+        self.fresh = False
+        self._clear()
+        curl = self.curl = pycurl.Curl()
+        options: list[tuple[int, Any]] = [
+            (pycurl.NOSIGNAL, 1),
+            (pycurl.PROXY, ""),
+            (pycurl.PROTOCOLS, pycurl.PROTO_HTTP | pycurl.PROTO_HTTPS),
+            (pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1),
+            (pycurl.FOLLOWLOCATION, 0),
+            (pycurl.USERAGENT, config.user_agent),
+            (pycurl.CONNECTTIMEOUT_MS, max(1, round(config.connect_timeout * 1000))),
+            (pycurl.LOW_SPEED_LIMIT, 1),
+            (pycurl.LOW_SPEED_TIME, max(1, math.ceil(config.read_timeout))),
+            (pycurl.MAXAGE_CONN, KEEPALIVE_TIMEOUT),
+            (pycurl.OPENSOCKETFUNCTION, self._open_socket),
+            (pycurl.SOCKOPTFUNCTION, self._new_socket),
+            (pycurl.PREREQFUNCTION, self._prereq),
+            (pycurl.HEADERFUNCTION, self._header),
+            (pycurl.WRITEFUNCTION, self._write),
+            *_CA,
+        ]
+        for option, value in options:
+            curl.setopt(option, value)
+
+    def _clear(self) -> None:
+        self.lines: list[bytes] = []
+        self.header_bytes = 0
+        self.in_body = False
+        self.status = 0
+        self.reason = ""
+        self.headers: dict[str, str] = {}
+        self.decoder: BodyDecoder | None = None
+        self.wire = 0
+        self.error: FetchError | None = None
+        self.refused: list[str] = []
+        self.new_fds: list[int] = []
+        self.dirty = False
+
+    def begin(self, fetch: _Fetch, timeout_ms: int, fresh: bool = False) -> None:
+        """Set up the next hop of ``fetch``; ``fresh`` forbids a kept connection."""
+        self.fetch = fetch
+        self._clear()
+        curl = self.curl
+        curl.setopt(pycurl.URL, str(fetch.url))
+        curl.setopt(pycurl.HTTPHEADER, fetch.headers)
+        curl.setopt(pycurl.TIMEOUT_MS, timeout_ms)
+        if fresh != self.fresh:
+            curl.setopt(pycurl.FRESH_CONNECT, int(fresh))
+            self.fresh = fresh
+
+    def _stop(self, error: FetchError) -> int:
+        self.error = error
+        return -1  # any count but the one given ends the transfer
+
+    def _open_socket(self, _purpose: int, address: Any) -> Any:
+        try:
+            family, socktype, protocol, addr = address
+            if family not in (socket.AF_INET, socket.AF_INET6):
+                self.refused.append(f"address family {family}")
+                return pycurl.SOCKET_BAD
+            ip = ipaddress.ip_address(addr[0])
+            why = f"{ip} has a zone id" if family == socket.AF_INET6 and addr[3] else None
+            why = why or self.policy.refusal(ip, addr[1])
+            if why:
+                self.refused.append(why)
+                return pycurl.SOCKET_BAD
+            return socket.socket(family, socktype, protocol)
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            self.refused.append(f"unusable address {address!r}: {exc}")
+            return pycurl.SOCKET_BAD
+
+    def _new_socket(self, fd: int, _purpose: int) -> int:
+        self.new_fds.append(fd)  # libcurl's descriptor, a copy of the one _open_socket made
+        return _SOCKOPT_OK
+
+    def _prereq(self, peer_ip: str, local_ip: str, peer_port: int, local_port: int) -> int:
+        """Before each request: a kept connection on which anything arrived while it sat idle
+        (junk, a forged second answer, a close) is not used; the hop is tried again on a new one.
+
+        libcurl makes the same check itself, but only on a connection idle for a second or more.
+        """
+        try:
+            sockets = self.session.sockets
+            key = (peer_ip, peer_port, local_ip, local_port)
+            if self.new_fds:  # this hop opened the connection: remember its descriptor
+                fd = self.new_fds[0] if len(self.new_fds) == 1 else _fd_of(self.new_fds, local_port)
+                if len(sockets) >= _MAX_SOCKETS:
+                    sockets.clear()  # forgotten ones count as unclean: one new connection each
+                sockets[key] = fd
+                return _PREREQ_OK
+            fd = sockets.get(key)
+            if fd is None or not _quiet(fd):
+                self.dirty = True
+                return _PREREQ_ABORT
+            return _PREREQ_OK
+        except Exception:  # noqa: BLE001 - see the class docstring; unsure means unclean
+            self.dirty = True
+            return _PREREQ_ABORT
+
+    def _header(self, line: bytes) -> int | None:
+        try:
+            self.header_bytes += len(line)
+            if self.in_body:  # a chunked body's trailers: bounded, otherwise ignored
+                if self.header_bytes > MAX_HEADER_BYTES:
+                    return self._stop(FetchError("protocol", f"trailers over {MAX_HEADER_BYTES} bytes"))
+                return None
+            if len(line) > MAX_LINE_SIZE + 2:
+                return self._stop(FetchError("protocol", f"header line over {MAX_LINE_SIZE} bytes"))
+            if line == b"\r\n" or line == b"\n":
+                return self._headers_end()
+            self.lines.append(line)
+            if len(self.lines) > MAX_HEADER_LINES or self.header_bytes > MAX_HEADER_BYTES:
+                return self._stop(
+                    FetchError(
+                        "protocol", f"over {MAX_HEADER_LINES} header lines or {MAX_HEADER_BYTES} bytes"
+                    )
+                )
+            return None
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            return self._stop(classify_exception(exc))
+
+    def _headers_end(self) -> int | None:
+        parts = self.lines[0].split(None, 2) if self.lines else []
+        status = int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+        if 100 <= status < 200 and status != 101:  # an interim answer: the real one follows
+            self.lines = []
+            return None
+        self.in_body = True
+        self.status = status
+        self.reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
+        headers = self.headers
+        for raw in self.lines[1:]:
+            name, sep, value = raw.decode("utf-8", "surrogateescape").partition(":")
+            if sep:
+                key, value = name.strip().lower(), value.strip()
+                headers[key] = f"{headers[key]}, {value}" if key in headers else value
+        if status in REDIRECT_STATUSES:
+            # Its body is not wanted: an empty one ends the answer and keeps the connection.
+            return None if headers.get("content-length") == "0" else -1
+        error_class = classify_status(status)
+        if error_class is not None:
+            return self._stop(
+                FetchError(
+                    error_class,
+                    f"HTTP {status} {self.reason}".strip(),
+                    status=status,
+                    retry_after=parse_retry_after(headers.get("retry-after")),
+                )
+            )
+        if status == 304:
+            return None
+        content_type = headers.get("content-type")
+        if non_feed_type(content_type):  # decided by the header: do not download it
+            return self._stop(FetchError("not_a_feed", f"content-type {content_type!r}", status=status))
+        declared = headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            return self._stop(FetchError("too_large", f"Content-Length {declared} exceeds {self.max_bytes}"))
+        try:
+            self.decoder = BodyDecoder(headers.get("content-encoding"), self.max_bytes)
+        except FetchError as exc:
+            return self._stop(exc)
         return None
 
+    def _write(self, data: bytes) -> int | None:
+        try:
+            self.wire += len(data)
+            # Compressed bytes count too: inflating can only grow a feed, so a wire size over
+            # the cap means a decoded size over it, without spending CPU to find out.
+            if self.wire > self.max_bytes:
+                return self._stop(FetchError("too_large", f"body exceeds {self.max_bytes} bytes on the wire"))
+            if self.decoder is None:  # a body where none was expected (a 304's)
+                return None
+            self.decoder.feed(data)
+            return None
+        except Exception as exc:  # noqa: BLE001 - see the class docstring
+            return self._stop(classify_exception(exc))
 
-def _quiet(conn: Connection) -> bool:
-    proto = conn.protocol
-    sock = conn.transport.get_extra_info("socket") if conn.transport is not None else None
-    if proto is None or proto.should_close or sock is None:
-        return False
+
+def _quiet(fd: int) -> bool:
     poll = select.poll()
-    poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+    poll.register(fd, select.POLLIN | select.POLLPRI)
     return not poll.poll(0)  # readable means data, end of stream or an error: all disqualify
 
 
-def _new_session(config: FetchConfig, policy: AddressPolicy) -> aiohttp.ClientSession:
-    connector = _KeptConnector(
-        resolver=GuardedResolver(policy),
-        limit=config.concurrency,
-        limit_per_host=0,  # our per-host semaphores decide, before the deadline starts
-        keepalive_timeout=KEEPALIVE_TIMEOUT,
-        family=socket.AF_UNSPEC,
-    )
-    timeout = aiohttp.ClientTimeout(
-        total=None,  # the per-fetch deadline is ours, see _fetch
-        connect=config.connect_timeout,
-        sock_connect=config.connect_timeout,
-        sock_read=config.read_timeout,
-    )
-    return aiohttp.ClientSession(
-        connector=connector,
-        timeout=timeout,
-        auto_decompress=False,
-        headers={
-            "User-Agent": config.user_agent,
-            "Accept": ACCEPT,
-            "Accept-Encoding": ACCEPT_ENCODING,
-        },
-        cookie_jar=aiohttp.DummyCookieJar(),  # no state may leak from one feed to another
-        trust_env=False,  # proxies from the environment would bypass the address guard
-        max_line_size=MAX_LINE_SIZE,
-        max_field_size=MAX_FIELD_SIZE,
-    )
+def _fd_of(fds: list[int], local_port: int) -> int | None:
+    """Which of the sockets a hop opened (both families, racing) is bound to ``local_port``;
+    the losers are closed already, and their numbers may be gone or taken again."""
+    for fd in reversed(fds):
+        try:
+            with socket.socket(fileno=os.dup(fd)) as sock:
+                if sock.getsockname()[1] == local_port:
+                    return fd
+        except OSError:
+            continue
+    return None
 
 
-class _Sessions:
-    """One loop's kept sessions, one per ``(config, policy)``, the least recently used closed first.
+class _Session:
+    """One ``(config, policy)``'s libcurl multi handle, its kept connections and easy handles.
 
-    Keyed by both: a pooled connection passed the guard of the policy it was opened under, and
-    the connector carries the config's limits and timeouts.
+    Keyed by both: a kept connection passed the guard of the policy it was opened under, and
+    the easy handles carry the config's limits.
     """
 
-    def __init__(self) -> None:
-        self._by_key: dict[tuple[FetchConfig, AddressPolicy], aiohttp.ClientSession] = {}
+    def __init__(self, config: FetchConfig, policy: AddressPolicy) -> None:
+        self.config = config
+        self.policy = policy
+        self.multi = pycurl.CurlMulti()
+        self.multi.setopt(pycurl.M_PIPELINING, 0)  # HTTP/1.1, one request at a time a connection
+        self.free: list[_Handle] = []
+        self.handles: dict[Any, _Handle] = {}
+        # Each connection's descriptor by its addresses, as _prereq learnt it when it was opened.
+        self.sockets: dict[tuple[str, int, str, int], int | None] = {}
 
-    async def get(self, config: FetchConfig, policy: AddressPolicy) -> aiohttp.ClientSession:
-        key = (config, policy)
-        session = self._by_key.pop(key, None)
-        if session is None or session.closed:
-            if len(self._by_key) >= MAX_SESSIONS:
-                await self._by_key.pop(next(iter(self._by_key))).close()
-            session = _new_session(config, policy)
-        self._by_key[key] = session  # to the end: the least recently used goes first
-        return session
+    def take(self) -> _Handle:
+        if self.free:
+            return self.free.pop()
+        handle = _Handle(self)
+        self.handles[handle.curl] = handle
+        return handle
 
-    async def close(self) -> None:
-        sessions, self._by_key = list(self._by_key.values()), {}
-        for session in sessions:
-            await session.close()
+    def give(self, handle: _Handle) -> None:
+        handle.fetch = None
+        handle.decoder = None
+        self.free.append(handle)
 
-
-def _trim_idle(session: aiohttp.ClientSession, keep: int) -> None:
-    """Close the longest-idle pooled connections beyond ``keep`` (aiohttp bounds only their age)."""
-    # aiohttp has no public bound on its idle pool: this reads the connector's own table
-    # (tests/integration/test_fetch_keepalive.py fails if that table changes shape).
-    pool = getattr(session.connector, "_conns", None)
-    if not pool or sum(map(len, pool.values())) <= keep:
-        return
-    idle = sorted(
-        ((since, key, proto) for key, conns in pool.items() for proto, since in conns),
-        key=lambda item: item[0],
-    )
-    for since, key, proto in idle[: len(idle) - keep]:
-        pool[key].remove((proto, since))
-        if not pool[key]:
-            del pool[key]
-        proto.close()
+    def close(self) -> None:
+        """Close every handle and connection (transfers still running are abandoned)."""
+        for handle in self.handles.values():
+            with contextlib.suppress(pycurl.error):  # not in the multi handle
+                self.multi.remove_handle(handle.curl)
+            handle.curl.close()
+        self.handles.clear()
+        self.free.clear()
+        self.multi.close()
 
 
-async def fetch_many(
-    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
-) -> list[FetchResult | FetchError]:
-    """Fetch every request concurrently; results come back in the order of ``requests``."""
-    if not requests:
-        return []
-    async with _new_session(config, policy) as session:
-        return await _fetch_batch(session, requests, config, policy)
+class _Batch:
+    """One batch's fetches through a session: the slots, the host queues and the loop."""
 
-
-async def _fetch_kept(
-    sessions: _Sessions, requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
-) -> list[FetchResult | FetchError]:
-    """:func:`fetch_many` on a session kept for the next batches of this loop."""
-    if not requests:
-        return []
-    session = await sessions.get(config, policy)
-    try:
-        return await _fetch_batch(session, requests, config, policy)
-    finally:
-        _trim_idle(session, MAX_IDLE)
-
-
-async def _fetch_batch(
-    session: aiohttp.ClientSession,
-    requests: Sequence[FetchRequest],
-    config: FetchConfig,
-    policy: AddressPolicy,
-) -> list[FetchResult | FetchError]:
-    batch = _Batch(session, config, policy)
-    return list(await asyncio.gather(*(_fetch_classified(batch, r) for r in requests)))
-
-
-async def _fetch_classified(batch: _Batch, request: FetchRequest) -> FetchResult | FetchError:
-    progress = _Progress()
-    try:
-        return await _fetch(batch, request, progress)
-    except Exception as exc:  # noqa: BLE001 - one bad feed must never sink the batch
-        error = classify_exception(exc)
-        error.request = request
-        error.redirects = tuple(progress.redirects)
-        error.elapsed = progress.elapsed()
-        return error
-
-
-async def _fetch(batch: _Batch, request: FetchRequest, progress: _Progress) -> FetchResult:
-    url = validate_url(request.url, batch.policy)
-    first_host = _host_key(url)
-    # Host slot and the host's turn before the global slot: feeds queued behind a busy host
-    # hold no global slot, and their deadline has not started.
-    async with batch.host_slot(url):
-        await batch.pace(first_host)
-        async with batch.slots:
-            progress.started = time.monotonic()
-            async with asyncio.timeout(batch.config.deadline):
-                return await _follow(batch, request, url, first_host, progress)
-
-
-def _request_headers(request: FetchRequest) -> dict[str, str]:
-    headers: dict[str, str] = {}
-    if request.etag:
-        headers["If-None-Match"] = request.etag
-    if request.last_modified:
-        headers["If-Modified-Since"] = request.last_modified
-    return headers
-
-
-async def _follow(
-    batch: _Batch, request: FetchRequest, url: URL, first_host: str, progress: _Progress
-) -> FetchResult:
-    seen = {str(url)}
-    headers = _request_headers(request)
-    while True:
-        async with (
-            batch.host_slot(url, held=first_host),
-            batch.session.get(url, headers=headers, allow_redirects=False) as resp,
-        ):
-            # Leaving the block releases the connection to the pool: one whose answer did not
-            # arrive to its last byte (refused, cut off, deadline) is closed here instead.
+    def __init__(self, session: _Session, requests: Sequence[FetchRequest]) -> None:
+        self.session = session
+        self.multi = session.multi
+        self.config = config = session.config
+        self.per_host = config.per_host
+        self.results: list[FetchResult | FetchError | None] = [None] * len(requests)
+        self.left = len(requests)
+        self.free_slots = config.concurrency
+        self.ready: deque[_Fetch] = deque()  # paced, waiting for a global slot
+        self.timed: list[tuple[float, int, _Fetch]] = []  # waiting for their host's turn
+        self.in_flight: dict[str, int] = {}  # fetches holding each host's slot
+        self.queued: dict[str, deque[_Fetch]] = {}  # waiting for their host's slot
+        self.stalled: set[_Fetch] = set()  # redirected, waiting for a host slot, deadline running
+        self.added = False
+        self._seq = 0
+        for index, request in enumerate(requests):
             try:
-                if resp.status not in REDIRECT_STATUSES:
-                    return await _final(batch, request, url, resp, progress)
-                target = _redirect_target(url, resp)
-            except BaseException:
-                resp.close()
-                raise
-            if not resp.content.at_eof():  # a redirect's body is not read
-                resp.close()
-        progress.redirects.append(Redirect(resp.status, str(url), str(target)))
-        if str(target) in seen:
-            raise FetchError("too_many_redirects", f"redirect loop back to {target}")
-        if len(progress.redirects) > batch.config.max_redirects:
-            raise FetchError("too_many_redirects", f"more than {batch.config.max_redirects} redirects")
-        seen.add(str(target))
-        # Every hop passes the same guard as the first one, and waits its host's turn.
-        url = validate_url(target, batch.policy)
-        await batch.pace(_host_key(url))
+                fetch = _Fetch(index, request, validate_url(request.url, session.policy))
+            except FetchError as exc:
+                self._fail(_Fetch(index, request, URL()), exc)
+                continue
+            self._want_host(fetch, fetch.first_host)
+
+    def run(self) -> list[FetchResult | FetchError]:
+        multi = self.multi
+        multi.setopt(pycurl.M_MAXCONNECTS, MAX_IDLE)
+        while self.left:
+            self.added = False
+            if self.timed:
+                self._due(time.monotonic())
+            if self.stalled:
+                self._expire_stalled(time.monotonic())
+            self._fill()
+            while multi.perform()[0] == pycurl.E_CALL_MULTI_PERFORM:
+                pass
+            self._collect()
+            if self.left and not self.added:
+                self._fill()
+                if not self.added:
+                    multi.select(self._wait())
+        return [r for r in self.results if r is not None]
+
+    # -- slots and turns --------------------------------------------------------------------
+
+    def _want_host(self, fetch: _Fetch, host: str) -> None:
+        """Take ``host``'s slot for ``fetch`` (its first hop or a redirect), or queue for it."""
+        if self.in_flight.get(host, 0) < self.per_host:
+            self.in_flight[host] = self.in_flight.get(host, 0) + 1
+            self._holds(fetch, host)
+        else:
+            self.queued.setdefault(host, deque()).append(fetch)
+            if fetch.started is not None:
+                self.stalled.add(fetch)
+
+    def _holds(self, fetch: _Fetch, host: str) -> None:
+        if fetch.started is None:
+            fetch.host_held = True
+        else:
+            self.stalled.discard(fetch)
+            fetch.hop_host = host
+        self._pace(fetch, host)
+
+    def _pace(self, fetch: _Fetch, host: str) -> None:
+        wait = PACER.reserve(host, self.config.per_host_min_gap)
+        if wait > 0:
+            self._seq += 1
+            heapq.heappush(self.timed, (time.monotonic() + wait, self._seq, fetch))
+        else:
+            self._paced(fetch)
+
+    def _paced(self, fetch: _Fetch) -> None:
+        if fetch.started is None:
+            self.ready.append(fetch)  # its global slot, then its deadline, come in _fill
+        else:
+            self._start(fetch)
+
+    def _due(self, now: float) -> None:
+        timed = self.timed
+        while timed and timed[0][0] <= now:
+            self._paced(heapq.heappop(timed)[2])
+
+    def _fill(self) -> None:
+        ready = self.ready
+        while ready and self.free_slots:
+            fetch = ready.popleft()
+            self.free_slots -= 1
+            fetch.started = time.monotonic()
+            fetch.deadline = fetch.started + self.config.deadline
+            self._start(fetch)
+
+    def _release_host(self, host: str) -> None:
+        self.in_flight[host] -= 1
+        queue = self.queued.get(host)
+        if queue:
+            self.in_flight[host] += 1
+            self._holds(queue.popleft(), host)
+            if not queue:
+                del self.queued[host]
+
+    def _expire_stalled(self, now: float) -> None:
+        for fetch in [f for f in self.stalled if f.deadline <= now]:
+            self.stalled.discard(fetch)
+            for queue in self.queued.values():
+                if fetch in queue:
+                    queue.remove(fetch)
+            self._fail(fetch, FetchError("timeout", "deadline exceeded waiting for a redirect's host"))
+
+    def _wait(self) -> float:
+        """Seconds ``select`` may sleep: libcurl's next timer, the next turn, the next deadline."""
+        timeout_ms = self.multi.timeout()
+        wait = 1.0 if timeout_ms < 0 else timeout_ms / 1000
+        now = time.monotonic()
+        if self.timed:
+            wait = min(wait, self.timed[0][0] - now)
+        if self.stalled:
+            wait = min(wait, min(f.deadline for f in self.stalled) - now)
+        return max(wait, 0.0)
+
+    # -- transfers --------------------------------------------------------------------------
+
+    def _start(self, fetch: _Fetch, fresh: bool = False) -> None:
+        left_ms = int((fetch.deadline - time.monotonic()) * 1000)
+        if left_ms <= 0:
+            self._fail(fetch, FetchError("timeout", f"deadline of {self.config.deadline}s exceeded"))
+            return
+        handle = self.session.take()
+        try:
+            handle.begin(fetch, left_ms, fresh)
+            self.multi.add_handle(handle.curl)
+        except pycurl.error as exc:
+            self.session.give(handle)
+            self._fail(fetch, classify_exception(exc))
+            return
+        self.added = True
+
+    def _collect(self) -> None:
+        multi = self.multi
+        while True:
+            queued, done, failed = multi.info_read()
+            for curl in done:
+                self._hop_done(curl, 0, "")
+            for curl, code, message in failed:
+                self._hop_done(curl, code, message)
+            if not queued:
+                return
+
+    def _hop_done(self, curl: Any, code: int, message: str) -> None:
+        session = self.session
+        handle = session.handles[curl]
+        self.multi.remove_handle(curl)
+        fetch = handle.fetch
+        assert fetch is not None  # set while the handle is in the multi handle
+        status, error = handle.status, handle.error
+        if error is None and code == 0 and status not in REDIRECT_STATUSES:
+            body = handle.decoder.finish() if handle.decoder is not None else b""
+            headers, wire = handle.headers, handle.wire
+            session.give(handle)
+            self._succeed(fetch, status, headers, body, wire)
+            return
+        refused, headers, dirty = handle.refused, handle.headers, handle.dirty
+        session.give(handle)
+        if dirty and code == _ABORTED:
+            self._start(fetch, fresh=True)
+            return
+        if error is None:
+            if status in REDIRECT_STATUSES and code in (0, _WRITE_ERROR):
+                self._redirect(fetch, status, headers)
+                return
+            if code == 7 and refused:  # every address libcurl tried was refused by the guard
+                error = FetchError(
+                    "blocked_address",
+                    f"{fetch.url.raw_host} reaches only refused addresses: {'; '.join(refused)}",
+                )
+            else:
+                error = classify_curl(code, message)
+        self._fail(fetch, error)
+
+    def _succeed(self, fetch: _Fetch, status: int, headers: dict[str, str], body: bytes, wire: int) -> None:
+        request = fetch.request
+        if status != 304:
+            reason = not_a_feed_reason(headers.get("content-type"), body)
+            if reason:
+                self._fail(fetch, FetchError("not_a_feed", reason, status=status))
+                return
+        self._done(
+            fetch,
+            FetchResult(
+                request=request,
+                url=str(fetch.url),
+                status=status,
+                not_modified=status == 304,
+                body=body,
+                headers=headers,
+                etag=headers.get("etag") or (request.etag if status == 304 else None),
+                last_modified=headers.get("last-modified")
+                or (request.last_modified if status == 304 else None),
+                redirects=tuple(fetch.redirects),
+                elapsed=fetch.elapsed(),
+                wire_bytes=wire,
+            ),
+        )
+
+    def _redirect(self, fetch: _Fetch, status: int, headers: dict[str, str]) -> None:
+        url = fetch.url
+        try:
+            target = _redirect_target(url, status, headers.get("location"))
+            fetch.redirects.append(Redirect(status, str(url), str(target)))
+            seen = fetch.seen if fetch.seen is not None else {str(url)}
+            fetch.seen = seen
+            if str(target) in seen:
+                raise FetchError("too_many_redirects", f"redirect loop back to {target}")
+            if len(fetch.redirects) > self.config.max_redirects:
+                raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects")
+            seen.add(str(target))
+            # Every hop passes the same guard as the first one, and waits its host's turn.
+            fetch.url = validate_url(target, self.session.policy)
+        except FetchError as exc:
+            self._fail(fetch, exc)
+            return
+        if fetch.hop_host is not None:
+            hop, fetch.hop_host = fetch.hop_host, None
+            self._release_host(hop)
+        host = _host_key(fetch.url)
+        if host == fetch.first_host:
+            self._pace(fetch, host)
+        else:
+            self._want_host(fetch, host)
+
+    def _fail(self, fetch: _Fetch, error: FetchError) -> None:
+        error.request = fetch.request
+        error.redirects = tuple(fetch.redirects)
+        error.elapsed = fetch.elapsed()
+        self._done(fetch, error)
+
+    def _done(self, fetch: _Fetch, outcome: FetchResult | FetchError) -> None:
+        self.results[fetch.index] = outcome
+        self.left -= 1
+        if fetch.started is not None:
+            self.free_slots += 1
+        if fetch.hop_host is not None:
+            self._release_host(fetch.hop_host)
+        if fetch.host_held:
+            self._release_host(fetch.first_host)
 
 
-def _redirect_target(url: URL, resp: aiohttp.ClientResponse) -> URL:
-    location = resp.headers.get("Location")
+def _redirect_target(url: URL, status: int, location: str | None) -> URL:
     if not location:
-        raise FetchError("protocol", f"HTTP {resp.status} without Location", status=resp.status)
+        raise FetchError("protocol", f"HTTP {status} without Location", status=status)
     try:
         return url.join(URL(location.strip())).with_fragment(None)
     except (ValueError, TypeError) as exc:
         raise FetchError("invalid_url", f"bad Location {location[:200]!r}: {exc}") from None
 
 
-def _headers(resp: aiohttp.ClientResponse) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for name, value in resp.headers.items():
-        key = name.lower()
-        out[key] = f"{out[key]}, {value}" if key in out else value
-    return out
+_CA: Final = _ca_options()
 
 
-async def _final(
-    batch: _Batch,
-    request: FetchRequest,
-    url: URL,
-    resp: aiohttp.ClientResponse,
-    progress: _Progress,
-) -> FetchResult:
-    headers = _headers(resp)
-    status = resp.status
-    error_class = classify_status(status)
-    if error_class is not None:
-        raise FetchError(
-            error_class,
-            f"HTTP {status} {resp.reason or ''}".strip(),
-            status=status,
-            retry_after=parse_retry_after(headers.get("retry-after")),
-        )
-    body, wire = b"", 0
-    if status != 304:
-        content_type = headers.get("content-type")
-        if non_feed_type(content_type):  # decided by the header: do not download it
-            raise FetchError("not_a_feed", f"content-type {content_type!r}", status=status)
-        body, wire = await _read_body(resp, headers, batch.config.max_bytes)
-        reason = not_a_feed_reason(content_type, body)
-        if reason:
-            raise FetchError("not_a_feed", reason, status=status)
-    return FetchResult(
-        request=request,
-        url=str(url),
-        status=status,
-        not_modified=status == 304,
-        body=body,
-        headers=headers,
-        etag=headers.get("etag") or (request.etag if status == 304 else None),
-        last_modified=headers.get("last-modified") or (request.last_modified if status == 304 else None),
-        redirects=tuple(progress.redirects),
-        elapsed=progress.elapsed(),
-        wire_bytes=wire,
-    )
+class _SessionsPerThread(threading.local):
+    """This process's and thread's kept sessions, the least recently used closed first.
 
-
-async def _read_body(
-    resp: aiohttp.ClientResponse, headers: dict[str, str], max_bytes: int
-) -> tuple[bytes, int]:
-    declared = headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise FetchError("too_large", f"Content-Length {declared} exceeds {max_bytes}")
-    decoder = BodyDecoder(headers.get("content-encoding"), max_bytes)
-    wire = 0
-    async for chunk in resp.content.iter_any():
-        wire += len(chunk)
-        # Compressed bytes count too: inflating can only grow a feed, so a wire size over the
-        # cap means a decoded size over it, without spending CPU to find out.
-        if wire > max_bytes:
-            raise FetchError("too_large", f"body exceeds {max_bytes} bytes on the wire")
-        decoder.feed(chunk)
-    return decoder.finish(), wire
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= _MAX_MESSAGE else text[:_MAX_MESSAGE] + "…"
-
-
-def classify_exception(exc: Exception) -> FetchError:
-    """Map any exception raised while fetching to a classified FetchError."""
-    if isinstance(exc, FetchError):
-        return exc
-    if isinstance(exc, TimeoutError):  # our deadline, aiohttp's connect and read timeouts
-        return FetchError("timeout", _short(exc) if str(exc) else "deadline or timeout exceeded")
-    if isinstance(exc, aiohttp.ClientSSLError | ssl.SSLError):
-        return FetchError("tls", _short(exc))
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        # The DNS subclass only exists from aiohttp 3.11; the wrapped gaierror works everywhere.
-        if isinstance(exc.os_error, socket.gaierror):
-            return FetchError("dns", _short(exc))
-        return FetchError("connect", _short(exc))
-    if isinstance(exc, aiohttp.InvalidURL):
-        return FetchError("invalid_url", _short(exc))
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return FetchError("protocol", f"server disconnected: {_short(exc)}")
-    if isinstance(exc, aiohttp.ClientResponseError):  # unparseable status line or headers
-        return FetchError("protocol", exc.message[:_MAX_MESSAGE] or _short(exc))
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return FetchError("protocol", f"bad body: {_short(exc)}")
-    if isinstance(exc, OSError):  # includes ClientOSError: reset or broken pipe mid-exchange
-        return FetchError("connect", f"{type(exc).__name__}: {_short(exc)}")
-    if isinstance(exc, aiohttp.ClientError):
-        return FetchError("protocol", f"{type(exc).__name__}: {_short(exc)}")
-    return FetchError("protocol", f"unexpected {type(exc).__name__}: {_short(exc)}")
-
-
-class _LoopPerThread(threading.local):
-    """One event loop per process and thread, made on first use and again after a fork.
-
-    ``asyncio.run`` per batch built a loop and tore down its executor threads every time (16 % of
-    a poll's CPU went to fetch). The loop is keyed by pid: a Celery prefork child never runs the
-    loop its parent made, nor reuses its connections. The loop's kept sessions
-    (:class:`_Sessions`) live and die with it.
+    Keyed by pid too: a Celery prefork child never touches the handles its parent made. Their
+    connections' sockets are the parent's as well; the child keeps them open and unused
+    (:data:`_INHERITED`), since closing them could end a TLS session under the parent.
     """
 
     pid: int = 0
-    runner: asyncio.Runner | None = None
-    sessions: _Sessions | None = None
+    sessions: dict[tuple[FetchConfig, AddressPolicy], _Session] | None = None
 
-    def get(self) -> asyncio.Runner:
-        if self.runner is None or self.pid != os.getpid():
-            # asyncio's own loop, not uvloop: uvloop swallowed Celery's soft time limit (raised from
-            # a signal handler) inside its loop, so a poison feed's poll was killed by the hard
-            # limit instead (tests/faults/test_poison_feed.py). It saved ~5-10 % of a 304's CPU.
-            self.runner, self.pid, self.sessions = asyncio.Runner(), os.getpid(), _Sessions()
-            atexit.register(_shut_down, self.runner, self.sessions, self.pid)
-        return self.runner
+    def get(self, config: FetchConfig, policy: AddressPolicy) -> _Session:
+        if self.sessions is None or self.pid != os.getpid():
+            if self.sessions:
+                _INHERITED.append(self.sessions)
+            self.sessions, self.pid = {}, os.getpid()
+        key = (config, policy)
+        session = self.sessions.pop(key, None)
+        if session is None:
+            if len(self.sessions) >= MAX_SESSIONS:
+                self.sessions.pop(next(iter(self.sessions))).close()
+            session = _Session(config, policy)
+        self.sessions[key] = session  # to the end: the least recently used goes first
+        return session
 
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        runner = self.get()
-        try:
-            return runner.run(coro)
-        except BaseException:
-            # A batch interrupted (soft time limit, signal) may leave fetches running: cancel them,
-            # close the kept connections, and start the next batch on a fresh loop.
-            sessions, self.runner, self.sessions = self.sessions, None, None
-            _shut_down(runner, sessions, self.pid)
-            raise
-
-    def fetch(
-        self, requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
-    ) -> list[FetchResult | FetchError]:
-        self.get()
-        assert self.sessions is not None  # made with the runner
-        return self.run(_fetch_kept(self.sessions, requests, config, policy))
+    def discard(self, session: _Session) -> None:
+        """Forget and close ``session`` (its batch was interrupted mid-transfer)."""
+        if self.sessions is not None:
+            self.sessions.pop((session.config, session.policy), None)
+        session.close()
 
 
-def _shut_down(runner: asyncio.Runner, sessions: _Sessions | None, pid: int) -> None:
-    """Cancel what is left on ``runner``'s loop, close its kept sessions, close the loop."""
-    if pid != os.getpid():
-        return  # a forked child's copy of its parent's loop: the sockets are the parent's
-    try:
-        runner.get_loop()
-    except RuntimeError:
-        return  # closed already (an interrupted batch's runner, at exit)
-    try:
-        runner.run(_cancel_rest_and_close(sessions))
-    except Exception:  # noqa: BLE001, S110 - best effort: a dead socket must not stop the close
-        pass
-    finally:
-        runner.close()
-
-
-async def _cancel_rest_and_close(sessions: _Sessions | None) -> None:
-    rest = asyncio.all_tasks() - {asyncio.current_task()}
-    for task in rest:
-        task.cancel()
-    await asyncio.gather(*rest, return_exceptions=True)
-    if sessions is not None:
-        await sessions.close()
-
-
-_LOOPS: Final = _LoopPerThread()
+_SESSIONS: Final = _SessionsPerThread()
+_INHERITED: Final[list[dict[tuple[FetchConfig, AddressPolicy], _Session]]] = []
 
 
 def fetch_all(
     requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
 ) -> list[FetchResult | FetchError]:
-    """Sync :func:`fetch_many` on this process's event loop and its kept connections."""
+    """Fetch every request concurrently; results come back in the order of ``requests``."""
+    if not requests:
+        return []
+    session = _SESSIONS.get(config, policy)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return _LOOPS.fetch(requests, config, policy)
-    # Called from code already inside a loop: a thread can run only one, so use another thread.
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="feedwatch-fetch") as pool:
-        return pool.submit(asyncio.run, fetch_many(requests, config, policy)).result()
+        return _Batch(session, requests).run()
+    except BaseException:
+        # Interrupted (soft time limit, signal): transfers may be half done, so drop the
+        # session and its connections; the next batch starts a fresh one.
+        _SESSIONS.discard(session)
+        raise
 
 
 def fetch_one(request: FetchRequest, config: FetchConfig, policy: AddressPolicy) -> FetchResult:

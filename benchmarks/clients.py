@@ -15,10 +15,9 @@ requests in flight and conditional GETs for the 304 feeds:
   keep-alive;
 * ``pycurl_guarded``: the same, with the per-request work a service fetch built on libcurl
   would add in Python (the address guard, header parsing, the capped body decoder, a
-  ``FetchResult``): an estimate of what moving the fetch to libcurl would buy.
-
-Both pycurl clients are skipped, and the JSON says so, when pycurl is not installed (it is in
-the ``dev`` extra, not a dependency of the service).
+  ``FetchResult``): round 17's estimate of what moving the fetch to libcurl would buy, made
+  before round 18 moved it. ``service`` against it is what the real fetch spends beyond that
+  (slots, turns, the deadline, redirects, the kept-connection check).
 
 Each client runs ``--seconds`` a round, in turn, ``--rounds`` times. Prints one JSON object:
 per client the requests per second and the CPU of this process and of the farm per request
@@ -255,14 +254,6 @@ def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
     return _drive(handles, start, finish, seconds)
 
 
-def pycurl_available() -> bool:
-    try:
-        import pycurl  # type: ignore[import-not-found,unused-ignore]  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 Client = Callable[[int, Group, float], int]
 
 
@@ -285,9 +276,9 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     # As in a Celery pool process, SIGINT is not Python's default handler: with it, every
-    # asyncio.Runner.run (the service's fetch_all) swaps in a handler holding its task and, on
-    # the way out, signal.signal() builds that handler's repr (the task's, with its result:
-    # a batch of bodies) to find it is no Handlers member: ~9 % of the fetch in this script.
+    # asyncio.Runner.run (the aiohttp loop's; the service's fetch ran on one until round 18)
+    # swaps in a handler holding its task and, on the way out, signal.signal() builds that
+    # handler's repr (the task's, with its result) to find it is no Handlers member.
     signal.signal(signal.SIGINT, _interrupt)
     raise_mmap_threshold()  # as a worker's allocator is: a fresh script would mmap every read
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -297,13 +288,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--mix", default="304=0.7,unchanged=0.2,new=0.1", help="the farm's kinds and shares")
     args = parser.parse_args(argv)
 
-    clients: dict[str, Client] = {"aiohttp_bare": aiohttp_bare, "service": service}
-    skipped = {}
-    if pycurl_available():
-        clients["pycurl_bare"] = pycurl_bare
-        clients["pycurl_guarded"] = pycurl_guarded
-    else:
-        skipped["pycurl_bare"] = skipped["pycurl_guarded"] = "pycurl is not installed (the dev extra has it)"
+    clients: dict[str, Client] = {
+        "aiohttp_bare": aiohttp_bare,
+        "service": service,
+        "pycurl_bare": pycurl_bare,
+        "pycurl_guarded": pycurl_guarded,
+    }
     mix = parse_mix(args.mix)
     config = {"groups": {"poll": {"feeds": args.feeds, "mix": mix, "items": 50, "new_items": 2}}}
     (group,) = groups_from_config(config)
@@ -330,7 +320,6 @@ def main(argv: list[str] | None = None) -> None:
         "client_cpu_ratio_to_aiohttp_bare": {
             name: round(b["client_cpu_ms_per_request"] / base, 3) for name, b in best.items()
         },
-        "skipped": skipped,
     }
     print(json.dumps(out, indent=2))
 

@@ -122,3 +122,31 @@ def test_an_exception_raised_inside_a_libcurl_callback_leaves_fetch_all(
     with pytest.raises(Interrupted):
         fetch_all([FetchRequest(url=server.url("/feed"))], config, allowed)
     assert (config, allowed) not in (client._SESSIONS.sessions or {})
+
+
+def test_a_body_failing_at_its_last_bytes_costs_only_its_fetch(
+    server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The decoder's final flush can still refuse a body (the cap, a bad stream's end): that
+    fetch fails, classified; the batch and its session go on."""
+    body = FEED + b"<!-- fail -->"
+    server.routes["/last-bytes-fail"] = Route(body=body, content_type="application/rss+xml")
+
+    class FailingAtTheEnd(BodyDecoder):
+        def finish(self) -> bytes:
+            body = super().finish()
+            if body.endswith(b"<!-- fail -->"):
+                raise FetchError("too_large", "over the cap at the last bytes")
+            return body
+
+    monkeypatch.setattr(client, "BodyDecoder", FailingAtTheEnd)
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    config = replace(CONFIG, user_agent="feedwatch-tests/last-bytes")
+    bad, good = fetch_all(
+        [FetchRequest(url=server.url("/last-bytes-fail")), FetchRequest(url=server.url("/feed"))],
+        config,
+        allowed,
+    )
+    assert isinstance(bad, FetchError) and bad.error_class == "too_large", bad
+    assert isinstance(good, FetchResult) and good.body == FEED, good
+    assert (config, allowed) in (client._SESSIONS.sessions or {})

@@ -618,17 +618,20 @@ class _Batch:
         self.in_flight[host] -= 1
         queue = self.queued.get(host)
         if queue:
-            self.in_flight[host] += 1
-            self._holds(queue.popleft(), host)
-            if not queue:
+            fetch = queue.popleft()
+            if not queue:  # before _holds: a hop that fails to start releases hosts again
                 del self.queued[host]
+            self.in_flight[host] += 1
+            self._holds(fetch, host)
 
     def _expire_stalled(self, now: float) -> None:
         for fetch in [f for f in self.stalled if f.deadline <= now]:
             self.stalled.discard(fetch)
-            for queue in self.queued.values():
+            for host, queue in list(self.queued.items()):
                 if fetch in queue:
                     queue.remove(fetch)
+                    if not queue:
+                        del self.queued[host]
             self._fail(fetch, FetchError("timeout", "deadline exceeded waiting for a redirect's host"))
 
     def _wait(self) -> float:
@@ -678,9 +681,13 @@ class _Batch:
         assert fetch is not None  # set while the handle is in the multi handle
         status, error = handle.status, handle.error
         if error is None and code == 0 and status not in REDIRECT_STATUSES:
-            body = handle.decoder.finish() if handle.decoder is not None else b""
-            headers, wire = handle.headers, handle.wire
+            headers, wire, decoder = handle.headers, handle.wire, handle.decoder
             session.give(handle)
+            try:  # the decoder's last bytes: a truncated gzip or the cap can still fail here
+                body = decoder.finish() if decoder is not None else b""
+            except Exception as exc:  # noqa: BLE001 - one bad feed must never sink the batch
+                self._fail(fetch, classify_exception(exc))
+                return
             self._succeed(fetch, status, headers, body, wire)
             return
         refused, headers, dirty = handle.refused, handle.headers, handle.dirty

@@ -16,7 +16,18 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[2] / "src" / "feedwatch"
 PURE = ["parse.py", "normalize.py", "jsonfeed.py", "textnorm.py", "schedule.py", "extract.py", "rules"]
-IO_MODULES = {"aiohttp", "pycurl", "httpx", "redis", "sqlalchemy", "sqlmodel", "celery", "kombu", "socket", "requests"}
+IO_MODULES = {
+    "aiohttp",
+    "pycurl",
+    "httpx",
+    "redis",
+    "sqlalchemy",
+    "sqlmodel",
+    "celery",
+    "kombu",
+    "socket",
+    "requests",
+}
 
 
 def test_importing_feedwatch_loads_no_celery_and_no_workers() -> None:

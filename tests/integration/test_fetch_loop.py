@@ -4,6 +4,7 @@ across batches, new after a fork, dropped when a batch is interrupted."""
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import sys
 from collections.abc import Iterator
@@ -150,3 +151,30 @@ def test_a_body_failing_at_its_last_bytes_costs_only_its_fetch(
     assert isinstance(bad, FetchError) and bad.error_class == "too_large", bad
     assert isinstance(good, FetchResult) and good.body == FEED, good
     assert (config, allowed) in (client._SESSIONS.sessions or {})
+
+
+def test_connections_on_descriptors_past_1023_are_served(server: FeedServer) -> None:
+    """A worker with many files open puts its connections on high descriptor numbers, past
+    what an ``fd_set`` holds; the fetch must serve them as any other (it does: measured, not
+    assumed, in round 18)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"the hard limit on open files is {hard}")
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    config = replace(CONFIG, user_agent="feedwatch-tests/high-fds")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1400), hard))
+    filler = []
+    try:
+        while len(filler) < 1100:
+            filler.append(os.open(os.devnull, os.O_RDONLY))
+        outcomes = fetch_all([FetchRequest(url=server.url("/feed"))] * 3, config, allowed)
+        assert all(isinstance(o, FetchResult) and o.body == FEED for o in outcomes), outcomes
+        session = (client._SESSIONS.sessions or {})[(config, allowed)]
+        assert min(fd for fd in session.sockets.values() if fd is not None) > 1023
+    finally:
+        for fd in filler:
+            os.close(fd)
+        session = (client._SESSIONS.sessions or {}).get((config, allowed))
+        if session is not None:  # its connections sit on the high numbers: close them now
+            client._SESSIONS.discard(session)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

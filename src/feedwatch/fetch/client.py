@@ -33,8 +33,10 @@ connection by scheme, host name and port, never by address, so a kept connection
 the next request to the server that answered on it, which controls its own feeds' answers
 anyway; two names on one IP do not share. A transfer that ends early (refused when its headers
 ended, cut off, timed out) closes its connection; so does one with bytes left over after its
-answer; one on which anything arrived while it was idle is not reused (libcurl checks a
-connection before reuse and drops one with input pending). A reused connection passed the
+answer (libcurl sees the excess). One on which anything arrived while it sat idle is not used:
+before each request on a kept connection its socket is polled (``PREREQFUNCTION``; libcurl's
+own check only looks at a connection idle for a second or more), and the request is sent on a
+new connection instead. A reused connection passed the
 address guard when it was opened, under the same policy (a multi handle per
 ``(config, policy)``). Idle connections are not reused after :data:`KEEPALIVE_TIMEOUT` and at most
 :data:`MAX_IDLE` are kept per multi handle, the oldest closed first. HTTP/1.1 only; no proxy,

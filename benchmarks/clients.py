@@ -13,11 +13,9 @@ requests in flight and conditional GETs for the 304 feeds:
   calls it;
 * ``pycurl_bare``: libcurl's multi interface through pycurl, one handle per request in flight,
   keep-alive;
-* ``pycurl_guarded``: the same, with the per-request work a service fetch built on libcurl
-  would add in Python (the address guard, header parsing, the capped body decoder, a
-  ``FetchResult``): round 17's estimate of what moving the fetch to libcurl would buy, made
-  before round 18 moved it. ``service`` against it is what the real fetch spends beyond that
-  (slots, turns, the deadline, redirects, the kept-connection check).
+* (``pycurl_guarded``, round 17's estimate of a service fetch on libcurl, was dropped in round 18
+  once ``service`` became that fetch: it had grown into a copy of the service's own guard and
+  header handling.)
 
 Each client runs ``--seconds`` a round, in turn, ``--rounds`` times. Prints one JSON object:
 per client the requests per second and the CPU of this process and of the farm per request
@@ -152,108 +150,6 @@ def _drive(
     return done
 
 
-def pycurl_guarded(port: int, group: Group, seconds: float) -> int:
-    """``pycurl_bare`` plus the per-request work a service fetch built on libcurl would do in
-    Python: the URL checked by the address guard, every new connection's address checked (an
-    open-socket callback: libcurl resolves, the guard sees the address it connects to), the
-    headers parsed line by line into a lower-cased dict with the line-size cap, the body streamed
-    through the service's capped ``BodyDecoder`` with the wire size capped, and a ``FetchResult``
-    built. What it leaves out (per-host slots, redirects, the deadline) costs nothing a request
-    that needs none of them. An estimate of such a fetch's cost, not a fetch."""
-    import ipaddress
-    import socket
-
-    import pycurl  # type: ignore[import-not-found,unused-ignore]
-
-    from feedwatch.fetch import FetchResult
-    from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder
-    from feedwatch.fetch.client import ACCEPT, MAX_LINE_SIZE
-    from feedwatch.fetch.guard import validate_url
-
-    policy = AddressPolicy(allow_private=True)
-    max_bytes = 10 << 20
-
-    class Fetch:
-        __slots__ = ("decoder", "headers", "request", "started", "url", "wire")
-
-        def __init__(self, request: FetchRequest) -> None:
-            self.request = request
-            self.url = validate_url(request.url, policy)
-            self.headers: dict[str, str] = {}
-            self.decoder = BodyDecoder(None, max_bytes)
-            self.wire = 0
-            self.started = time.monotonic()
-
-    def opensocket(_purpose: int, address: Any) -> Any:
-        family, socktype, protocol, addr = address
-        if policy.refusal(ipaddress.ip_address(addr[0]), addr[1]):
-            return pycurl.SOCKET_BAD
-        return socket.socket(family, socktype, protocol)
-
-    fetches: dict[Any, Fetch] = {}
-    i = 0
-
-    def start(handle: Any) -> None:
-        nonlocal i
-        index = i % group.feeds
-        i += 1
-        etag = _etag(group, index)
-        fetch = fetches[handle] = Fetch(
-            FetchRequest(url=farm_url(port, group.name, index, group.hosts), etag=etag)
-        )
-
-        def header(line: bytes) -> int | None:
-            if len(line) > MAX_LINE_SIZE:  # -1 aborts the transfer: _drive raises
-                return -1
-            if line.startswith(b"HTTP/"):
-                fetch.headers = {}
-                return None
-            name, sep, value = line.decode("latin-1").partition(":")
-            if sep:
-                key, value = name.strip().lower(), value.strip()
-                fetch.headers[key] = f"{fetch.headers[key]}, {value}" if key in fetch.headers else value
-            return None
-
-        def write(data: bytes) -> int | None:
-            fetch.wire += len(data)
-            if fetch.wire > max_bytes:
-                return -1
-            fetch.decoder.feed(data)
-            return None
-
-        headers = [f"Accept: {ACCEPT}", f"Accept-Encoding: {ACCEPT_ENCODING}", "User-Agent: feedwatch-bench"]
-        if etag:
-            headers.append(f"If-None-Match: {etag}")
-        handle.setopt(pycurl.URL, str(fetch.url))
-        handle.setopt(pycurl.HTTPHEADER, headers)
-        handle.setopt(pycurl.HEADERFUNCTION, header)
-        handle.setopt(pycurl.WRITEFUNCTION, write)
-
-    def finish(handle: Any) -> None:
-        fetch = fetches[handle]
-        status = handle.getinfo(pycurl.RESPONSE_CODE)
-        FetchResult(
-            request=fetch.request,
-            url=str(fetch.url),
-            status=status,
-            not_modified=status == 304,
-            body=fetch.decoder.finish(),
-            headers=fetch.headers,
-            etag=fetch.headers.get("etag"),
-            last_modified=fetch.headers.get("last-modified"),
-            elapsed=time.monotonic() - fetch.started,
-            wire_bytes=fetch.wire,
-        )
-
-    handles = [pycurl.Curl() for _ in range(IN_FLIGHT)]
-    for handle in handles:
-        handle.setopt(pycurl.OPENSOCKETFUNCTION, opensocket)
-        handle.setopt(pycurl.PROXY, "")
-        handle.setopt(pycurl.CONNECTTIMEOUT_MS, 10_000)
-        handle.setopt(pycurl.TIMEOUT_MS, 30_000)
-    return _drive(handles, start, finish, seconds)
-
-
 Client = Callable[[int, Group, float], int]
 
 
@@ -292,7 +188,6 @@ def main(argv: list[str] | None = None) -> None:
         "aiohttp_bare": aiohttp_bare,
         "service": service,
         "pycurl_bare": pycurl_bare,
-        "pycurl_guarded": pycurl_guarded,
     }
     mix = parse_mix(args.mix)
     config = {"groups": {"poll": {"feeds": args.feeds, "mix": mix, "items": 50, "new_items": 2}}}

@@ -13,33 +13,20 @@ import os
 import ssl
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 import trustme
 from support.fetching import fetch_config
+from support.services import FeedServer, Route
 
 from feedwatch.fetch import AddressPolicy, FetchError, FetchRequest, fetch_all
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 FEED = b"<rss version='2.0'><channel><title>tls</title></channel></rss>"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/rss+xml")
-        self.send_header("Content-Length", str(len(FEED)))
-        self.end_headers()
-        self.wfile.write(FEED)
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @dataclass
@@ -60,14 +47,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsServer]:
     cert.configure_cert(context)
     ca_file = tmp_path_factory.mktemp("tls") / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    httpd.daemon_threads = True
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield TlsServer(int(httpd.server_address[1]), ca_file)
-    httpd.shutdown()
-    httpd.server_close()
+    srv = FeedServer()  # plain HTTP, its listening socket wrapped in TLS before it serves
+    srv.httpd.socket = context.wrap_socket(srv.httpd.socket, server_side=True)
+    srv.routes["/feed"] = Route(body=FEED, content_type="application/rss+xml")
+    srv.start()
+    yield TlsServer(srv.port, ca_file)
+    srv.stop()
 
 
 def test_an_untrusted_certificate_is_a_tls_failure(server: TlsServer) -> None:

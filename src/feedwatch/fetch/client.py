@@ -224,7 +224,6 @@ class _Fetch:
         "index",
         "redirects",
         "request",
-        "seen",
         "started",
         "url",
     )
@@ -239,7 +238,6 @@ class _Fetch:
         self.started: float | None = None  # set when a global slot is taken: the deadline runs
         self.deadline = 0.0
         self.redirects: list[Redirect] = []
-        self.seen: set[str] | None = None
         lines = list(_REQUEST_HEADERS)
         for name, value in (("If-None-Match", request.etag), ("If-Modified-Since", request.last_modified)):
             if value and "\r" not in value and "\n" not in value:
@@ -273,7 +271,6 @@ class _Handle:
         "max_bytes",
         "new_fds",
         "policy",
-        "reason",
         "refused",
         "session",
         "status",
@@ -315,7 +312,6 @@ class _Handle:
         self.header_bytes = 0
         self.in_body = False
         self.status = 0
-        self.reason = ""
         self.headers: dict[str, str] = {}
         self.decoder: BodyDecoder | None = None
         self.wire = 0
@@ -415,7 +411,6 @@ class _Handle:
             return None
         self.in_body = True
         self.status = status
-        self.reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
         headers = self.headers
         for raw in self.lines[1:]:
             name, sep, value = raw.decode("utf-8", "surrogateescape").partition(":")
@@ -427,10 +422,11 @@ class _Handle:
             return None if headers.get("content-length") == "0" else -1
         error_class = classify_status(status)
         if error_class is not None:
+            reason = parts[2].decode("latin-1").strip() if len(parts) > 2 else ""
             return self._stop(
                 FetchError(
                     error_class,
-                    f"HTTP {status} {self.reason}".strip(),
+                    f"HTTP {status} {reason}".strip(),
                     status=status,
                     retry_after=parse_retry_after(headers.get("retry-after")),
                 )
@@ -740,13 +736,11 @@ class _Batch:
         try:
             target = _redirect_target(url, status, headers.get("location"))
             fetch.redirects.append(Redirect(status, str(url), str(target)))
-            seen = fetch.seen if fetch.seen is not None else {str(url)}
-            fetch.seen = seen
-            if str(target) in seen:
+            # Every URL visited is the source of one hop (a handful at most).
+            if any(hop.source == str(target) for hop in fetch.redirects):
                 raise FetchError("too_many_redirects", f"redirect loop back to {target}")
             if len(fetch.redirects) > self.config.max_redirects:
                 raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects")
-            seen.add(str(target))
             # Every hop passes the same guard as the first one, and waits its host's turn.
             fetch.url = validate_url(target, self.session.policy)
         except FetchError as exc:

@@ -63,6 +63,7 @@ _ITEM = struct.Struct("<Q8sq")  # span hash, fingerprint, date (µs since 1970, 
 NO_DATE = -(1 << 63)
 NO_FINGERPRINT = bytes(FINGERPRINT_SIZE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 #: Item element per feed format (feedparser's version names); other formats are not recorded.
 TAGS = {"rss20": b"item", "rss10": b"item", "atom10": b"entry"}
 _KINDS = (b"item", b"entry")
@@ -79,7 +80,17 @@ class Item(NamedTuple):
 
     @property
     def date(self) -> datetime | None:
-        return None if self.micros == NO_DATE else _EPOCH + timedelta(microseconds=self.micros)
+        return None if self.micros == NO_DATE else date_of(self.micros)
+
+
+def micros(date: datetime | None) -> int:
+    """An aware date as microseconds since 1970 (``Item.micros``); ``NO_DATE`` for None."""
+    return NO_DATE if date is None else (date - _EPOCH) // _MICROSECOND
+
+
+def date_of(micros: int) -> datetime:
+    """The aware UTC date of microseconds since 1970."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True)
@@ -197,8 +208,7 @@ def base_hash(base: str) -> int:
 def item(span: int, fingerprint: bytes | None, date: datetime | None) -> Item:
     """The record of one parsed item: its span's hash, its entry's fingerprint (None: no guid
     and no link, never known) and date."""
-    micros = NO_DATE if date is None else (date - _EPOCH) // timedelta(microseconds=1)
-    return Item(span, fingerprint or NO_FINGERPRINT, micros)
+    return Item(span, fingerprint or NO_FINGERPRINT, micros(date))
 
 
 def record(found: Cut, base: str, entries: Sequence[tuple[bytes | None, datetime | None]]) -> bytes | None:

@@ -139,7 +139,7 @@ class _Stories:
         since = now - policy.window
         for start in range(0, len(keys), _KEYS_PER_QUERY):
             params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
-            for key, alert_id in session.execute(_BANDS_BY_KEY, params):
+            for key, alert_id in session.execute(_BANDS_BY_KEY, params).all():
                 self.alerts_by_key.setdefault(key, []).append(alert_id)
         ids = sorted({a for alert_ids in self.alerts_by_key.values() for a in alert_ids})
         self.values = dict(zip(ids, _minhashes(session, ids), strict=True))

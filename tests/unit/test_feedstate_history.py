@@ -5,18 +5,19 @@ poll)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
 
-from feedwatch import feedstate
+from feedwatch import feedstate, splice
 from feedwatch.parse import ParsedEntry, ParsedFeed
 from feedwatch.schedule import publication_rate
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
 
 
-def _feed(dates: list[datetime], ttl: int | None = None, period: str | None = None) -> ParsedFeed:
+def _feed(dates: list[datetime | None], ttl: int | None = None, period: str | None = None) -> ParsedFeed:
     blank = {"link": None, "title": "t", "summary_html": "", "content_html": "", "author": None}
     entries = tuple(
         ParsedEntry(guid=f"g{i}", **blank, published=d, updated=None, language=None, base=None)
@@ -48,6 +49,28 @@ def test_values_not_found_leave_no_key_and_drop_the_carried_ones() -> None:
     # No dates at all: the newest item and the rate stay as carried (the parse says nothing of
     # either); the hints it does decide are gone.
     assert entry == {"at": "x", "newest": carried["newest"], "rate": 3.0}
+
+
+def test_kept_items_count_with_the_new_ones_and_undated_or_future_items_do_not() -> None:
+    """A changed feed's items found unchanged by the splice (``ParsedFeed.kept``) carry their
+    dates as microseconds; the rate and the newest item read them with the parsed entries'."""
+    new = [NOW - timedelta(hours=1, microseconds=7), None, NOW + timedelta(hours=2)]
+    kept_dates = [NOW - timedelta(hours=h, seconds=13) for h in (30, 6, 3)]
+    kept = (
+        *(splice.item(i, None, d) for i, d in enumerate(kept_dates)),
+        splice.item(9, None, None),  # undated
+        splice.item(10, None, NOW + timedelta(minutes=61)),  # ahead of the clock
+    )
+    parsed = replace(_feed(new), kept=kept)
+    entry: dict[str, object] = {}
+    feedstate.describe_parsed(entry, parsed, NOW)
+    counted = sorted([NOW - timedelta(hours=1, microseconds=7), *kept_dates])
+    days = (counted[-1] - counted[0]).total_seconds() / 86400
+    assert entry == {"newest": counted[-1].isoformat(timespec="seconds"), "rate": round(3 / days, 4)}
+    # Within the hour ahead still counts.
+    parsed = replace(parsed, kept=(splice.item(11, None, NOW + timedelta(minutes=59)),))
+    feedstate.describe_parsed(entry, parsed, NOW)
+    assert entry["newest"] == (NOW + timedelta(minutes=59)).isoformat(timespec="seconds")
 
 
 def test_a_missing_rate_reads_as_a_null_one() -> None:

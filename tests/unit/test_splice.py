@@ -67,7 +67,7 @@ def _check(
     else:
         assert spliced.entries == whole.entries
     assert known.fingerprints(spliced) == known.fingerprints(whole)
-    assert feedstate._dates(spliced, NOW) == feedstate._dates(whole, NOW)
+    assert feedstate._date_span(spliced, NOW) == feedstate._date_span(whole, NOW)
     assert spliced.spans == _parse(new, url, headers).spans
     return spliced
 

@@ -898,7 +898,7 @@ def capacity_phase(
     port: int,
     sampler: RssSampler,
     group: str,
-    profile: bool = False,
+    profile: str | None = None,
     nodes: list[Proc] | None = None,
 ) -> dict[str, Any]:
     """Every poll feed always due: the service polls as fast as it can. With ``nodes``, also
@@ -907,7 +907,7 @@ def capacity_phase(
     before = farm_stats(port)[group]
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
-    spy = start_profile(service, sizes.window) if profile else None
+    spy = start_profile(service, sizes.window, gil=profile == "gil") if profile else None
     cpu0, t0 = cpu_by_role(service), time.monotonic()
     since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
@@ -933,9 +933,13 @@ def capacity_phase(
 
 
 def start_profile(
-    service: Service, seconds: float, name: str = "profile.txt"
+    service: Service, seconds: float, name: str = "profile.txt", gil: bool = False
 ) -> tuple[subprocess.Popen[bytes], Path]:
-    """py-spy on the feeds worker and its pool children (sampling: no code changes needed)."""
+    """py-spy on the feeds worker and its pool children (sampling: no code changes needed).
+
+    By default py-spy counts a process waiting inside C code (psycopg on PostgreSQL, libcurl's
+    ``select``) as busy; with ``gil``, only samples holding the GIL count: the CPU of the Python
+    code and of the C it calls without releasing the GIL, the waits left out (round 19)."""
     feeds = next(p for p in service.procs if p.log_path.name == "feeds.log")
     out = service.home / name
     spy = subprocess.Popen(
@@ -950,6 +954,7 @@ def start_profile(
             "--rate",
             "200",
             "--nonblocking",
+            *(["--gil"] if gil else []),
             "--duration",
             str(int(seconds)),
             "--output",
@@ -987,7 +992,7 @@ def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> di
 
 
 def ingest_phase(
-    service: Service, sizes: Sizes, sampler: RssSampler, profile: bool = False
+    service: Service, sizes: Sizes, sampler: RssSampler, profile: str | None = None
 ) -> dict[str, Any]:
     """Only the ingest feeds (every item new on every hit) are due, always."""
     from feedwatch.pipeline import split_batches
@@ -1019,7 +1024,8 @@ def ingest_phase(
     # Articles arrive a poll batch at a time (a commit of up to 100 feeds' items): the window
     # runs from one commit to another, so the count is not off by up to a batch at either end.
     n0, t0 = next_commit(newest, count, service, sampler)
-    spy = start_profile(service, sizes.window, "ingest-profile.txt") if profile else None
+    gil = profile == "gil"
+    spy = start_profile(service, sizes.window, "ingest-profile.txt", gil) if profile else None
     cpu0 = cpu_by_role(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
@@ -1419,7 +1425,7 @@ def run_postgres(
     groups: dict[str, Group],
     port: int,
     workdir: Path,
-    profile: bool,
+    profile: str | None,
     scale_out: int | None = None,
     on_stop: Any = None,
 ) -> dict[str, Any]:
@@ -1550,7 +1556,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--node-concurrency", type=int, default=1, help="processes per scale-out node")
     parser.add_argument("--scale-feeds", type=int, help="feeds of the scale-out phase (0: the poll feeds)")
-    parser.add_argument("--profile", action="store_true", help="py-spy the feeds worker while at capacity")
+    parser.add_argument(
+        "--profile",
+        nargs="?",
+        const="wall",
+        choices=("wall", "gil"),
+        help="py-spy the feeds worker while at capacity ('gil': only samples holding the GIL, CPU not waits)",
+    )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))

@@ -67,6 +67,8 @@ def test_quick_json_shape() -> None:
         assert {"rss_mb", "pss_mb", "rss_ratio_to_idle", "pss_ratio_to_idle"} <= set(
             memory["by_process"][key]
         )
+        # PSS is sampled (at most every PSS_EVERY_S), RSS read on every sample: both were read.
+        assert memory["by_process"][key]["pss_mb"] > 0 and memory["by_process"][key]["rss_mb"] > 0
     assert memory["largest_process"] in memory["by_process"]
     assert "ratio_to_idle" in memory and "pss_ratio_to_idle" in memory
     scale = result["scale_out"]

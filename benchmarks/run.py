@@ -907,7 +907,7 @@ def capacity_phase(
     before = farm_stats(port)[group]
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
-    spy = start_profile(service, sizes.window, gil=profile == "gil") if profile else None
+    spy = start_profile(service, sizes.window, profile) if profile else None
     cpu0, t0 = cpu_by_role(service), time.monotonic()
     since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
@@ -933,13 +933,13 @@ def capacity_phase(
 
 
 def start_profile(
-    service: Service, seconds: float, name: str = "profile.txt", gil: bool = False
+    service: Service, seconds: float, mode: str, name: str = "profile.txt"
 ) -> tuple[subprocess.Popen[bytes], Path]:
     """py-spy on the feeds worker and its pool children (sampling: no code changes needed).
 
-    By default py-spy counts a process waiting inside C code (psycopg on PostgreSQL, libcurl's
-    ``select``) as busy; with ``gil``, only samples holding the GIL count: the CPU of the Python
-    code and of the C it calls without releasing the GIL, the waits left out (round 19)."""
+    ``mode`` "wall": py-spy counts a process waiting inside C code (psycopg on PostgreSQL,
+    libcurl's ``select``) as busy; "gil": only samples holding the GIL count, the CPU of the
+    Python code and of the C it calls without releasing the GIL, the waits left out (round 19)."""
     feeds = next(p for p in service.procs if p.log_path.name == "feeds.log")
     out = service.home / name
     spy = subprocess.Popen(
@@ -954,7 +954,7 @@ def start_profile(
             "--rate",
             "200",
             "--nonblocking",
-            *(["--gil"] if gil else []),
+            *(["--gil"] if mode == "gil" else []),
             "--duration",
             str(int(seconds)),
             "--output",
@@ -1024,8 +1024,7 @@ def ingest_phase(
     # Articles arrive a poll batch at a time (a commit of up to 100 feeds' items): the window
     # runs from one commit to another, so the count is not off by up to a batch at either end.
     n0, t0 = next_commit(newest, count, service, sampler)
-    gil = profile == "gil"
-    spy = start_profile(service, sizes.window, "ingest-profile.txt", gil) if profile else None
+    spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
     cpu0 = cpu_by_role(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)

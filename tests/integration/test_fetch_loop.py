@@ -178,3 +178,31 @@ def test_connections_on_descriptors_past_1023_are_served(server: FeedServer) -> 
         if session is not None:  # its connections sit on the high numbers: close them now
             client._SESSIONS.discard(session)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_a_redirect_waiting_on_a_held_host_fails_at_its_deadline_and_frees_the_batch(
+    server: FeedServer,
+) -> None:
+    """One global slot, one slot a host. The first fetch starts and is redirected to a host
+    whose slot the second fetch holds while it waits for the global slot the first one has:
+    the redirect waits (its deadline running) until the deadline fails it, which frees the
+    global slot, and the second fetch then runs as any other."""
+    server.routes["/to-localhost"] = Route(
+        body=b"", status=302, headers={"Location": f"http://localhost:{server.port}/feed"}
+    )
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    config = replace(CONFIG, concurrency=1, per_host=1, deadline=1.0, user_agent="feedwatch-tests/stalled")
+    redirected, waiting = fetch_all(
+        [
+            FetchRequest(url=server.url("/to-localhost")),
+            FetchRequest(url=f"http://localhost:{server.port}/feed"),
+        ],
+        config,
+        allowed,
+    )
+    assert isinstance(redirected, FetchError) and redirected.error_class == "timeout", redirected
+    assert "redirect's host" in redirected.message
+    assert [(r.status, r.target) for r in redirected.redirects] == [
+        (302, f"http://localhost:{server.port}/feed")
+    ]
+    assert isinstance(waiting, FetchResult) and waiting.body == FEED, waiting

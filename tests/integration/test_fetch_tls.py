@@ -27,6 +27,7 @@ from feedwatch.fetch import AddressPolicy, FetchError, FetchRequest, fetch_all
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
 FEED = b"<rss version='2.0'><channel><title>tls</title></channel></rss>"
+TESTS = Path(__file__).resolve().parents[1]  # the child imports the suite's fetch_config
 
 
 @dataclass
@@ -64,10 +65,12 @@ def test_an_untrusted_certificate_is_a_tls_failure(server: TlsServer) -> None:
 
 CHILD = """
 import json, sys
-from feedwatch.fetch import AddressPolicy, FetchConfig, FetchRequest, FetchResult, fetch_all
+sys.path.insert(0, sys.argv[3])
+from support.fetching import fetch_config
+from feedwatch.fetch import AddressPolicy, FetchRequest, FetchResult, fetch_all
 url, port = sys.argv[1], int(sys.argv[2])
-config = FetchConfig("feedwatch-tests/0", 2.0, 2.0, 4.0, 1 << 20, 3, 5, 5)
-(outcome,) = fetch_all([FetchRequest(url)], config, AddressPolicy(allowed=frozenset({("127.0.0.1", port)})))
+policy = AddressPolicy(allowed=frozenset({("127.0.0.1", port)}))
+(outcome,) = fetch_all([FetchRequest(url)], fetch_config(), policy)
 ok = isinstance(outcome, FetchResult)
 body = outcome.body.decode() if ok else None
 print(json.dumps({"ok": ok, "body": body, "error": None if ok else repr(outcome)}))
@@ -77,7 +80,7 @@ print(json.dumps({"ok": ok, "body": body, "error": None if ok else repr(outcome)
 def test_a_ca_named_in_ssl_cert_file_is_trusted(server: TlsServer) -> None:
     env = {**os.environ, "SSL_CERT_FILE": str(server.ca_file)}
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, server.url, str(server.port)],
+        [sys.executable, "-c", CHILD, server.url, str(server.port), str(TESTS)],
         capture_output=True,
         text=True,
         timeout=60,

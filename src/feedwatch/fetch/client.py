@@ -534,7 +534,8 @@ class _Batch:
         self.timed: list[tuple[float, int, _Fetch]] = []  # waiting for their host's turn
         self.in_flight: dict[str, int] = {}  # fetches holding each host's slot
         self.queued: dict[str, deque[_Fetch]] = {}  # waiting for their host's slot
-        self.stalled: set[_Fetch] = set()  # redirected, waiting for a host slot, deadline running
+        # Redirected, waiting for a host's slot with their deadline running: fetch -> that host.
+        self.stalled: dict[_Fetch, str] = {}
         self.added = False
         self._seq = 0
         for index, request in enumerate(requests):
@@ -574,13 +575,13 @@ class _Batch:
         else:
             self.queued.setdefault(host, deque()).append(fetch)
             if fetch.started is not None:
-                self.stalled.add(fetch)
+                self.stalled[fetch] = host
 
     def _holds(self, fetch: _Fetch, host: str) -> None:
         if fetch.started is None:
             fetch.host_held = True
         else:
-            self.stalled.discard(fetch)
+            self.stalled.pop(fetch, None)
             fetch.hop_host = host
         self._pace(fetch, host)
 
@@ -624,12 +625,11 @@ class _Batch:
 
     def _expire_stalled(self, now: float) -> None:
         for fetch in [f for f in self.stalled if f.deadline <= now]:
-            self.stalled.discard(fetch)
-            for host, queue in list(self.queued.items()):
-                if fetch in queue:
-                    queue.remove(fetch)
-                    if not queue:
-                        del self.queued[host]
+            host = self.stalled.pop(fetch)
+            queue = self.queued[host]
+            queue.remove(fetch)
+            if not queue:
+                del self.queued[host]
             self._fail(fetch, FetchError("timeout", "deadline exceeded waiting for a redirect's host"))
 
     def _wait(self) -> float:
@@ -735,9 +735,10 @@ class _Batch:
         url = fetch.url
         try:
             target = _redirect_target(url, status, headers.get("location"))
-            fetch.redirects.append(Redirect(status, str(url), str(target)))
+            hop = Redirect(status, str(url), str(target))
+            fetch.redirects.append(hop)
             # Every URL visited is the source of one hop (a handful at most).
-            if any(hop.source == str(target) for hop in fetch.redirects):
+            if any(earlier.source == hop.target for earlier in fetch.redirects):
                 raise FetchError("too_many_redirects", f"redirect loop back to {target}")
             if len(fetch.redirects) > self.config.max_redirects:
                 raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects")
@@ -747,8 +748,8 @@ class _Batch:
             self._fail(fetch, exc)
             return
         if fetch.hop_host is not None:
-            hop, fetch.hop_host = fetch.hop_host, None
-            self._release_host(hop)
+            held, fetch.hop_host = fetch.hop_host, None
+            self._release_host(held)
         host = _host_key(fetch.url)
         if host == fetch.first_host:
             self._pace(fetch, host)

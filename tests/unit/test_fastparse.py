@@ -438,3 +438,16 @@ def test_every_field_the_fast_path_reads_is_compared_on_an_accepted_feed() -> No
 def test_item_elements_of_real_feeds_are_read_as_feedparser_reads_them(item: str) -> None:
     for headers in HEADER_VARIANTS[:2] + HEADER_VARIANTS[3:]:
         assert _assert_same(_rss(item + item.replace("T<", "Second<")), headers), headers
+
+
+@pytest.mark.parametrize("code", [*range(0x80, 0xA0), 0xA0, 0x2013])
+def test_the_cp1252_repair_is_skipped_only_when_it_would_change_nothing(code: int) -> None:
+    """``_Reader.text`` translates a text only when it holds a character feedparser's cp1252
+    repair maps (a search first, since ``translate`` looks up every character): the answer is
+    ``translate``'s for every C1 control, mapped or not, and for characters outside the range."""
+    from feedparser.html import _cp1252
+
+    text = f"Баку {chr(code)} Երևան"
+    element = etree.fromstring(f"<title>{escape(text)}</title>".encode())
+    assert fastparse._Reader.text(element) == text.translate(_cp1252)
+    assert (fastparse._Reader.text(element) != text) == (code in _cp1252)

@@ -186,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
             # was loaded, and where one fell (a few ms) no longer moves a kind's figure.
             gc.collect()
             gc.freeze()
+            gc.set_threshold(*pipeline.GC_THRESHOLDS)
             # CPU time, not wall time: waiting on PostgreSQL is not what this measures.
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             costs: dict[str, float] = {}

@@ -172,12 +172,16 @@ def _warm_up(sender: Any = None, **_: Any) -> None:
     # Runs in the parent before the prefork pool forks: the stages and the language model loaded
     # here are shared by the children copy-on-write (PSS), not loaded once per child. gc.freeze
     # keeps the children's collections from touching (and so copying) the parent's objects.
+    # The children inherit the collector's thresholds (feedwatch.pipeline.GC_THRESHOLDS).
+    import gc
+
+    from feedwatch import pipeline
+
+    gc.set_threshold(*pipeline.GC_THRESHOLDS)
     consumed = sender.app.amqp.queues.consume_from if sender is not None else None
     if consumed and not {"feeds", "articles"} & set(consumed):
         return  # alerts/default only: never detects a language
-    import gc
-
-    from feedwatch import normalize, pipeline  # noqa: F401  (imported for the shared pages)
+    from feedwatch import normalize
 
     normalize.warm_up()
     gc.freeze()

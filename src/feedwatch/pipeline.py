@@ -56,6 +56,14 @@ PublishArticles = Callable[[list[int]], None]
 _rulebooks: dict[Path, tuple[float, Rulebook]] = {}
 
 
+#: The worker processes' garbage-collector thresholds (``gc.set_threshold``; workers/app.py).
+#: Python's default (700, 10, 10) ran a collection every 700 container allocations, and a poll
+#: batch lives long enough to be promoted to the oldest generation and make full collections
+#: (~40 ms each) come often: 4.1-4.3 % of a process's CPU in ``poll_costs.py``, 2.8 % with
+#: these (round 20). Objects freed by reference counting (nearly all) never wait for them.
+GC_THRESHOLDS = (10_000, 20, 20)
+
+
 def get_rulebook(path: Path) -> Rulebook:
     """The compiled rulebook for ``path``, compiled once per process and again when it changes."""
     mtime = path.stat().st_mtime

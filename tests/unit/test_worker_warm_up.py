@@ -1,4 +1,5 @@
-"""The worker parent loads the language model before forking, only when it consumes feeds/articles."""
+"""The worker parent loads the language model before forking, only when it consumes feeds/articles;
+every worker sets the collector's thresholds its pool children inherit."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from feedwatch import normalize
+from feedwatch import normalize, pipeline
 from workers import app
 
 
@@ -21,8 +22,10 @@ def _sender(*queues: str) -> SimpleNamespace:
 @pytest.fixture(autouse=True)
 def cold_model() -> Iterator[None]:
     normalize._identifier.cache_clear()
+    thresholds = gc.get_threshold()
     yield
     gc.unfreeze()
+    gc.set_threshold(*thresholds)
 
 
 @pytest.mark.parametrize(
@@ -35,5 +38,7 @@ def cold_model() -> Iterator[None]:
     ],
 )
 def test_warm_up_by_queue(queues: tuple[str, ...], loaded: bool) -> None:
+    gc.set_threshold(700, 10, 10)
     app._warm_up(sender=_sender(*queues))
     assert (normalize._identifier.cache_info().currsize == 1) is loaded
+    assert gc.get_threshold() == pipeline.GC_THRESHOLDS

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> None:
             for k in range(0, len(everything), size):  # first poll: the new feeds store 50 items
                 pipeline.poll_feeds(ctx, everything[k : k + size])
             # As a worker does after its warm-up (workers/app.py): full collections then skip what
-            # was loaded, and where one fell (a few ms) no longer moves a kind's figure.
+            # was loaded, and where one fell (a few ms) no longer moves a kind's figure; and the
+            # worker's collector thresholds (pipeline.GC_THRESHOLDS).
             gc.collect()
             gc.freeze()
             gc.set_threshold(*pipeline.GC_THRESHOLDS)

@@ -128,7 +128,8 @@ def _generic_plan(conn: Connection, statement: Any, values: dict[str, Any]) -> d
         args.extend(params[expanding])
         return ", ".join(f"${first + i}" for i in range(len(params[expanding])))
 
-    text = re.sub(r"%\((\w+)\)s|__\[POSTCOMPILE_(\w+)\]", number, str(compiled))
+    # psycopg placeholders: %(name)s, or %(name)b where the value goes in binary (store.in_list).
+    text = re.sub(r"%\((\w+)\)[sb]|__\[POSTCOMPILE_(\w+)\]", number, str(compiled))
     raw = conn.exec_driver_sql
     raw(f"PREPARE plan_under_test AS {text}")
     try:

@@ -126,6 +126,8 @@ def test_postgresql_sends_one_statement_text_whatever_the_list_length(tmp_path: 
         assert len(set(statements)) == 1
         assert "= ANY" in statements[0]
         assert statements[0].count("%(") == 1
+        # The array goes in psycopg's binary format: its text format escapes each element in Python.
+        assert "= ANY (%(b_ids)b::" in statements[0]
 
 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
@@ -136,3 +138,17 @@ def test_the_statement_compiles_for_each_dialect(dialect: str, tmp_path: Path) -
         assert text.count("= ANY") == 2 and " IN " not in text  # the keys in each of two selects
     else:
         assert text.count(" IN ") == 2 and "ANY" not in text and "= 1" not in text
+
+
+def test_only_psycopg_gets_the_binary_placeholder() -> None:
+    """``%(name)b`` is psycopg 3's; another PostgreSQL driver keeps the placeholder its dialect
+    renders, and a statement rendered with its values inline has none to change."""
+    from sqlalchemy.dialects.postgresql import psycopg, psycopg2
+
+    three, two = psycopg.dialect(), psycopg2.dialect()  # type: ignore[no-untyped-call]
+    assert "ANY (%(b_ids)b::" in str(store._IDS_BY_KEY.compile(dialect=three))
+    assert "ANY (%(b_ids)s" in str(store._IDS_BY_KEY.compile(dialect=two))
+    inline = store._IDS_BY_KEY.params(b_ids=["k1", "k2"]).compile(
+        dialect=three, compile_kwargs={"literal_binds": True}
+    )
+    assert "ANY (ARRAY['k1', 'k2'])" in str(inline)

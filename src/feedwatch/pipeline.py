@@ -618,14 +618,10 @@ def _alert(
     store.insert_matches(
         session, [(inserted[d.identity_key], matched[d.identity_key]) for _, d in drafts], now, stage="feed"
     )
+    signatures = stories.signatures([(d.title, d.text) for _, d in drafts])
     flagged = [
-        stories.Flagged(
-            inserted[d.identity_key],
-            feed_id,
-            [m.topic for m in matched[d.identity_key]],
-            stories.signature(d.title, d.text),
-        )
-        for feed_id, d in drafts
+        stories.Flagged(inserted[d.identity_key], feed_id, [m.topic for m in matched[d.identity_key]], sig)
+        for (feed_id, d), sig in zip(drafts, signatures, strict=True)
     ]
     alert_ids: dict[int, list[int]] = {feed_id: [] for feed_id, _ in feeds}
     for f, alert_id in zip(flagged, stories.settle(session, flagged, now, story), strict=True):

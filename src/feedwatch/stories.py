@@ -41,7 +41,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from feedwatch import store
-from feedwatch.minhash import minhash
+from feedwatch.minhash import minhash_many
 from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
 from feedwatch.store import _table
 from feedwatch.textnorm import words
@@ -78,11 +78,13 @@ class Signature:
     keys: list[str]  # LSH band keys, plus the title key when the title is long enough
 
 
-def _shingles(title: str, text: str) -> set[bytes]:
-    tokens = (words(title) + words(text))[:_MAX_WORDS]
+def _shingles(title_words: list[str], text: str) -> set[bytes]:
+    tokens = (title_words + words(text))[:_MAX_WORDS]
     if len(tokens) < SHINGLE:
         return {" ".join(tokens).encode()} if tokens else set()
-    return {" ".join(tokens[i : i + SHINGLE]).encode() for i in range(len(tokens) - SHINGLE + 1)}
+    # Shingle i is words i to i + SHINGLE - 1: zip stops at the shortest, the last full one.
+    windows = zip(*(tokens[k:] for k in range(SHINGLE)), strict=False)
+    return {" ".join(shingle).encode() for shingle in windows}
 
 
 def _digest(data: str) -> str:
@@ -91,12 +93,21 @@ def _digest(data: str) -> str:
 
 def signature(title: str, text: str) -> Signature:
     """The story signature of an article (pure: same input, same signature in every process)."""
-    values = minhash(_shingles(title, text), NUM_PERM, SEED)
-    keys = [f"{b}:{_digest(','.join(map(str, values[b * ROWS : (b + 1) * ROWS])))}" for b in range(BANDS)]
-    title_words = words(title)
-    if len(title_words) >= TITLE_MIN_WORDS:
-        keys.append(f"t:{_digest(' '.join(title_words))}")
-    return Signature(values, keys)
+    return signatures([(title, text)])[0]
+
+
+def signatures(articles: Sequence[tuple[str, str]]) -> list[Signature]:
+    """:func:`signature` of each (title, text): a poll batch's flagged articles hashed together
+    (``minhash_many``), the same values as one at a time."""
+    titles = [words(title) for title, _ in articles]
+    shingles = [_shingles(title_words, text) for title_words, (_, text) in zip(titles, articles, strict=True)]
+    out: list[Signature] = []
+    for values, title_words in zip(minhash_many(shingles, NUM_PERM, SEED), titles, strict=True):
+        keys = [f"{b}:{_digest(','.join(map(str, values[b * ROWS : (b + 1) * ROWS])))}" for b in range(BANDS)]
+        if len(title_words) >= TITLE_MIN_WORDS:
+            keys.append(f"t:{_digest(' '.join(title_words))}")
+        out.append(Signature(values, keys))
+    return out
 
 
 def similarity(a: list[int], b: list[int]) -> float:

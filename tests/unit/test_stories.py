@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,3 +74,20 @@ def test_lookup_in_the_database_respects_the_window(session: Session) -> None:
     session.flush()
     copies = stories.also_reported_many(session, [alert_id])
     assert [c.outlet for c in copies[alert_id]] == ["Outlet A"]
+
+
+def test_signature_values_and_keys_do_not_change() -> None:
+    """Stored bands and signatures must keep matching what a new version computes: the values
+    and keys of one signature, as the first version computed them."""
+    sig = stories.signature(TITLE, BASE[:100])
+    assert sig.hashvalues[:4] == [175938457, 229091733, 265900101, 108756516]
+    assert sig.keys[:2] == ["0:a27518bfa8541410f0302a5a", "1:dd960d8126177138f0b9e5f0"]
+    assert sig.keys[-1] == "t:a11827ca022216897e47ae1c"
+    digest = hashlib.sha256(repr((sig.hashvalues, sig.keys)).encode()).hexdigest()
+    assert digest == "14d82597d0787496406ba79a4611822acb31cbcda28780abdb858ee2c47e9dd7"
+
+
+def test_signatures_of_a_batch_are_each_articles_own() -> None:
+    articles = [(TITLE, BASE), ("", ""), ("Talks", ""), (TITLE.upper(), BASE + " (AFP)"), ("a b", "c")]
+    assert stories.signatures(articles) == [stories.signature(t, x) for t, x in articles]
+    assert stories.signatures([]) == []

@@ -220,12 +220,12 @@ def ingest(dry_run: bool, as_json: bool, sources: tuple[str, ...]) -> None:
 def _publisher() -> Any:
     """Publish deliver_alert when a broker answers; otherwise the outbox keeps the alert."""
 
-    def publish(alert_ids: list[int]) -> None:
-        from workers.tasks import deliver_alert
+    def send(alert_ids: list[int]) -> None:
+        from workers.tasks import deliver_alert, publish
 
-        deliver_alert.apply_async((alert_ids,), retry=False)
+        publish(deliver_alert, alert_ids, retry=False)
 
-    return publish
+    return send
 
 
 def _print_ingest(report: Any) -> None:

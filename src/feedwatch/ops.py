@@ -454,7 +454,7 @@ def alerts_show(alert_id: int, as_json: bool) -> None:
 def _publish_alert(alert_ids: list[int]) -> None:
     # By name: feedwatch never imports workers at module level (layering).
     tasks = importlib.import_module("workers.tasks")
-    tasks.deliver_alert.apply_async((alert_ids,), retry=False)
+    tasks.publish(tasks.deliver_alert, alert_ids, retry=False)
 
 
 @alerts.command("retry")

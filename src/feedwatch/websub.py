@@ -268,13 +268,13 @@ def websub() -> None:
 def serve(listen: str | None) -> None:
     """Serve the callback endpoint and keep subscriptions renewed."""
     from feedwatch.pipeline import Context
-    from workers.tasks import deliver_alert  # publishing alerts is messaging the workers
+    from workers.tasks import deliver_alert, publish  # publishing alerts is messaging the workers
 
     settings = get_settings()
     if not settings.websub_callback_url:
         raise click.ClickException("FEEDWATCH_WEBSUB_CALLBACK_URL is empty: WebSub is off")
     host, _, port = (listen or settings.websub_listen).rpartition(":")
-    ctx = Context(settings, publish_alert=lambda ids: deliver_alert.apply_async((ids,)))
+    ctx = Context(settings, publish_alert=lambda ids: publish(deliver_alert, ids))
     httpd = make_server(ctx, (host or "127.0.0.1", int(port)))
     stop = threading.Event()
     threading.Thread(target=_maintain_forever, args=(settings, stop), daemon=True).start()

@@ -4,13 +4,13 @@ datasketch imports scipy, which costs every worker process ~60 MB of RSS for the
 here. This module reproduces its default scheme bit for bit — SHA-1 truncated to 32 bits, the
 MurmurHash3 finalizer, then ``a * h + b mod 2**32`` per permutation with ``a`` odd, drawn from
 ``numpy.random.RandomState(seed)`` — so signatures stored by earlier versions keep matching.
-``tests/unit/test_minhash.py`` checks the equality against datasketch when it is installed.
+``tests/unit/test_minhash.py`` checks the equality against datasketch (a dev dependency).
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from functools import lru_cache
 
 import numpy as np
@@ -38,42 +38,46 @@ def _fmix32(hv: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
     return hv ^ (hv >> s3)
 
 
-def minhash(items: Iterable[bytes], num_perm: int, seed: int) -> list[int]:
-    """The ``num_perm`` MinHash values of a set of byte strings (2**32 - 1 each when it is empty)."""
-    return minhash_many([list(items)], num_perm, seed)[0]
-
-
 #: Shingle hashes permuted together at most (a ``(rows, num_perm)`` uint32 array: ~1 MB at 60).
 _CHUNK_ROWS = 4_096
 
 
 def minhash_many(sets: Sequence[Collection[bytes]], num_perm: int, seed: int) -> list[list[int]]:
-    """:func:`minhash` of each set, the sets' hashes permuted together.
+    """The ``num_perm`` MinHash values of each set of byte strings (2**32 - 1 each for an empty
+    set), the sets' hashes permuted together.
 
-    A poll batch signs ~250 flagged articles of ~80 shingles each; one article at a time, the
-    fixed cost of a dozen numpy calls and of converting each hash (``int.from_bytes``, then a
-    list into an array) was most of a signature. Here the digests' first four bytes are joined
-    and read as little-endian uint32 in one call, and each chunk of sets is permuted at once
-    and cut into its sets' minima by ``np.minimum.reduceat`` (round 21 in
-    docs/performance-history.md). The values are those of one set at a time
-    (tests/unit/test_minhash.py)."""
-    out = [[(1 << 32) - 1] * num_perm for _ in sets]  # an empty set's values
+    An ingest batch of the benchmark (100 feeds of 50 new items, one in 20 flagged) signs ~250
+    articles of ~80 shingles each; one article at a time, the fixed cost of a dozen numpy calls
+    and of converting each hash (``int.from_bytes``, then a list into an array) was most of a
+    signature. Here the digests' first four bytes are joined and read as little-endian uint32
+    in one call, and each chunk of sets is permuted at once and cut into its sets' minima by
+    ``np.minimum.reduceat`` (round 21 in docs/performance-history.md). The values are those
+    of one set at a time (tests/unit/test_minhash.py)."""
+    out = [[(1 << 32) - 1] * num_perm for _ in sets]
     a, b = _permutations(num_perm, seed)
     sha1 = hashlib.sha1
+    for chunk in _chunks(sets):
+        digests = b"".join(sha1(item, usedforsecurity=False).digest()[:4] for j in chunk for item in sets[j])
+        hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(_U32).reshape(-1, 1))
+        with np.errstate(over="ignore"):  # wrap-around is the modulo 2**32 of the scheme
+            permuted = hv * a + b
+        starts = np.cumsum([0] + [len(sets[j]) for j in chunk[:-1]])
+        for j, values in zip(chunk, np.minimum.reduceat(permuted, starts, axis=0).tolist(), strict=True):
+            out[j] = values
+    return out
+
+
+def _chunks(sets: Sequence[Collection[bytes]]) -> Iterator[list[int]]:
+    """The indices of the non-empty sets, in runs of at least ``_CHUNK_ROWS`` items (the last
+    run: what is left); a set is never split."""
     chunk: list[int] = []
     rows = 0
     for k, items in enumerate(sets):
         if items:
             chunk.append(k)
             rows += len(items)
-        if chunk and (rows >= _CHUNK_ROWS or k == len(sets) - 1):
-            items_of_chunk = (item for j in chunk for item in sets[j])
-            digests = b"".join(sha1(item, usedforsecurity=False).digest()[:4] for item in items_of_chunk)
-            hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(_U32).reshape(-1, 1))
-            with np.errstate(over="ignore"):  # wrap-around is the modulo 2**32 of the scheme
-                permuted = hv * a + b
-            starts = np.cumsum([0] + [len(sets[j]) for j in chunk[:-1]])
-            for j, values in zip(chunk, np.minimum.reduceat(permuted, starts, axis=0).tolist(), strict=True):
-                out[j] = values
-            chunk, rows = [], 0
-    return out
+            if rows >= _CHUNK_ROWS:
+                yield chunk
+                chunk, rows = [], 0
+    if chunk:
+        yield chunk

@@ -33,7 +33,7 @@ from feedwatch.models import Alert, Delivery, Feed, StoryCopy
 from feedwatch.settings import Settings
 from feedwatch.timeutil import utcnow
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.integration, pytest.mark.services, pytest.mark.timeout(120)]
 
 SECRET = b"test-secret"
 REDIS_DB = 9

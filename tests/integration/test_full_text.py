@@ -45,7 +45,7 @@ from feedwatch.models import Alert, Article, Feed, FullTextStatus, Match
 from feedwatch.settings import Settings
 from feedwatch.timeutil import utcnow
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.services, pytest.mark.timeout(180)]
 
 ROOT = Path(__file__).resolve().parents[2]
 BODY_ONLY = {

@@ -15,7 +15,7 @@ import pytest
 from support.feeds import SEED_TITLE, seed_feed
 from support.services import SHARED, feedwatch_cmd, service_env
 
-pytestmark = [pytest.mark.integration, pytest.mark.corpus, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.corpus, pytest.mark.services, pytest.mark.timeout(180)]
 
 TOPICS = {"russia_azerbaijan", "armenia_normalization"}
 

@@ -31,7 +31,7 @@ from feedwatch.settings import Settings
 from feedwatch.status import collect_status, queue_status, worker_status
 from feedwatch.timeutil import utcnow
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.services]
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
 REPO = Path(__file__).resolve().parents[2]

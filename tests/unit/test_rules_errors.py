@@ -58,8 +58,10 @@ G = {"a": {"terms": ["baku"]}}
         (_topic(G, [{"all": ["a"], "nearby": 3}]), "unknown key 'nearby'"),
         (_topic(G, [{"all": ["a"]}], threshold=-1), "threshold must be a positive"),
         (_topic({"a": {"terms": ["baku"], "weight": "x"}}, [{"all": ["a"]}]), "weight"),
-        (_topic({"a": {"terms": [{"term": "baku", "weight": -2}]}}, [{"all": ["a"]}]),
-         "weight must be a positive"),
+        (
+            _topic({"a": {"terms": [{"term": "baku", "weight": -2}]}}, [{"all": ["a"]}]),
+            "weight must be a positive",
+        ),
         (_topic({"a": {"terms": [42]}}, [{"all": ["a"]}]), "is not a string"),
         (_topic({"a": {"terms": ["@nolist"]}}, [{"all": ["a"]}]), "unknown list '@nolist'"),
         (_topic({"a": {"terms": ["ba*ku"]}}, [{"all": ["a"]}]), "'*' may only end a word"),
@@ -89,8 +91,9 @@ def test_self_including_list_is_refused() -> None:
         ({**G, "b": {"terms": ["moscow"]}}, [{"all": ["a"]}], 1.0, "group 'b' is used by no"),
     ],
 )
-def test_rules_that_can_never_match_warn(groups: dict[str, Any], clauses: Any,
-                                         threshold: float, warning: str) -> None:
+def test_rules_that_can_never_match_warn(
+    groups: dict[str, Any], clauses: Any, threshold: float, warning: str
+) -> None:
     with pytest.warns(RulesWarning, match=warning):
         compile_rulebook(_topic(groups, clauses, threshold=threshold), "rules.toml")
 

@@ -13,10 +13,10 @@ from feedwatch.rules import Hit, Rulebook, compile_rulebook
 pytestmark = pytest.mark.filterwarnings("ignore::feedwatch.rules.RulesWarning")
 
 
-def book(groups: dict[str, Any], clauses: list[dict[str, Any]], threshold: float = 1.0,
-         **settings: Any) -> Rulebook:
-    data: dict[str, Any] = {"topics": {"t": {"threshold": threshold, "groups": groups,
-                                             "clauses": clauses}}}
+def book(
+    groups: dict[str, Any], clauses: list[dict[str, Any]], threshold: float = 1.0, **settings: Any
+) -> Rulebook:
+    data: dict[str, Any] = {"topics": {"t": {"threshold": threshold, "groups": groups, "clauses": clauses}}}
     if settings:
         data["settings"] = settings
     return compile_rulebook(data, "<test>")
@@ -87,8 +87,12 @@ def _groups() -> dict[str, Any]:
         ({"all": ["ru", "az"], "within": 3}, "Russia said on Monday that Azerbaijan", "", False),
         ({"all": ["ru", "az"], "within": 10}, "Russia", "Azerbaijan", False),
         ({"all": ["ru", "az"], "any": ["talk"], "within": 4}, "Baku talks with Moscow", "", True),
-        ({"all": ["ru", "az"], "any": ["talk"], "within": 4},
-         "Baku and Moscow. A long sentence follows with many words before talks", "", False),
+        (
+            {"all": ["ru", "az"], "any": ["talk"], "within": 4},
+            "Baku and Moscow. A long sentence follows with many words before talks",
+            "",
+            False,
+        ),
     ],
 )
 def test_clauses(clause: dict[str, Any], title: str, body: str, fires: bool) -> None:
@@ -100,16 +104,15 @@ def test_clauses(clause: dict[str, Any], title: str, body: str, fires: bool) -> 
     ("title", "body", "threshold", "fires"),
     [
         # group value = best hit: term weight x field weight (title 2, body 1)
-        ("Moscow", "", 2.0, True),       # 1 x 2
-        ("", "Moscow", 2.0, False),      # 1 x 1
+        ("Moscow", "", 2.0, True),  # 1 x 2
+        ("", "Moscow", 2.0, False),  # 1 x 1
         ("", "Moscow Moscow Moscow", 2.0, False),  # repetition adds nothing
         ("", "Moscow talks", 1.5, True),  # 1 + 0.5
         ("", "Moscow talks", 1.6, False),
     ],
 )
 def test_weights_fields_threshold(title: str, body: str, threshold: float, fires: bool) -> None:
-    rb = book(_groups(), [{"all": ["ru"], "any": ["talk"]}, {"all": ["ru"]}],
-              threshold=threshold)
+    rb = book(_groups(), [{"all": ["ru"], "any": ["talk"]}, {"all": ["ru"]}], threshold=threshold)
     assert bool(rb.match(title, body)) is fires
 
 
@@ -129,8 +132,12 @@ def test_title_and_body_weights_are_settings() -> None:
 def test_lists_are_included_by_reference() -> None:
     data = {
         "lists": {"az": ["azerbaijan*", "baku"]},
-        "topics": {"t": {"groups": {"g": {"terms": ["@az", {"term": "@az", "weight": 2}]}},
-                         "clauses": [{"all": ["g"]}]}},
+        "topics": {
+            "t": {
+                "groups": {"g": {"terms": ["@az", {"term": "@az", "weight": 2}]}},
+                "clauses": [{"all": ["g"]}],
+            }
+        },
     }
     rb = compile_rulebook(data)
     m = rb.match("", "Baku")[0]
@@ -143,8 +150,9 @@ def test_hits_positions_are_in_the_original_text() -> None:
     title = "Встреча\u00a0с «Алиевым»"
     body = "A PEACE\u2014treaty now"
     m = rb.match(title, body)[0]
-    spans = {(h.field, title[h.start:h.end] if h.field == "title" else body[h.start:h.end])
-             for h in m.hits}
+    spans = {
+        (h.field, title[h.start : h.end] if h.field == "title" else body[h.start : h.end]) for h in m.hits
+    }
     assert spans == {("title", "Алиевым"), ("body", "PEACE\u2014treaty")}
     assert isinstance(m.hits[0], Hit)
 
@@ -207,8 +215,7 @@ def test_lang_hint_does_not_change_the_result() -> None:
 
 
 def test_stem_morphology_compares_stems() -> None:
-    rb = book({"g": {"terms": ["россия", "peace treaties"]}}, [{"all": ["g"]}],
-              morphology="stem")
+    rb = book({"g": {"terms": ["россия", "peace treaties"]}}, [{"all": ["g"]}], morphology="stem")
     assert rb.match("Переговоры с Россией", "")
     assert rb.match("", "the peace treaty")
     assert rb.morphology == "stem"

@@ -78,9 +78,7 @@ def test_valid_toml(tmp_path: Path, toml: str, expected: list[FeedSpec]) -> None
             "feed #1 (file:///etc/passwd): url scheme must be http or https, not 'file'",
             id="file-scheme",
         ),
-        pytest.param(
-            '[[feeds]]\nurl = "ftp://example.org/rss"\n', "not 'ftp'", id="ftp-scheme"
-        ),
+        pytest.param('[[feeds]]\nurl = "ftp://example.org/rss"\n', "not 'ftp'", id="ftp-scheme"),
         pytest.param('[[feeds]]\nurl = "https:///rss"\n', "url has no host", id="no-host"),
         pytest.param(
             '[[feeds]]\nurl = "https://a.example/rss"\n[[feeds]]\nurl = "https://A.EXAMPLE/rss"\n',
@@ -201,8 +199,7 @@ def test_opml_nested_categories_become_tags() -> None:
     [
         pytest.param(
             "feeds.txt",
-            '<opml version="2.0"><body><outline text="x" xmlUrl="https://a.example/rss"/>'
-            "</body></opml>",
+            '<opml version="2.0"><body><outline text="x" xmlUrl="https://a.example/rss"/></body></opml>',
             None,
             id="detected-by-content",
         ),

@@ -58,7 +58,7 @@ def minhash_many(sets: Sequence[Collection[bytes]], num_perm: int, seed: int) ->
     sha1 = hashlib.sha1
     for chunk in _chunks(sets):
         digests = b"".join(sha1(item, usedforsecurity=False).digest()[:4] for j in chunk for item in sets[j])
-        hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(_U32).reshape(-1, 1))
+        hv = _fmix32(np.frombuffer(digests, dtype="<u4").astype(_U32, copy=False).reshape(-1, 1))
         with np.errstate(over="ignore"):  # wrap-around is the modulo 2**32 of the scheme
             permuted = hv * a + b
         starts = np.cumsum([0] + [len(sets[j]) for j in chunk[:-1]])

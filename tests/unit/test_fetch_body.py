@@ -18,22 +18,21 @@ def _raw_deflate(data: bytes) -> bytes:
     return comp.compress(data) + comp.flush()
 
 
+# Named, not by their bytes: a gzip header holds the time it was made, and xdist's workers must
+# collect the same test ids.
 @pytest.mark.parametrize(
     ("encoding", "encoded"),
     [
-        (None, FEED),
-        ("identity", FEED),
-        ("gzip", gzip.compress(FEED)),
-        ("x-gzip", gzip.compress(FEED)),
-        ("GZIP", gzip.compress(FEED)),
-        ("deflate", zlib.compress(FEED)),  # zlib-wrapped, per the RFC
-        ("deflate", _raw_deflate(FEED)),  # raw, as many servers send it
-        ("gzip, gzip", gzip.compress(gzip.compress(FEED))),
-        ("gzip", gzip.compress(FEED[:500]) + gzip.compress(FEED[500:])),  # two members
+        pytest.param(None, FEED, id="none"),
+        pytest.param("identity", FEED, id="identity"),
+        pytest.param("gzip", gzip.compress(FEED), id="gzip"),
+        pytest.param("x-gzip", gzip.compress(FEED), id="x-gzip"),
+        pytest.param("GZIP", gzip.compress(FEED), id="GZIP"),
+        pytest.param("deflate", zlib.compress(FEED), id="zlib"),  # zlib-wrapped, per the RFC
+        pytest.param("deflate", _raw_deflate(FEED), id="raw-deflate"),  # raw, as many servers send it
+        pytest.param("gzip, gzip", gzip.compress(gzip.compress(FEED)), id="gzip-twice"),
+        pytest.param("gzip", gzip.compress(FEED[:500]) + gzip.compress(FEED[500:]), id="two-members"),
     ],
-    # Named, not by their bytes: a gzip header holds the time it was made, and xdist's workers
-    # must collect the same test ids.
-    ids=["none", "identity", "gzip", "x-gzip", "GZIP", "zlib", "raw-deflate", "gzip-twice", "two-members"],
 )
 def test_decodes(encoding: str | None, encoded: bytes) -> None:
     assert decode_body(encoded, encoding, 1 << 20) == FEED

@@ -56,7 +56,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """Every ``SERVICES`` test in one unit of work; every other test a unit of its own. Only
-    for ``-n``'s default distribution (``load``): a ``--dist`` given explicitly is xdist's."""
+    for ``-n``'s default distribution (``load``): another ``--dist`` is xdist's own."""
     if config.getoption("dist") != "load":
         return None
     from xdist.scheduler import LoadScopeScheduling

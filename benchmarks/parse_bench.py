@@ -17,6 +17,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 from feedwatch import known
@@ -55,10 +56,11 @@ def _parse(body: bytes, fast: bool, stored: Known | None = None) -> Callable[[],
 def _all_but_two(body: bytes) -> Known | None:
     """The ``known`` predicate of a poll that finds two new entries (the first two)."""
     try:
-        entries = [e for e in parse_feed(body, headers={}, url=URL).entries if e.guid or e.link]
+        parsed = parse_feed(body, headers={}, url=URL)
     except ParseError:
         return None
-    return known.predicate(known.fingerprints(entries[2:], URL), URL)
+    entries = tuple(e for e in parsed.entries if e.fingerprint)
+    return known.predicate(known.fingerprints(replace(parsed, entries=entries[2:], kept=())))
 
 
 def main() -> None:

@@ -19,6 +19,15 @@ What feedparser does with Atom, as replicated here (``namespaces/_base.py``, ``m
 * ``xml:lang`` is inherited (``""`` clears it): on the root it is the feed's language, on a
   title or summary that entry's language. A Content-Language header is the default.
 
+* An entry's ``<link>`` may hold media elements and a ``dc:title`` (BBC's feeds wrap a
+  ``media:content`` of ``media:thumbnail`` images and the story's title in each link). With an
+  ``href`` feedparser opens no element for the link, so its children land in the entry: the
+  thumbnails under ``media_thumbnail``, their ``<img>`` under its own name, and the ``dc:title``
+  as a title, which feedparser drops when a non-empty ``<title>`` of the entry came before it
+  (``title_depth``: a title nested deeper than one already read is not kept). Any other child,
+  a ``dc:title`` before the entry's title or after an empty one, and children of the feed's own
+  links decline.
+
 Anything else declines: ``<source>``, repeated fields, ``<link>`` without ``href``, elements
 feedparser has a handler for that this module has not checked, markup inside text.
 """
@@ -40,6 +49,9 @@ from feedwatch.fastparse import (
 )
 
 _ATOM = "{http://www.w3.org/2005/Atom}"
+_MEDIA_CONTENT = "{http://search.yahoo.com/mrss/}content"
+_MEDIA_THUMBNAIL = "{http://search.yahoo.com/mrss/}thumbnail"
+_DC_TITLE = "{http://purl.org/dc/elements/1.1/}title"
 _XML_LANG = "{http://www.w3.org/XML/1998/namespace}lang"
 _TEXT_TYPES = frozenset({"text", "html", "text/plain", "text/html"})
 _HTML_TYPES = StrictFeedParser.html_types
@@ -134,6 +146,7 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
     texts: dict[str, Any] = {}
     author: str | None = None
     seen: set[str] = set()
+    titled = False  # a non-empty <title> read: feedparser keeps no title nested deeper after it
     for child in element:
         tag = child.tag
         if tag in _ONCE:
@@ -144,6 +157,7 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
         if name in ("title", "summary"):
             _text_construct(child)
             texts[name] = (child, _lang(child, lang))
+            titled = titled or (name == "title" and bool((child.text or "").strip()))
         elif name == "content":
             _text_construct(child)
             texts["content"] = child
@@ -151,7 +165,7 @@ def _entry(element: Any, feed_lang: str | None) -> Fields:
             _no_attributes(child, _PLAIN)
             entry["id"] = _relative_uri(_Reader.text(child))
         elif name == "link":
-            _rel, href, alternate = _link(child)
+            _rel, href, alternate = _link(child, titled)
             if alternate:
                 entry["link"] = href
         elif name in ("published", "updated"):
@@ -196,19 +210,48 @@ def _text_construct(element: Any) -> None:
         raise _Unsupported(f"markup inside {element.tag}")
 
 
-def _link(element: Any) -> tuple[str, str, bool]:
-    """``rel``, resolved ``href`` and whether feedparser makes it the link (``_start_link``)."""
-    if len(element) or any(name not in _LINK_ATTRIBUTES for name in element.attrib):
+def _link(element: Any, titled: bool | None = None) -> tuple[str, str, bool]:
+    """``rel``, resolved ``href`` and whether feedparser makes it the link (``_start_link``).
+    ``titled``: in an entry, whether a non-empty ``<title>`` came before the link; ``None`` for
+    the feed's own links, which hold nothing."""
+    if any(name not in _LINK_ATTRIBUTES for name in element.attrib):
         raise _Unsupported("link")
     href = element.get("href")
     if href is None:
         raise _Unsupported("link without href")  # feedparser would read its text instead
+    if len(element):
+        _link_children(element, titled)
     rel = element.get("rel")
     rel = "alternate" if rel is None else rel.lower()
     kind = element.get("type")
     kind = ("application/atom+xml" if rel == "self" else "text/html") if kind is None else kind
     alternate = rel == "alternate" and StrictFeedParser.map_content_type(kind) in _HTML_TYPES
     return rel, _relative_uri(href), alternate
+
+
+def _link_children(element: Any, titled: bool | None) -> None:
+    """A link's children that leave parse.py's keys as they are (see the module docstring)."""
+    if titled is None:
+        raise _Unsupported("markup inside the feed's link")
+    for child in element:
+        if child.tag == _MEDIA_CONTENT:
+            for thumbnail in child:
+                if thumbnail.tag != _MEDIA_THUMBNAIL:
+                    raise _Unsupported(f"{thumbnail.tag} in media:content")
+                _thumbnail(thumbnail)
+        elif child.tag == _MEDIA_THUMBNAIL:
+            _thumbnail(child)
+        elif child.tag == _DC_TITLE and titled and not len(child):
+            _no_attributes(child, _PLAIN)  # dropped by feedparser: the entry's title came first
+        else:
+            raise _Unsupported(f"{child.tag} in link")
+
+
+def _thumbnail(element: Any) -> None:
+    """A ``media:thumbnail``: feedparser files its attributes under ``media_thumbnail`` and its
+    text as the thumbnail's URL; what it holds must have no handler (an ``<img>`` has none)."""
+    for child in element:
+        _check_harmless(child, frozenset())
 
 
 def _person(element: Any) -> str:

@@ -106,9 +106,10 @@ def test_real_feeds_match_feedparser() -> None:
                 accepted[path.name] += 1
     print(f"\nfast path took {len(accepted)} of {len(files)} real feeds: {sorted(accepted)}")
     # Coverage is part of the contract: a reader that starts declining a feed it took is slower
-    # for every poll of it, and no equality check notices. 24 of 26 on 2026-11-30 (still on
-    # feedparser: bbc-chinese, uol); raise the floor when a reader takes more.
-    assert len(accepted) >= 24, sorted(p.name for p in files if p.name not in accepted)
+    # for every poll of it, and no equality check notices. 24 of 26 on 2026-11-30, 25 since
+    # 2026-12-02 (bbc-chinese; uol, not well-formed, stays on feedparser); raise the floor when
+    # a reader takes more.
+    assert len(accepted) >= 25, sorted(p.name for p in files if p.name not in accepted)
 
 
 @pytest.mark.corpus

@@ -75,6 +75,27 @@ def _person(draw: st.DrawFn, tag: str = "author", text: st.SearchStrategy[str] =
 
 
 @st.composite
+def _wrapping_link(draw: st.DrawFn, text: st.SearchStrategy[str] = _TEXT) -> str:
+    """A link holding what BBC's links hold (media thumbnails with images, a ``dc:title``), in
+    some order and number, or a child the reader does not know."""
+    image = '<img alt="a" src="https://site.example/t.jpg"/>'
+    children = {
+        "content": lambda: (
+            f"<media:content>\n <media:thumbnail url='https://site.example/t.jpg'>{image}</media:thumbnail>"
+            f"\n <media:thumbnail width='1'>{escape(draw(text))}</media:thumbnail></media:content>"
+        ),
+        "thumbnail": lambda: f"<media:thumbnail>{image}</media:thumbnail>",
+        "dc:title": lambda: f"<dc:title>{escape(draw(text))}</dc:title>",
+        "dc:title 2": lambda: f"<dc:title xml:lang='zh'>{escape(draw(text))}</dc:title>",
+        "other": lambda: draw(st.sampled_from(["<media:title>M</media:title>", "<thr:total>1</thr:total>"])),
+    }
+    inside = _some(draw, children, 3)
+    return (
+        f"<link{draw(_RELS)}{draw(_LINK_TYPES)} href={quoteattr(draw(_HREFS))} title='story'>{inside}</link>"
+    )
+
+
+@st.composite
 def _entries(draw: st.DrawFn, text: st.SearchStrategy[str] = _TEXT) -> str:
     fields: dict[str, Callable[[], str]] = {
         "id": lambda: f"<id>{escape(draw(_IDS) + draw(text))}</id>",
@@ -84,6 +105,7 @@ def _entries(draw: st.DrawFn, text: st.SearchStrategy[str] = _TEXT) -> str:
             f"<link{draw(_RELS)}{draw(_LINK_TYPES)} href={quoteattr(draw(_HREFS) + draw(text))}/>"
         ),
         "link 2": lambda: f"<link{draw(_RELS)} href='https://site.example/second'/>",
+        "wrapping link": lambda: draw(_wrapping_link(text)),
         "summary": lambda: f"<summary{draw(_TYPES)}{draw(_LANGS)}>{escape(draw(text))}</summary>",
         "content": lambda: f"<content{draw(_TYPES)}>{escape(draw(text))}</content>",
         "published": lambda: f"<published>{escape(draw(_ATOM_DATES))}</published>",
@@ -184,6 +206,25 @@ def test_every_skipped_feed_element_leaves_feedparser_unchanged(name: str) -> No
         _atom('<entry><link href="/a" xml:base="https://other.example/"/></entry>'),
         _atom('<entry><title lang="ru">T</title></entry>'),
         _atom("<entry><link>https://site.example/text-link</link></entry>"),
+        # A link's children: a dc:title before the entry's title, or after an empty one, would
+        # be the title or its language; other children, and any in the feed's own link, unread.
+        _atom("<entry><link href='/a'><dc:title>D</dc:title></link><title>T</title></entry>"),
+        _atom("<entry><title> </title><link href='/a'><dc:title>D</dc:title></link></entry>"),
+        _atom("<entry><link href='/a'><dc:title>D</dc:title></link></entry>"),
+        _atom("<entry><title>T</title><link href='/a'><dc:title><b>D</b></dc:title></link></entry>"),
+        _atom("<entry><title>T</title><link href='/a'><media:title>M</media:title></link></entry>"),
+        _atom(
+            "<entry><title>T</title><link href='/a'><media:content><dc:title/></media:content></link></entry>"
+        ),
+        _atom(
+            "<entry><title>T</title><link href='/a'><media:thumbnail><id/></media:thumbnail></link></entry>"
+        ),
+        _atom("<entry><title>T</title><link href='/a'><title>X</title></link></entry>"),
+        _atom(
+            "<entry><title>T</title><link href='/a'><media:content><media:thumbnail><id>urn:x</id>"
+            "</media:thumbnail></media:content></link></entry>"
+        ),
+        _atom("<entry/>", feed="<title>F</title><link href='/'><media:thumbnail url='/t'/></link>"),
         _atom('<entry><link url="https://site.example/a"/></entry>'),
         _atom("<entry><source><title>Elsewhere</title></source></entry>"),
         _atom("<entry><author>desk@site.example (Desk)</author></entry>"),
@@ -230,3 +271,21 @@ def test_every_field_the_atom_reader_reads_is_compared_on_an_accepted_feed() -> 
     for headers in HEADER_VARIANTS[:2] + HEADER_VARIANTS[3:]:
         assert _assert_same(_atom(entries, feed, ' xml:lang="en"'), headers), headers
         assert _assert_same(_atom(entries, feed), headers), headers
+
+
+def test_a_link_wrapping_media_and_a_title_is_read_as_feedparser_reads_it() -> None:
+    """BBC's entries (the shared corpus's bbc-chinese): the title, then a link holding thumbnails
+    with images and a dc:title that feedparser drops. The fast path must take it."""
+    link = (
+        '<link rel="alternate" type="text/html" href="https://site.example/story" title="story">'
+        '<media:content><media:thumbnail url="https://img.example/1.jpg" width="106" height="60">'
+        '<img alt="Картинка" width="106" height="60" src="https://img.example/1.jpg"/></media:thumbnail>'
+        '<media:thumbnail url="https://img.example/2.jpg"><img src="https://img.example/2.jpg"/>'
+        "</media:thumbnail></media:content><dc:title>Другой заголовок</dc:title></link>"
+    )
+    entries = (
+        f'<entry><id>tag:site.example,2015:1</id><title xml:lang="ru">Заголовок</title>'
+        f'<summary xml:lang="ru">Текст</summary>{link}<published>2015-03-16T07:32:23Z</published></entry>'
+        f"<entry><id>tag:site.example,2015:2</id><title>Second</title>{link}{link}</entry>"
+    )
+    assert _assert_same(_atom(entries), {})

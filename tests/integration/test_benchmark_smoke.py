@@ -12,9 +12,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from support.services import REPO, missing, port_open
+from support.services import REPO, SHARED, missing, port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -92,3 +93,37 @@ def test_quick_json_shape() -> None:
         assert key in phases, key
     assert all(isinstance(v, float) for v in phases.values())
     assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all
+
+
+def test_real_ingest_json_shape(tmp_path: Path) -> None:
+    """``benchmarks/real_ingest.py`` on three of the corpus's real feeds, one measured round:
+    every item of every feed stored (the service's and feedparser's counts agree but for the
+    duplicates the service keeps once), and its ratios are the ones its figures give."""
+    feeds = SHARED / "corpus" / "feeds"
+    names = ("azernews-swelbyboy.xml", "meduza-egfedorov.xml", "bbc-chinese-greatfire.xml")
+    if not all((feeds / name).is_file() for name in names):
+        pytest.skip(f"{feeds} holds no corpus feeds (../shared absent)")
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    for name in names:
+        (tmp_path / name).write_bytes((feeds / name).read_bytes())
+    script = REPO / "benchmarks" / "real_ingest.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--feeds-dir", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    for part in ("real", "farm"):
+        figures = result[part]
+        assert figures["feeds"] == len(names)
+        assert 0 < figures["articles_a_round"] <= figures["feedparser_entries_a_round"]
+        cost = figures["service_cpu_ms_per_item"]
+        assert cost["total"] == pytest.approx(
+            cost["process"] + cost["postgres"] + cost["http_server"], abs=3e-4
+        )
+        parse = figures["feedparser_cpu_ms_per_item"]["service_options"]
+        assert figures["ratio"] == round(parse / cost["total"], 3)
+    assert result["farm"]["articles_a_round"] == result["farm"]["feedparser_entries_a_round"] == 150
+    assert result["real"]["fast_path_declines"] == ["bbc-chinese-greatfire.xml"]
+    assert result["farm"]["fast_path_declines"] == []

@@ -9,6 +9,8 @@ has the same mix:
     new        each hit shifts the window by ``k`` items: 200 with ``k`` new items of ``n``
     slow       like ``unchanged`` but answers after ``slow_seconds``
     error      HTTP 500
+    real       a real feed of the group's ``real_dir`` (feed ``i`` serves its ``i % n``-th file),
+               every item made new on every hit (:func:`renew`): real content, all new
 
 One item in ``match_every`` (default 20) mentions Lavrov and Bayramov discussing the peace
 treaty with Armenia, so alerts flow. Item ids are unique per (group, feed, sequence number).
@@ -29,6 +31,7 @@ import argparse
 import asyncio
 import json
 import random
+import re
 import socket
 import sys
 import time
@@ -36,12 +39,13 @@ from collections import Counter
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from aiohttp import web
 
-KINDS = ("304", "unchanged", "new", "slow", "error")
+KINDS = ("304", "unchanged", "new", "slow", "error", "real")
 MAX_HOSTS = 254  # 127.0.0.1 … 127.0.0.254
 MATCH_TITLE = "Lavrov and Bayramov discuss the peace treaty with Armenia: {words}"
 MATCH_TEXT = (
@@ -77,6 +81,7 @@ class Group:
     slow_seconds: float = 2.0
     language: str | None = "en"
     hosts: int = 1  # loopback addresses its feeds are spread over (feed_host)
+    real_dir: str | None = None  # the ``real`` kind's feed files (*.xml)
     kinds: list[str] = field(default_factory=list)
     hits: list[int] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
@@ -87,6 +92,8 @@ class Group:
             raise ValueError(f"group {self.name}: hosts must be 1..{MAX_HOSTS}")
         self.kinds = assign_kinds(self.feeds, self.mix)
         self.hits = [0] * self.feeds
+        if "real" in self.kinds and not real_bodies(self.real_dir):
+            raise ValueError(f"group {self.name}: the real kind needs *.xml files in {self.real_dir!r}")
 
 
 def feed_host(index: int, hosts: int) -> str:
@@ -163,6 +170,41 @@ def render_feed(group: Group, feed: int, first_seq: int, port: int) -> bytes:
     ).encode()
 
 
+@lru_cache(maxsize=4)
+def real_bodies(directory: str | None) -> tuple[bytes, ...]:
+    """The ``real`` kind's feeds, in name order (none without a directory)."""
+    folder = Path(directory) if directory else None
+    if folder is None or not folder.is_dir():
+        return ()
+    return tuple(path.read_bytes() for path in sorted(folder.glob("*.xml")))
+
+
+# Where a real feed keeps its items' identities: the text of <guid>, <id> and <link> (RSS's
+# link, RSS 1.0's too) and the href of Atom's <link> and rdf:about, a CDATA section allowed.
+_IDENTITY_TEXT = re.compile(
+    rb"(<(?:[\w-]+:)?(?:guid|id|link)\b[^>]*(?<!/)>\s*(?:<!\[CDATA\[)?\s*)([^<\]\s][^<\]]*)"
+)
+_IDENTITY_ATTRIBUTE = re.compile(rb"(<(?:[\w-]+:)?(?:link|item)\b[^>]*?\b(?:href|rdf:about)=[\"'])([^\"']+)")
+_ABSOLUTE = re.compile(rb"^https?://")
+
+
+def renew(body: bytes, token: str, port: int) -> bytes:
+    """``body`` with every item's identity made new for ``token``, nothing else changed: an
+    absolute URL becomes one on the farm (``http://127.0.0.1:<port>/<token>/<host>/<path>``, so
+    a full-text fetch of the article stays on loopback and finds a 404), any other id gets
+    ``<token>-`` in front. The feed's own link and id change too, which costs nothing."""
+    mark = token.encode()
+    farm = b"http://127.0.0.1:%d/%s/" % (port, mark)
+
+    def new_value(value: bytes) -> bytes:
+        if _ABSOLUTE.match(value):
+            return farm + value.split(b"://", 1)[1]
+        return mark + b"-" + value
+
+    body = _IDENTITY_TEXT.sub(lambda m: m.group(1) + new_value(m.group(2)), body)
+    return _IDENTITY_ATTRIBUTE.sub(lambda m: m.group(1) + new_value(m.group(2)), body)
+
+
 class Farm:
     def __init__(self, groups: list[Group]) -> None:
         self.groups = {g.name: g for g in groups}
@@ -205,6 +247,11 @@ class Farm:
         if kind == "new":
             body = render_feed(group, index, hit * group.new_items, self.port)
             return web.Response(body=body, headers={"Content-Type": xml})
+        if kind == "real":
+            files = real_bodies(group.real_dir)
+            body = renew(files[index % len(files)], f"{group.name}{index}h{hit}", self.port)
+            # No charset: the document's own declaration decides, as for a file on a web server.
+            return web.Response(body=body, headers={"Content-Type": "application/xml"})
         return web.Response(body=self._constant(group, index), headers={"Content-Type": xml})
 
     async def stats(self, request: web.Request) -> web.Response:

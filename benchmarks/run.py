@@ -5,6 +5,9 @@ Prints one JSON object (``--json``) with each figure and its baseline measured i
     poll        feeds_per_s through the service (steady-state mix, every feed always due) vs a
                 bare aiohttp client loop over the same URLs (floor_feeds_per_s)
     ingest      items_per_s with every item new vs feedparser alone on the same bytes and cores
+    ingest_real the same on the shared corpus's real feeds (``--ingest-feeds`` of them, the
+                corpus's files in turn, every item made new on every hit: farm.renew); in the
+                full run (``--quick`` skips it unless ``--real``), skipped without ../shared
     unchanged_cost_ratio   re-polling an unchanged 50-item feed ÷ parsing it
     latency     p50/p95 seconds from a probe feed being due to its alert being delivered, while
                 the poll feeds are offered at ``--rate`` polls/s, vs the same probes with the poll
@@ -53,10 +56,12 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parents[1]
+#: The shared corpus's real feeds (``ingest_real``); the phase is skipped without them.
+REAL_FEEDS = REPO.parent / "shared" / "corpus" / "feeds"
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
-from farm import Group, constant_body, feed_etag, feed_host, render_feed  # noqa: E402
+from farm import Group, constant_body, feed_etag, feed_host, real_bodies, render_feed, renew  # noqa: E402
 
 REDIS_DB = 7
 PSS_EVERY_S = 2.0  # RssSampler: seconds between PSS reads (each walks a process's page tables)
@@ -589,6 +594,7 @@ _POLL_OUTCOMES = {
     "304": {"outcome": "not_modified", "status": 304, "entries": 0, "new": 0},
     "unchanged": {"outcome": "unchanged", "status": 200, "entries": 0, "new": 0},
     "new": {"outcome": "ok", "status": 200, "entries": 50, "new": 2},
+    "real": {"outcome": "ok", "status": 200, "entries": 50, "new": 50},
 }
 
 
@@ -992,19 +998,26 @@ def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> di
 
 
 def ingest_phase(
-    service: Service, sizes: Sizes, sampler: RssSampler, profile: str | None = None
+    service: Service,
+    sizes: Sizes,
+    sampler: RssSampler,
+    profile: str | None = None,
+    group: str = "ingest",
+    before: str = "poll",
+    items: float | None = None,
 ) -> dict[str, Any]:
-    """Only the ingest feeds (every item new on every hit) are due, always."""
+    """Only ``group``'s feeds (every item new on every hit) are due, always; ``before`` is the
+    group the previous phase polled, parked first; ``items``: a feed's items on average."""
     from feedwatch.pipeline import split_batches
 
     settings, started = service.settings, time.monotonic()
-    # The poll feeds' claims still queued finish while the ingest feeds' first ticks queue
+    # The previous group's claims still queued finish while this group's first ticks queue
     # behind them; the settle below starts once they have.
-    poll = park(service, "poll", sampler, wait=False)
-    ingest = ",".join(map(str, feed_ids(service, "ingest")))
+    parked = park(service, before, sampler, wait=False)
+    ingest = ",".join(map(str, feed_ids(service, group)))
     service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
-    reschedule(service, "ingest", 0.05, sampler)
-    drain(service, "poll", poll, sampler)
+    reschedule(service, group, 0.05, sampler)
+    drain(service, before, parked, sampler)
     drained = time.monotonic()
 
     def count() -> int:
@@ -1018,9 +1031,9 @@ def ingest_phase(
     # The poll feeds drained, the ingest feeds' batches are queued: once each worker process has
     # stored a batch, every process is busy with them.
     batch = split_batches(range(sizes.ingest_feeds), settings.poll_batch_size, settings.poll_min_batches)[0]
-    settle(count, sizes.concurrency * len(batch) * sizes.items, service, sampler)
+    settle(count, sizes.concurrency * len(batch) * (items or sizes.items), service, sampler)
     settled = time.monotonic()
-    log(f"ingest: poll feeds drained in {drained - started:.1f}s, settled in {settled - drained:.1f}s")
+    log(f"{group}: {before} feeds drained in {drained - started:.1f}s, settled in {settled - drained:.1f}s")
     # Articles arrive a poll batch at a time (a commit of up to 100 feeds' items): the window
     # runs from one commit to another, so the count is not off by up to a batch at either end.
     n0, t0 = next_commit(newest, count, service, sampler)
@@ -1286,13 +1299,30 @@ def _parse_worker(bodies: list[bytes], seconds: float, defaults: bool) -> float:
     return items / (time.monotonic() - started)
 
 
-def parse_only(group: Group, processes: int, seconds: float, defaults: bool = False) -> float:
-    """feedparser alone on the ingest feeds' bytes, one process per core: items per second.
-    ``defaults``: with feedparser's default options rather than the service's."""
-    bodies = [render_feed(group, i, i * group.items, 8080) for i in range(20)]
+def parse_only(
+    group: Group, processes: int, seconds: float, defaults: bool = False, bodies: list[bytes] | None = None
+) -> float:
+    """feedparser alone on the ingest feeds' bytes (or ``bodies``), one process per core: items
+    per second. ``defaults``: with feedparser's default options rather than the service's."""
+    if bodies is None:
+        bodies = [render_feed(group, i, i * group.items, 8080) for i in range(20)]
     with multiprocessing.get_context("spawn").Pool(processes) as pool:
         rates = pool.starmap(_parse_worker, [(bodies, seconds, defaults)] * processes)
     return round(sum(rates), 1)
+
+
+def real_served(group: Group) -> list[bytes]:
+    """The real group's files as the farm serves them (the first hit's identities)."""
+    return [renew(body, f"{group.name}0h0", 8080) for body in real_bodies(group.real_dir)]
+
+
+def real_items_per_feed(group: Group) -> float:
+    """The real group's entries a feed on average (feedparser's count), for the settle."""
+    import feedparser
+
+    files = real_bodies(group.real_dir)
+    counts = [len(feedparser.parse(body).entries) for body in files]
+    return sum(counts[i % len(files)] for i in range(group.feeds)) / max(group.feeds, 1)
 
 
 def unchanged_cost(port: int, group: Group, workdir: Path) -> dict[str, Any]:
@@ -1374,7 +1404,7 @@ def bracketed(key: str, spread: str, before: float, after: float) -> dict[str, f
 # --- main -----------------------------------------------------------------------------------------
 
 
-def farm_config(sizes: Sizes, scale_out: bool = False) -> dict[str, Any]:
+def farm_config(sizes: Sizes, scale_out: bool = False, real: bool = False) -> dict[str, Any]:
     config: dict[str, Any] = {
         "groups": {
             "poll": {
@@ -1399,6 +1429,12 @@ def farm_config(sizes: Sizes, scale_out: bool = False) -> dict[str, Any]:
                 "items": sizes.items,
                 "new_items": sizes.items,
             },
+            # The shared corpus's real feeds, every item new on every hit (farm.renew).
+            **(
+                {"real": {"feeds": sizes.ingest_feeds, "mix": {"real": 1}, "real_dir": str(REAL_FEEDS)}}
+                if real and real_bodies(str(REAL_FEEDS))
+                else {}
+            ),
             "sqlite": {
                 "feeds": sizes.sqlite_feeds,
                 "mix": sizes.mix,
@@ -1445,6 +1481,8 @@ def run_postgres(
                 for probes in ("probe", "probe_idle"):
                     insert_feeds(service, groups[probes], port, 24 * 60, True, due_in=86_400)
                 insert_feeds(service, groups["ingest"], port, 1440, False)
+                if "real" in groups:  # polled in the ingest_real phase only
+                    insert_feeds(service, groups["real"], port, 1440, False)
                 if "scale" in groups:  # polled in the scale-out phase only
                     insert_feeds(service, groups["scale"], port, 1440, True, due_in=86_400)
             with phase("pg.memory_idle"):
@@ -1472,6 +1510,11 @@ def run_postgres(
             with phase("pg.ingest"):
                 out["ingest"] = ingest_phase(service, sizes, sampler, profile)
             log(f"postgres: ingest {out['ingest']}")
+            if "real" in groups:
+                with phase("pg.ingest_real"):
+                    items = real_items_per_feed(groups["real"])
+                    out["ingest_real"] = ingest_phase(service, sizes, sampler, None, "real", "ingest", items)
+                log(f"postgres: ingest_real {out['ingest_real']}")
             alerts = service.execute("SELECT status, count(*) FROM alert GROUP BY status")
             out["alerts"] = {status: n for status, n in alerts}
             if scale_out:
@@ -1549,6 +1592,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--hosts", type=int, help="loopback hosts the poll feeds are spread over (default 1)")
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument(
+        "--real",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="the ingest_real phase (real feeds of ../shared): on in the full run, off with --quick",
+    )
+    parser.add_argument(
         "--scale-out",
         action="store_true",
         help="then the capacity phase on one feeds node and on two (each pinned to one core)",
@@ -1579,7 +1628,8 @@ def main(argv: list[str] | None = None) -> None:
         "sizes": asdict(sizes),
         "cores": os.cpu_count(),
     }
-    config = farm_config(sizes, args.scale_out)
+    with_real = args.real if args.real is not None else not args.quick
+    config = farm_config(sizes, args.scale_out, with_real)
     from farm import groups_from_config
 
     groups = {g.name: g for g in groups_from_config(config)}
@@ -1599,6 +1649,8 @@ def main(argv: list[str] | None = None) -> None:
         log(f"floor: {floor}")
         with phase("parse_only_before"):
             parse_before = parse_only(groups["ingest"], sizes.cores, baseline)
+            real = groups.get("real")
+            real_before = parse_only(real, sizes.cores, baseline, bodies=real_served(real)) if real else 0.0
         farm_stats(port, reset=True)
         scale_out = args.node_concurrency if args.scale_out else None
         step4 = None if args.skip_sqlite else SqlitePhase(sizes, groups["sqlite"], port, workdir)
@@ -1625,6 +1677,7 @@ def main(argv: list[str] | None = None) -> None:
     with phase("parse_only"):
         parse_rate = parse_only(groups["ingest"], sizes.cores, baseline)
         parse_rate_defaults = parse_only(groups["ingest"], sizes.cores, baseline, defaults=True)
+        real_after = parse_only(real, sizes.cores, baseline, bodies=real_served(real)) if real else 0.0
     poll = {
         **pg["poll"],
         **floor,
@@ -1642,6 +1695,20 @@ def main(argv: list[str] | None = None) -> None:
     # the slower and more common way to call it. The target is judged on ``ratio``, the stricter.
     ingest["parse_only_defaults_items_per_s"] = parse_rate_defaults
     ingest["ratio_to_defaults"] = ratio(ingest["items_per_s"], parse_rate_defaults)
+    # The same on real content: the shared corpus's feeds (the farm's items are short teasers).
+    if real is not None:
+        ingest_real = {
+            **pg["ingest_real"],
+            "feeds": real.feeds,
+            "files": len(real_bodies(real.real_dir)),
+            **bracketed("parse_only_items_per_s", "parse_only_spread", real_before, real_after),
+        }
+        ingest_real["ratio"] = ratio(ingest_real["items_per_s"], ingest_real["parse_only_items_per_s"])
+        ingest_real["baseline_steady"] = ingest_real["parse_only_spread"] <= STEADY_SPREAD
+    elif not with_real:
+        ingest_real = {"skipped": "--quick (--real runs it)" if args.quick else "--no-real"}
+    else:
+        ingest_real = {"skipped": f"no real feeds at {REAL_FEEDS}"}
     latency, unloaded = pg["latency"], pg["latency_unloaded"]
     latency["unloaded"] = unloaded
     for q in ("p50", "p95"):
@@ -1649,6 +1716,7 @@ def main(argv: list[str] | None = None) -> None:
     result.update(
         poll=poll,
         ingest=ingest,
+        ingest_real=ingest_real,
         unchanged_cost_ratio=unchanged.pop("unchanged_cost_ratio"),
         unchanged=unchanged,
         latency=latency,

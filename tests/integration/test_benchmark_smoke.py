@@ -4,7 +4,8 @@ Shape only: tests never assert timings (the figures are the benchmark's job, doc
 It starts the real service (Celery workers + beat on Redis db 7 and a fresh PostgreSQL database,
 then the embedded SQLite + filesystem-broker service), so it needs both servers. With
 ``--scale-out`` on the poll feeds (``--scale-feeds 0``): the scale-out keys, and its duplicate
-counts, which are invariants, not timings.
+counts, which are invariants, not timings. With ``--real``: the ingest of the shared corpus's
+real feeds (``ingest_real``), skipped without ../shared.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from support.services import REPO, SHARED, missing, port_open
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
-TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30",
-        "--rate", "60", "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0"]  # fmt: skip
+TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
+        "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real"]  # fmt: skip
 
 
 def test_quick_json_shape() -> None:
@@ -56,6 +57,12 @@ def test_quick_json_shape() -> None:
     assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
     assert isinstance(result["unchanged_cost_ratio"], float)
     assert result["unchanged"]["parse_skipped"] is True  # a re-poll of the same bytes never parses
+    real = result["ingest_real"]
+    if (SHARED / "corpus" / "feeds").is_dir():  # the real feeds, every item new on every hit
+        assert real["items"] > 0 and real["feeds"] == 6 and real["files"] >= 26, real
+        assert real["ratio"] == round(real["items_per_s"] / real["parse_only_items_per_s"], 3)
+    else:
+        assert "skipped" in real
     latency = result["latency"]
     for key in ("p50_s", "p95_s", "probes", "delivered", "p50_ratio_to_unloaded", "p95_ratio_to_unloaded"):
         assert key in latency, key

@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from celery import Celery, signals
-from celery.worker.consumer import Consumer as CeleryConsumer
 from kombu import Queue  # type: ignore[attr-defined]
 
 from feedwatch.settings import Settings, get_settings
@@ -72,25 +71,6 @@ def check_config(settings: Settings) -> None:
         raise RuntimeError("; ".join(problems))
 
 
-class Consumer(CeleryConsumer):  # type: ignore[misc]
-    """Celery's consumer without the mingle and gossip steps, however the worker is started
-    (``celery worker`` and ``feedwatch run`` alike: ``worker_consumer`` below).
-
-    Mingle asks the other workers for revoked task ids and clocks at every (re)connection;
-    gossip subscribes each worker to the others' events. feedwatch revokes nothing and reads no
-    worker events (``feedwatch status`` asks through the broadcast queue, which stays), and
-    both run again when the consumer reconnects to Redis: Celery's known way to stop
-    consuming after a broker outage (celery/celery#8030, #8082, #10205: reconnected, "ready",
-    and no task taken). A fault test (a frozen Redis) met it once in CI on 2026-12-02: the
-    worker reconnected, mingled with itself, said it was ready, and beat's ticks queued untaken
-    for 90 s. The usual remedy is ``--without-mingle --without-gossip``; here it needs no flag.
-    Heartbeats stay (Flower shows workers by them)."""
-
-    def __init__(self, *args: Any, worker_options: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        options = {**(worker_options or {}), "without_mingle": True, "without_gossip": True}
-        super().__init__(*args, worker_options=options, **kwargs)
-
-
 def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     app = Celery("feedwatch", include=["workers.tasks"])
@@ -116,7 +96,9 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_hard_time_limit,
         worker_max_memory_per_child=settings.worker_max_memory_per_child_kb,
-        worker_consumer="workers.app:Consumer",
+        # Mingle and gossip off, however the worker is started (workers/consumer.py says why);
+        # by name, so only a worker imports Celery's consumer.
+        worker_consumer="workers.consumer:Consumer",
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         # Three events a task, published by the worker's main process to a fanout nobody reads

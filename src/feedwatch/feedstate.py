@@ -88,6 +88,7 @@ class FeedRow:
     etag: str | None
     last_modified: str | None
     body_hash: str | None
+    body_bytes: int | None
     last_polled_at: datetime | None
     last_ok_at: datetime | None
     last_status: int | None
@@ -426,8 +427,8 @@ def record_success(
         _apply_next(feed, nxt, report, entry)
         # After the schedule: it saw this poll as an entry of its own, as it sees every poll.
         feed.poll_history = fold_last(feed.poll_history)
-        if body_hash is not None:
-            feed.body_hash = body_hash
+        if body_hash is not None:  # a body came (not a 304): the tick sizes batches by it
+            feed.body_hash, feed.body_bytes = body_hash, report.bytes
         feed.last_polled_at = feed.last_ok_at = now
         feed.last_status = result.status
         feed.last_entries, feed.last_new = report.entries, report.new

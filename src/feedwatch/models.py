@@ -92,6 +92,9 @@ class Feed(SQLModel, table=True):
     etag: str | None = None
     last_modified: str | None = None
     body_hash: str | None = None
+    # The size of the last body a 200 brought (bytes, after decoding): the tick sizes poll
+    # batches by it (``Settings.poll_batch_bytes``). None until the feed's first 200.
+    body_bytes: int | None = None
 
     last_polled_at: datetime | None = None
     last_ok_at: datetime | None = None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 import xxhash
@@ -54,6 +54,7 @@ PublishPoll = Callable[[list[int]], None]
 PublishArticles = Callable[[list[int]], None]
 
 _rulebooks: dict[Path, tuple[float, Rulebook]] = {}
+T = TypeVar("T")
 
 
 #: The worker processes' garbage-collector thresholds (``gc.set_threshold``; workers/app.py).
@@ -140,7 +141,7 @@ def tick(ctx: Context) -> TickReport:
     requeue: list[int] = []
     with session_scope(s) as session:
         claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
-        for feed_id, unreported in claimed:
+        for feed_id, unreported, _ in claimed:
             if unreported >= CRASH_LIMIT:
                 message = f"{unreported} polls died without reporting (killed, time limit, lost)"
                 crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
@@ -164,9 +165,13 @@ def tick(ctx: Context) -> TickReport:
             "requeue": len(requeue) if sweep else previous.get("requeue", 0),
         }
         store.write_heartbeat(session, "beat", now, detail)
-    healthy = [feed_id for feed_id, unreported in claimed if unreported == 0]
-    suspect = [feed_id for feed_id, unreported in claimed if 0 < unreported < CRASH_LIMIT]
-    batches = split_batches(healthy, s.poll_batch_size, s.poll_min_batches) + [[f] for f in suspect]
+    healthy = {c.id: c.body_bytes for c in claimed if c.unreported == 0}
+    suspect = [c.id for c in claimed if 0 < c.unreported < CRASH_LIMIT]
+    batches = [
+        part
+        for batch in split_batches(list(healthy), s.poll_batch_size, s.poll_min_batches)
+        for part in cut_by_bytes(batch, [_expected_bytes(healthy[f]) for f in batch], s.poll_batch_bytes)
+    ] + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
         try:
@@ -222,6 +227,41 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
     return [list(ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
 
 
+#: What the tick counts for a feed with no ``body_bytes`` yet (never fetched with a 200): about a
+#: real feed (the shared corpus's 26 feeds: 60 KB on average, 31 KB the median, 259 KB the
+#: largest), so that a tick of new feeds still sends batches of ``poll_batch_size``.
+UNKNOWN_BODY_BYTES = 64 << 10
+
+
+def _expected_bytes(body_bytes: int | None) -> int:
+    return UNKNOWN_BODY_BYTES if body_bytes is None else body_bytes
+
+
+def cut_by_bytes(items: Sequence[T], sizes: Sequence[int], most: int) -> list[list[T]]:
+    """``items`` in consecutive runs whose ``sizes`` add up to ``most`` at most; an item larger
+    than ``most`` is a run of its own.
+
+    A poll batch holds its feeds' bodies, parsed entries and drafts together, so
+    ``poll_batch_size`` alone bounds a worker's memory only for feeds of a known size: one batch
+    of 40 feeds of 1.2 MB grew a worker by 132 MB (``benchmarks/batch_memory.py``, round 24 in
+    docs/performance.md). The tick cuts its batches by the feeds' last sizes (28 MB there), and a
+    worker cuts what it fetched by the real ones (a new feed, a feed that grew) into parts stored
+    one by one (61 MB: it still holds every body it fetched).
+    """
+    runs: list[list[T]] = []
+    run: list[T] = []
+    total = 0
+    for item, size in zip(items, sizes, strict=True):
+        if run and total + size > most:
+            runs.append(run)
+            run, total = [], 0
+        run.append(item)
+        total += size
+    if run:
+        runs.append(run)
+    return runs
+
+
 def publish_alerts(ctx: Context, alert_ids: Sequence[int]) -> int:
     """Publish the alerts, ``alert_batch_size`` ids a message; mark the ones published as queued.
     Returns that count."""
@@ -274,6 +314,10 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     SQLite's single writer lock is held only for the writes. If the batch write fails for a
     reason other than the database itself, each feed is written in its own transaction, so one
     bad feed cannot take the batch down. Alerts are published after the commit.
+
+    Bodies that add up to more than ``poll_batch_bytes`` are parsed and stored in parts
+    (``cut_by_bytes``), each part as above, one after another: a part's parsed entries and drafts
+    are let go before the next part is parsed.
     """
     with session_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
@@ -285,39 +329,56 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     started = time.monotonic()
     results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
     fetch_ms = int((time.monotonic() - started) * 1000)
+    sizes = [len(r.body) if isinstance(r, FetchResult) else 0 for r in results]
+    parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_batch_bytes)
+    del results  # each part's bodies go once that part is parsed
+    count = len(parts)
+    reports: list[PollReport] = []
+    while parts:
+        reports += _poll_part(ctx, parts.pop(0), rows)
+    outcomes = Counter(r.outcome for r in reports)
+    log.info(
+        "poll.batch",
+        feeds=len(feeds),
+        fetch_ms=fetch_ms,
+        store_ms=int((time.monotonic() - started) * 1000) - fetch_ms,
+        **({"parts": count} if count > 1 else {}),
+        **outcomes,
+    )
+    return reports
+
+
+def _poll_part(
+    ctx: Context,
+    part: list[tuple[store.PollTarget, FetchResult | FetchError]],
+    rows: Mapping[int, feedstate.FeedRow],
+) -> list[PollReport]:
+    """Parse, normalize and store these fetched feeds (one transaction), then count, log and
+    publish what they stored. ``part`` is emptied once parsed: it held the bodies."""
     # No feed id bound to the log context around each feed's steps: the parse and normalize
     # log nothing, and a step's failure is logged with its feed id (``_guarded``). Binding and
     # unbinding it for every feed was ~2 % of a feeds worker while polling (round 19).
-    polls = [_prepare(ctx, feed, result) for feed, result in zip(feeds, results, strict=True)]
-    del results  # the bodies: parsed now, and a batch held them all until it ended
+    polls = [_prepare(ctx, feed, result) for feed, result in part]
+    part.clear()  # the bodies: parsed now, and a batch held them all until it ended
     seen = _seen_items(ctx, polls)
     for poll in polls:
         if poll.parsed is not None:
             _guarded(poll, partial(_normalize, poll, seen))
-    _store_batch(ctx, polls, rows)
+    _store_batch(ctx, polls, {p.feed.id: rows[p.feed.id] for p in polls})
     reports = [p.report for p in polls]
+    del polls  # the parsed entries and drafts; the reports say what was stored
     metrics.observe_polls(reports)
-    outcomes: Counter[str] = Counter()
     quiet_lines = logging.getLogger(_LOG_NAME).isEnabledFor(logging.DEBUG)
-    for poll in polls:
-        report = poll.report
-        outcomes[report.outcome] += 1
+    for report in reports:
         # A quiet poll (304, or the same bytes) is a DEBUG line: at a thousand polls a second
         # they would be most of the log; ``poll.batch`` counts them.
         quiet = report.outcome in ("not_modified", "unchanged")
         if quiet and not quiet_lines:
             continue
         fields = {k: v for k, v in vars(report).items() if k not in ("alert_ids", "url", "extract_ids")}
-        (log.debug if quiet else log.info)("feed.polled", url=poll.feed.url, **fields)
+        (log.debug if quiet else log.info)("feed.polled", url=report.url, **fields)
     publish_alerts(ctx, [a for r in reports for a in r.alert_ids])
     publish_articles(ctx, [a for r in reports for a in r.extract_ids])
-    log.info(
-        "poll.batch",
-        feeds=len(feeds),
-        fetch_ms=fetch_ms,
-        store_ms=int((time.monotonic() - started) * 1000) - fetch_ms,
-        **outcomes,
-    )
     return reports
 
 

@@ -61,6 +61,16 @@ class Settings(BaseSettings):
     # is never the bound; the lease, not this, keeps an overloaded service from polling twice.
     claim_batch: int = Field(default=5000, gt=0, description="Most feeds claimed by one tick.")
     poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message, at most.")
+    poll_batch_bytes: int = Field(
+        default=8 << 20,
+        gt=0,
+        description=(
+            "Feed body bytes a poll batch holds, at most: the tick gives a poll_feed message"
+            " fewer feeds when their last bodies add up to more, and a worker parses and stores"
+            " what it fetched in parts of at most this many bytes, each in its own transaction."
+            " A feed larger than this is a batch of its own."
+        ),
+    )
     poll_min_batches: int = Field(
         default=4,
         gt=0,

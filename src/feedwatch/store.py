@@ -12,7 +12,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache, partial
 from itertools import groupby
-from typing import TYPE_CHECKING, Any, TypeVar
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -280,8 +281,16 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> Sy
     return SyncReport(added=added, updated=updated, disabled=disabled)
 
 
-def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[tuple[int, int]]:
-    """Claim up to ``limit`` due feeds in one statement; return (id, unreported claims before).
+class Claim(NamedTuple):
+    """A feed a tick claimed."""
+
+    id: int
+    unreported: int  # earlier claims of it whose poll never reported
+    body_bytes: int | None  # its last body's size (``Feed.body_bytes``): what the tick batches by
+
+
+def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[Claim]:
+    """Claim up to ``limit`` due feeds in one statement, by id.
 
     Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
     redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
@@ -294,24 +303,19 @@ def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: 
         .order_by(col(Feed.next_check_at))
         .limit(limit)
     )
-    claimed = _claim(
-        session,
-        Feed,
-        due,
-        {
-            "claimed_at": now,
-            "next_check_at": now + timedelta(seconds=lease_seconds),
-            "unreported_claims": Feed.unreported_claims + 1,
-        },
-        counter=col(Feed.unreported_claims),
-    )
-    return [(feed_id, claims - 1) for feed_id, claims in claimed]
+    values = {
+        "claimed_at": now,
+        "next_check_at": now + timedelta(seconds=lease_seconds),
+        "unreported_claims": Feed.unreported_claims + 1,
+    }
+    claimed = _claim(session, Feed, due, values, col(Feed.unreported_claims), col(Feed.body_bytes))
+    return [Claim(int(feed_id), int(claims) - 1, size) for feed_id, claims, size in claimed]
 
 
 def _claim(
-    session: Session, model: Any, due: Any, values: dict[str, Any], counter: Any
-) -> list[tuple[int, int]]:
-    """UPDATE the rows ``due`` selects with ``values``; return (id, ``counter`` after), by id.
+    session: Session, model: Any, due: Any, values: dict[str, Any], *returning: Any
+) -> list[tuple[Any, ...]]:
+    """UPDATE the rows ``due`` selects with ``values``; return (id, *``returning`` after), by id.
 
     One statement: on PostgreSQL the ``due`` subquery locks its rows with ``FOR UPDATE SKIP
     LOCKED``, so concurrent claims take disjoint rows; SQLite serializes writers, so the single
@@ -329,9 +333,9 @@ def _claim(
         update(table)
         .where(table.c.id.in_(due.scalar_subquery()))
         .values(**values)
-        .returning(table.c.id, counter)
+        .returning(table.c.id, *returning)
     )
-    return sorted((int(row_id), int(count)) for row_id, count in connection.execute(stmt).all())
+    return sorted((tuple(row) for row in connection.execute(stmt).all()), key=itemgetter(0))
 
 
 def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
@@ -725,7 +729,9 @@ def claim_lost_full_text(
         .limit(limit)
     )
     values = {"full_text_requested_at": now, "full_text_attempts": Article.full_text_attempts + 1}
-    return _claim(session, Article, due, values, counter=col(Article.full_text_attempts))
+    return [
+        (int(i), int(n)) for i, n in _claim(session, Article, due, values, col(Article.full_text_attempts))
+    ]
 
 
 def pending_full_text(session: Session, article_ids: Iterable[int]) -> list[Article]:

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from support.services import REPO, SHARED, missing, port_open
 
+from feedwatch import pipeline
+
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
@@ -134,3 +136,28 @@ def test_real_ingest_json_shape(tmp_path: Path) -> None:
     assert result["farm"]["articles_a_round"] == result["farm"]["feedparser_entries_a_round"] == 200
     assert result["real"]["fast_path_declines"] == ["uol-rbren.xml"]  # not well-formed
     assert result["farm"]["fast_path_declines"] == []
+
+
+def test_batch_memory_json_shape() -> None:
+    """``benchmarks/batch_memory.py`` on four small feeds with a bound of two feeds' bytes: the
+    worker cuts the one batch of new feeds into parts, and the tick, knowing the sizes, sends
+    batches of the bound; every item is stored in each configuration."""
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    script = REPO / "benchmarks" / "batch_memory.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--feeds", "4", "--items", "40", "--item-bytes", "2000",
+         "--bound", str(4 * pipeline.UNKNOWN_BODY_BYTES)],
+        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    # The tick sends the four new feeds together (a feed never fetched counts UNKNOWN_BODY_BYTES);
+    # their bodies are two a part.
+    assert 2 * result["bytes_a_feed"] <= result["poll_batch_bytes"] < 3 * result["bytes_a_feed"]
+    configs = ("unbounded", "parts", "tick")
+    shapes = {c: (result[c]["batches"], result[c]["parts"], result[c]["articles"]) for c in configs}
+    assert shapes == {"unbounded": (1, 1, 160), "parts": (1, 2, 160), "tick": (2, 2, 160)}
+    for config in ("parts", "tick"):
+        growth = result[config]["growth_mb"] / result["unbounded"]["growth_mb"]
+        assert result[f"growth_ratio_{config}_vs_unbounded"] == round(growth, 3)

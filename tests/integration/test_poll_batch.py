@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
+from sqlalchemy.exc import OperationalError
 from sqlmodel import func, select
 from support.feeds import item, rss
 from support.services import FeedServer, Route
@@ -310,8 +312,6 @@ def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
 def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import structlog
-
     # The pipeline's own logger, capturing: structlog.testing.capture_logs changes the global
     # configuration, which a logger cached by an earlier test (logs.configure caches them on
     # first use) no longer reads, so the test passed or failed by the order tests ran in.
@@ -341,3 +341,109 @@ def test_a_tick_spreads_few_due_feeds_over_several_messages(pipeline_settings: S
     assert report.claimed == 110 and report.batches == 4
     assert sorted(len(b) for b in published) == [27, 27, 28, 28]
     assert sorted(i for b in published for i in b) == sorted(ids)
+
+
+def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A part is parsed, normalized and stored before the next part is parsed: a batch of large
+    feeds never holds more than one part's entries and drafts. Every feed is stored, and the size
+    of its body is recorded for the tick (``Feed.body_bytes``); a 304 leaves it as it was."""
+    bodies = {name: feed_body(name, range(6), match=2 if name == "c" else None) for name in "abcde"}
+    for name, body in bodies.items():
+        server.routes[f"/{name}.xml"] = Route(body, etag=f'"{name}"')
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in bodies])
+    largest = max(map(len, bodies.values()))
+    ctx.settings = ctx.settings.model_copy(update={"poll_batch_bytes": 2 * largest})
+    steps: list[tuple[str, Any]] = []
+    real_parse, real_store = pipeline.parse_feed, pipeline.store_batch
+
+    def parse_spy(body: bytes, **kwargs: Any) -> Any:
+        steps.append(("parse", kwargs["url"].rsplit("/", 1)[1]))
+        return real_parse(body, **kwargs)
+
+    def store_spy(session: Any, rulebook: Any, feeds: Any, *args: Any, **kwargs: Any) -> None:
+        steps.append(("store", [ids.index(f.feed_id) for f in feeds]))
+        real_store(session, rulebook, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "parse_feed", parse_spy)
+    monkeypatch.setattr(pipeline, "store_batch", store_spy)
+    capture = structlog.testing.LogCapture()
+    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert steps == [
+        ("parse", "a.xml"),
+        ("parse", "b.xml"),
+        ("store", [0, 1]),
+        ("parse", "c.xml"),
+        ("parse", "d.xml"),
+        ("store", [2, 3]),
+        ("parse", "e.xml"),
+        ("store", [4]),
+    ]
+    assert [(r.outcome, r.new) for r in reports] == [("ok", 6)] * 5
+    assert [len(r.alert_ids) for r in reports] == [0, 0, 1, 0, 0]
+    assert count(ctx, Article) == 30 and count(ctx, Alert) == 1
+    [batch] = [e for e in capture.entries if e["event"] == "poll.batch"]
+    assert (batch["feeds"], batch["parts"], batch["ok"]) == (5, 3, 5)
+    expected = {i: len(bodies[n]) for i, n in zip(ids, bodies, strict=True)}
+    with db.session_scope(ctx.settings) as session:
+        assert {f.id: f.body_bytes for f in session.exec(select(Feed)).all()} == expected
+    steps.clear()
+    reports = pipeline.poll_feeds(ctx, ids)  # 304s: nothing parsed, one part, sizes kept
+    assert [r.outcome for r in reports] == ["not_modified"] * 5 and steps == []
+    with db.session_scope(ctx.settings) as session:
+        assert {f.id: f.body_bytes for f in session.exec(select(Feed)).all()} == expected
+
+
+def test_a_part_that_fails_on_the_database_keeps_the_parts_stored_before_it(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails during the second part's write: the task fails (its feeds' claims
+    expire and they are polled again), and the first part stays stored and reported."""
+    bodies = {name: feed_body(name, range(3)) for name in "abc"}
+    for name, body in bodies.items():
+        server.routes[f"/{name}.xml"] = Route(body)
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in bodies])
+    with db.session_scope(ctx.settings) as session:
+        store.claim_due_feeds(session, datetime.now(UTC), 10, 300)
+    ctx.settings = ctx.settings.model_copy(update={"poll_batch_bytes": 2 * max(map(len, bodies.values()))})
+    real = pipeline.store_batch
+
+    def store_batch(session: Any, rulebook: Any, feeds: Any, *args: Any, **kwargs: Any) -> None:
+        if ids[2] in [f.feed_id for f in feeds]:
+            raise OperationalError("INSERT", {}, RuntimeError("server closed the connection"))
+        real(session, rulebook, feeds, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "store_batch", store_batch)
+    with pytest.raises(OperationalError):
+        pipeline.poll_feeds(ctx, ids)
+    assert count(ctx, Article) == 6
+    with db.session_scope(ctx.settings) as session:
+        feeds = {f.id: f for f in session.exec(select(Feed)).all()}
+    assert [feeds[i].claimed_at is None for i in ids] == [True, True, False]
+    assert [feeds[i].last_status for i in ids] == [200, 200, None]
+
+
+def test_a_tick_cuts_batches_by_the_feeds_last_body_sizes(pipeline_settings: Settings) -> None:
+    """Feeds whose last bodies add up to more than ``poll_batch_bytes`` go in separate messages;
+    a feed never fetched counts ``UNKNOWN_BODY_BYTES``, so new feeds still go 100 a message."""
+    mib = 1 << 20
+    settings = pipeline_settings.model_copy(
+        update={"poll_batch_size": 100, "poll_min_batches": 1, "poll_batch_bytes": 8 * mib}
+    )
+    published: list[list[int]] = []
+    ctx = pipeline.Context(settings, rng=random.Random(7), publish_poll=published.append)
+    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(110)])
+    sizes = {ids[1]: 5 * mib, ids[2]: 5 * mib, ids[3]: 9 * mib, ids[4]: 3 * mib, ids[5]: 0}
+    with db.session_scope(settings) as session:
+        for feed_id, size in sizes.items():
+            feed = session.get(Feed, feed_id)
+            assert feed is not None
+            feed.body_bytes = size
+            session.add(feed)
+    report = pipeline.tick(ctx)
+    assert report.claimed == 110
+    # By count first (110 = 55 + 55), then each batch by bytes, in id order.
+    assert published == [ids[0:2], ids[2:3], ids[3:4], ids[4:55], ids[55:110]]
+    assert settings.poll_batch_bytes >= pipeline.UNKNOWN_BODY_BYTES * 100  # new feeds: 100 a batch

@@ -1,11 +1,13 @@
-"""How a tick splits its due feeds into poll messages (``pipeline.split_batches``)."""
+"""How a tick splits its due feeds into poll messages (``pipeline.split_batches``), and how a batch
+is cut by its feeds' body sizes (``pipeline.cut_by_bytes``: the tick by their last sizes, a worker
+by what it fetched)."""
 
 from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedwatch.pipeline import split_batches
+from feedwatch.pipeline import cut_by_bytes, split_batches
 
 
 @given(n=st.integers(0, 1000), most=st.integers(1, 200), least=st.integers(1, 16))
@@ -42,3 +44,22 @@ def test_a_spread_never_makes_batches_smaller_than_a_quarter_of_the_size() -> No
     assert [len(b) for b in split_batches(list(range(60)), 100, 4)] == [30, 30]
     assert [len(b) for b in split_batches(list(range(250)), 100, 4)] == [63, 63, 62, 62]
     assert split_batches([7, 8], 4, 4) == [[7], [8]]  # small batches: the floor is one feed
+
+
+@given(sizes=st.lists(st.integers(0, 5000), max_size=60), most=st.integers(1, 8000))
+def test_runs_by_bytes_cover_every_item_once_in_order_and_are_as_long_as_the_budget_allows(
+    sizes: list[int], most: int
+) -> None:
+    items = list(range(len(sizes)))
+    runs = cut_by_bytes(items, sizes, most)
+    assert [i for run in runs for i in run] == items
+    for k, run in enumerate(runs):
+        total = sum(sizes[i] for i in run)
+        assert run and (total <= most or len(run) == 1)  # over the budget: one item alone
+        if k + 1 < len(runs):  # a run ends only where the next item would not fit
+            assert total + sizes[runs[k + 1][0]] > most
+
+
+def test_a_feed_larger_than_the_budget_goes_alone() -> None:
+    assert cut_by_bytes(["a", "b", "c", "d"], [3, 20, 4, 4], 10) == [["a"], ["b"], ["c", "d"]]
+    assert cut_by_bytes([], [], 10) == []

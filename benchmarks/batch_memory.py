@@ -1,0 +1,223 @@
+"""A feeds worker's peak memory polling large feeds, with the batch bounded by bytes and without.
+
+    .venv/bin/python benchmarks/batch_memory.py [--feeds 40] [--items 250] [--item-bytes 4000] [--bound B]
+
+A poll batch holds its feeds' bodies, their parsed entries and their drafts together (a parsed
+feed with its drafts is ~2x its body), so ``FEEDWATCH_POLL_BATCH_SIZE`` alone bounds a worker's
+memory only for feeds of a known size: the farm's 50 KB feeds or the shared corpus's 60 KB on
+average, not a deployment of outlets that put whole articles in their feeds.
+``FEEDWATCH_POLL_BATCH_BYTES`` bounds it by bytes (``pipeline.cut_by_bytes``). This serves
+``--feeds`` generated feeds of ``--items`` items with ~``--item-bytes`` of article text each
+(``content:encoded``, one in 20 items about a watched topic) from a loopback ``http.server``
+(stopped by its pid) and runs the real tick and ``pipeline.poll_feeds`` in a fresh child
+process for each configuration, every item new, each into its own PostgreSQL database:
+
+- ``unbounded``: ``poll_batch_bytes`` 1 TiB: one batch of every feed, as before round 24;
+- ``parts``: the default bound, the feeds never fetched (the tick counts each as 64 KiB and
+  sends one batch): the worker parses and stores what it fetched in parts of the bound;
+- ``tick``: the default bound, every feed's last size known (``Feed.body_bytes``, as its
+  previous poll leaves it): the tick sends batches of the bound, polled one after another.
+
+Prints one JSON object: each configuration's peak RSS (the child's ``VmHWM``), its RSS before
+the tick (the same process warmed by one small poll: its imports, the language model, the
+engine) and the growth between them, its CPU an item, its batches and parts; and the growths
+and CPUs as ratios against ``unbounded``'s in the same run. The RSS target is 200 MB a worker
+process. Needs PostgreSQL (``FEEDWATCH_TEST_PG``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from html import escape
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from farm import MATCH_TEXT
+from real_ingest import file_server
+from run import postgres_database
+
+CONFIGS = ("unbounded", "parts", "tick")
+#: The article text's words, drawn at random (deterministically, by feed).
+WORDS = (
+    "government minister said on the talks week region border trade energy pipeline agreement "
+    "officials would meeting capital foreign economic security council statement president "
+    "visit delegation report public project budget city district court weather market"
+)
+
+
+def render_feed(index: int, items: int, item_bytes: int) -> bytes:
+    """An RSS 2.0 feed of ``items`` items with ~``item_bytes`` of article text each."""
+    rng, words_ = random.Random(index), WORDS.split()
+    parts = [
+        '<?xml version="1.0" encoding="utf-8"?>',
+        '<rss version="2.0" xmlns:content="http://purl.org/rss/1.0/modules/content/"><channel>',
+        f"<title>Large feed {index}</title><link>http://127.0.0.1/{index}</link><description>d</description>",
+    ]
+    for seq in range(items):
+        link = f"http://127.0.0.1/large/{index}/{seq}"
+        words = " ".join(rng.choice(words_) for _ in range(item_bytes // 7))
+        lead = MATCH_TEXT.format(words="") if seq % 20 == 0 else "The city reported on its plans."
+        body = f"<p>{lead}</p><p>{words}</p>"
+        parts.append(
+            f"<item><title>Story {index}-{seq}</title><link>{link}</link><guid>{link}</guid>"
+            f"<pubDate>Wed, 02 Dec 2026 10:{seq % 60:02d}:00 +0000</pubDate>"
+            f"<description>{escape(lead)}</description>"
+            f"<content:encoded>{escape(body)}</content:encoded></item>"
+        )
+    parts.append("</channel></rss>")
+    return "".join(parts).encode()
+
+
+def status_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def child(
+    config: str, db_url: str, port: int, names: list[str], sizes: list[int], bound: int
+) -> dict[str, Any]:
+    """One configuration in this (fresh) process: the tick, then each batch it sent."""
+    from poll_costs import checked
+    from run import Service
+    from sqlalchemy import insert, update
+
+    from feedwatch import pipeline
+    from feedwatch.logs import configure_logging
+    from feedwatch.models import Feed
+
+    with tempfile.TemporaryDirectory(prefix="fw-batch-memory-") as home:
+        service = Service(Path(home), db_url, "memory://", 1)
+        configure_logging(service.settings.model_copy(update={"log_level": "WARNING"}))
+        bound = 1 << 40 if config == "unbounded" else bound
+        settings = service.settings.model_copy(
+            update={"poll_batch_bytes": bound, "poll_min_batches": 1, "poll_batch_size": 100}
+        )
+        rows = [
+            Feed(config_url=f"http://127.0.0.1:{port}/{n}", url=f"http://127.0.0.1:{port}/{n}", name=n)
+            for n in ["warm.xml", *names]
+        ]
+        with service.engine.begin() as conn:
+            conn.execute(insert(Feed), [r.model_dump(exclude={"id"}) for r in rows])
+        ids = [fid for (fid,) in service.execute("SELECT id FROM feed ORDER BY id")]
+        published: list[list[int]] = []
+        ctx = pipeline.Context(settings=settings, publish_poll=published.append)
+        checked(pipeline.poll_feeds(ctx, ids[:1]))  # warm: imports, the language model, the engine
+        if config == "tick":  # as each feed's previous poll leaves it
+            with service.engine.begin() as conn:
+                for feed_id, size in zip(ids[1:], sizes, strict=True):
+                    conn.execute(update(Feed).where(Feed.id == feed_id).values(body_bytes=size))
+        parts: list[int] = []
+        real_part = pipeline._poll_part
+
+        def counted(*args: Any) -> Any:
+            parts[-1] += 1
+            return real_part(*args)
+
+        pipeline._poll_part = counted  # type: ignore[assignment]
+        rss_before = status_kb("VmRSS")
+        cpu = time.process_time()
+        pipeline.tick(ctx)
+        reports = []
+        for batch in published:
+            parts.append(0)
+            reports += checked(pipeline.poll_feeds(ctx, batch))
+        cpu = time.process_time() - cpu
+        peak = status_kb("VmHWM")
+        if any(r.outcome != "ok" for r in reports) or len(reports) != len(names):
+            raise SystemExit(f"{config}: not every feed was polled as new")
+        articles = int(service.execute(f"SELECT count(*) FROM article WHERE feed_id <> {ids[0]}")[0][0])
+        service.engine.dispose()
+    return {
+        "peak_rss_mb": round(peak / 1024, 1),
+        "rss_before_mb": round(rss_before / 1024, 1),
+        "growth_mb": round((peak - rss_before) / 1024, 1),
+        "cpu_ms_per_item": round(cpu / articles * 1000, 4),
+        "articles": articles,
+        "batches": len(published),
+        "parts": sum(parts),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--feeds", type=int, default=40)
+    parser.add_argument("--items", type=int, default=250, help="items a feed")
+    parser.add_argument("--item-bytes", type=int, default=4000, help="article text an item, about")
+    parser.add_argument(
+        "--bound", type=int, help="poll_batch_bytes of parts and tick (default: the service's default)"
+    )
+    parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
+    parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--sizes", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    from feedwatch.settings import Settings
+
+    names = [f"large-{i}.xml" for i in range(args.feeds)]
+    bound = args.bound or Settings.model_fields["poll_batch_bytes"].default
+    if args.child:
+        print(json.dumps(child(args.child, args.db, args.port, names, json.loads(args.sizes), bound)))
+        return
+    with tempfile.TemporaryDirectory(prefix="fw-batch-memory-feeds-") as tmp:
+        directory = Path(tmp)
+        (directory / "warm.xml").write_bytes(render_feed(-1, 5, 200))
+        sizes = []
+        for i, name in enumerate(names):
+            body = render_feed(i, args.items, args.item_bytes)
+            (directory / name).write_bytes(body)
+            sizes.append(len(body))
+        results: dict[str, Any] = {}
+        with file_server(directory) as (port, _pid):
+            for config in CONFIGS:
+                with postgres_database() as db_url:
+                    command = [
+                        sys.executable,
+                        __file__,
+                        "--child",
+                        config,
+                        "--db",
+                        db_url,
+                        "--port",
+                        str(port),
+                    ]
+                    command += [
+                        "--feeds",
+                        str(args.feeds),
+                        "--sizes",
+                        json.dumps(sizes),
+                        "--bound",
+                        str(bound),
+                    ]
+                    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+                    results[config] = json.loads(out.strip().splitlines()[-1])
+    base = results["unbounded"]
+    summary: dict[str, Any] = {
+        "feeds": args.feeds,
+        "items_a_feed": args.items,
+        "bytes_a_feed": round(sum(sizes) / len(sizes)),
+        "bytes": sum(sizes),
+        "poll_batch_bytes": bound,
+        **results,
+    }
+    for config in CONFIGS[1:]:
+        summary[f"growth_ratio_{config}_vs_unbounded"] = round(
+            results[config]["growth_mb"] / base["growth_mb"], 3
+        )
+        summary[f"cpu_ratio_{config}_vs_unbounded"] = round(
+            results[config]["cpu_ms_per_item"] / base["cpu_ms_per_item"], 3
+        )
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -198,8 +198,10 @@ def main(argv: list[str] | None = None) -> None:
                         "--bound",
                         str(bound),
                     ]
-                    out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-                    results[config] = json.loads(out.strip().splitlines()[-1])
+                    proc = subprocess.run(command, check=False, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        raise SystemExit(f"{config} failed:\n{proc.stderr[-3000:]}")
+                    results[config] = json.loads(proc.stdout.strip().splitlines()[-1])
     base = results["unbounded"]
     summary: dict[str, Any] = {
         "feeds": args.feeds,

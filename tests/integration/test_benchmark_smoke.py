@@ -161,3 +161,18 @@ def test_batch_memory_json_shape() -> None:
     for config in ("parts", "tick"):
         growth = result[config]["growth_mb"] / result["unbounded"]["growth_mb"]
         assert result[f"growth_ratio_{config}_vs_unbounded"] == round(growth, 3)
+
+
+def test_level_probe_json_shape() -> None:
+    """``benchmarks/level_probe.py`` for a moment: every stage timed, the ratios its figures give."""
+    script = REPO / "benchmarks" / "level_probe.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--seconds", "0.5"],
+        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    result = json.loads(proc.stdout)
+    stages = {"feedparser", "parse", "normalize", "language", "rules"}
+    assert set(result["us_an_item"]) == set(result["per_feedparser"]) == stages and result["rounds"] >= 3
+    assert result["per_feedparser"]["feedparser"] == 1.0
+    assert all(value > 0 for value in result["us_an_item"].values())

@@ -320,8 +320,17 @@ def cpu_by_role(service: Service) -> dict[str, float]:
     everything else (``rest_of_machine``: other people's work on a shared machine), and the CPU
     the hypervisor gave other guests (``stolen_by_hypervisor``: not this machine's work, but time
     its cores were wanted and not had). Two snapshots give where the two cores went in a phase."""
-    groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
     totals: dict[str, float] = {}
+    for _, role, fields in processes_by_role(service):
+        totals[role] = totals.get(role, 0.0) + stat_cpu(fields)
+    totals["stolen_by_hypervisor"] = stolen_cpu()
+    return totals
+
+
+def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str]]]:
+    """Every process on the machine: its /proc directory, its role (see :func:`cpu_by_role`)
+    and the fields of its ``stat`` after the name."""
+    groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             text = stat.read_text()
@@ -329,7 +338,7 @@ def cpu_by_role(service: Service) -> dict[str, float]:
         except OSError:
             continue
         comm, fields = proc_stat(text)
-        pgrp, cpu = int(fields[2]), stat_cpu(fields)
+        pgrp = int(fields[2])
         if pgrp in groups:
             role = groups[pgrp]
         elif b"benchmarks/farm.py" in cmdline:
@@ -340,9 +349,30 @@ def cpu_by_role(service: Service) -> dict[str, float]:
             role = "redis"
         else:
             role = "rest_of_machine"
-        totals[role] = totals.get(role, 0.0) + cpu
-    totals["stolen_by_hypervisor"] = stolen_cpu()
+        yield stat.parent, role, fields
+
+
+def switches_by_role(service: Service) -> dict[str, float]:
+    """Context switches so far: the machine's (``machine``, /proc/stat's ``ctxt``), and by role
+    the involuntary ones of each process's threads (``nonvoluntary_ctxt_switches``: taken off a
+    core while it still wanted to run). Two snapshots give a phase's rates: with more busy
+    processes than cores, how often they displace each other (round 24 in
+    docs/performance.md: what the deployment adds to the work, and does not shrink with the
+    machine's level)."""
+    totals: dict[str, float] = {}
+    for directory, role, _ in processes_by_role(service):
+        for status in directory.glob("task/*/status"):
+            with contextlib.suppress(OSError, KeyError):
+                totals[role] = totals.get(role, 0.0) + _kib(status, "nonvoluntary_ctxt_switches")
+    with open("/proc/stat", encoding="ascii") as fh:
+        totals["machine"] = float(next(int(line.split()[1]) for line in fh if line.startswith("ctxt ")))
     return totals
+
+
+def switch_rates(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
+    rates = {role: round((after[role] - before.get(role, 0.0)) / seconds) for role in after}
+    machine = rates.pop("machine")
+    return {"machine_per_s": machine, "involuntary_per_s": dict(sorted(rates.items(), key=lambda kv: -kv[1]))}
 
 
 def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
@@ -914,11 +944,12 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
-    cpu0, t0 = cpu_by_role(service), time.monotonic()
+    cpu0, switches0, t0 = cpu_by_role(service), switches_by_role(service), time.monotonic()
     since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), elapsed)
+    result["context_switches"] = switch_rates(switches0, switches_by_role(service), elapsed)
     # Feeds claimed by a tick and not yet reported when the window closed: work waiting for the
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
     in_group = ",".join(map(str, feed_ids(service, group)))
@@ -1038,11 +1069,12 @@ def ingest_phase(
     # runs from one commit to another, so the count is not off by up to a batch at either end.
     n0, t0 = next_commit(newest, count, service, sampler)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
-    cpu0 = cpu_by_role(service)
+    cpu0, switches0 = cpu_by_role(service), switches_by_role(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
+    result["context_switches"] = switch_rates(switches0, switches_by_role(service), t1 - t0)
     if spy is not None:
         result["profile"] = finish_profile(*spy)
     return result

@@ -219,11 +219,21 @@ def _feed_row(f: Feed) -> dict[str, Any]:
         "next_check_reason": f.next_check_reason,
         "last_ok_at": isoformat_utc(f.last_ok_at),
         "last_status": f.last_status,
+        "body_bytes": f.body_bytes,
         "error_count": f.error_count,
         "error_class": f.error_class,
         "error_message": f.error_message,
         "last_error_at": isoformat_utc(f.last_error_at),
     }
+
+
+def _size(body_bytes: int | None) -> str:
+    """A feed's last body for the list: what the tick sizes its poll batches by."""
+    if body_bytes is None:
+        return "-"
+    if body_bytes < 1000:
+        return f"{body_bytes} B"
+    return f"{body_bytes / 1000:.0f} KB" if body_bytes < 1_000_000 else f"{body_bytes / 1_000_000:.1f} MB"
 
 
 @feeds.command("list")
@@ -240,7 +250,8 @@ def feeds_list(state: str | None, as_json: bool) -> None:
         _echo_json(rows)
         return
     table = _table(
-        f"{len(rows)} feeds", ("id", "name", "state", "on", "next check", "reason", "last ok", "errors")
+        f"{len(rows)} feeds",
+        ("id", "name", "state", "on", "next check", "reason", "last ok", "size", "errors"),
     )
     for f in rows:
         table.add_row(
@@ -251,6 +262,7 @@ def feeds_list(state: str | None, as_json: bool) -> None:
             _t(f["next_check_at"]),
             _t(f["next_check_reason"]),
             _t(f["last_ok_at"]),
+            _t(_size(f["body_bytes"])),
             _t(f"{f['error_count']} {f['error_class'] or ''}".strip()),
         )
     out.print(table)

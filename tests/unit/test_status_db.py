@@ -313,6 +313,17 @@ def test_feeds_commands(populated: Settings) -> None:
     assert "timeout" in _run("feeds", "errors").output
 
 
+def test_feeds_list_shows_the_size_the_tick_batches_by(settings: Settings) -> None:
+    with db.session_scope(settings) as s:
+        s.add(_feed(1, body_bytes=1_234_567))
+        s.add(_feed(2, body_bytes=48_213))
+        s.add(_feed(3))
+    listed = json.loads(_run("feeds", "list", "--json").output)
+    assert [f["body_bytes"] for f in listed] == [1_234_567, 48_213, None]
+    output = _run("feeds", "list").output
+    assert "1.2 MB" in output and "48 KB" in output
+
+
 def test_feed_text_is_not_markup(settings: Settings) -> None:
     with db.session_scope(settings) as s:
         s.add(_feed(1, name="[bold red]x[/] \x1b[2J", error_count=1, error_class="parse_error"))

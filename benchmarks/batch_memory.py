@@ -41,10 +41,11 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from farm import MATCH_TEXT
-from real_ingest import file_server
-from run import postgres_database
+from real_ingest import file_server, served_feeds
+from run import postgres_database, proc_field
 
 CONFIGS = ("unbounded", "parts", "tick")
+STATUS = Path("/proc/self/status")
 #: The article text's words, drawn at random (deterministically, by feed).
 WORDS = (
     "government minister said on the talks week region border trade energy pipeline agreement "
@@ -76,20 +77,13 @@ def render_feed(index: int, items: int, item_bytes: int) -> bytes:
     return "".join(parts).encode()
 
 
-def status_kb(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def child(
     config: str, db_url: str, port: int, names: list[str], sizes: list[int], bound: int
 ) -> dict[str, Any]:
     """One configuration in this (fresh) process: the tick, then each batch it sent."""
     from poll_costs import checked
     from run import Service
-    from sqlalchemy import insert, update
+    from sqlalchemy import update
 
     from feedwatch import pipeline
     from feedwatch.logs import configure_logging
@@ -102,13 +96,7 @@ def child(
         settings = service.settings.model_copy(
             update={"poll_batch_bytes": bound, "poll_min_batches": 1, "poll_batch_size": 100}
         )
-        rows = [
-            Feed(config_url=f"http://127.0.0.1:{port}/{n}", url=f"http://127.0.0.1:{port}/{n}", name=n)
-            for n in ["warm.xml", *names]
-        ]
-        with service.engine.begin() as conn:
-            conn.execute(insert(Feed), [r.model_dump(exclude={"id"}) for r in rows])
-        ids = [fid for (fid,) in service.execute("SELECT id FROM feed ORDER BY id")]
+        ids = served_feeds(service, port, ["warm.xml", *names])
         published: list[list[int]] = []
         ctx = pipeline.Context(settings=settings, publish_poll=published.append)
         checked(pipeline.poll_feeds(ctx, ids[:1]))  # warm: imports, the language model, the engine
@@ -124,7 +112,7 @@ def child(
             return real_part(*args)
 
         pipeline._poll_part = counted  # type: ignore[assignment]
-        rss_before = status_kb("VmRSS")
+        rss_before = proc_field(STATUS, "VmRSS")
         cpu = time.process_time()
         pipeline.tick(ctx)
         reports = []
@@ -132,7 +120,7 @@ def child(
             parts.append(0)
             reports += checked(pipeline.poll_feeds(ctx, batch))
         cpu = time.process_time() - cpu
-        peak = status_kb("VmHWM")
+        peak = proc_field(STATUS, "VmHWM")
         if any(r.outcome != "ok" for r in reports) or len(reports) != len(names):
             raise SystemExit(f"{config}: not every feed was polled as new")
         articles = int(service.execute(f"SELECT count(*) FROM article WHERE feed_id <> {ids[0]}")[0][0])

@@ -38,8 +38,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 REPO = Path(__file__).resolve().parents[1]
 LOOP_STEPS = 200_000
-#: The service's options, as ``run.py``'s ingest baseline uses them.
-FEEDPARSER_OPTIONS = {"sanitize_html": False, "resolve_relative_uris": False}
 
 
 def python_loop() -> None:
@@ -51,14 +49,15 @@ def python_loop() -> None:
 def stages() -> dict[str, tuple[Callable[[], Any], int]]:
     """Each stage's callable and the units it does a call (loop steps or items)."""
     import feedparser
-    from farm import Group, render_feed
+    from real_ingest import farm_bodies
+    from run import feedparser_options
 
     from feedwatch import pipeline
     from feedwatch.normalize import _identifier, normalize_feed
     from feedwatch.parse import parse_feed
 
-    group = Group(name="ingest", feeds=1, mix={"new": 1}, items=50, new_items=50)
-    body = render_feed(group, 0, 0, 8080)
+    (body,) = farm_bodies(1).values()
+    options = feedparser_options()
     url = "http://127.0.0.1:8080/feed/0"
     parsed = parse_feed(body, headers={}, url=url)
     now = datetime.now(UTC)
@@ -69,7 +68,7 @@ def stages() -> dict[str, tuple[Callable[[], Any], int]]:
     items = len(parsed.entries)
     return {
         "python_loop": (python_loop, LOOP_STEPS),
-        "feedparser": (lambda: feedparser.parse(body, **FEEDPARSER_OPTIONS), items),
+        "feedparser": (lambda: feedparser.parse(body, **options), items),
         "parse": (lambda: parse_feed(body, headers={}, url=url), items),
         "normalize": (
             lambda: normalize_feed(parsed, feed_url=url, configured_language=None, fetched_at=now),

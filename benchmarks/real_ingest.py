@@ -42,7 +42,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from poll_costs import checked, postgres_cpu
-from run import Service, postgres_database, proc_cpu
+from run import Service, feedparser_options, postgres_database, proc_cpu
 
 FEEDS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "feeds"
 
@@ -81,25 +81,32 @@ def file_server(directory: Path) -> Iterator[tuple[int, int]]:
             proc.wait(5)
 
 
-def service_round(service: Service, names: list[str], port: int, server_pid: int) -> dict[str, float]:
-    """One ingest of the served files ``names`` into an emptied database (every item new): CPU
-    seconds, articles stored, alerts raised. One database and one engine for the whole run, as a
-    worker keeps its engine: SQLAlchemy compiles each statement once an engine, and a database
-    a round had put that compilation (~4 % of the samples) into every round."""
+def served_feeds(service: Service, port: int, names: list[str]) -> list[int]:
+    """A feed row for each file of ``names`` served on ``port``, in an empty database: their ids,
+    in ``names``' order."""
     from sqlalchemy import insert
 
-    from feedwatch import pipeline
     from feedwatch.models import Feed
 
-    # Every table that refers to a feed, and to those, goes with it; the migrations' stay.
-    service.execute("TRUNCATE feed RESTART IDENTITY CASCADE")
     rows = []
     for name in names:
         url = f"http://127.0.0.1:{port}/{name}"
         rows.append(Feed(config_url=url, url=url, name=name).model_dump(exclude={"id"}))
     with service.engine.begin() as conn:
         conn.execute(insert(Feed), rows)
-    ids = [fid for (fid,) in service.execute("SELECT id FROM feed ORDER BY id")]
+    return [fid for (fid,) in service.execute("SELECT id FROM feed ORDER BY id")]
+
+
+def service_round(service: Service, names: list[str], port: int, server_pid: int) -> dict[str, float]:
+    """One ingest of the served files ``names`` into an emptied database (every item new): CPU
+    seconds, articles stored, alerts raised. One database and one engine for the whole run, as a
+    worker keeps its engine: SQLAlchemy compiles each statement once an engine, and a database
+    a round had put that compilation (~4 % of the samples) into every round."""
+    from feedwatch import pipeline
+
+    # Every table that refers to a feed, and to those, goes with it; the migrations' stay.
+    service.execute("TRUNCATE feed RESTART IDENTITY CASCADE")
+    ids = served_feeds(service, port, names)
     ctx = pipeline.Context(settings=service.settings)
     size = service.settings.poll_batch_size
     gc.collect()
@@ -128,7 +135,7 @@ def feedparser_round(bodies: list[bytes], defaults: bool) -> tuple[float, int]:
     """CPU seconds and entries of feedparser over every body once."""
     import feedparser
 
-    options: dict[str, Any] = {} if defaults else {"sanitize_html": False, "resolve_relative_uris": False}
+    options = feedparser_options(defaults)
     started, entries = time.process_time(), 0
     for body in bodies:
         entries += len(feedparser.parse(body, **options).entries)

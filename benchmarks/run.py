@@ -243,8 +243,8 @@ class RssSampler:
                 pgid = os.getpgid(pid)
                 if pgid not in pgids:
                     continue
-                hwm = _kib(entry / "status", "VmHWM")
-                pss = _kib(entry / "smaps_rollup", "Pss") if with_pss else 0
+                hwm = proc_field(entry / "status", "VmHWM")
+                pss = proc_field(entry / "smaps_rollup", "Pss") if with_pss else 0
                 name = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
                 self._keep(pid, pgid, name, hwm, pss)
 
@@ -363,7 +363,7 @@ def switches_by_role(service: Service) -> dict[str, float]:
     for directory, role, _ in processes_by_role(service):
         for status in directory.glob("task/*/status"):
             with contextlib.suppress(OSError, KeyError):
-                totals[role] = totals.get(role, 0.0) + _kib(status, "nonvoluntary_ctxt_switches")
+                totals[role] = totals.get(role, 0.0) + proc_field(status, "nonvoluntary_ctxt_switches")
     with open("/proc/stat", encoding="ascii") as fh:
         totals["machine"] = float(next(int(line.split()[1]) for line in fh if line.startswith("ctxt ")))
     return totals
@@ -384,7 +384,9 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float)
     }
 
 
-def _kib(path: Path, field: str) -> int:
+def proc_field(path: Path, field: str) -> int:
+    """The number of ``field`` in a /proc file of ``Name: value`` lines (status, smaps_rollup):
+    KiB for sizes, a count for the context switches."""
     for line in path.read_text().splitlines():
         if line.startswith(field + ":"):
             return int(line.split()[1])
@@ -1317,12 +1319,17 @@ def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[st
     }
 
 
+def feedparser_options(defaults: bool = False) -> dict[str, Any]:
+    """The ingest baselines' feedparser options: as feedwatch calls it when its fast path
+    declines a feed; with ``defaults``, as ``feedparser.parse(body)`` is called by default (it
+    then also sanitizes the HTML and resolves relative links)."""
+    return {} if defaults else {"sanitize_html": False, "resolve_relative_uris": False}
+
+
 def _parse_worker(bodies: list[bytes], seconds: float, defaults: bool) -> float:
     import feedparser
 
-    # As feedwatch calls it when its fast path declines a feed; or as feedparser.parse(body) is
-    # called by default (it then also sanitizes the HTML and resolves relative links).
-    options = {} if defaults else {"sanitize_html": False, "resolve_relative_uris": False}
+    options = feedparser_options(defaults)
     items, started, i = 0, time.monotonic(), 0
     while time.monotonic() - started < seconds:
         parsed = feedparser.parse(bodies[i % len(bodies)], **options)

@@ -165,12 +165,17 @@ def tick(ctx: Context) -> TickReport:
             "requeue": len(requeue) if sweep else previous.get("requeue", 0),
         }
         store.write_heartbeat(session, "beat", now, detail)
-    healthy = {c.id: c.body_bytes for c in claimed if c.unreported == 0}
+    # Each healthy feed with the bytes its poll is expected to bring.
+    healthy = {
+        c.id: UNKNOWN_BODY_BYTES if c.body_bytes is None else c.body_bytes
+        for c in claimed
+        if c.unreported == 0
+    }
     suspect = [c.id for c in claimed if 0 < c.unreported < CRASH_LIMIT]
     batches = [
         part
         for batch in split_batches(list(healthy), s.poll_batch_size, s.poll_min_batches)
-        for part in cut_by_bytes(batch, [_expected_bytes(healthy[f]) for f in batch], s.poll_batch_bytes)
+        for part in cut_by_bytes(batch, [healthy[f] for f in batch], s.poll_batch_bytes)
     ] + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
@@ -231,10 +236,6 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
 #: real feed (the shared corpus's 26 feeds: 60 KB on average, 31 KB the median, 259 KB the
 #: largest), so that a tick of new feeds still sends batches of ``poll_batch_size``.
 UNKNOWN_BODY_BYTES = 64 << 10
-
-
-def _expected_bytes(body_bytes: int | None) -> int:
-    return UNKNOWN_BODY_BYTES if body_bytes is None else body_bytes
 
 
 def cut_by_bytes(items: Sequence[T], sizes: Sequence[int], most: int) -> list[list[T]]:
@@ -331,18 +332,17 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     fetch_ms = int((time.monotonic() - started) * 1000)
     sizes = [len(r.body) if isinstance(r, FetchResult) else 0 for r in results]
     parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_batch_bytes)
-    del results  # each part's bodies go once that part is parsed
-    count = len(parts)
+    del results  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
     reports: list[PollReport] = []
-    while parts:
-        reports += _poll_part(ctx, parts.pop(0), rows)
+    for part in parts:
+        reports += _poll_part(ctx, part, rows)
     outcomes = Counter(r.outcome for r in reports)
     log.info(
         "poll.batch",
         feeds=len(feeds),
         fetch_ms=fetch_ms,
         store_ms=int((time.monotonic() - started) * 1000) - fetch_ms,
-        **({"parts": count} if count > 1 else {}),
+        **({"parts": len(parts)} if len(parts) > 1 else {}),
         **outcomes,
     )
     return reports

@@ -446,4 +446,15 @@ def test_a_tick_cuts_batches_by_the_feeds_last_body_sizes(pipeline_settings: Set
     assert report.claimed == 110
     # By count first (110 = 55 + 55), then each batch by bytes, in id order.
     assert published == [ids[0:2], ids[2:3], ids[3:4], ids[4:55], ids[55:110]]
-    assert settings.poll_batch_bytes >= pipeline.UNKNOWN_BODY_BYTES * 100  # new feeds: 100 a batch
+
+
+def test_a_tick_of_new_feeds_sends_them_a_full_batch_at_a_time(pipeline_settings: Settings) -> None:
+    """Under the default byte bound, feeds never fetched (their size unknown) still go
+    ``poll_batch_size`` a message: a first poll keeps its batches (the ingest of new feeds)."""
+    settings = pipeline_settings.model_copy(update={"poll_batch_size": 100, "poll_min_batches": 1})
+    assert settings.poll_batch_bytes == Settings.model_fields["poll_batch_bytes"].default
+    published: list[list[int]] = []
+    ctx = pipeline.Context(settings, rng=random.Random(7), publish_poll=published.append)
+    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(200)])
+    pipeline.tick(ctx)
+    assert published == [ids[:100], ids[100:]]

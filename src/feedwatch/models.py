@@ -159,6 +159,9 @@ class Article(SQLModel, table=True):
     guid: str | None = Field(default=None, sa_column=Column(Text))
     url: str | None = Field(default=None, sa_column=Column(Text))
     title: str = Field(default="", sa_column=Column(Text, nullable=False))
+    # The feed's teaser when the text is something else (the entry's content); empty when the
+    # teaser is the text, so that it is not stored twice (since round 25; rows written before
+    # hold the copy). A reader that wants a teaser takes ``summary or text``.
     summary: str = Field(default="", sa_column=Column(Text, nullable=False))
     text: str = Field(default="", sa_column=Column(Text, nullable=False))
     author: str | None = None

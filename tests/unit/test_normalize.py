@@ -204,7 +204,7 @@ def test_rss20_drafts() -> None:
     assert first.url == "https://news.example.com/world/peace-treaty?id=7"
     assert first.title == "Peace treaty initialled in Washington"
     assert first.text == "Leaders met on Friday.\nSecond paragraph."
-    assert first.summary == first.text
+    assert first.summary == ""  # the teaser is the text: not stored twice
     assert (first.author, first.language) == ("Jane Doe", "en")
     assert (first.published_at, first.published_from_feed) == (datetime(2025, 8, 8, 15, 30), True)
     assert first.published_at.tzinfo is None
@@ -283,6 +283,7 @@ def test_no_stored_text_holds_a_nul() -> None:
         link="https://site.example/a\x00b",
         title="A\x00 title",
         summary_html="<p>x\x00y</p>",
+        content_html="<p>x\x00y and the body</p>",  # the teaser is kept: it is not the text
         author="desk\x00",
     )
     draft = normalize_entry(entry, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
@@ -292,6 +293,35 @@ def test_no_stored_text_holds_a_nul() -> None:
     assert draft.guid == "item-7"
     # The key is the one the guid as given had: what the fingerprints and the seen lookup use.
     assert draft.identity_key == entry_identity_key(entry, feed_url="https://one.example/rss")
+
+
+@pytest.mark.parametrize(
+    ("summary_html", "content_html", "summary", "text"),
+    [
+        # No content: the teaser is the text, stored once (as the text).
+        ("<p>The teaser.</p>", "", "", "The teaser."),
+        # A content that is the teaser again (feedparser and the fast path copy one to the other).
+        ("<p>Same words.</p>", "<div>Same words.</div>", "", "Same words."),
+        # A longer content: the text is the content, the teaser is kept beside it.
+        (
+            "<p>The teaser.</p>",
+            "<p>The teaser.</p><p>And the body.</p>",
+            "The teaser.",
+            "The teaser.\nAnd the body.",
+        ),
+        # A longer teaser than the content: the teaser is the text.
+        ("<p>Longer than the content.</p>", "<p>Short.</p>", "", "Longer than the content."),
+        # A teaser over the summary's cap that is the text: not kept as its first 2,000 characters.
+        ("<p>" + "word " * 1_000 + "</p>", "", "", ("word " * 1_000).strip()),
+    ],
+)
+def test_the_teaser_is_stored_only_when_it_is_not_the_text(
+    summary_html: str, content_html: str, summary: str, text: str
+) -> None:
+    entry = replace(ENTRY, link="https://site.example/a", summary_html=summary_html)
+    entry = replace(entry, content_html=content_html)
+    draft = normalize_entry(entry, feed_url="https://one.example/rss", feed_language=None, fetched_at=FETCHED)
+    assert (draft.summary, draft.text) == (summary, text)
 
 
 def test_missing_guid_and_link_dedups_on_title_and_date() -> None:

@@ -179,3 +179,21 @@ def test_level_probe_json_shape() -> None:
     assert set(result["us_an_item"]) == set(result["per_feedparser"]) == stages and result["rounds"] >= 3
     assert result["per_feedparser"]["feedparser"] == 1.0
     assert all(value > 0 for value in result["us_an_item"].values())
+
+
+def test_article_bytes_json_shape() -> None:
+    """``benchmarks/article_bytes.py`` on two farm feeds: the teaser stored once takes fewer
+    bytes of the table, the WAL and the insert's parameter than the same drafts storing it twice."""
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    script = REPO / "benchmarks" / "article_bytes.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--farm-feeds", "2"],
+        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    farm = json.loads(proc.stdout)["farm"]
+    assert farm["drafts"] == farm["once"]["articles"] == farm["twice"]["articles"] == 100
+    assert farm["summary_empty"] == 1.0  # the farm's items have a description only
+    for key in ("table_bytes", "wal_bytes", "json_bytes"):
+        assert 0 < farm[f"{key}_ratio"] < 1, key

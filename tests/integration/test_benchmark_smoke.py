@@ -14,6 +14,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support.services import REPO, SHARED, missing, port_open
@@ -26,17 +27,22 @@ TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds
         "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real"]  # fmt: skip
 
 
+def bench_json(script: str, *args: str, timeout: float = 200) -> Any:
+    """``benchmarks/<script> *args`` run to its end; the JSON object it printed."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)
+
+
 def test_quick_json_shape() -> None:
     if not port_open("127.0.0.1", 6379):
         missing("Redis not reachable at 127.0.0.1:6379")
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--json", *TINY],
-        cwd=REPO, capture_output=True, text=True, timeout=280, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout)
+    result = bench_json("run.py", "--quick", "--json", *TINY, timeout=280)
     for key in ("feeds_per_s", "floor_feeds_per_s", "ratio", "all_feeds_polled", "claimed_backlog_at_end"):
         assert key in result["poll"], key
     ingest_keys = ("parse_only_items_per_s", "ratio", "parse_only_defaults_items_per_s", "ratio_to_defaults")
@@ -119,13 +125,7 @@ def test_real_ingest_json_shape(tmp_path: Path) -> None:
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
     for name in names:
         (tmp_path / name).write_bytes((feeds / name).read_bytes())
-    script = REPO / "benchmarks" / "real_ingest.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--rounds", "1", "--feeds-dir", str(tmp_path)],
-        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout)
+    result = bench_json("real_ingest.py", "--rounds", "1", "--feeds-dir", str(tmp_path), timeout=200)
     for part in ("real", "farm"):
         figures = result[part]
         assert figures["feeds"] == len(names)
@@ -147,14 +147,8 @@ def test_batch_memory_json_shape() -> None:
     batches of the bound; every item is stored in each configuration."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
-    script = REPO / "benchmarks" / "batch_memory.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--feeds", "4", "--items", "40", "--item-bytes", "2000",
-         "--bound", str(4 * pipeline.UNKNOWN_BODY_BYTES)],
-        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout)
+    sizes = ("--feeds", "4", "--items", "40", "--item-bytes", "2000")
+    result = bench_json("batch_memory.py", *sizes, "--bound", str(4 * pipeline.UNKNOWN_BODY_BYTES))
     # The tick sends the four new feeds together (a feed never fetched counts UNKNOWN_BODY_BYTES);
     # their bodies are two a part.
     assert 2 * result["bytes_a_feed"] <= result["poll_batch_bytes"] < 3 * result["bytes_a_feed"]
@@ -168,13 +162,7 @@ def test_batch_memory_json_shape() -> None:
 
 def test_level_probe_json_shape() -> None:
     """``benchmarks/level_probe.py`` for a moment: every stage timed, the ratios its figures give."""
-    script = REPO / "benchmarks" / "level_probe.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--seconds", "0.5"],
-        cwd=REPO, capture_output=True, text=True, timeout=120, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    result = json.loads(proc.stdout)
+    result = bench_json("level_probe.py", "--seconds", "0.5", timeout=120)
     stages = {"feedparser", "parse", "normalize", "language", "rules"}
     assert set(result["us_an_item"]) == set(result["per_feedparser"]) == stages and result["rounds"] >= 3
     assert result["per_feedparser"]["feedparser"] == 1.0
@@ -186,13 +174,7 @@ def test_article_bytes_json_shape() -> None:
     bytes of the table, the WAL and the insert's parameter than the same drafts storing it twice."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
-    script = REPO / "benchmarks" / "article_bytes.py"
-    proc = subprocess.run(
-        [sys.executable, str(script), "--farm-feeds", "2"],
-        cwd=REPO, capture_output=True, text=True, timeout=200, check=False,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    farm = json.loads(proc.stdout)["farm"]
+    farm = bench_json("article_bytes.py", "--farm-feeds", "2", timeout=200)["farm"]
     assert farm["drafts"] == farm["once"]["articles"] == farm["twice"]["articles"] == 100
     assert farm["summary_empty"] == 1.0  # the farm's items have a description only
     for key in ("table_bytes", "wal_bytes", "json_bytes"):

@@ -10,8 +10,8 @@ a fresh PostgreSQL database through ``store.insert_articles`` (the worker's inse
 - ``table_bytes_an_article``: ``pg_total_relation_size('article')`` (heap, TOAST, indexes) after
   the insert, over the articles stored;
 - ``wal_bytes_an_article``: the WAL the insert wrote, over the articles stored;
-- ``json_bytes_an_article``: the bulk insert's JSON parameter (what the worker encodes and
-  PostgreSQL parses), over the articles;
+- ``json_bytes_an_article``: the article insert's JSON parameter as the engine serializes it
+  (what the worker encodes and PostgreSQL parses), over the articles stored;
 - ``summary_empty``: the share of drafts stored with an empty summary (their teaser is their
   text, or they have none).
 
@@ -26,6 +26,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import tempfile
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_ingest import farm_bodies
-from run import REAL_FEEDS, postgres_database
+from run import REAL_FEEDS, Service, postgres_database
 
 
 def drafts_of(bodies: Iterable[bytes]) -> list[Any]:
@@ -55,39 +56,40 @@ def drafts_of(bodies: Iterable[bytes]) -> list[Any]:
 
 def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
     """Insert ``drafts`` into a fresh database as the worker does; the bytes it took."""
-    import psycopg
+    from sqlalchemy import event
     from sqlmodel import Session
 
-    from feedwatch import db, store
+    from feedwatch import store
+    from feedwatch.db import json_dumps
     from feedwatch.models import Feed
-    from feedwatch.settings import Settings
 
-    with postgres_database() as url:
-        db.upgrade(Settings(database_url=url))
-        engine = db.make_engine(url)
-        with Session(engine) as session:
+    sent = [0]
+
+    def count_json(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        # The article insert's rows go as one JSON parameter: what the worker serializes (with
+        # the engine's serializer) and PostgreSQL parses.
+        if statement.startswith("INSERT INTO article "):
+            sent[0] += len(json_dumps(parameters["rows"].obj).encode())
+
+    with tempfile.TemporaryDirectory(prefix="fw-bytes-") as home, postgres_database() as url:
+        service = Service(Path(home), url, "memory://", 1)
+        event.listen(service.engine, "before_cursor_execute", count_json)
+        with Session(service.engine) as session:
             feed = Feed(config_url="http://127.0.0.1/", url="http://127.0.0.1/")
             session.add(feed)
             session.commit()
-            assert feed.id is not None
             rows = [(feed.id, d) for d in drafts]
-        plain = url.replace("postgresql+psycopg://", "postgresql://", 1)
-        with psycopg.connect(plain, autocommit=True) as conn:
-            (before,) = conn.execute("SELECT pg_current_wal_lsn()").fetchone() or (None,)
-            with Session(engine) as session:
-                stored = len(store.insert_articles(session, rows, datetime.now(UTC), set()))
-                session.commit()
-            wal_sql = "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s)"
-            (wal,) = conn.execute(wal_sql, (before,)).fetchone() or (0,)
-            (size,) = conn.execute("SELECT pg_total_relation_size('article')").fetchone() or (0,)
-        engine.dispose()
-    now = datetime.now(UTC)
-    json_bytes = sum(len(json.dumps(store._article_row(1, d, now, set()), default=str)) for d in drafts)
+            ((before,),) = service.execute("SELECT pg_current_wal_lsn()")
+            stored = len(store.insert_articles(session, rows, datetime.now(UTC), set()))
+            session.commit()
+        ((wal,),) = service.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :lsn)", {"lsn": before})
+        ((size,),) = service.execute("SELECT pg_total_relation_size('article')")
+        service.engine.dispose()
     return {
         "articles": stored,
         "table_bytes_an_article": round(size / stored),
         "wal_bytes_an_article": round(float(wal) / stored),
-        "json_bytes_an_article": round(json_bytes / len(drafts)),
+        "json_bytes_an_article": round(sent[0] / stored),
     }
 
 

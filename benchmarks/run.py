@@ -1320,10 +1320,13 @@ def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[st
 
 
 def feedparser_options(defaults: bool = False) -> dict[str, Any]:
-    """The ingest baselines' feedparser options: as feedwatch calls it when its fast path
-    declines a feed; with ``defaults``, as ``feedparser.parse(body)`` is called by default (it
-    then also sanitizes the HTML and resolves relative links)."""
-    return {} if defaults else {"sanitize_html": False, "resolve_relative_uris": False}
+    """The ingest baselines' feedparser options: feedwatch's own (``parse.FEEDPARSER_OPTIONS``,
+    as it calls feedparser when its fast path declines a feed); with ``defaults``, as
+    ``feedparser.parse(body)`` is called by default (it then also sanitizes the HTML and
+    resolves relative links)."""
+    from feedwatch.parse import FEEDPARSER_OPTIONS
+
+    return {} if defaults else dict(FEEDPARSER_OPTIONS)
 
 
 def _parse_worker(bodies: list[bytes], seconds: float, defaults: bool) -> float:

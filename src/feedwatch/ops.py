@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 import click
+from rich import filesize
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -227,15 +228,6 @@ def _feed_row(f: Feed) -> dict[str, Any]:
     }
 
 
-def _size(body_bytes: int | None) -> str:
-    """A feed's last body for the list: what the tick sizes its poll batches by."""
-    if body_bytes is None:
-        return "-"
-    if body_bytes < 1000:
-        return f"{body_bytes} B"
-    return f"{body_bytes / 1000:.0f} KB" if body_bytes < 1_000_000 else f"{body_bytes / 1_000_000:.1f} MB"
-
-
 @feeds.command("list")
 @click.option("--state", default=None, help="Only feeds in this state.")
 @click.option("--json", "as_json", is_flag=True)
@@ -262,7 +254,8 @@ def feeds_list(state: str | None, as_json: bool) -> None:
             _t(f["next_check_at"]),
             _t(f["next_check_reason"]),
             _t(f["last_ok_at"]),
-            _t(_size(f["body_bytes"])),
+            # The last body's size: what the tick sizes its poll batches by.
+            _t("-" if f["body_bytes"] is None else filesize.decimal(f["body_bytes"])),
             _t(f"{f['error_count']} {f['error_class'] or ''}".strip()),
         )
     out.print(table)

@@ -321,7 +321,7 @@ def test_feeds_list_shows_the_size_the_tick_batches_by(settings: Settings) -> No
     listed = json.loads(_run("feeds", "list", "--json").output)
     assert [f["body_bytes"] for f in listed] == [1_234_567, 48_213, None]
     output = _run("feeds", "list").output
-    assert "1.2 MB" in output and "48 KB" in output
+    assert "1.2 MB" in output and "48.2 kB" in output
 
 
 def test_feed_text_is_not_markup(settings: Settings) -> None:

@@ -14,13 +14,15 @@ process for each configuration, every item new, each into its own PostgreSQL dat
 
 - ``unbounded``: ``poll_batch_bytes`` 1 TiB: one batch of every feed, as before round 24;
 - ``parts``: the default bound, the feeds never fetched (the tick counts each as 64 KiB and
-  sends one batch): the worker parses and stores what it fetched in parts of the bound;
+  sends one batch): the fetch keeps the bodies past the bound in temporary files (``fetch_all``'s
+  ``hold_bytes``, since round 26) and the worker parses and stores them in parts of the bound;
 - ``tick``: the default bound, every feed's last size known (``Feed.body_bytes``, as its
   previous poll leaves it): the tick sends batches of the bound, polled one after another.
 
 Prints one JSON object: each configuration's peak RSS (the child's ``VmHWM``), its RSS before
 the tick (the same process warmed by one small poll: its imports, the language model, the
-engine) and the growth between them, its CPU an item, its batches and parts; and the growths
+engine) and the growth between them, its CPU an item, its batches and parts, the bodies the
+fetch kept in temporary files (``bodies_spilled``); and the growths
 and CPUs as ratios against ``unbounded``'s in the same run. The RSS target is 200 MB a worker
 process. Needs PostgreSQL (``FEEDWATCH_TEST_PG``).
 """
@@ -105,13 +107,20 @@ def child(
                 for feed_id, size in zip(ids[1:], sizes, strict=True):
                     conn.execute(update(Feed).where(Feed.id == feed_id).values(body_bytes=size))
         parts: list[int] = []
-        real_part = pipeline._poll_part
+        spilled: list[int] = []
+        real_part, real_fetch = pipeline._poll_part, pipeline.fetch_all
 
         def counted(*args: Any) -> Any:
             parts[-1] += 1
             return real_part(*args)
 
+        def fetched(*args: Any, **kwargs: Any) -> Any:
+            results = real_fetch(*args, **kwargs)
+            spilled.append(sum(1 for r in results if getattr(r, "spilled", None) is not None))
+            return results
+
         pipeline._poll_part = counted  # type: ignore[assignment]
+        pipeline.fetch_all = fetched
         rss_before = proc_field(STATUS, "VmRSS")
         cpu = time.process_time()
         pipeline.tick(ctx)
@@ -133,6 +142,7 @@ def child(
         "articles": articles,
         "batches": len(published),
         "parts": sum(parts),
+        "bodies_spilled": sum(spilled),
     }
 
 

@@ -247,7 +247,8 @@ def cut_by_bytes(items: Sequence[T], sizes: Sequence[int], most: int) -> list[li
     of 40 feeds of 1.2 MB grew a worker by 132 MB (``benchmarks/batch_memory.py``, round 24 in
     docs/performance.md). The tick cuts its batches by the feeds' last sizes (28 MB there), and a
     worker cuts what it fetched by the real ones (a new feed, a feed that grew) into parts stored
-    one by one (61 MB: it still holds every body it fetched).
+    one by one; the bodies past the bound wait in temporary files meanwhile (``fetch_all``'s
+    ``hold_bytes``: 26 MB with 100 such feeds, 131 MB when the fetch held them all).
     """
     runs: list[list[T]] = []
     run: list[T] = []
@@ -318,7 +319,8 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
 
     Bodies that add up to more than ``poll_batch_bytes`` are parsed and stored in parts
     (``cut_by_bytes``), each part as above, one after another: a part's parsed entries and drafts
-    are let go before the next part is parsed.
+    are let go before the next part is parsed, and the fetch held the bodies past the bound in
+    temporary files, each read back as its feed is parsed.
     """
     with session_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
@@ -328,9 +330,13 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     rows = {row.id: row for _, row in loaded}
     requests = [feedstate.fetch_request(f, ctx.clock(), ctx.rng) for f in feeds]
     started = time.monotonic()
-    results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+    # The bodies past the bound wait in temporary files until their part is parsed: a batch of
+    # new feeds (their sizes unknown to the tick) may bring far more than the bound.
+    results = fetch_all(
+        requests, ctx.fetch_config, ctx.address_policy, hold_bytes=ctx.settings.poll_batch_bytes
+    )
     fetch_ms = int((time.monotonic() - started) * 1000)
-    sizes = [len(r.body) if isinstance(r, FetchResult) else 0 for r in results]
+    sizes = [r.size if isinstance(r, FetchResult) else 0 for r in results]
     parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_batch_bytes)
     del results  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
     reports: list[PollReport] = []
@@ -413,6 +419,7 @@ def _prepare(ctx: Context, feed: store.PollTarget, result: FetchResult | FetchEr
 def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if isinstance(result, FetchError):
         raise result
+    result = result.loaded()  # a body that waited in a temporary file (``poll_feeds``)
     report = poll.report
     report.http_status, report.bytes = result.status, len(result.body)
     # Only this step reads the body: the poll keeps the rest of the answer (the batch write does).

@@ -67,8 +67,9 @@ class Settings(BaseSettings):
         description=(
             "Feed body bytes a poll batch holds, at most: the tick gives a poll_feed message"
             " fewer feeds when their last bodies add up to more, and a worker parses and stores"
-            " what it fetched in parts of at most this many bytes, each in its own transaction."
-            " A feed larger than this is a batch of its own."
+            " what it fetched in parts of at most this many bytes, each in its own transaction;"
+            " the fetch keeps the bodies past it in unnamed temporary files (TMPDIR) until"
+            " their part is parsed. A feed larger than this is a batch of its own."
         ),
     )
     poll_min_batches: int = Field(

@@ -143,8 +143,9 @@ def test_real_ingest_json_shape(tmp_path: Path) -> None:
 
 def test_batch_memory_json_shape() -> None:
     """``benchmarks/batch_memory.py`` on four small feeds with a bound of two feeds' bytes: the
-    worker cuts the one batch of new feeds into parts, and the tick, knowing the sizes, sends
-    batches of the bound; every item is stored in each configuration."""
+    worker cuts the one batch of new feeds into parts (the fetch keeping the bodies past the
+    bound in files), and the tick, knowing the sizes, sends batches of the bound; every item is
+    stored in each configuration."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
     sizes = ("--feeds", "4", "--items", "40", "--item-bytes", "2000")
@@ -155,6 +156,10 @@ def test_batch_memory_json_shape() -> None:
     configs = ("unbounded", "parts", "tick")
     shapes = {c: (result[c]["batches"], result[c]["parts"], result[c]["articles"]) for c in configs}
     assert shapes == {"unbounded": (1, 1, 160), "parts": (1, 2, 160), "tick": (2, 2, 160)}
+    # Past the bound the fetch keeps bodies in temporary files: at least two of the new feeds'
+    # four; none where the batch fits the bound.
+    spilled = {c: result[c]["bodies_spilled"] for c in configs}
+    assert spilled["unbounded"] == spilled["tick"] == 0 and spilled["parts"] >= 2, spilled
     for config in ("parts", "tick"):
         growth = result[config]["growth_mb"] / result["unbounded"]["growth_mb"]
         assert result[f"growth_ratio_{config}_vs_unbounded"] == round(growth, 3)

@@ -3,6 +3,7 @@ across batches, new after a fork, dropped when a batch is interrupted."""
 
 from __future__ import annotations
 
+import gzip
 import os
 import resource
 import signal
@@ -136,6 +137,7 @@ def test_a_body_failing_at_its_last_bytes_costs_only_its_fetch(
     class FailingAtTheEnd(BodyDecoder):
         def finish(self) -> bytes:
             body = super().finish()
+            assert isinstance(body, bytes)  # no memory bound in this batch
             if body.endswith(b"<!-- fail -->"):
                 raise FetchError("too_large", "over the cap at the last bytes")
             return body
@@ -151,6 +153,46 @@ def test_a_body_failing_at_its_last_bytes_costs_only_its_fetch(
     assert isinstance(bad, FetchError) and bad.error_class == "too_large", bad
     assert isinstance(good, FetchResult) and good.body == FEED, good
     assert (config, allowed) in (client._SESSIONS.sessions or {})
+
+
+def test_bodies_past_the_batchs_memory_bound_wait_in_temporary_files(server: FeedServer) -> None:
+    """``hold_bytes``: six feeds of ~40 KB (one sent gzipped) against a bound of 100 KB. At most
+    two bodies stay in memory; the others come back with an empty ``body`` and a file, and every
+    one reads back as it was served (``FetchResult.loaded``)."""
+    bodies = [FEED[:-18] + f"<!-- {n} -->".encode() * 4000 + FEED[-18:] for n in range(6)]
+    for n, body in enumerate(bodies):
+        gzipped = n == 3
+        server.routes[f"/bound-{n}"] = Route(
+            body=gzip.compress(body) if gzipped else body,
+            headers={"Content-Encoding": "gzip"} if gzipped else {},
+        )
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    requests = [FetchRequest(url=server.url(f"/bound-{n}")) for n in range(6)]
+    results = fetch_all(requests, CONFIG, allowed, hold_bytes=100_000)
+    assert all(isinstance(r, FetchResult) for r in results), results
+    done = [r for r in results if isinstance(r, FetchResult)]
+    spilled = [r.spilled is not None for r in done]
+    assert sum(spilled) >= 4, spilled
+    assert [r.size for r in done] == [len(b) for b in bodies]
+    assert all(r.body == b"" for r in done if r.spilled is not None)
+    assert [r.loaded().body for r in done] == bodies
+    assert all(r.spilled.file.closed for r in done if r.spilled is not None)
+
+
+def test_a_binary_body_past_the_bound_is_refused_from_its_file(server: FeedServer) -> None:
+    """The not-a-feed test reads a spilled body's first bytes from its file; the refused body's
+    file is closed at once."""
+    png_body = b"\x89PNG\r\n" + bytes(5000)
+    server.routes["/bound-png"] = Route(body=png_body, content_type="application/octet-stream")
+    allowed = AddressPolicy(allowed=frozenset({("127.0.0.1", server.port)}))
+    png, feed = fetch_all(
+        [FetchRequest(url=server.url("/bound-png")), FetchRequest(url=server.url("/feed"))],
+        CONFIG,
+        allowed,
+        hold_bytes=1,
+    )
+    assert isinstance(png, FetchError) and png.error_class == "not_a_feed", png
+    assert isinstance(feed, FetchResult) and feed.spilled is not None and feed.loaded().body == FEED
 
 
 def test_connections_on_descriptors_past_1023_are_served(server: FeedServer) -> None:

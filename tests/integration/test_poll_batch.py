@@ -347,7 +347,8 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A part is parsed, normalized and stored before the next part is parsed: a batch of large
-    feeds never holds more than one part's entries and drafts. Every feed is stored, and the size
+    feeds never holds more than one part's entries and drafts, nor more than the bound of
+    bodies in memory (the fetch's ``hold_bytes``). Every feed is stored, and the size
     of its body is recorded for the tick (``Feed.body_bytes``); a 304 leaves it as it was."""
     bodies = {name: feed_body(name, range(6), match=2 if name == "c" else None) for name in "abcde"}
     for name, body in bodies.items():
@@ -356,21 +357,33 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
     largest = max(map(len, bodies.values()))
     ctx.settings = ctx.settings.model_copy(update={"poll_batch_bytes": 2 * largest})
     steps: list[tuple[str, Any]] = []
-    real_parse, real_store = pipeline.parse_feed, pipeline.store_batch
+    spilled: list[bool] = []
+    real_fetch, real_parse, real_store = pipeline.fetch_all, pipeline.parse_feed, pipeline.store_batch
+
+    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
+        results = real_fetch(*args, **kwargs)
+        spilled.extend(r.spilled is not None for r in results)
+        return results
 
     def parse_spy(body: bytes, **kwargs: Any) -> Any:
-        steps.append(("parse", kwargs["url"].rsplit("/", 1)[1]))
+        name = kwargs["url"].rsplit("/", 1)[1]
+        assert body == bodies[name.removesuffix(".xml")]  # read back whole from its file
+        steps.append(("parse", name))
         return real_parse(body, **kwargs)
 
     def store_spy(session: Any, rulebook: Any, feeds: Any, *args: Any, **kwargs: Any) -> None:
         steps.append(("store", [ids.index(f.feed_id) for f in feeds]))
         real_store(session, rulebook, feeds, *args, **kwargs)
 
+    monkeypatch.setattr(pipeline, "fetch_all", fetch_spy)
     monkeypatch.setattr(pipeline, "parse_feed", parse_spy)
     monkeypatch.setattr(pipeline, "store_batch", store_spy)
     capture = structlog.testing.LogCapture()
     monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
     reports = pipeline.poll_feeds(ctx, ids)
+    # The fetch held two bodies at most (the bound is twice the largest): the rest waited in
+    # temporary files until their part was parsed.
+    assert len(spilled) == 5 and sum(spilled) >= 3, spilled
     assert steps == [
         ("parse", "a.xml"),
         ("parse", "b.xml"),

@@ -1,4 +1,5 @@
-"""Capped decompression and the not-a-feed test (pure parts of the fetcher)."""
+"""Capped decompression, a batch's memory bound and the not-a-feed test (the fetcher's body
+handling, without a transfer)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import zlib
 import pytest
 
 from feedwatch.fetch import FetchError, decode_body
-from feedwatch.fetch.body import BodyDecoder, looks_binary, not_a_feed_reason
+from feedwatch.fetch.body import BodyDecoder, MemoryBound, SpilledBody, looks_binary, not_a_feed_reason
 
 FEED = b"<?xml version='1.0'?><rss><channel><title>t</title></channel></rss>" * 20
 
@@ -114,3 +115,82 @@ def test_not_a_feed(content_type: str | None, body: bytes, refused: bool) -> Non
 
 def test_binary_sniff_ignores_text() -> None:
     assert not looks_binary("Азербайджан и Россия".encode())
+
+
+def _feed_in_chunks(decoder: BodyDecoder, data: bytes, bound: MemoryBound, size: int = 500) -> None:
+    for start in range(0, len(data), size):
+        decoder.feed(data[start : start + size])
+        assert 0 <= bound.held <= bound.limit
+
+
+def test_a_bound_keeps_bodies_in_memory_until_the_next_chunk_would_pass_it() -> None:
+    """Two transfers share a bound of 3,000 bytes: the first body (2,000) stays in memory; the
+    second's third chunk would take the batch to 3,500, so that body moves to a file with what
+    it held, and the bound counts only the first body. Both come back whole."""
+    bound = MemoryBound(3000)
+    first, second = BodyDecoder(None, 1 << 20, bound), BodyDecoder(None, 1 << 20, bound)
+    one, two = bytes(range(200)) * 10, bytes(reversed(range(200))) * 10
+    _feed_in_chunks(first, one, bound)
+    assert bound.held == 2000
+    second.feed(two[:500])
+    second.feed(two[500:1000])
+    assert bound.held == 3000  # exactly at the bound is still memory
+    second.feed(two[1000:1500])
+    assert bound.held == 2000
+    second.feed(two[1500:])
+    assert bound.held == 2000
+    kept, spilled = first.finish(), second.finish()
+    assert kept == one
+    assert isinstance(spilled, SpilledBody) and spilled.size == 2000
+    assert spilled.head(4) == two[:4]
+    assert spilled.read() == two and spilled.file.closed
+    assert bound.held == 2000  # a finished body in memory is the batch's until it ends
+
+
+def test_a_body_past_the_bound_from_its_first_chunk_is_decoded_into_its_file() -> None:
+    """The bound counts decoded bytes: a gzip body goes to its file inflated, and reads back
+    as the unbounded decoder gives it."""
+    bound = MemoryBound(100)
+    decoder = BodyDecoder("gzip", 1 << 20, bound)
+    _feed_in_chunks(decoder, gzip.compress(FEED), bound, size=64)
+    spilled = decoder.finish()
+    assert isinstance(spilled, SpilledBody) and spilled.size == len(FEED)
+    assert bound.held == 0
+    assert spilled.read() == FEED == decode_body(gzip.compress(FEED), "gzip", 1 << 20)
+
+
+def test_the_cap_still_applies_to_a_spilled_body() -> None:
+    bound = MemoryBound(10)
+    decoder = BodyDecoder(None, 1000, bound)
+    decoder.feed(b"x" * 600)
+    with pytest.raises(FetchError) as info:
+        decoder.feed(b"x" * 600)
+    assert info.value.error_class == "too_large"
+    decoder.discard()
+
+
+def test_a_discarded_body_gives_back_its_memory_or_closes_its_file() -> None:
+    bound = MemoryBound(1000)
+    in_memory, spilling = BodyDecoder(None, 1 << 20, bound), BodyDecoder(None, 1 << 20, bound)
+    in_memory.feed(b"a" * 600)
+    spilling.feed(b"b" * 600)  # 1,200 > 1,000: to a file
+    file = spilling._file
+    assert bound.held == 600 and file is not None
+    spilling.discard()
+    assert file.closed and bound.held == 600
+    in_memory.discard()
+    assert bound.held == 0
+
+
+def test_a_finished_body_is_the_callers_and_discard_leaves_it_alone() -> None:
+    bound = MemoryBound(1000)
+    decoder = BodyDecoder(None, 1 << 20, bound)
+    decoder.feed(b"a" * 600)
+    body = decoder.finish()
+    decoder.discard()
+    assert body == b"a" * 600 and bound.held == 600
+
+
+def test_a_bound_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="positive"):
+        MemoryBound(0)

@@ -1,14 +1,21 @@
-"""Body handling without I/O: capped streaming decompression and the not-a-feed test.
+"""Body handling: capped streaming decompression, a batch's memory bound, the not-a-feed test.
 
-aiohttp runs with ``auto_decompress=False`` so that the cap applies to what decompression
-produces, chunk by chunk: a 50 KB gzip that inflates to 50 GB stops at ``max_bytes`` having
-allocated at most ``max_bytes`` plus one chunk.
+libcurl hands over the bytes as sent (the fetch writes ``Accept-Encoding`` itself rather than
+setting libcurl's ``ACCEPT_ENCODING`` option), so that the cap applies to what decompression
+produces, chunk by chunk: a 50 KB gzip that inflates to 50 GB stops at
+``max_bytes`` having allocated at most ``max_bytes`` plus one chunk.
+
+A batch's fetches may also share a :class:`MemoryBound`: past it, a body goes on into an
+unnamed temporary file (:class:`SpilledBody`) instead of memory, and is read back when it is
+parsed. The only I/O in this module is that file.
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import zlib
-from typing import Final, Protocol
+from typing import BinaryIO, Final, Protocol
 
 from feedwatch.fetch.errors import FetchError
 
@@ -71,13 +78,71 @@ class _Zlib:
         return self._obj.flush(_CHUNK)
 
 
-class BodyDecoder:
-    """Decode a ``Content-Encoding`` chain while counting; raise too_large past ``max_bytes``."""
+class MemoryBound:
+    """The body bytes a batch's fetches may hold in memory together (``limit``) and hold now.
 
-    def __init__(self, content_encoding: str | None, max_bytes: int) -> None:
+    A poll batch of feeds never fetched before has no sizes to be cut by (``pipeline.tick``),
+    and it holds every body it fetched until its last part is stored: 100 feeds of 1.2 MB took
+    a worker to 295 MB (``benchmarks/batch_memory.py``). With a bound, a decoder whose next
+    bytes would take ``held`` past ``limit`` moves what it holds, and everything after it, to
+    a temporary file. A finished body in memory stays counted until the batch ends; a failed
+    transfer's bytes are let go (``BodyDecoder.discard``).
+    """
+
+    __slots__ = ("held", "limit")
+
+    def __init__(self, limit: int) -> None:
+        if limit <= 0:
+            raise ValueError("MemoryBound.limit must be positive")
+        self.limit = limit
+        self.held = 0
+
+
+class SpilledBody:
+    """A body that went to an unnamed temporary file; :meth:`read` brings it back and closes it.
+
+    The file has no name (``tempfile.TemporaryFile``, in ``TMPDIR``): the system frees its
+    space when it is closed or its process ends, whatever happened in between.
+    """
+
+    __slots__ = ("file", "size")
+
+    def __init__(self, file: BinaryIO, size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def head(self, size: int) -> bytes:
+        """The first ``size`` bytes, for the not-a-feed test."""
+        return os.pread(self.file.fileno(), size, 0)
+
+    def read(self) -> bytes:
+        with self.file:
+            self.file.seek(0)
+            return self.file.read()
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __repr__(self) -> str:
+        return f"SpilledBody(size={self.size})"
+
+
+class BodyDecoder:
+    """Decode a ``Content-Encoding`` chain while counting; raise too_large past ``max_bytes``.
+
+    With a ``bound`` shared by a batch's decoders, the decoded bytes stay in memory while the
+    batch holds less than the bound, and go to a temporary file from the chunk that would take
+    it past (:class:`MemoryBound`); :meth:`finish` then gives a :class:`SpilledBody`.
+    """
+
+    def __init__(
+        self, content_encoding: str | None, max_bytes: int, bound: MemoryBound | None = None
+    ) -> None:
         self.max_bytes = max_bytes
         self.size = 0
         self._out = bytearray()
+        self._bound = bound
+        self._file: BinaryIO | None = None
         codings = [c.strip().lower() for c in (content_encoding or "").split(",") if c.strip()]
         stages: list[_Stage] = []
         # Encodings are listed in the order applied, so decoding runs them backwards.
@@ -95,26 +160,58 @@ class BodyDecoder:
             data = stage.feed(data)
         self._append(data)
 
-    def finish(self) -> bytes:
+    def finish(self) -> bytes | SpilledBody:
         for i, stage in enumerate(self._stages):
             data = stage.flush()
             for later in self._stages[i + 1 :]:
                 data = later.feed(data)
             self._append(data)
-        return bytes(self._out)
+        # The body is the caller's now: this decoder neither holds nor counts it any more.
+        file, self._file, self._bound = self._file, None, None
+        if file is not None:
+            file.flush()  # ``head`` reads the descriptor, under the file object's buffer
+            return SpilledBody(file, self.size)
+        body, self._out = bytes(self._out), bytearray()
+        return body
+
+    def discard(self) -> None:
+        """Let go of a body that will not be finished (the transfer failed): its memory, which
+        the bound stops counting, or its file."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        elif self._bound is not None:
+            self._bound.held -= len(self._out)
+        self._out, self._bound = bytearray(), None
 
     def _append(self, data: bytes) -> None:
         self.size += len(data)
         if self.size > self.max_bytes:
             raise FetchError("too_large", f"body exceeds {self.max_bytes} bytes after decoding")
-        self._out += data
+        if self._file is not None:
+            self._file.write(data)
+            return
+        bound = self._bound
+        if bound is None:
+            self._out += data
+        elif bound.held + len(data) <= bound.limit:
+            self._out += data
+            bound.held += len(data)
+        else:  # past the batch's bound: this body goes on in a file, and lets go of its memory
+            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - SpilledBody closes it
+            self._file.write(self._out)
+            self._file.write(data)
+            bound.held -= len(self._out)
+            self._out = bytearray()
 
 
 def decode_body(data: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
     """One-shot :class:`BodyDecoder`, for tests and for callers holding a whole body."""
     decoder = BodyDecoder(content_encoding, max_bytes)
     decoder.feed(data)
-    return decoder.finish()
+    body = decoder.finish()
+    assert isinstance(body, bytes)  # no bound: never spilled
+    return body
 
 
 # Media types that are never a feed. HTML is not here: sites serve feeds as text/html and the

@@ -68,7 +68,14 @@ from typing import Any, Final
 import pycurl  # type: ignore[import-not-found,import-untyped,unused-ignore]
 from yarl import URL
 
-from feedwatch.fetch.body import ACCEPT_ENCODING, BodyDecoder, non_feed_type, not_a_feed_reason
+from feedwatch.fetch.body import (
+    ACCEPT_ENCODING,
+    BodyDecoder,
+    MemoryBound,
+    SpilledBody,
+    non_feed_type,
+    not_a_feed_reason,
+)
 from feedwatch.fetch.errors import ErrorClass, FetchError, classify_status, parse_retry_after
 from feedwatch.fetch.guard import AddressPolicy, validate_url
 from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
@@ -258,6 +265,7 @@ class _Handle:
     """
 
     __slots__ = (
+        "bound",
         "curl",
         "decoder",
         "dirty",
@@ -283,6 +291,7 @@ class _Handle:
         self.policy = session.policy
         self.max_bytes = config.max_bytes
         self.fetch: _Fetch | None = None
+        self.bound: MemoryBound | None = None
         self.fresh = False
         self._clear()
         curl = self.curl = pycurl.Curl()
@@ -320,9 +329,11 @@ class _Handle:
         self.new_fds: list[int] = []
         self.dirty = False
 
-    def begin(self, fetch: _Fetch, timeout_ms: int, fresh: bool = False) -> None:
-        """Set up the next hop of ``fetch``; ``fresh`` forbids a kept connection."""
+    def begin(self, fetch: _Fetch, timeout_ms: int, bound: MemoryBound | None, fresh: bool = False) -> None:
+        """Set up the next hop of ``fetch``, its body held within the batch's ``bound``;
+        ``fresh`` forbids a kept connection."""
         self.fetch = fetch
+        self.bound = bound
         self._clear()
         curl = self.curl
         curl.setopt(pycurl.URL, str(fetch.url))
@@ -440,7 +451,7 @@ class _Handle:
         if declared.isdigit() and int(declared) > self.max_bytes:
             return self._stop(FetchError("too_large", f"Content-Length {declared} exceeds {self.max_bytes}"))
         try:
-            self.decoder = BodyDecoder(headers.get("content-encoding"), self.max_bytes)
+            self.decoder = BodyDecoder(headers.get("content-encoding"), self.max_bytes, self.bound)
         except FetchError as exc:
             return self._stop(exc)
         return None
@@ -522,8 +533,9 @@ class _Session:
 class _Batch:
     """One batch's fetches through a session: the slots, the host queues and the loop."""
 
-    def __init__(self, session: _Session, requests: Sequence[FetchRequest]) -> None:
+    def __init__(self, session: _Session, requests: Sequence[FetchRequest], hold_bytes: int | None) -> None:
         self.session = session
+        self.bound = MemoryBound(hold_bytes) if hold_bytes is not None else None
         self.multi = session.multi
         self.config = config = session.config
         self.per_host = config.per_host
@@ -652,7 +664,7 @@ class _Batch:
             return
         handle = self.session.take()
         try:
-            handle.begin(fetch, left_ms, fresh)
+            handle.begin(fetch, left_ms, self.bound, fresh)
             self.multi.add_handle(handle.curl)
         except pycurl.error as exc:
             self.session.give(handle)
@@ -684,11 +696,15 @@ class _Batch:
             try:  # the decoder's last bytes: a truncated gzip or the cap can still fail here
                 body = decoder.finish() if decoder is not None else b""
             except Exception as exc:  # noqa: BLE001 - one bad feed must never sink the batch
+                assert decoder is not None  # b"" does not raise
+                decoder.discard()
                 self._fail(fetch, classify_exception(exc))
                 return
             self._succeed(fetch, status, headers, body, wire)
             return
         refused, headers, dirty = handle.refused, handle.headers, handle.dirty
+        if handle.decoder is not None:  # a body cut short: the next hop, if any, starts afresh
+            handle.decoder.discard()
         session.give(handle)
         if dirty and code == _ABORTED:
             self._start(fetch, fresh=True)
@@ -706,11 +722,18 @@ class _Batch:
                 error = classify_curl(code, message)
         self._fail(fetch, error)
 
-    def _succeed(self, fetch: _Fetch, status: int, headers: dict[str, str], body: bytes, wire: int) -> None:
+    def _succeed(
+        self, fetch: _Fetch, status: int, headers: dict[str, str], body: bytes | SpilledBody, wire: int
+    ) -> None:
         request = fetch.request
+        spilled = None
+        if isinstance(body, SpilledBody):  # past the batch's memory bound: it stays in its file
+            spilled, body = body, body.head(1024)  # as much as the not-a-feed test reads
         if status != 304:
             reason = not_a_feed_reason(headers.get("content-type"), body)
             if reason:
+                if spilled is not None:
+                    spilled.close()
                 self._fail(fetch, FetchError("not_a_feed", reason, status=status))
                 return
         self._done(
@@ -720,7 +743,8 @@ class _Batch:
                 url=str(fetch.url),
                 status=status,
                 not_modified=status == 304,
-                body=body,
+                body=b"" if spilled is not None else body,
+                spilled=spilled,
                 headers=headers,
                 etag=headers.get("etag") or (request.etag if status == 304 else None),
                 last_modified=headers.get("last-modified")
@@ -822,14 +846,23 @@ _INHERITED: Final[list[dict[tuple[FetchConfig, AddressPolicy], _Session]]] = []
 
 
 def fetch_all(
-    requests: Sequence[FetchRequest], config: FetchConfig, policy: AddressPolicy
+    requests: Sequence[FetchRequest],
+    config: FetchConfig,
+    policy: AddressPolicy,
+    *,
+    hold_bytes: int | None = None,
 ) -> list[FetchResult | FetchError]:
-    """Fetch every request concurrently; results come back in the order of ``requests``."""
+    """Fetch every request concurrently; results come back in the order of ``requests``.
+
+    With ``hold_bytes``, the batch's bodies hold at most that many bytes of memory together
+    (plus one chunk a transfer); the rest go to temporary files, and such a result has an empty
+    ``body`` and its ``spilled`` set (``FetchResult.loaded`` reads it back).
+    """
     if not requests:
         return []
     session = _SESSIONS.get(config, policy)
     try:
-        return _Batch(session, requests).run()
+        return _Batch(session, requests, hold_bytes).run()
     except BaseException:
         # Interrupted (soft time limit, signal): transfers may be half done, so drop the
         # session and its connections; the next batch starts a fresh one.

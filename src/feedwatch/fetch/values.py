@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from feedwatch.fetch.body import SpilledBody
     from feedwatch.settings import Settings
 
 
@@ -69,7 +70,11 @@ class Redirect:
 
 @dataclass(frozen=True)
 class FetchResult:
-    """A successful fetch: 200 with a body, or 304 (``not_modified``, empty body)."""
+    """A successful fetch: 200 with a body, or 304 (``not_modified``, empty body).
+
+    A body fetched past the batch's memory bound (``fetch_all``'s ``hold_bytes``) is in
+    ``spilled``, a temporary file, and ``body`` is empty until :meth:`loaded`.
+    """
 
     request: FetchRequest
     url: str
@@ -82,6 +87,18 @@ class FetchResult:
     redirects: tuple[Redirect, ...] = ()
     elapsed: float = 0.0
     wire_bytes: int = 0
+    spilled: SpilledBody | None = None
+
+    @property
+    def size(self) -> int:
+        """The body's length, in memory or in its file."""
+        return self.spilled.size if self.spilled is not None else len(self.body)
+
+    def loaded(self) -> FetchResult:
+        """This result with its body in memory: a spilled body is read back and its file closed."""
+        if self.spilled is None:
+            return self
+        return replace(self, body=self.spilled.read(), spilled=None)
 
     @property
     def permanent_redirect(self) -> str | None:

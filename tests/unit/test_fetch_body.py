@@ -3,12 +3,18 @@ handling, without a transfer)."""
 
 from __future__ import annotations
 
+import errno
 import gzip
+import tempfile
 import zlib
+from pathlib import Path
+from typing import Any
 
 import pytest
+import structlog
 
 from feedwatch.fetch import FetchError, decode_body
+from feedwatch.fetch import body as body_module
 from feedwatch.fetch.body import BodyDecoder, MemoryBound, SpilledBody, looks_binary, not_a_feed_reason
 
 FEED = b"<?xml version='1.0'?><rss><channel><title>t</title></channel></rss>" * 20
@@ -194,3 +200,81 @@ def test_a_finished_body_is_the_callers_and_discard_leaves_it_alone() -> None:
 def test_a_bound_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         MemoryBound(0)
+
+
+@pytest.mark.parametrize("refusal", ["no-tmpdir", "disk-full"])
+def test_a_disk_that_refuses_the_first_bytes_leaves_the_batchs_bodies_in_memory(
+    refusal: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``TMPDIR`` missing (a read-only container), or a disk with no room (``/dev/full``, a real
+    ENOSPC): the body that would have gone to a file stays in memory, whole, and so do the
+    batch's later bodies, as without a bound. Logged once, with the directory."""
+    if refusal == "no-tmpdir":
+        monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    else:
+        monkeypatch.setattr(tempfile, "TemporaryFile", lambda: open("/dev/full", "w+b"))  # noqa: SIM115
+    capture = structlog.testing.LogCapture()
+    monkeypatch.setattr(body_module, "log", structlog.wrap_logger(None, processors=[capture]))
+    bound = MemoryBound(1000)
+    first, second = BodyDecoder(None, 1 << 20, bound), BodyDecoder(None, 1 << 20, bound)
+    first.feed(b"a" * 800)
+    second.feed(b"b" * 800)  # past the bound: the disk refuses, so memory
+    second.feed(b"c" * 800)
+    assert bound.refused is not None and bound.held == 2400
+    assert first.finish() == b"a" * 800 and second.finish() == b"b" * 800 + b"c" * 800
+    assert [e["event"] for e in capture.entries] == ["fetch.spill_refused"]
+    assert capture.entries[0]["limit_bytes"] == 1000 and capture.entries[0]["error"]
+
+
+_TEMPORARY_FILE = tempfile.TemporaryFile
+
+
+class _FillingFile:
+    """A real temporary file that takes ``room`` bytes and then fails as a full disk does."""
+
+    def __init__(self, room: int) -> None:
+        self._file = _TEMPORARY_FILE()
+        self._room = room
+
+    def write(self, data: Any) -> int:
+        self._room -= len(data)
+        if self._room < 0:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return self._file.write(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __enter__(self) -> _FillingFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+def test_a_disk_that_fills_under_a_spilled_body_fails_that_fetch_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The disk took the body's first bytes and then filled: that body cannot be whole, so its
+    fetch fails (classified ``protocol``, saying why), its file is closed, and the next body
+    past the bound still tries the disk."""
+    files: list[_FillingFile] = []
+
+    def filling() -> _FillingFile:
+        files.append(_FillingFile(room=1500))
+        return files[-1]
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", filling)
+    bound = MemoryBound(100)
+    decoder = BodyDecoder(None, 1 << 20, bound)
+    decoder.feed(b"x" * 1000)  # to its file
+    with pytest.raises(FetchError) as info:
+        decoder.feed(b"x" * 1000)
+    assert info.value.error_class == "protocol" and "temporary file" in info.value.message
+    assert "No space left" in info.value.message
+    decoder.discard()
+    assert files[0].closed and bound.refused is None
+    later = BodyDecoder(None, 1 << 20, bound)
+    later.feed(b"y" * 200)
+    spilled = later.finish()
+    assert isinstance(spilled, SpilledBody) and spilled.read() == b"y" * 200

@@ -12,12 +12,17 @@ parsed. The only I/O in this module is that file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import zlib
 from typing import BinaryIO, Final, Protocol
 
+import structlog
+
 from feedwatch.fetch.errors import FetchError
+
+log = structlog.get_logger("feedwatch.fetch")
 
 # What we advertise. Brotli is not installed, so "br" is not offered; a server sending it anyway
 # gets a protocol error rather than undecodable bytes handed to the parser.
@@ -87,15 +92,34 @@ class MemoryBound:
     bytes would take ``held`` past ``limit`` moves what it holds, and everything after it, to
     a temporary file. A finished body in memory stays counted until the batch ends; a failed
     transfer's bytes are let go (``BodyDecoder.discard``).
+
+    Where no temporary file can be made (``TMPDIR`` missing, read-only or full), the batch's
+    bodies stay in memory, as without a bound: a poll is worth more than the bound. That is
+    logged once a batch (``fetch.spill_refused``).
     """
 
-    __slots__ = ("held", "limit")
+    __slots__ = ("held", "limit", "refused")
 
     def __init__(self, limit: int) -> None:
         if limit <= 0:
             raise ValueError("MemoryBound.limit must be positive")
         self.limit = limit
         self.held = 0
+        self.refused: str | None = None  # why the disk refused a body, once it did
+
+    def admits(self, size: int) -> bool:
+        """True when ``size`` more bytes may stay in memory."""
+        return self.held + size <= self.limit or self.refused is not None
+
+    def refuse(self, exc: OSError) -> None:
+        self.refused = f"{type(exc).__name__}: {exc}"
+        log.warning(
+            "fetch.spill_refused",
+            error=self.refused,
+            tmpdir=tempfile.gettempdir(),
+            held_bytes=self.held,
+            limit_bytes=self.limit,
+        )
 
 
 class SpilledBody:
@@ -169,7 +193,11 @@ class BodyDecoder:
         # The body is the caller's now: this decoder neither holds nor counts it any more.
         file, self._file, self._bound = self._file, None, None
         if file is not None:
-            file.flush()  # ``head`` reads the descriptor, under the file object's buffer
+            try:
+                file.flush()  # ``head`` reads the descriptor, under the file object's buffer
+            except OSError as exc:
+                _close(file)
+                raise _disk_error(exc) from None
             return SpilledBody(file, self.size)
         body, self._out = bytes(self._out), bytearray()
         return body
@@ -178,7 +206,7 @@ class BodyDecoder:
         """Let go of a body that will not be finished (the transfer failed): its memory, which
         the bound stops counting, or its file."""
         if self._file is not None:
-            self._file.close()
+            _close(self._file)
             self._file = None
         elif self._bound is not None:
             self._bound.held -= len(self._out)
@@ -189,20 +217,50 @@ class BodyDecoder:
         if self.size > self.max_bytes:
             raise FetchError("too_large", f"body exceeds {self.max_bytes} bytes after decoding")
         if self._file is not None:
-            self._file.write(data)
+            try:
+                self._file.write(data)
+            except OSError as exc:  # the disk filled while this body was going to it
+                raise _disk_error(exc) from None
             return
         bound = self._bound
         if bound is None:
             self._out += data
-        elif bound.held + len(data) <= bound.limit:
+        elif bound.admits(len(data)) or not self._spill(data, bound):
             self._out += data
             bound.held += len(data)
-        else:  # past the batch's bound: this body goes on in a file, and lets go of its memory
-            self._file = tempfile.TemporaryFile()  # noqa: SIM115 - SpilledBody closes it
-            self._file.write(self._out)
-            self._file.write(data)
-            bound.held -= len(self._out)
-            self._out = bytearray()
+
+    def _spill(self, data: bytes, bound: MemoryBound) -> bool:
+        """Past the batch's bound: this body goes on in a file, with what it held (whose memory
+        the bound stops counting). False, the body left in memory, when the disk refuses."""
+        try:
+            file = tempfile.TemporaryFile()  # noqa: SIM115 - SpilledBody or discard closes it
+        except OSError as exc:
+            bound.refuse(exc)
+            return False
+        try:
+            file.write(self._out)
+            file.write(data)
+            file.flush()  # a disk that refuses the first bytes leaves them in memory
+        except OSError as exc:
+            _close(file)
+            bound.refuse(exc)
+            return False
+        self._file = file
+        bound.held -= len(self._out)
+        self._out = bytearray()
+        return True
+
+
+def _close(file: BinaryIO) -> None:
+    """Close a file the disk refused: closing flushes what is buffered, which fails again."""
+    with contextlib.suppress(OSError):
+        file.close()
+
+
+def _disk_error(exc: OSError) -> FetchError:
+    return FetchError(
+        "protocol", f"the body could not be kept in a temporary file ({tempfile.gettempdir()}): {exc}"
+    )
 
 
 def decode_body(data: bytes, content_encoding: str | None, max_bytes: int) -> bytes:

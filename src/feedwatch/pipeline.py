@@ -337,6 +337,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     )
     fetch_ms = int((time.monotonic() - started) * 1000)
     sizes = [r.size if isinstance(r, FetchResult) else 0 for r in results]
+    spilled = sum(1 for r in results if isinstance(r, FetchResult) and r.spilled is not None)
     parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_batch_bytes)
     del results  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
     reports: list[PollReport] = []
@@ -349,6 +350,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         fetch_ms=fetch_ms,
         store_ms=int((time.monotonic() - started) * 1000) - fetch_ms,
         **({"parts": len(parts)} if len(parts) > 1 else {}),
+        **({"spilled": spilled} if spilled else {}),  # bodies that waited in temporary files
         **outcomes,
     )
     return reports

@@ -399,6 +399,7 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
     assert count(ctx, Article) == 30 and count(ctx, Alert) == 1
     [batch] = [e for e in capture.entries if e["event"] == "poll.batch"]
     assert (batch["feeds"], batch["parts"], batch["ok"]) == (5, 3, 5)
+    assert batch["spilled"] == sum(spilled)
     expected = {i: len(bodies[n]) for i, n in zip(ids, bodies, strict=True)}
     with db.session_scope(ctx.settings) as session:
         assert {f.id: f.body_bytes for f in session.exec(select(Feed)).all()} == expected

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import subprocess
 import sys
@@ -79,6 +80,32 @@ def render_feed(index: int, items: int, item_bytes: int) -> bytes:
     return "".join(parts).encode()
 
 
+class BatchLines(logging.Handler):
+    """The service's own account of each poll batch: its ``poll.batch`` log line, which counts
+    the batch's parts and the bodies it kept in temporary files when there are any.
+
+    structlog hands the stdlib logger its event dict as the record's message
+    (``feedwatch.logs``); the pipeline's logger is taken out of the process's (WARNING) output
+    and read here alone."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.batches: list[dict[str, Any]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if isinstance(record.msg, dict) and record.msg.get("event") == "poll.batch":
+            self.batches.append(record.msg)
+
+    @classmethod
+    def attached(cls) -> BatchLines:
+        lines = cls()
+        logger = logging.getLogger("feedwatch.pipeline")  # the ``logger`` field of its lines
+        logger.handlers[:] = [lines]
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+        return lines
+
+
 def child(
     config: str, db_url: str, port: int, names: list[str], sizes: list[int], bound: int
 ) -> dict[str, Any]:
@@ -106,27 +133,12 @@ def child(
             with service.engine.begin() as conn:
                 for feed_id, size in zip(ids[1:], sizes, strict=True):
                     conn.execute(update(Feed).where(Feed.id == feed_id).values(body_bytes=size))
-        parts: list[int] = []
-        spilled: list[int] = []
-        real_part, real_fetch = pipeline._poll_part, pipeline.fetch_all
-
-        def counted(*args: Any) -> Any:
-            parts[-1] += 1
-            return real_part(*args)
-
-        def fetched(*args: Any, **kwargs: Any) -> Any:
-            results = real_fetch(*args, **kwargs)
-            spilled.append(sum(1 for r in results if getattr(r, "spilled", None) is not None))
-            return results
-
-        pipeline._poll_part = counted  # type: ignore[assignment]
-        pipeline.fetch_all = fetched
+        lines = BatchLines.attached()
         rss_before = proc_field(STATUS, "VmRSS")
         cpu = time.process_time()
         pipeline.tick(ctx)
         reports = []
         for batch in published:
-            parts.append(0)
             reports += checked(pipeline.poll_feeds(ctx, batch))
         cpu = time.process_time() - cpu
         peak = proc_field(STATUS, "VmHWM")
@@ -141,8 +153,8 @@ def child(
         "cpu_ms_per_item": round(cpu / articles * 1000, 4),
         "articles": articles,
         "batches": len(published),
-        "parts": sum(parts),
-        "bodies_spilled": sum(spilled),
+        "parts": sum(line.get("parts", 1) for line in lines.batches),
+        "bodies_spilled": sum(line.get("spilled", 0) for line in lines.batches),
     }
 
 

@@ -2,8 +2,8 @@
 
 libcurl hands over the bytes as sent (the fetch writes ``Accept-Encoding`` itself rather than
 setting libcurl's ``ACCEPT_ENCODING`` option), so that the cap applies to what decompression
-produces, chunk by chunk: a 50 KB gzip that inflates to 50 GB stops at
-``max_bytes`` having allocated at most ``max_bytes`` plus one chunk.
+produces, chunk by chunk: a 50 KB gzip that inflates to 50 GB stops at ``max_bytes`` having
+allocated at most ``max_bytes`` plus one chunk.
 
 A batch's fetches may also share a :class:`MemoryBound`: past it, a body goes on into an
 unnamed temporary file (:class:`SpilledBody`) instead of memory, and is read back when it is

@@ -214,8 +214,8 @@ _REQUEST_HEADERS: Final = (b"Accept: " + ACCEPT.encode(), b"Accept-Encoding: " +
 
 
 def _header_value(text: str) -> bytes:
-    # Header values are kept as aiohttp decoded them (UTF-8, undecodable bytes escaped), so a
-    # validator is sent back byte for byte.
+    # Header values are kept as ``_Handle._headers_end`` decoded them (UTF-8, undecodable bytes
+    # escaped), so a validator is sent back byte for byte.
     return text.encode("utf-8", "surrogateescape")
 
 

@@ -8,10 +8,12 @@ Policy, in the order it is applied:
    canonical dotted quad (``2130706433``, ``0x7f.1``, ``017700000001``, ``127.1``) is refused:
    ``blocked_address`` when the address it spells is blocked, ``invalid_url`` otherwise.
 3. Address: every address we connect to must be public. The check runs on the address actually
-   connected to: literal-IP URLs are checked before the request, host names inside
-   :class:`GuardedResolver`, which the aiohttp connector uses for every lookup, so a name that
-   re-resolves to 127.0.0.1 between two requests (DNS rebinding) is caught on the second one.
-   Blocked addresses are dropped from a resolution; if none is left the fetch fails.
+   connected to: literal-IP URLs are checked before the request; for a host name, the feed
+   fetch checks every address libcurl resolved as it opens the socket for it
+   (``feedwatch.fetch.client``, ``OPENSOCKETFUNCTION``), and the webhook channel's aiohttp
+   connector resolves through :class:`GuardedResolver`. So a name that re-resolves to
+   127.0.0.1 between two requests (DNS rebinding) is caught on the second one. Blocked
+   addresses are dropped from a resolution; if none is left the fetch fails.
 
 "Public" is decided by explicit tables below rather than ``ipaddress.is_private``/``is_global``,
 whose classification had bugs until Python 3.11.10 (we run 3.11.7). IPv6 is allow-listed to

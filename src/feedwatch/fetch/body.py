@@ -29,6 +29,8 @@ log = structlog.get_logger("feedwatch.fetch")
 ACCEPT_ENCODING: Final = "gzip, deflate"
 
 _CHUNK: Final = 64 * 1024
+#: What the binary sniff reads of a body (``looks_binary``): of a spilled one, all it reads back.
+SNIFF_BYTES: Final = 1024
 
 
 class _Stage(Protocol):
@@ -232,17 +234,15 @@ class BodyDecoder:
     def _spill(self, data: bytes, bound: MemoryBound) -> bool:
         """Past the batch's bound: this body goes on in a file, with what it held (whose memory
         the bound stops counting). False, the body left in memory, when the disk refuses."""
+        file: BinaryIO | None = None
         try:
             file = tempfile.TemporaryFile()  # noqa: SIM115 - SpilledBody or discard closes it
-        except OSError as exc:
-            bound.refuse(exc)
-            return False
-        try:
             file.write(self._out)
             file.write(data)
             file.flush()  # a disk that refuses the first bytes leaves them in memory
         except OSError as exc:
-            _close(file)
+            if file is not None:
+                _close(file)
             bound.refuse(exc)
             return False
         self._file = file
@@ -317,7 +317,7 @@ def looks_binary(body: bytes) -> bool:
 
     UTF-16 feeds contain NULs, so a UTF-16 byte-order mark exempts the body.
     """
-    head = body[:1024]
+    head = body[:SNIFF_BYTES]
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
         return False
     return head.startswith(_BINARY_MAGIC) or b"\x00" in head

@@ -70,6 +70,7 @@ from yarl import URL
 
 from feedwatch.fetch.body import (
     ACCEPT_ENCODING,
+    SNIFF_BYTES,
     BodyDecoder,
     MemoryBound,
     SpilledBody,
@@ -726,11 +727,12 @@ class _Batch:
         self, fetch: _Fetch, status: int, headers: dict[str, str], body: bytes | SpilledBody, wire: int
     ) -> None:
         request = fetch.request
-        spilled = None
-        if isinstance(body, SpilledBody):  # past the batch's memory bound: it stays in its file
-            spilled, body = body, body.head(1024)  # as much as the not-a-feed test reads
+        # A body past the batch's memory bound stays in its file; the sniff reads its head.
+        spilled = body if isinstance(body, SpilledBody) else None
+        kept = b"" if isinstance(body, SpilledBody) else body
         if status != 304:
-            reason = not_a_feed_reason(headers.get("content-type"), body)
+            head = spilled.head(SNIFF_BYTES) if spilled is not None else kept
+            reason = not_a_feed_reason(headers.get("content-type"), head)
             if reason:
                 if spilled is not None:
                     spilled.close()
@@ -743,7 +745,7 @@ class _Batch:
                 url=str(fetch.url),
                 status=status,
                 not_modified=status == 304,
-                body=b"" if spilled is not None else body,
+                body=kept,
                 spilled=spilled,
                 headers=headers,
                 etag=headers.get("etag") or (request.etag if status == 304 else None),

@@ -8,7 +8,9 @@ worker processes, hosts and restarts.
 Signature: a MinHash (``feedwatch.minhash``: datasketch's values without scipy; ``NUM_PERM``
 permutations, fixed seed so every process computes the same one) of the word 3-shingles of the
 folded title and text. Candidates come from LSH bands:
-``BANDS`` bands of ``ROWS`` rows, each band's values hashed into an indexed ``StoryBand.key``.
+``BANDS`` bands of ``ROWS`` rows, each band's values hashed into a key. A story's keys are one
+``StoryKeys`` row; PostgreSQL finds the stories sharing a key through the GIN index on its array,
+SQLite through ``StoryBand``, the same keys one row each under a B-tree.
 Two texts whose shingle sets have Jaccard similarity *s* share a band with probability
 ``1 - (1 - s**ROWS)**BANDS``: 0.42 at s=0.3, 0.99 at s=0.6, 1.0 above. A candidate is accepted
 when the estimated similarity reaches ``story_similarity`` (0.6 by default).
@@ -42,7 +44,7 @@ from sqlmodel import Session, col
 
 from feedwatch import store
 from feedwatch.minhash import minhash_many
-from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
+from feedwatch.models import HASH_KEY, Alert, Article, Feed, StoryBand, StoryCopy, StoryKeys
 from feedwatch.store import _table
 from feedwatch.textnorm import words
 
@@ -127,19 +129,27 @@ def find_story(
 
 
 _BAND = _table(StoryBand).c
-#: Built once (building costs more CPU than running it): the bands of the window with these keys.
+_KEYS = _table(StoryKeys).c
+#: Built once (building costs more CPU than running it): the stories of the window sharing a key
+#: with these. SQLite: the bands with these keys, one row a key.
 _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
     store.in_list(_BAND.key, "b_keys"), _BAND.created_at >= bindparam("b_since")
 )
-#: Keys per candidates query: a batch's flagged articles bring ~21 each.
+#: PostgreSQL: the stories whose keys overlap these, with all their keys (the GIN index's scan).
+_STORIES_BY_KEYS = sa_select(_KEYS.band_keys, _KEYS.alert_id).where(
+    store.Overlaps(_KEYS.band_keys, "b_keys", HASH_KEY), _KEYS.created_at >= bindparam("b_since")
+)
+#: Keys per candidates query on SQLite (an expanding ``IN``): a batch's flagged articles bring ~21
+#: each.
 _KEYS_PER_QUERY: Final = 2_000
 
 
 class _Stories:
-    """The stories a batch of signatures may be copies of: the alerts of the window whose bands
-    collide with any of them (one query per :data:`_KEYS_PER_QUERY` keys, the indexed scan of
-    ``ix_storyband_key_created``), and the stories the batch itself starts (:meth:`add`), which
-    a later signature of the same batch may copy."""
+    """The stories a batch of signatures may be copies of: the alerts of the window whose keys
+    collide with any of them (PostgreSQL: one query, the GIN index's scan of
+    ``ix_storykeys_band_keys``; SQLite: one query per :data:`_KEYS_PER_QUERY` keys, the indexed
+    scan of ``ix_storyband_key_created``), and the stories the batch itself starts
+    (:meth:`add`), which a later signature of the same batch may copy."""
 
     def __init__(
         self, session: Session, sigs: Sequence[Signature], now: datetime, policy: StoryPolicy
@@ -148,10 +158,17 @@ class _Stories:
         keys = sorted({key for sig in sigs for key in sig.keys})
         self.alerts_by_key: dict[str, list[int]] = {}
         since = now - policy.window
-        for start in range(0, len(keys), _KEYS_PER_QUERY):
-            params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
-            for key, alert_id in session.execute(_BANDS_BY_KEY, params).all():
-                self.alerts_by_key.setdefault(key, []).append(alert_id)
+        if session.get_bind().dialect.name == "postgresql":
+            wanted = set(keys)
+            params = {"b_keys": keys, "b_since": since}  # one array parameter, however long
+            for band_keys, alert_id in session.execute(_STORIES_BY_KEYS, params).all():
+                for key in wanted.intersection(band_keys):
+                    self.alerts_by_key.setdefault(key, []).append(alert_id)
+        else:
+            for start in range(0, len(keys), _KEYS_PER_QUERY):
+                params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
+                for key, alert_id in session.execute(_BANDS_BY_KEY, params).all():
+                    self.alerts_by_key.setdefault(key, []).append(alert_id)
         ids = sorted({a for alert_ids in self.alerts_by_key.values() for a in alert_ids})
         self.values = dict(zip(ids, _minhashes(session, ids), strict=True))
         self.new_by_key: dict[str, list[int]] = {}
@@ -222,13 +239,11 @@ def settle(
     created = store.create_alerts(session, [(f.article_id, f.topics, f.sig.hashvalues) for f in starts], now)
     # The batch's new stories in the order they were started: ``("new", index)`` names one.
     new_alerts = [created.get(f.article_id) for f in starts]
-    bands = [
-        {"alert_id": alert_id, "key": key, "created_at": now}
-        for f, alert_id in zip(starts, new_alerts, strict=True)
-        if alert_id is not None
-        for key in f.sig.keys
-    ]
-    store.insert_many(session, _insert_bands, bands)
+    record_keys(
+        session,
+        [(alert_id, f.sig) for f, alert_id in zip(starts, new_alerts, strict=True) if alert_id is not None],
+        now,
+    )
     copies: list[dict[str, Any]] = []
     result: list[int | None] = []
     for f, story in zip(flagged, found, strict=True):
@@ -253,6 +268,26 @@ def settle(
         log.info("alert.story_copy", alert_id=alert_id, article_id=f.article_id, similarity=score)
     store.insert_many(session, _insert_copies, copies)
     return result
+
+
+def record_keys(session: Session, stories: Sequence[tuple[int, Signature]], now: datetime) -> None:
+    """Store each new story's keys (alert id, signature): one ``StoryKeys`` row a story, and on
+    SQLite one ``StoryBand`` row a key as well (its index of them)."""
+    store.insert_many(
+        session,
+        _insert_keys,
+        [{"alert_id": alert_id, "band_keys": sig.keys, "created_at": now} for alert_id, sig in stories],
+    )
+    if session.get_bind().dialect.name != "postgresql":
+        store.insert_many(
+            session,
+            _insert_bands,
+            [
+                {"alert_id": alert_id, "key": key, "created_at": now}
+                for alert_id, sig in stories
+                for key in sig.keys
+            ],
+        )
 
 
 #: Per database (engine): alert id → its MinHash values, the most recently used kept.
@@ -287,6 +322,10 @@ def _minhashes(session: Session, alert_ids: list[int]) -> list[np.ndarray]:
 # Core inserts (``store.insert_many``), not ``session.add``: the rows are visible to the
 # transaction's next query without a flush (a flush would also write every dirty feed row of a
 # poll batch early).
+def _insert_keys(insert: Any) -> Any:
+    return insert(_table(StoryKeys))
+
+
 def _insert_bands(insert: Any) -> Any:
     return insert(_table(StoryBand))
 

@@ -34,7 +34,7 @@ from feedwatch import alerts, db, store, stories
 
 pytestmark = pytest.mark.timeout(120)
 
-TABLES = ("feed", "article", "match", "alert", "sighting", "storyband", "storycopy", "delivery")
+TABLES = ("feed", "article", "match", "alert", "sighting", "storykeys", "storycopy", "delivery")
 _ARTICLE = """INSERT INTO article (identity_key, feed_id, guid, url, title, summary, text, author,
     language, published_at, published_from_feed, fetched_at, content_hash, flagged,
     full_text_attempts)
@@ -50,10 +50,12 @@ _OTHERS = (
     """INSERT INTO sighting (article_id, feed_id, seen_at)
   SELECT id, 1 + mod(feed_id + 1, 2000), now() FROM article
   WHERE mod(id, 5) = 0 AND id > (SELECT coalesce(max(article_id), 0) FROM sighting)""",
-    """INSERT INTO storyband (alert_id, key, created_at)
-  SELECT alert.id, md5(alert.id::text || ':' || b) || md5(b::text), now()
-  FROM alert JOIN article ON article.id = alert.article_id, generate_series(1, 21) AS b
-  WHERE article.flagged AND alert.id > (SELECT coalesce(max(alert_id), 0) FROM storyband)""",
+    """INSERT INTO storykeys (alert_id, band_keys, created_at)
+  SELECT alert.id,
+    ARRAY(SELECT md5(alert.id::text || ':' || b) || md5(b::text) FROM generate_series(1, 21) AS b),
+    now()
+  FROM alert JOIN article ON article.id = alert.article_id
+  WHERE article.flagged AND alert.id > (SELECT coalesce(max(alert_id), 0) FROM storykeys)""",
     """INSERT INTO storycopy (alert_id, article_id, feed_id, similarity, created_at)
   SELECT alert.id, article.id, article.feed_id, 0.9, now() FROM alert
   JOIN article ON article.id = alert.article_id + 1
@@ -89,7 +91,7 @@ def lagging(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Connection]:
                 "match",
                 "alert",
                 "sighting",
-                "storyband",
+                "storykeys",
                 "storycopy",
                 "delivery",
             ):
@@ -177,7 +179,7 @@ def _samples(conn: Connection) -> dict[str, Any]:
         "flagged_ids": newest("SELECT id FROM article WHERE flagged ORDER BY id DESC LIMIT 25"),
         "keys": newest("SELECT identity_key FROM article ORDER BY id DESC LIMIT 500"),
         "alert_ids": alert_ids,
-        "bands": newest("SELECT key FROM storyband ORDER BY id DESC LIMIT 200"),
+        "bands": newest("SELECT unnest(band_keys) FROM storykeys ORDER BY alert_id DESC LIMIT 200"),
         "finish": {
             "b_id": alert_ids[0],
             "b_change": True,
@@ -206,7 +208,10 @@ STATEMENTS: dict[tuple[Any, str], Any] = {
     (store, "_IDS_BY_KEY"): lambda v: {"b_ids": v["keys"]},
     (store, "_SIGHTED"): lambda v: {"b_keys": v["keys"]},
     (store, "_REQUEST_FULL_TEXT"): lambda v: {"b_ids": v["article_ids"], "b_now": v["now"]},
-    (stories, "_BANDS_BY_KEY"): lambda v: {"b_keys": v["bands"], "b_since": v["now"] - timedelta(hours=48)},
+    (stories, "_STORIES_BY_KEYS"): lambda v: {
+        "b_keys": v["bands"],
+        "b_since": v["now"] - timedelta(hours=48),
+    },
     (stories, "_MINHASHES"): lambda v: {"b_ids": v["alert_ids"]},
 }
 

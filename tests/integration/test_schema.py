@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,14 +13,26 @@ from alembic.migration import MigrationContext
 from sqlmodel import SQLModel
 from support.settings import database_settings
 
-import feedwatch.models  # noqa: F401 - registers the tables
 from feedwatch import db
+from feedwatch.models import declared_on  # (importing the models registers the tables)
+
+NOW = datetime(2026, 12, 3, 12, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_migrations_match_the_models(kind: str, tmp_path: Path) -> None:
+    """An index the models declare for one dialect (``ddl_if``) is compared there only, as the
+    migrations' environment compares it."""
     with database_settings(kind, tmp_path) as settings, db.get_engine(settings).connect() as conn:
-        diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+        context = MigrationContext.configure(
+            conn,
+            opts={
+                "include_object": lambda item, _name, what, reflected, _other: (
+                    reflected or what != "index" or declared_on(item, kind)
+                )
+            },
+        )
+        diffs = compare_metadata(context, SQLModel.metadata)
     structural = [d for d in diffs if isinstance(d, tuple) and d[0].startswith(("add_", "remove_"))]
     assert structural == []
 
@@ -116,3 +130,101 @@ def test_hash_keys_compare_bytes_and_their_lookups_use_their_indexes(tmp_path: P
     assert sorted(collations) == [("article", "identity_key", "C"), ("storyband", "key", "C")]
     assert "article_identity_key_key" in plans["article"], plans["article"]
     assert "ix_storyband_key_created" in plans["storyband"], plans["storyband"]
+
+
+def test_the_story_lookup_reads_the_gin_index_of_the_keys(tmp_path: Path) -> None:
+    """Migration 0011: a story's keys are one array in the "C" collation under a GIN index, and the
+    service's lookup (``stories._STORIES_BY_KEYS``, its array bound as psycopg binds it) reads
+    them through that index, also as a generic plan."""
+    from sqlalchemy import text
+
+    from feedwatch import stories
+
+    with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
+        (collation,) = conn.execute(
+            text(
+                "SELECT attcollation::regcollation::text FROM pg_attribute"
+                " WHERE attrelid = 'storykeys'::regclass AND attname = 'band_keys'"
+            )
+        ).one()
+        conn.execute(text("SET enable_seqscan = off"))  # an empty table: ask whether the index can serve
+        conn.execute(text("SET plan_cache_mode = force_generic_plan"))
+        lookup = str(stories._STORIES_BY_KEYS.compile(conn))
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {lookup}", {"b_keys": ["1:ab", "t:cd"], "b_since": NOW}, prepare=True)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+    assert collation == '"C"'
+    assert "ix_storykeys_band_keys" in plan, plan
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0011_moves_the_band_rows_into_one_row_a_story_and_back(kind: str, tmp_path: Path) -> None:
+    """Stories stored before 0011 keep their keys (in their order, with their earliest time):
+    on PostgreSQL they leave ``storyband`` for ``storykeys``; SQLite keeps both. The downgrade
+    gives PostgreSQL its band rows back."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    with database_settings(kind, tmp_path) as settings:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        command.downgrade(cfg, "0010")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO feed (id, config_url, url, name, tags, interval_minutes, full_text, enabled,"
+                    " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
+                    " error_count, total_errors, redirect_count, redirect_history, poll_history,"
+                    " conditional_polls, created_at, updated_at) VALUES (1, 'http://127.0.0.1/f',"
+                    " 'http://127.0.0.1/f', 'f', '[]', 5, false, true, 'ok', :at, '', 0, 0, 0, 0, 0, 0,"
+                    " '[]', '[]', 0, :at, :at)"
+                ),
+                {"at": NOW},
+            )
+            for n in (1, 2):
+                conn.execute(
+                    text(
+                        "INSERT INTO article (id, identity_key, feed_id, title, summary, text, published_at,"
+                        " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
+                        " VALUES (:n, :key, 1, 't', '', 'x', :at, true, :at, 'h', true, 0)"
+                    ),
+                    {"n": n, "key": f"k{n}", "at": NOW},
+                )
+                conn.execute(
+                    text(
+                        "INSERT INTO alert (id, article_id, topics, status, attempts, created_at, minhash)"
+                        " VALUES (:n, :n, '[]', 'pending', 0, :at, '[]')"
+                    ),
+                    {"n": n, "at": NOW},
+                )
+            bands = [
+                (1, "3:c", NOW),
+                (1, "0:a", NOW - timedelta(minutes=1)),
+                (1, "t:b", NOW),
+                (2, "0:z", NOW),
+            ]
+            for alert_id, key, at in bands:
+                conn.execute(
+                    text("INSERT INTO storyband (alert_id, key, created_at) VALUES (:a, :k, :at)"),
+                    {"a": alert_id, "k": key, "at": at},
+                )
+        command.upgrade(cfg, "0011")
+        with engine.connect() as conn:
+            moved = conn.execute(
+                text("SELECT alert_id, band_keys, created_at FROM storykeys ORDER BY alert_id")
+            ).all()
+            left = conn.execute(text("SELECT count(*) FROM storyband")).scalar_one()
+        keys = [(a, k if isinstance(k, list) else json.loads(k)) for a, k, _ in moved]
+        assert keys == [(1, ["3:c", "0:a", "t:b"]), (2, ["0:z"])]
+        first = moved[0][2] if isinstance(moved[0][2], datetime) else datetime.fromisoformat(moved[0][2])
+        assert (first if first.tzinfo else first.replace(tzinfo=UTC)) == NOW - timedelta(minutes=1)
+        assert left == (0 if kind == "postgresql" else 4)
+        command.downgrade(cfg, "0010")
+        with engine.connect() as conn:
+            back = conn.execute(text("SELECT alert_id, key FROM storyband ORDER BY id")).all()
+        assert [tuple(r) for r in back] == [(a, k) for a, k, _ in bands]
+        command.upgrade(cfg, "head")

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session
 
 from feedwatch import stories
-from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy
+from feedwatch.models import Alert, Article, Feed, StoryCopy
 
 
 def add_feed(session: Session, name: str = "A", url: str = "http://a/") -> Feed:
@@ -38,9 +38,8 @@ def add_story(session: Session, feed: Feed, key: str, title: str, text: str, at:
 
 
 def record_story(session: Session, alert_id: int, sig: stories.Signature, at: datetime) -> None:
-    """Index a stored alert's story bands, as ``stories.settle`` does for the alerts it makes."""
-    session.add_all(StoryBand(alert_id=alert_id, key=key, created_at=at) for key in sig.keys)
-    session.flush()
+    """Store a stored alert's story keys, as ``stories.settle`` does for the alerts it makes."""
+    stories.record_keys(session, [(alert_id, sig)], at)
 
 
 def add_copy(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import feedwatch.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from feedwatch.db import make_engine
+from feedwatch.models import declared_on  # (importing the models registers the tables)
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -20,6 +20,9 @@ def run_migrations_online() -> None:
             target_metadata=target_metadata,
             render_as_batch=connection.dialect.name == "sqlite",
             compare_type=True,
+            include_object=lambda item, _name, kind, reflected, _other: (
+                reflected or kind != "index" or declared_on(item, connection.dialect.name)
+            ),
         )
         context.run_migrations()
 

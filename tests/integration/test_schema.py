@@ -159,6 +159,69 @@ def test_the_story_lookup_reads_the_gin_index_of_the_keys(tmp_path: Path) -> Non
     assert "ix_storykeys_band_keys" in plan, plan
 
 
+def test_the_story_lookup_reads_the_gin_index_when_planned_with_its_keys(tmp_path: Path) -> None:
+    """A plan made with the keys in hand (a connection's first runs of the lookup) reads the
+    index too. Shown the keys, PostgreSQL guesses that 0.5 % of the stories hold each (hashes have
+    no most-common elements), here that most of them match, and would scan the table comparing
+    every key of every story with every key looked up: seconds at a few thousand keys and stories.
+    The lookup hides its keys behind a sub-select (``store.Overlaps``)."""
+    from sqlalchemy import text
+
+    from feedwatch import stories
+
+    with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO feed (id, config_url, url, name, tags, interval_minutes, full_text, enabled,"
+                " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
+                " error_count, total_errors, redirect_count, redirect_history, poll_history,"
+                " conditional_polls, created_at, updated_at) VALUES (1, 'http://127.0.0.1/f',"
+                " 'http://127.0.0.1/f', 'f', '[]', 5, false, true, 'ok', :at, '', 0, 0, 0, 0, 0, 0,"
+                " '[]', '[]', 0, :at, :at)"
+            ),
+            {"at": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO article (id, identity_key, feed_id, title, summary, text, published_at,"
+                " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
+                " SELECT n, 'k' || n, 1, 't', '', 'x', :at, true, :at, 'h', true, 0"
+                " FROM generate_series(1, 1000) AS n"
+            ),
+            {"at": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO alert (id, article_id, topics, status, attempts, created_at, minhash)"
+                " SELECT n, n, '[]', 'pending', 0, :at, '[]' FROM generate_series(1, 1000) AS n"
+            ),
+            {"at": NOW},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO storykeys (alert_id, band_keys, created_at)"
+                " SELECT n, ARRAY(SELECT md5(n || ':' || b) || md5(b || ':' || n)"
+                " FROM generate_series(1, 21) AS b), :at FROM generate_series(1, 1000) AS n"
+            ),
+            {"at": NOW},
+        )
+        conn.execute(text("ANALYZE storykeys"))
+        keys = [f"{n:064x}" for n in range(189)] + list(
+            conn.execute(text("SELECT band_keys FROM storykeys WHERE alert_id = 7")).scalar_one()
+        )
+        lookup = str(stories._STORIES_BY_KEYS.compile(conn))
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            cursor.execute(f"EXPLAIN {lookup}", {"b_keys": keys, "b_since": NOW}, prepare=False)
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+            cursor.execute(lookup, {"b_keys": keys, "b_since": NOW}, prepare=False)
+            found = [alert_id for _, alert_id in cursor.fetchall()]
+    assert "ix_storykeys_band_keys" in plan, plan
+    assert "Seq Scan on storykeys" not in plan, plan
+    assert found == [7]
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_migration_0011_moves_the_band_rows_into_one_row_a_story_and_back(kind: str, tmp_path: Path) -> None:
     """Stories stored before 0011 keep their keys (in their order, with their earliest time):

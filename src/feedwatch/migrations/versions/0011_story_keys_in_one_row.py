@@ -9,14 +9,15 @@ the keys as an array, looked up through a GIN index (``band_keys && :keys``), co
 
 PostgreSQL: ``storykeys`` is created with its GIN index (``fastupdate`` off: a lookup never
 reads a pending list), filled from ``storyband`` (each alert's keys in their order, its earliest
-``created_at``), and ``storyband`` is emptied: the service no longer writes or reads it there.
+``created_at``), and ``storyband`` is truncated: the service no longer writes or reads it there.
 
 SQLite has no inverted index: ``storyband`` stays its index of the keys, and ``storykeys`` is
 filled from it as well (a JSON list), so every alert has its keys in one row on both.
 
-The upgrade locks ``storyband`` and ``alert`` (for the foreign key) while it copies: about a
-second per 100,000 stories; upgrade in a quiet moment. The downgrade copies the keys back into
-``storyband`` rows on PostgreSQL and drops ``storykeys``.
+The upgrade locks ``storyband`` and ``alert`` (for the foreign key) while it copies: 14 s for
+100,000 stories (2.1 million band rows) on the benchmark machine; upgrade in a quiet moment. The
+downgrade copies the keys back into ``storyband`` rows on PostgreSQL (32 s for as many) and
+drops ``storykeys``.
 
 Revision ID: 0011
 Revises: 0010
@@ -54,7 +55,9 @@ def upgrade() -> None:
             "INSERT INTO storykeys (alert_id, band_keys, created_at)"
             " SELECT alert_id, array_agg(key ORDER BY id), min(created_at) FROM storyband GROUP BY alert_id"
         )
-        op.execute("DELETE FROM storyband")
+        # TRUNCATE, not DELETE: nothing writes the table here again, so space a DELETE left would
+        # stay the table's until a VACUUM FULL.
+        op.execute("TRUNCATE storyband")
         op.create_index(
             "ix_storykeys_band_keys",
             "storykeys",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -170,33 +171,7 @@ def test_the_story_lookup_reads_the_gin_index_when_planned_with_its_keys(tmp_pat
     from feedwatch import stories
 
     with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO feed (id, config_url, url, name, tags, interval_minutes, full_text, enabled,"
-                " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
-                " error_count, total_errors, redirect_count, redirect_history, poll_history,"
-                " conditional_polls, created_at, updated_at) VALUES (1, 'http://127.0.0.1/f',"
-                " 'http://127.0.0.1/f', 'f', '[]', 5, false, true, 'ok', :at, '', 0, 0, 0, 0, 0, 0,"
-                " '[]', '[]', 0, :at, :at)"
-            ),
-            {"at": NOW},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO article (id, identity_key, feed_id, title, summary, text, published_at,"
-                " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
-                " SELECT n, 'k' || n, 1, 't', '', 'x', :at, true, :at, 'h', true, 0"
-                " FROM generate_series(1, 1000) AS n"
-            ),
-            {"at": NOW},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO alert (id, article_id, topics, status, attempts, created_at, minhash)"
-                " SELECT n, n, '[]', 'pending', 0, :at, '[]' FROM generate_series(1, 1000) AS n"
-            ),
-            {"at": NOW},
-        )
+        _alerted_articles(conn, 1000)
         conn.execute(
             text(
                 "INSERT INTO storykeys (alert_id, band_keys, created_at)"
@@ -237,33 +212,7 @@ def test_migration_0011_moves_the_band_rows_into_one_row_a_story_and_back(kind: 
         cfg.attributes["engine"] = engine = db.get_engine(settings)
         command.downgrade(cfg, "0010")
         with engine.begin() as conn:
-            conn.execute(
-                text(
-                    "INSERT INTO feed (id, config_url, url, name, tags, interval_minutes, full_text, enabled,"
-                    " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
-                    " error_count, total_errors, redirect_count, redirect_history, poll_history,"
-                    " conditional_polls, created_at, updated_at) VALUES (1, 'http://127.0.0.1/f',"
-                    " 'http://127.0.0.1/f', 'f', '[]', 5, false, true, 'ok', :at, '', 0, 0, 0, 0, 0, 0,"
-                    " '[]', '[]', 0, :at, :at)"
-                ),
-                {"at": NOW},
-            )
-            for n in (1, 2):
-                conn.execute(
-                    text(
-                        "INSERT INTO article (id, identity_key, feed_id, title, summary, text, published_at,"
-                        " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
-                        " VALUES (:n, :key, 1, 't', '', 'x', :at, true, :at, 'h', true, 0)"
-                    ),
-                    {"n": n, "key": f"k{n}", "at": NOW},
-                )
-                conn.execute(
-                    text(
-                        "INSERT INTO alert (id, article_id, topics, status, attempts, created_at, minhash)"
-                        " VALUES (:n, :n, '[]', 'pending', 0, :at, '[]')"
-                    ),
-                    {"n": n, "at": NOW},
-                )
+            _alerted_articles(conn, 2)
             bands = [
                 (1, "3:c", NOW),
                 (1, "0:a", NOW - timedelta(minutes=1)),
@@ -291,3 +240,36 @@ def test_migration_0011_moves_the_band_rows_into_one_row_a_story_and_back(kind: 
             back = conn.execute(text("SELECT alert_id, key FROM storyband ORDER BY id")).all()
         assert [tuple(r) for r in back] == [(a, k) for a, k, _ in bands]
         command.upgrade(cfg, "head")
+
+
+def _alerted_articles(conn: Any, count: int) -> None:
+    """A feed (id 1) with ``count`` flagged articles and their alerts (ids 1 to ``count``)."""
+    from sqlalchemy import text
+
+    conn.execute(
+        text(
+            "INSERT INTO feed (id, config_url, url, name, tags, interval_minutes, full_text, enabled,"
+            " state, next_check_at, next_check_reason, unreported_claims, last_entries, last_new,"
+            " error_count, total_errors, redirect_count, redirect_history, poll_history,"
+            " conditional_polls, created_at, updated_at) VALUES (1, 'http://127.0.0.1/f',"
+            " 'http://127.0.0.1/f', 'f', '[]', 5, false, true, 'ok', :at, '', 0, 0, 0, 0, 0, 0,"
+            " '[]', '[]', 0, :at, :at)"
+        ),
+        {"at": NOW},
+    )
+    numbers = "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < :count) "
+    conn.execute(
+        text(
+            numbers + "INSERT INTO article (id, identity_key, feed_id, title, summary, text, published_at,"
+            " published_from_feed, fetched_at, content_hash, flagged, full_text_attempts)"
+            " SELECT n, 'k' || n, 1, 't', '', 'x', :at, true, :at, 'h', true, 0 FROM s"
+        ),
+        {"at": NOW, "count": count},
+    )
+    conn.execute(
+        text(
+            numbers + "INSERT INTO alert (id, article_id, topics, status, attempts, created_at, minhash)"
+            " SELECT n, n, '[]', 'pending', 0, :at, '[]' FROM s"
+        ),
+        {"at": NOW, "count": count},
+    )

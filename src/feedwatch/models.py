@@ -254,10 +254,11 @@ class Delivery(SQLModel, table=True):
 
 class StoryKeys(SQLModel, table=True):
     """A story's band keys (``feedwatch.stories``), written with its alert. On PostgreSQL an array
-    of hash keys under a GIN index (``band_keys && :keys`` finds the alerts sharing a key): one
-    row an alert where :class:`StoryBand` took 21, at about a quarter of the database's CPU
-    (migration 0011). On SQLite a JSON list, read back only; :class:`StoryBand` serves its
-    lookups."""
+    of hash keys under a GIN index (``band_keys && (SELECT :keys)`` finds the alerts sharing a
+    key, ``store.Overlaps``): one row an alert where :class:`StoryBand` took 21, for about a
+    quarter of the database CPU those took (migration 0011). On SQLite a JSON list that the
+    service does not search (:class:`StoryBand` serves the lookups there), kept so that a
+    story's keys are one row on both databases."""
 
     __table_args__ = (
         Index(

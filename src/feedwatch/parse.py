@@ -88,6 +88,25 @@ class ParsedEntry:
         """The one date the schedule reads of an entry: published, else updated."""
         return self.published or self.updated
 
+    def without_texts(self) -> ParsedEntry:
+        """This entry with its raw texts (title, summary, content) dropped, once its draft holds
+        them. Built field by field: ``dataclasses.replace`` took 4.1 µs an entry against 2.0, a
+        new item's ~1 % of a feeds worker (tests/unit/test_parse.py holds the two equal)."""
+        return ParsedEntry(
+            guid=self.guid,
+            link=self.link,
+            title="",
+            summary_html="",
+            content_html="",
+            author=self.author,
+            published=self.published,
+            updated=self.updated,
+            language=self.language,
+            base=self.base,
+            known=self.known,
+            fingerprint=self.fingerprint,
+        )
+
 
 @dataclass(frozen=True)
 class ParsedFeed:

@@ -495,9 +495,7 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
     poll.report.entries = poll.report.kept + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
     # The raw texts live on in the drafts; the batch write reads only identities and dates
     # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
-    entries = tuple(
-        e if e.known else replace(e, title="", summary_html="", content_html="") for e in poll.parsed.entries
-    )
+    entries = tuple(e if e.known else e.without_texts() for e in poll.parsed.entries)
     poll.parsed = replace(poll.parsed, entries=entries)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import time
+from dataclasses import fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from feedwatch.parse import (
     FEEDPARSER_PI_ENCODING,
     MAX_ENTRIES,
+    ParsedEntry,
     ParsedFeed,
     ParseError,
     _struct_time,
@@ -247,3 +249,21 @@ def test_an_unparsable_base_is_ignored(body: bytes) -> None:
     (entry,) = feed.entries
     assert entry.title == "One"
     assert entry.base == URL  # the malformed base is skipped: links resolve against the feed URL
+
+
+def test_an_entry_without_its_texts_keeps_every_other_field() -> None:
+    """``ParsedEntry.without_texts`` builds the entry field by field: a field added to the class
+    and not to the method would be lost there. Every field gets a distinct value here."""
+    values: dict[str, object] = {}
+    for n, f in enumerate(fields(ParsedEntry)):
+        if f.type in ("datetime | None",):
+            values[f.name] = datetime(2026, 1, 1 + n, tzinfo=UTC)
+        elif f.type == "bool":
+            values[f.name] = True
+        elif f.type == "bytes | None":
+            values[f.name] = bytes([n]) * 8
+        else:
+            values[f.name] = f"{f.name}-{n}"
+    entry = ParsedEntry(**values)  # type: ignore[arg-type]
+    assert entry.without_texts() == replace(entry, title="", summary_html="", content_html="")
+    assert len({repr(v) for v in values.values()}) == len(values)

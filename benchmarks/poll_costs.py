@@ -69,9 +69,9 @@ def checked(reports: list[Any]) -> list[Any]:
 
 
 def time_story_lookup(service: Any) -> dict[str, Any]:
-    """The story lookup for the newest alert's signature, run eight times (PostgreSQL may move a
-    prepared statement to a generic plan after five runs: db.py asks for custom plans), and the
-    number of stories it searches."""
+    """The story lookup for the newest alert's signature, run eight times (psycopg prepares a
+    statement after its fifth run on a connection, and PostgreSQL may then keep a generic plan
+    for it), and the number of stories it searches."""
     from feedwatch import db, stories
     from feedwatch.models import StoryKeys
     from feedwatch.timeutil import utcnow

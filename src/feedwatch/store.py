@@ -149,16 +149,18 @@ class Overlaps(ColumnElement[bool]):
     _is_implicitly_boolean = True
     _traverse_internals = InList._traverse_internals
 
-    def __init__(self, column: Any, name: str, item_type: Any) -> None:
+    def __init__(self, column: Any, name: str) -> None:
         self.column = column
         self.name = name
-        self.item_type = item_type  # the type of the array's elements
 
 
 @compiles(Overlaps, "postgresql")
 def _overlaps(element: Overlaps, compiler: Any, **kw: Any) -> str:
+    # The column's own array type on this dialect (a JSON-or-ARRAY variant gives its ARRAY), so
+    # the list is cast to it, its elements' collation included.
+    array_type = postgresql.ARRAY(element.column.type.dialect_impl(compiler.dialect).item_type)
     column = compiler.process(element.column, **kw)
-    array = compiler.process(bindparam(element.name, type_=postgresql.ARRAY(element.item_type)), **kw)
+    array = compiler.process(bindparam(element.name, type_=array_type), **kw)
     return _binary(f"{column} && (SELECT {array})", element.name, compiler)
 
 

@@ -44,7 +44,7 @@ from sqlmodel import Session, col
 
 from feedwatch import store
 from feedwatch.minhash import minhash_many
-from feedwatch.models import HASH_KEY, Alert, Article, Feed, StoryBand, StoryCopy, StoryKeys
+from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy, StoryKeys
 from feedwatch.store import _table
 from feedwatch.textnorm import words
 
@@ -137,7 +137,7 @@ _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
 )
 #: PostgreSQL: the stories whose keys overlap these, with all their keys (the GIN index's scan).
 _STORIES_BY_KEYS = sa_select(_KEYS.band_keys, _KEYS.alert_id).where(
-    store.Overlaps(_KEYS.band_keys, "b_keys", HASH_KEY), _KEYS.created_at >= bindparam("b_since")
+    store.Overlaps(_KEYS.band_keys, "b_keys"), _KEYS.created_at >= bindparam("b_since")
 )
 #: Keys per candidates query on SQLite (an expanding ``IN``): a batch's flagged articles bring ~21
 #: each.

@@ -4,8 +4,8 @@ A story (an alert, ``feedwatch.stories``) has 20 LSH band keys and a title key. 
 was a ``storyband`` row: a heap tuple, three index entries (its id, its alert, its key) and a
 foreign-key check each, ~260-290 us of PostgreSQL's CPU a story, a sixth of the database's
 work while every new item is stored in the benchmark (one item in 20 flagged). One row holding
-the keys as an array, looked up through a GIN index (``band_keys && :keys``), costs ~75 us
-(``docs/performance.md``, round 27).
+the keys as an array, looked up through a GIN index (``band_keys && (SELECT :keys)``), costs
+~75 us (``docs/performance-history.md``, round 27).
 
 PostgreSQL: ``storykeys`` is created with its GIN index (``fastupdate`` off: a lookup never
 reads a pending list), filled from ``storyband`` (each alert's keys in their order, its earliest

@@ -48,8 +48,9 @@ def test_quick_json_shape() -> None:
     ingest_keys = ("parse_only_items_per_s", "ratio", "parse_only_defaults_items_per_s", "ratio_to_defaults")
     for key in ("items_per_s", *ingest_keys):
         assert key in result["ingest"], key
-    # Each throughput baseline is measured before the service and after it; the ratio divides by
-    # their mean, and the spread says whether the machine held still in between.
+    # Each throughput baseline is measured right before its phase and right after it, beside the
+    # idle service; the ratio divides by their mean, and the spread says whether the machine held
+    # still in between.
     baselines = (("poll", "floor", "floor_feeds_per_s"), ("ingest", "parse_only", "parse_only_items_per_s"))
     for part, name, key in baselines:
         figures = result[part]
@@ -57,9 +58,21 @@ def test_quick_json_shape() -> None:
         assert before > 0 and after > 0, figures
         assert figures[key] == round((before + after) / 2, 1)
         assert abs(figures[f"{name}_spread"] - abs(after - before) / figures[key]) <= 0.001
+        assert len(figures["service_cores"]) == 2 and min(figures["service_cores"]) >= 0
     poll, ingest = result["poll"], result["ingest"]
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
     assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)
+    # The work the window left (alerts to deliver, full texts to read), drained after it, and
+    # the rate with the window's share of it charged: never above the window's own rate.
+    for figures in (ingest, result["ingest_real"]) if "items" in result["ingest_real"] else (ingest,):
+        assert set(figures["left_at_window_end"]) == {"full_texts", "alerts"}
+        assert figures["drain"]["s"] >= 0 and figures["deferred_cpu_s"] >= 0
+        assert 0 < figures["items_per_s_all_in"] <= figures["items_per_s"]
+        assert figures["ratio_all_in"] == round(
+            figures["items_per_s_all_in"] / figures["parse_only_items_per_s"], 3
+        )
+    met = min(ingest["ratio"], ingest["ratio_all_in"]) >= 0.8
+    assert result["targets"]["ingest_ratio>=0.8"] is met
     steady = max(poll["floor_spread"], ingest["parse_only_spread"]) <= 0.10
     assert result["baselines_steady"] is steady
     assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
@@ -107,7 +120,10 @@ def test_quick_json_shape() -> None:
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["sizes"]["feeds"] == 60
     phases = result["phases_s"]  # wall-clock seconds per step, in the order they ran
-    for key in ("floor", "pg.memory_idle", "pg.warm_up", "pg.capacity", "pg.scale_out", "sqlite.capacity"):
+    for key in (
+        "floor", "pg.memory_idle", "pg.warm_up", "pg.floor_before", "pg.capacity", "pg.floor_after",
+        "pg.parse_only_before", "pg.ingest", "pg.parse_only_after", "pg.scale_out", "sqlite.capacity",
+    ):  # fmt: skip
         assert key in phases, key
     assert all(isinstance(v, float) for v in phases.values())
     assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all

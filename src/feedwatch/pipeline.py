@@ -858,14 +858,21 @@ def article_fetch_config(settings: Settings) -> FetchConfig:
 
 
 def process_articles(ctx: Context, article_ids: Sequence[int]) -> list[ArticleReport]:
-    """The full-text stage for a batch of candidates: fetch concurrently, then one by one
-    extract, detect the language, match, store, and publish any alert after its commit."""
+    """The full-text stage for a batch of candidates: fetch concurrently; record the failed
+    fetches together (one transaction); then one by one extract, detect the language, match,
+    store, and publish any alert after its commit."""
     with session_scope(ctx.settings) as session:
         articles = [a for a in store.pending_full_text(session, article_ids) if a.url]
     requests = [FetchRequest(url=a.url or "", key=a.id) for a in articles]
     results = fetch_all(requests, article_fetch_config(ctx.settings), ctx.address_policy)
+    failed = _fetch_failures(
+        ctx, [(a, r) for a, r in zip(articles, results, strict=True) if isinstance(r, FetchError)]
+    )
     reports: list[ArticleReport] = []
     for article, result in zip(articles, results, strict=True):
+        if isinstance(result, FetchError):
+            reports.append(failed[article.id or 0])
+            continue
         with structlog.contextvars.bound_contextvars(article_id=article.id):
             report = _process_article(ctx, article, result)
         reports.append(report)
@@ -874,7 +881,40 @@ def process_articles(ctx: Context, article_ids: Sequence[int]) -> list[ArticleRe
     return reports
 
 
-def _process_article(ctx: Context, article: Article, result: FetchResult | FetchError) -> ArticleReport:
+def _fetch_failures(ctx: Context, failed: Sequence[tuple[Article, FetchError]]) -> dict[int, ArticleReport]:
+    """The candidates whose page could not be fetched (a status, a refusal, a timeout: on real
+    outlets a good share of them), recorded as failed in one transaction before any extraction
+    starts. Each committed on its own, they cost ~3 ms of the worker a candidate, most of it the
+    session and the statement built for one row (round 28 in docs/performance.md)."""
+    reports: dict[int, ArticleReport] = {}
+    for article, error in failed:
+        assert article.id is not None
+        reports[article.id] = ArticleReport(
+            article_id=article.id, url=article.url or "", outcome="failed",
+            http_status=error.status, error_class=error.error_class, error=error.message,
+            fetch_ms=int(error.elapsed * 1000),
+        )  # fmt: skip
+    done: set[int] = set()
+    if reports:
+        with session_scope(ctx.settings) as session:
+            done = store.fail_full_text(
+                session, {i: r.error_class or "internal" for i, r in reports.items()}, ctx.clock()
+            )
+    for article_id, report in reports.items():
+        if article_id not in done:
+            report.outcome = "skipped"  # another delivery of the message finished it first
+        with structlog.contextvars.bound_contextvars(article_id=article_id):
+            _log_extraction(report)
+    return reports
+
+
+def _log_extraction(report: ArticleReport) -> None:
+    log.info("article.extracted", **{k: v for k, v in vars(report).items() if k != "new_topics"},
+             topics=report.new_topics)  # fmt: skip
+    metrics.observe_extraction(report.outcome, report.error_class)
+
+
+def _process_article(ctx: Context, article: Article, result: FetchResult) -> ArticleReport:
     assert article.id is not None
     s = ctx.settings
     report = ArticleReport(article_id=article.id, url=article.url or "", outcome="ok")
@@ -882,8 +922,6 @@ def _process_article(ctx: Context, article: Article, result: FetchResult | Fetch
     started = time.monotonic()
     found: ExtractedText | None = None
     try:
-        if isinstance(result, FetchError):
-            raise result
         report.http_status, report.bytes = result.status, len(result.body)
         found = extract(
             result.body,
@@ -893,7 +931,7 @@ def _process_article(ctx: Context, article: Article, result: FetchResult | Fetch
             max_chars=s.article_max_bytes,
             time_limit=s.extract_time_limit,
         )
-    except (FetchError, ExtractionError) as exc:
+    except ExtractionError as exc:
         report.error_class, report.error = exc.error_class, exc.message
     except Exception as exc:
         if _fatal(exc):
@@ -902,9 +940,7 @@ def _process_article(ctx: Context, article: Article, result: FetchResult | Fetch
         report.error_class, report.error = "internal", f"{type(exc).__name__}: {exc}"
     report.extract_ms = int((time.monotonic() - started) * 1000)
     _store_full_text(ctx, article, found, report)
-    log.info("article.extracted", **{k: v for k, v in vars(report).items() if k != "new_topics"},
-             topics=report.new_topics)  # fmt: skip
-    metrics.observe_extraction(report.outcome, report.error_class)
+    _log_extraction(report)
     return report
 
 

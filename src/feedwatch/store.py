@@ -7,7 +7,7 @@ The functions take an open session and never commit: the caller owns the transac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from functools import cache, partial
@@ -815,6 +815,34 @@ def finish_full_text(
             .values(author=author)
         )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+#: Failed full texts of one error class, in one statement (:func:`fail_full_text`).
+_FAIL_FULL_TEXT = (
+    update(_table(Article))
+    .where(in_list(_ART.id), _ART.full_text_status == FullTextStatus.PENDING)
+    .values(
+        full_text_status=FullTextStatus.FAILED,
+        full_text_error=bindparam("b_error"),
+        extracted_at=bindparam("b_now", type_=_table(Article).c.extracted_at.type),
+    )
+    .returning(_ART.id)
+)
+
+
+def fail_full_text(session: Session, errors: Mapping[int, str], now: datetime) -> set[int]:
+    """Record these articles' full-text stage as failed (article id → error class): what
+    :func:`finish_full_text` records for each with ``error_class``, in one statement per class
+    (a batch's failed fetches are mostly of one or two). Returns the ids that were still
+    pending; the others were finished by another delivery of the same message."""
+    by_class: dict[str, list[int]] = {}
+    for article_id, error_class in errors.items():
+        by_class.setdefault(error_class, []).append(article_id)
+    done: set[int] = set()
+    for error_class, ids in sorted(by_class.items()):
+        params = {"b_ids": sorted(ids), "b_error": error_class, "b_now": now}
+        done.update(int(i) for i in session.execute(_FAIL_FULL_TEXT, params).scalars())
+    return done
 
 
 def matched_topics(session: Session, article_id: int) -> set[str]:

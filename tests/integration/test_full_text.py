@@ -16,6 +16,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, create_engine, select
 from support.article_pages import (
     BODY_ONLY_EN,
@@ -39,11 +41,11 @@ from support.services import (
     wait_for,
 )
 
-from feedwatch import db, pipeline
+from feedwatch import db, pipeline, store
 from feedwatch.db import session_scope
 from feedwatch.models import Alert, Article, Feed, FullTextStatus, Match
 from feedwatch.settings import Settings
-from feedwatch.timeutil import utcnow
+from feedwatch.timeutil import to_utc, utcnow
 
 pytestmark = [pytest.mark.integration, pytest.mark.services, pytest.mark.timeout(180)]
 
@@ -179,6 +181,75 @@ def test_full_text_stage(settings: Settings, server: FeedServer) -> None:
     )
     [again, _] = pipeline.poll_feeds(ctx, [news, full])
     assert again.new == 0 and again.candidates == 0 and len(published) == 8
+
+
+def test_failed_fetches_recorded_together(
+    settings: Settings, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's failed fetches are recorded in one statement per error class, each with its
+    class and time; one that another delivery finished while this one fetched stays as that
+    delivery left it, and this one reports it skipped."""
+    published: list[int] = []
+    ctx = _ctx(settings, published, [])
+    news = _add_feed(settings, server.url("/news.xml"), full_text=False)
+    pipeline.poll_feeds(ctx, [news])
+    with session_scope(settings) as session:
+        ids = {
+            a.url.rsplit("/", 1)[-1]: a.id
+            for a in session.exec(select(Article).where(col(Article.id).in_(published))).all()
+            if a.url and a.id is not None
+        }
+    for key in ("json", "menu"):  # two more failed fetches, of another class than the 404
+        server.routes[f"/a/{key}"] = Route(b"busy", status=503, content_type="text/plain")
+    fetch_all = pipeline.fetch_all
+
+    def fetched_while_another_finished(*args: object, **kwargs: object) -> object:
+        results = fetch_all(*args, **kwargs)  # type: ignore[arg-type]
+        with session_scope(settings) as session:  # the other delivery records "menu" first
+            assert store.finish_full_text(session, ids["menu"], utcnow(), error_class="timeout")
+        return results
+
+    monkeypatch.setattr(pipeline, "fetch_all", fetched_while_another_finished)
+    updates: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ARTICLE"):
+            updates.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", count)
+    before = utcnow()
+    reports = {
+        r.url.rsplit("/", 1)[-1]: r
+        for r in pipeline.process_articles(ctx, [ids[k] for k in ("json", "menu", "missing")])
+    }
+    event.remove(Engine, "before_cursor_execute", count)
+    # one for the other delivery's "menu", then one a class (http_5xx, http_4xx): not one an article
+    assert len(updates) == 3, updates
+    assert {k: (r.outcome, r.error_class, r.http_status) for k, r in reports.items()} == {
+        "json": ("failed", "http_5xx", 503),
+        "menu": ("skipped", "http_5xx", 503),
+        "missing": ("failed", "http_4xx", 404),
+    }
+    with session_scope(settings) as session:
+        rows = {
+            a.id: a
+            for a in session.exec(select(Article).where(col(Article.id).in_(list(ids.values())))).all()
+        }
+        assert (rows[ids["json"]].full_text_status, rows[ids["json"]].full_text_error) == (
+            "failed",
+            "http_5xx",
+        )
+        assert (rows[ids["missing"]].full_text_status, rows[ids["missing"]].full_text_error) == (
+            "failed",
+            "http_4xx",
+        )
+        assert rows[ids["menu"]].full_text_error == "timeout"  # as the other delivery left it
+        for key in ("json", "missing"):
+            extracted = rows[ids[key]].extracted_at
+            assert extracted is not None and to_utc(extracted) >= before - timedelta(seconds=1)
+        # the batch's other candidates were not in this message: untouched
+        others = [rows[i] for k, i in ids.items() if k not in ("json", "menu", "missing")]
+        assert others and all(a.full_text_status == FullTextStatus.PENDING for a in others)
 
 
 def test_tick_resends_lost_candidates(settings: Settings, server: FeedServer) -> None:

@@ -317,6 +317,11 @@ def proc_cpu(pid: int) -> float:
     return stat_cpu(proc_stat(Path(f"/proc/{pid}/stat").read_text())[1])
 
 
+#: The roles of :func:`cpu_by_role` that are not the service's work: every other one is (its
+#: process groups, PostgreSQL, Redis).
+NOT_THE_SERVICE = frozenset({"farm", "rest_of_machine", "stolen_by_hypervisor"})
+
+
 def cpu_by_role(service: Service) -> dict[str, float]:
     """CPU seconds (user + system) so far of every process on the machine, by role: each service
     process group (beat, feeds, alerts_worker / embedded_worker), the farm, PostgreSQL, Redis,
@@ -1110,10 +1115,8 @@ def with_drain(result: dict[str, Any], drain: dict[str, Any]) -> None:
     start, end = (sum(result[k].values()) for k in ("left_at_window_start", "left_at_window_end"))
     share = max(0, end - start) / end if end else 0.0
     deferred = share * sum(v for role, v in drain["cpu_s"].items() if role != "feeds")
-    service_roles = {"feeds", "alerts_worker", "postgres", "redis", "beat"}
-    window_cpu = (
-        sum(v for role, v in result["cores_used"].items() if role in service_roles) * result["window_s"]
-    )
+    cores = result["cores_used"]
+    window_cpu = sum(v for role, v in cores.items() if role not in NOT_THE_SERVICE) * result["window_s"]
     result["drain"] = drain
     result["deferred_cpu_s"] = round(deferred, 2)
     all_in = result["items_per_s"] * window_cpu / (window_cpu + deferred) if window_cpu else None
@@ -1521,7 +1524,6 @@ def quiet(service: Service, sampler: RssSampler, most: float = 0.1, limit: float
     behind (alerts to deliver, full texts to fetch, autovacuum) is done before a baseline is
     measured beside it. Returns the cores they used over the last half second (``cores``), the
     seconds waited (``s``) and the CPU seconds they spent meanwhile, by role (``cpu_s``)."""
-    roles = {role_of(p) for p in service.procs} | {"postgres", "redis"}
     first = last = cpu_by_role(service)
     started = time.monotonic()
     while True:
@@ -1529,11 +1531,12 @@ def quiet(service: Service, sampler: RssSampler, most: float = 0.1, limit: float
         service.check_alive()
         sampler.sample(service.pgids)
         now = cpu_by_role(service)
-        cores = sum(now.get(r, 0.0) - last.get(r, 0.0) for r in roles) / 0.5
+        roles = sorted(set(now) - NOT_THE_SERVICE)
+        cores = sum(now[r] - last.get(r, 0.0) for r in roles) / 0.5
         last = now
         if cores < most or time.monotonic() - started >= limit:
             break
-    spent = {r: round(last.get(r, 0.0) - first.get(r, 0.0), 2) for r in sorted(roles)}
+    spent = {r: round(last[r] - first.get(r, 0.0), 2) for r in roles}
     return {"cores": round(cores, 3), "s": round(time.monotonic() - started, 1), "cpu_s": spent}
 
 

@@ -789,26 +789,26 @@ def finish_full_text(
     article_id: int,
     now: datetime,
     *,
-    text: str | None = None,
+    text: str,
     language: str | None = None,
     author: str | None = None,
-    error_class: str | None = None,
 ) -> bool:
-    """Record the stage's outcome: ``text`` (ok) or ``error_class`` (failed). False when the
-    article is no longer pending (another delivery of the same message finished it first)."""
-    values: dict[str, Any] = {"extracted_at": now}
-    if error_class is None:
-        values.update(full_text_status=FullTextStatus.OK, full_text=text, full_text_error=None)
-        if language:
-            values["language"] = language  # detected on the whole story: better than the feed's
-    else:
-        values.update(full_text_status=FullTextStatus.FAILED, full_text_error=error_class)
+    """Record the stage's text (status ok; a failure is :func:`fail_full_text`). False when
+    the article is no longer pending (another delivery of the same message finished it first)."""
+    values: dict[str, Any] = {
+        "extracted_at": now,
+        "full_text_status": FullTextStatus.OK,
+        "full_text": text,
+        "full_text_error": None,
+    }
+    if language:
+        values["language"] = language  # detected on the whole story: better than the feed's
     result = session.execute(
         update(Article)
         .where(col(Article.id) == article_id, col(Article.full_text_status) == FullTextStatus.PENDING)
         .values(**values)
     )
-    if author and error_class is None:
+    if author:
         session.execute(
             update(Article)
             .where(col(Article.id) == article_id, col(Article.author).is_(None))
@@ -831,10 +831,9 @@ _FAIL_FULL_TEXT = (
 
 
 def fail_full_text(session: Session, errors: Mapping[int, str], now: datetime) -> set[int]:
-    """Record these articles' full-text stage as failed (article id → error class): what
-    :func:`finish_full_text` records for each with ``error_class``, in one statement per class
-    (a batch's failed fetches are mostly of one or two). Returns the ids that were still
-    pending; the others were finished by another delivery of the same message."""
+    """Record these articles' full-text stage as failed (article id → error class), in one
+    statement per class (a batch's failed fetches are mostly of one or two). Returns the ids
+    that were still pending; the others were finished by another delivery of the same message."""
     by_class: dict[str, list[int]] = {}
     for article_id, error_class in errors.items():
         by_class.setdefault(error_class, []).append(article_id)

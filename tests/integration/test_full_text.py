@@ -206,7 +206,7 @@ def test_failed_fetches_recorded_together(
     def fetched_while_another_finished(*args: object, **kwargs: object) -> object:
         results = fetch_all(*args, **kwargs)  # type: ignore[arg-type]
         with session_scope(settings) as session:  # the other delivery records "menu" first
-            assert store.finish_full_text(session, ids["menu"], utcnow(), error_class="timeout")
+            assert store.fail_full_text(session, {ids["menu"]: "timeout"}, utcnow()) == {ids["menu"]}
         return results
 
     monkeypatch.setattr(pipeline, "fetch_all", fetched_while_another_finished)

@@ -4,19 +4,12 @@ it, and the all-in rate charges the window with its own share of them."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from typing import Any
 
 import pytest
-from support.services import REPO
+from support.bench import bench_module
 
-_spec = importlib.util.spec_from_file_location("bench_run_drain", REPO / "benchmarks" / "run.py")
-assert _spec is not None and _spec.loader is not None
-_path = list(sys.path)
-run = sys.modules["bench_run_drain"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
-_spec.loader.exec_module(run)
-sys.path[:] = _path  # run.py puts benchmarks/ and src/ first
+run = bench_module("run")
 
 
 def _phase(start: dict[str, int], end: dict[str, int]) -> dict[str, Any]:

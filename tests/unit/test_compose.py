@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from support.bench import bench_module
 
 from feedwatch.settings import Settings
 
@@ -103,16 +102,9 @@ def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) ->
     }
 
 
-def test_the_benchmark_measures_the_compose_workers(
-    services: dict[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_benchmark_measures_the_compose_workers(services: dict[str, dict[str, Any]]) -> None:
     """benchmarks/run.py starts the deployment's feeds worker: the same number of processes."""
-    spec = importlib.util.spec_from_file_location("bench_run", ROOT / "benchmarks" / "run.py")
-    assert spec is not None and spec.loader is not None
-    run = importlib.util.module_from_spec(spec)
-    monkeypatch.setattr(sys, "path", list(sys.path))  # run.py puts benchmarks/ and src/ first
-    monkeypatch.setitem(sys.modules, "bench_run", run)  # its dataclasses look their module up
-    spec.loader.exec_module(run)
+    run = bench_module("run")
     processes = option(command(services["worker-feeds"]), "--concurrency")
     assert processes == str(run.FULL.concurrency) == str(run.QUICK.concurrency)
 

@@ -3,20 +3,15 @@ new on every hit, nothing else changed. ``run.py``'s ``ingest_real`` figure coun
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import feedparser
 import pytest
-from support.services import REPO, SHARED
+from support.bench import bench_module
+from support.services import SHARED
 
 from feedwatch.normalize import entry_identity_key
 from feedwatch.parse import parse_feed
 
-_spec = importlib.util.spec_from_file_location("bench_farm", REPO / "benchmarks" / "farm.py")
-assert _spec is not None and _spec.loader is not None
-farm = sys.modules["bench_farm"] = importlib.util.module_from_spec(_spec)  # dataclasses look it up
-_spec.loader.exec_module(farm)
+farm = bench_module("farm")
 real_bodies, renew = farm.real_bodies, farm.renew
 
 FEEDS = SHARED / "corpus" / "feeds"

@@ -95,27 +95,30 @@ def time_story_lookup(service: Any) -> dict[str, Any]:
 
 
 def delivery_costs(service: Any) -> dict[str, Any]:
-    """CPU per delivered alert (the JSONL channel) when a deliver_alert message carries 1, 3 or 25
-    alerts: the ingest's pending alerts in three equal parts, one per size."""
+    """CPU per delivered alert (the JSONL channel) when a deliver_alert message carries 1, 3, 25
+    or 100 alerts: the ingest's pending alerts in four equal parts, one per size."""
     from feedwatch import alerts
     from feedwatch.channels import build_channels
     from feedwatch.timeutil import utcnow
 
     ids = [i for (i,) in service.execute("SELECT id FROM alert WHERE status = 'pending' ORDER BY id")]
-    part, channels = len(ids) // 3, build_channels(service.settings)
+    sizes = (1, 3, 25, 100)
+    part, channels = len(ids) // len(sizes), build_channels(service.settings)
     costs: dict[str, float] = {}
-    for k, size in enumerate((1, 3, 25)):
+    pg_costs: dict[str, float] = {}
+    for k, size in enumerate(sizes):
         group = ids[k * part : (k + 1) * part]
-        started = time.process_time()
+        started, pg0 = time.process_time(), postgres_cpu(service)
         for j in range(0, len(group), size):
             alerts.deliver_many(group[j : j + size], channels, service.settings, utcnow)
         costs[f"batch_{size}"] = round((time.process_time() - started) / max(len(group), 1) * 1000, 3)
+        pg_costs[f"batch_{size}"] = round((postgres_cpu(service) - pg0) / max(len(group), 1) * 1000, 3)
     single = costs["batch_1"] or 1.0
     return {
-        "alerts": 3 * part,
+        "alerts": len(sizes) * part,
         "cpu_ms_per_alert": costs,
-        "ratio_batch_3": round(costs["batch_3"] / single, 3),
-        "ratio_batch_25": round(costs["batch_25"] / single, 3),
+        "postgres_cpu_ms_per_alert": pg_costs,
+        **{f"ratio_batch_{size}": round(costs[f"batch_{size}"] / single, 3) for size in sizes[1:]},
     }
 
 
@@ -162,7 +165,8 @@ def main(argv: list[str] | None = None) -> None:
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="json"))
-    sizes = replace(QUICK, feeds=args.feeds, hosts=args.hosts)
+    # 100 ingest feeds (run.py's quick size until round 29): a CPU an item needs no more.
+    sizes = replace(QUICK, feeds=args.feeds, hosts=args.hosts, ingest_feeds=100)
     config = farm_config(sizes)
     with tempfile.TemporaryDirectory(prefix="fw-costs-") as tmp, farm_process(config, Path(tmp)) as (port, _):
         group = Group(name="poll", feeds=args.feeds, mix=sizes.mix, items=sizes.items, hosts=args.hosts)

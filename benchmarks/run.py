@@ -97,12 +97,14 @@ class Sizes:
 
 
 # Quick polls 3,000 feeds: with 1,000 its capacity phase hit the tick's bound (1,000/s) first.
+# It ingests 400 feeds, as the full run does: with 100, a batch's feeds waited for the next tick
+# once polled, and the workers with them (``idle_cores``; round 29 in docs/performance.md).
 QUICK = Sizes(
     3_000,
     {"304": 0.7, "unchanged": 0.2, "new": 0.1},
     50,
     2,
-    100,
+    400,
     300,
     30,
     3,
@@ -301,6 +303,20 @@ def proc_stat(text: str) -> tuple[str, list[str]]:
 def stat_cpu(fields: list[str]) -> float:
     """CPU seconds (user + system) in the fields :func:`proc_stat` gives (clock ticks)."""
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu() -> float:
+    """CPU seconds the machine's cores have spent idle (``idle`` + ``iowait`` of /proc/stat, all
+    CPUs). Over a throughput window, ``idle_cores`` (:func:`idle_share`): cores no process wanted,
+    the service's workers waiting for work (the tick), for the network or for PostgreSQL."""
+    with open("/proc/stat", encoding="ascii") as fh:
+        fields = fh.readline().split()  # cpu user nice system idle iowait ...
+    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_share(before: float, seconds: float) -> float:
+    """Cores idle since ``before`` (an :func:`idle_cpu` reading), ``seconds`` ago."""
+    return round((idle_cpu() - before) / seconds, 2)
 
 
 def stolen_cpu() -> float:
@@ -955,10 +971,11 @@ def capacity_phase(
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
     cpu0, switches0, t0 = cpu_by_role(service), switches_by_role(service), time.monotonic()
-    since = log_offsets(nodes or [])
+    idle0, since = idle_cpu(), log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), elapsed)
+    result["idle_cores"] = idle_share(idle0, elapsed)
     result["context_switches"] = switch_rates(switches0, switches_by_role(service), elapsed)
     # Feeds claimed by a tick and not yet reported when the window closed: work waiting for the
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
@@ -1080,12 +1097,15 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
-    cpu0, switches0 = cpu_by_role(service), switches_by_role(service)
+    cpu0, switches0, idle0 = cpu_by_role(service), switches_by_role(service), idle_cpu()
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["window_s"] = round(t1 - t0, 2)
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
+    # Near zero with the workers busy; quick's 100 ingest feeds (until round 29) left them
+    # waiting for the tick: 0.18 of the two cores idle, against 0.05 with 400.
+    result["idle_cores"] = idle_share(idle0, t1 - t0)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)
     result["context_switches"] = switch_rates(switches0, switches_by_role(service), t1 - t0)
     if spy is not None:

@@ -77,6 +77,8 @@ def test_quick_json_shape() -> None:
     steady = max(poll["floor_spread"], ingest["parse_only_spread"]) <= 0.10
     assert result["baselines_steady"] is steady
     assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
+    for figures in (poll, ingest):  # the cores no process wanted over the window: two at most
+        assert 0 <= figures["idle_cores"] <= 2, figures
     for figures in (poll, ingest):  # the machine switches tasks; the feeds worker is displaced
         switches = figures["context_switches"]
         assert switches["machine_per_s"] > 0 and switches["involuntary_per_s"]["feeds"] >= 0

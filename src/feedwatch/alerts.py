@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -570,18 +570,28 @@ def deliver_many(
             continue
         o = outcomes[alert_id]
         reports.append(DeliveryReport(alert_id, o.sent, o.skipped, o.failed, status[alert_id], tuple(o.held)))
-        if alert_id in todo_ids:
-            log.info(
-                "alert.delivery",
-                alert_id=alert_id,
-                status=status[alert_id],
-                sent=o.sent,
-                held=o.held,
-                skipped=o.skipped,
-                failed=o.failed,
-            )
+    if todo_ids:
+        _log_batch([r for r in reports if r.alert_id in todo_ids])
     retry = [i for i in waits if status[i] != AlertStatus.FAILED]
     return BatchReport(reports, retry, min((waits[i] for i in retry), default=None))
+
+
+def _log_batch(reports: Sequence[DeliveryReport]) -> None:
+    """One line for a batch's deliveries: the alert ids by channel and by what was done (sent,
+    held, skipped, failed) and the alerts' statuses. A line an alert was a tenth of the alerts
+    worker while ingesting (round 29 in docs/performance.md); a failed send has its own warning
+    (``alert.channel_failed``), and the delivery rows keep each (alert, channel)."""
+    done: dict[str, dict[str, list[int]]] = {"sent": {}, "held": {}, "skipped": {}, "failed": {}}
+    for r in reports:
+        for what, names in (("sent", r.sent), ("held", r.held), ("skipped", r.skipped), ("failed", r.failed)):
+            for name in names:
+                done[what].setdefault(name, []).append(r.alert_id)
+    log.info(
+        "alert.delivery",
+        alerts=len(reports),
+        statuses=dict(Counter(r.status for r in reports)),
+        **{what: by_channel for what, by_channel in done.items() if by_channel},
+    )
 
 
 def deliver(

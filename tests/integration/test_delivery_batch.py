@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog
 from sqlmodel import select
 from support.settings import database_settings
 from support.stories import add_article, add_feed
@@ -119,6 +120,30 @@ def test_one_failure_is_retried_alone_on_its_backoff(settings: Settings) -> None
     assert done.retry_ids == [] and [r.status for r in done.reports] == ["delivered"]
     assert flaky.sent == [ids[0], ids[2], ids[3], ids[1]] and steady.sent == ids
     assert deliveries(settings)[(ids[1], "flaky")].attempts == 2
+
+
+def test_a_batch_logs_one_line_with_its_alerts_by_channel(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The module's own logger, capturing (capture_logs would miss a logger cached earlier).
+    capture = structlog.testing.LogCapture()
+    monkeypatch.setattr(alerts, "log", structlog.wrap_logger(None, processors=[capture]))
+    ids = make_alerts(settings, 4)
+    flaky, chat = Recorder("flaky", fail_ids={ids[1]}), Recorder("chat", Route(max_per_minute=2))
+    alerts.deliver_many(ids, [flaky, chat], settings, lambda: NOW)
+    [line] = [e for e in capture.entries if e["event"] == "alert.delivery"]
+    assert line["alerts"] == 4 and line["statuses"] == {"delivered": 3, "pending": 1}
+    assert line["sent"] == {"flaky": [ids[0], ids[2], ids[3]], "chat": ids[:2]}
+    assert line["held"] == {"chat": ids[2:]} and line["failed"] == {"flaky": [ids[1]]}
+    assert "skipped" not in line
+    [failed] = [e for e in capture.entries if e["event"] == "alert.channel_failed"]
+    assert (failed["alert_id"], failed["channel"]) == (ids[1], "flaky")
+    # The retry, not due yet: the batch claims nothing, and says so.
+    capture.entries.clear()
+    alerts.deliver_many([ids[1]], [flaky, chat], settings, lambda: NOW)
+    [line] = [e for e in capture.entries if e["event"] == "alert.delivery"]
+    assert line["alerts"] == 1 and "sent" not in line
+    assert line["skipped"] == {"flaky": [ids[1]], "chat": [ids[1]]}  # not due; sent already
 
 
 def test_the_rate_limit_counts_the_whole_batch(settings: Settings) -> None:

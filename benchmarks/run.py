@@ -305,13 +305,23 @@ def stat_cpu(fields: list[str]) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def idle_cpu() -> float:
-    """CPU seconds the machine's cores have spent idle (``idle`` + ``iowait`` of /proc/stat, all
-    CPUs). Over a throughput window, ``idle_cores`` (:func:`idle_share`): cores no process wanted,
-    the service's workers waiting for work (the tick), for the network or for PostgreSQL."""
+#: The columns of /proc/stat's first line ("cpu", then clock ticks over all CPUs).
+MACHINE_CPU_COLUMNS = ("user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal")
+
+
+def machine_cpu(*columns: str) -> float:
+    """CPU seconds so far of the machine's cores in these columns of /proc/stat (a kernel
+    without a column counts 0 for it)."""
     with open("/proc/stat", encoding="ascii") as fh:
-        fields = fh.readline().split()  # cpu user nice system idle iowait ...
-    return (int(fields[4]) + int(fields[5])) / os.sysconf("SC_CLK_TCK")
+        ticks = dict(zip(MACHINE_CPU_COLUMNS, map(int, fh.readline().split()[1:]), strict=False))
+    return sum(ticks.get(c, 0) for c in columns) / os.sysconf("SC_CLK_TCK")
+
+
+def idle_cpu() -> float:
+    """CPU seconds the machine's cores have spent idle (``idle`` + ``iowait``). Over a throughput
+    window, ``idle_cores`` (:func:`idle_share`): cores no process wanted, the service's workers
+    waiting for work (the tick), for the network or for PostgreSQL."""
+    return machine_cpu("idle", "iowait")
 
 
 def idle_share(before: float, seconds: float) -> float:
@@ -321,11 +331,9 @@ def idle_share(before: float, seconds: float) -> float:
 
 def stolen_cpu() -> float:
     """CPU seconds the hypervisor has given to other guests while this machine's vCPUs wanted to
-    run (``steal`` of /proc/stat, all CPUs). A virtual machine's cores are shared: on 2026-12-01
-    ~27 s of them went in 70 minutes, and every figure of a run moved with it."""
-    with open("/proc/stat", encoding="ascii") as fh:
-        fields = fh.readline().split()  # cpu user nice system idle iowait irq softirq steal ...
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
+    run (``steal``). A virtual machine's cores are shared: on 2026-12-01 ~27 s of them went in
+    70 minutes, and every figure of a run moved with it."""
+    return machine_cpu("steal")
 
 
 def proc_cpu(pid: int) -> float:

@@ -583,9 +583,9 @@ def _log_batch(reports: Sequence[DeliveryReport]) -> None:
     (``alert.channel_failed``), and the delivery rows keep each (alert, channel)."""
     done: dict[str, dict[str, list[int]]] = {"sent": {}, "held": {}, "skipped": {}, "failed": {}}
     for r in reports:
-        for what, names in (("sent", r.sent), ("held", r.held), ("skipped", r.skipped), ("failed", r.failed)):
-            for name in names:
-                done[what].setdefault(name, []).append(r.alert_id)
+        for what, by_channel in done.items():
+            for name in getattr(r, what):  # the report's channels that this was done for
+                by_channel.setdefault(name, []).append(r.alert_id)
     log.info(
         "alert.delivery",
         alerts=len(reports),

@@ -1111,8 +1111,7 @@ def ingest_phase(
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["window_s"] = round(t1 - t0, 2)
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
-    # Near zero with the workers busy (0.00-0.01 with 400 feeds); quick's 100 ingest feeds
-    # (until round 29) left them waiting for the tick: ~0.18 of the two cores idle (vmstat).
+    # Near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
     result["idle_cores"] = idle_share(idle0, t1 - t0)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)
     result["context_switches"] = switch_rates(switches0, switches_by_role(service), t1 - t0)

@@ -551,13 +551,9 @@ def _write(ctx: Context, session: Session, polls: Sequence[_Poll]) -> None:
     """The polls' writes: the new articles of every feed that parsed, with their matches and
     alert rows (one :func:`store_batch`), then each feed's state, or its failure.
 
-    On PostgreSQL the commit does not wait for the disk unless ``poll_synchronous_commit``: a
-    crash of the database's host may then take back the last batches committed, whole and in
-    commit order (WAL is replayed as a prefix), as if those polls had not happened. Their feeds
-    keep their old state and are polled again; the alert and article ids they published find
-    no row (the alerts worker and the full-text stage skip ids they cannot read). What reaches a
-    channel cannot be taken back: the alerts worker claims each delivery in a synchronous
-    commit before sending, and that commit puts every earlier one on disk with it."""
+    On PostgreSQL the commit does not wait for the disk unless ``poll_synchronous_commit``; why
+    that loses nothing a channel was sent is in docs/decisions.md ("A poll batch commits without
+    waiting for the disk")."""
     if not ctx.settings.poll_synchronous_commit and session.get_bind().dialect.name == "postgresql":
         session.execute(_NO_COMMIT_WAIT)
     parsed = [p for p in polls if p.report.outcome != "error" and p.parsed is not None]

@@ -75,12 +75,9 @@ class Settings(BaseSettings):
     poll_synchronous_commit: bool = Field(
         default=False,
         description=(
-            "PostgreSQL: a poll batch's commit waits until its WAL is on disk. Off (the default),"
-            " a crash of the database's host can lose the last poll batches committed (at most"
-            " ~3 x wal_writer_delay, 0.6 s by default), whole and in order: their feeds are"
-            " polled again and store the same items. Nothing that left the service is lost:"
-            " an alert is claimed for a channel in a synchronous commit, which puts every earlier"
-            " commit on disk, before it is sent (docs/reliability.md)."
+            "PostgreSQL: a poll batch's commit waits until its WAL is on disk. Off, a crash of the"
+            " database's host can take back the last ~0.6 s of poll batches, which are polled"
+            " again (docs/decisions.md, docs/reliability.md)."
         ),
     )
     poll_min_batches: int = Field(

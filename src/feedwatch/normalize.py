@@ -12,8 +12,9 @@ Decisions, in the order an entry meets them:
   The text is the longer of the entry's content and its summary (the teaser); the summary is
   kept (≤ 2,000 characters) only when it is not the text, and is empty otherwise.
 * Language: entry, else feed, else configured, else detected on title + text. A feed's entries
-  are detected together (the language model walks them 8 KB of text at a time:
-  ``detect_languages``).
+  are detected together, and a poll batch's new entries of every feed (``draft_feed``, then
+  ``set_languages``): the language model walks them 8 KB of text at a time
+  (``detect_languages``).
 * Date: published, else updated, else the fetch time (``published_from_feed=False``); dates
   before 1990 or more than two days ahead of the fetch are bogus and fall back the same way.
 """
@@ -102,9 +103,10 @@ _ISO639_3 = {"rus": "ru", "eng": "en", "aze": "az", "hye": "hy", "arm": "hy", "d
 
 @dataclass(slots=True)
 class ArticleDraft:
-    """A normalized entry, ready to store. Read-only once :func:`normalize_feed` returns it; not
-    frozen because the feed's languages are detected after its drafts are made, together, and
-    set on them (``dataclasses.replace`` of a frozen draft cost ~3 µs an article)."""
+    """A normalized entry, ready to store. Read-only once its language is set
+    (:func:`normalize_feed`, :func:`set_languages`); not frozen because the languages are
+    detected after the drafts are made, together, and set on them (``dataclasses.replace`` of a
+    frozen draft cost ~3 µs an article)."""
 
     identity_key: str
     guid: str | None
@@ -119,21 +121,42 @@ class ArticleDraft:
     content_hash: str
 
 
+#: A draft whose language is not detected yet, with the declared language (the detector's hint).
+Undetected = tuple[ArticleDraft, str | None]
+
+
 def normalize_feed(
     feed: ParsedFeed, *, feed_url: str, configured_language: str | None, fetched_at: datetime
 ) -> list[ArticleDraft]:
     """Every entry normalized, de-duplicated by identity key (first occurrence wins)."""
+    drafts = draft_feed(
+        feed, feed_url=feed_url, configured_language=configured_language, fetched_at=fetched_at
+    )
+    set_languages(drafts)
+    return [draft for draft, _ in drafts]
+
+
+def draft_feed(
+    feed: ParsedFeed, *, feed_url: str, configured_language: str | None, fetched_at: datetime
+) -> list[Undetected]:
+    """:func:`normalize_feed` but for the languages: each draft with its hint, for
+    :func:`set_languages`. A poll batch detects its feeds' languages in one call: a feed with two
+    new items paid the model's per-call cost alone (round 31 in docs/performance-history.md)."""
     feed_language = _language_code(feed.language) or _language_code(configured_language)
-    drafts: dict[str, tuple[ArticleDraft, str | None]] = {}
+    drafts: dict[str, Undetected] = {}
     for entry in feed.entries:
         draft, hint = _draft(entry, feed_url=feed_url, feed_language=feed_language, fetched_at=fetched_at)
         drafts.setdefault(draft.identity_key, (draft, hint))
+    return list(drafts.values())
+
+
+def set_languages(drafts: Sequence[Undetected]) -> None:
+    """Detect the drafts' languages, all in one walk of the model, and set them."""
     languages = detect_languages(
-        [f"{draft.title}\n{draft.text}" for draft, _ in drafts.values()], [h for _, h in drafts.values()]
+        [f"{draft.title}\n{draft.text}" for draft, _ in drafts], [h for _, h in drafts]
     )
-    for (draft, _), language in zip(drafts.values(), languages, strict=True):
+    for (draft, _), language in zip(drafts, languages, strict=True):
         draft.language = language
-    return [draft for draft, _ in drafts.values()]
 
 
 def normalize_entry(

@@ -41,7 +41,14 @@ from feedwatch.fetch import (
     fetch_one,
 )
 from feedwatch.models import Article, Feed
-from feedwatch.normalize import ArticleDraft, entry_identity_key, normalize_feed
+from feedwatch.normalize import (
+    ArticleDraft,
+    Undetected,
+    draft_feed,
+    entry_identity_key,
+    normalize_feed,
+    set_languages,
+)
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
@@ -373,6 +380,7 @@ def _poll_part(
     for poll in polls:
         if poll.parsed is not None:
             _guarded(poll, partial(_normalize, poll, seen))
+    _detect_languages(polls)
     _store_batch(ctx, polls, {p.feed.id: rows[p.feed.id] for p in polls})
     reports = [p.report for p in polls]
     del polls  # the parsed entries and drafts; the reports say what was stored
@@ -403,6 +411,7 @@ class _Poll:
     parsed: ParsedFeed | None = None
     drafts: list[ArticleDraft] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)  # of parsed.entries, where the key is known
+    undetected: list[Undetected] = field(default_factory=list)  # ``drafts``, before their languages
     retry_after: float | None = None
 
     def fail(self, error_class: str, message: str, status: int | None = None) -> None:
@@ -478,9 +487,10 @@ def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
 
 
 def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
-    """Normalize the entries this feed has not stored yet. Normalizing (language detection
-    above all) cost more than parsing; an entry seen before in this feed is stored already, with
-    its sighting, matches and alert, so skipping it changes nothing but the time spent."""
+    """Normalize the entries this feed has not stored yet, but for their languages
+    (:func:`_detect_languages`). Normalizing (language detection above all) cost more than
+    parsing; an entry seen before in this feed is stored already, with its sighting, matches and
+    alert, so skipping it changes nothing but the time spent."""
     assert poll.parsed is not None and poll.result is not None
     feed_id, url = poll.report.feed_id, poll.result.url
     fresh = [
@@ -489,15 +499,35 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
         if not e.known and (feed_id, key) not in seen
     ]
     unseen = replace(poll.parsed, entries=tuple(fresh))
-    poll.drafts = normalize_feed(
+    poll.undetected = draft_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
     )
+    poll.drafts = [draft for draft, _ in poll.undetected]
     poll.report.kept = len(poll.parsed.kept)
     poll.report.entries = poll.report.kept + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
     # The raw texts live on in the drafts; the batch write reads only identities and dates
     # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
     entries = tuple(e if e.known else e.without_texts() for e in poll.parsed.entries)
     poll.parsed = replace(poll.parsed, entries=entries)
+
+
+def _detect_languages(polls: Sequence[_Poll]) -> None:
+    """The languages of every feed's new drafts, in one call of the model. A changed feed of the
+    steady mix brings two: with a call a feed, normalizing it cost 1.5x what it costs with one
+    call a batch (round 31 in docs/performance-history.md). If the call fails, each feed is
+    detected alone, so only the feed that breaks it fails."""
+    waiting = [p for p in polls if p.undetected and p.report.outcome != "error"]
+    if not waiting:
+        return
+    try:
+        set_languages([pair for p in waiting for pair in p.undetected])
+    except Exception as exc:
+        if _fatal(exc):
+            raise
+        for poll in waiting:
+            _guarded(poll, partial(set_languages, poll.undetected))
+    for poll in waiting:
+        poll.undetected = []
 
 
 #: PostgreSQL's SQLSTATE for a transaction chosen as a deadlock victim.

@@ -193,6 +193,16 @@ def test_level_probe_json_shape() -> None:
     assert all(value > 0 for value in result["us_an_item"].values())
 
 
+def test_language_calls_json_shape() -> None:
+    """``benchmarks/language_calls.py`` for two rounds: both ways timed, the ratio their figures
+    give, and the same languages either way."""
+    result = bench_json("language_calls.py", "--feeds", "3", "--rounds", "2", timeout=120)
+    times = result["us_a_changed_feed"]
+    assert set(times) == {"call_a_feed", "one_call"} and all(t > 0 for t in times.values())
+    ratio = result["ratio_call_a_feed_to_one_call"]
+    assert abs(ratio - times["call_a_feed"] / times["one_call"]) < 0.01 and result["same"] is True
+
+
 def test_article_bytes_json_shape() -> None:
     """``benchmarks/article_bytes.py`` on two farm feeds: the teaser stored once takes fewer
     bytes of the table, the WAL and the insert's parameter than the same drafts storing it twice."""

@@ -113,13 +113,13 @@ def test_only_entries_the_feed_has_not_stored_are_normalized(
     (a,) = add_feeds(ctx, [server.url("/a.xml")])
     pipeline.poll_feeds(ctx, [a])
     normalized: list[int] = []
-    real = pipeline.normalize_feed
+    real = pipeline.draft_feed
 
     def spy(parsed: Any, **kwargs: Any) -> Any:
         normalized.append(len(parsed.entries))
         return real(parsed, **kwargs)
 
-    monkeypatch.setattr(pipeline, "normalize_feed", spy)
+    monkeypatch.setattr(pipeline, "draft_feed", spy)
     server.routes["/a.xml"] = Route(feed_body("a", range(2, 12)))  # 2 new of 10
     (report,) = pipeline.poll_feeds(ctx, [a])
     assert normalized == [2]
@@ -133,6 +133,82 @@ def test_only_entries_the_feed_has_not_stored_are_normalized(
     with db.session_scope(ctx.settings) as session:
         in_b = session.exec(select(func.count()).select_from(Sighting).where(Sighting.feed_id == b)).one()
         assert in_b == 10
+
+
+RUSSIAN = "Погода в Москве: дождь и ветер, температура опустится ниже нуля к выходным"
+ARMENIAN = "Երևանում սպասվում է անձրև և ուժեղ քամի, ջերմաստիճանը կիջնի մինչև զրո"
+
+
+def languages_body(prefix: str, titles: list[str]) -> bytes:
+    urls = [f"https://example.org/{prefix}/{i}" for i in range(len(titles))]
+    return rss([item(u, title, title, u) for u, title in zip(urls, titles, strict=True)])
+
+
+def stored_languages(ctx: pipeline.Context) -> dict[str, str | None]:
+    with db.session_scope(ctx.settings) as session:
+        return {str(a.url): a.language for a in session.exec(select(Article)).all()}
+
+
+def test_a_batchs_languages_are_detected_in_one_call_as_feed_by_feed(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles = {
+        "en": [SEED, "Weather report: rain and wind over the capital"],
+        "ru": [RUSSIAN],
+        "hy": [ARMENIAN],
+    }
+    for name, texts in titles.items():
+        server.routes[f"/{name}.xml"] = Route(languages_body(name, texts))
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in titles])
+    calls: list[int] = []
+    real = pipeline.set_languages
+
+    def spy(drafts: Any) -> None:
+        calls.append(len(drafts))
+        real(drafts)
+
+    monkeypatch.setattr(pipeline, "set_languages", spy)
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert [r.outcome for r in reports] == ["ok"] * 3 and calls == [4]
+    # What each feed's own normalize_feed would have set, feed by feed.
+    expected = {}
+    for name in titles:
+        url = server.url(f"/{name}.xml")
+        parsed = parse.parse_feed(languages_body(name, titles[name]), headers={}, url=url)
+        drafts = pipeline.normalize_feed(
+            parsed, feed_url=url, configured_language=None, fetched_at=ctx.clock()
+        )
+        expected.update({str(d.url): d.language for d in drafts})
+    assert stored_languages(ctx) == expected
+    assert sorted(set(expected.values()), key=str) == ["en", "hy", "ru"]
+
+
+def test_a_feed_that_breaks_the_batchs_language_detection_fails_alone(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    titles = {"a": [SEED], "b": [RUSSIAN], "c": [ARMENIAN]}
+    for name, texts in titles.items():
+        server.routes[f"/{name}.xml"] = Route(languages_body(name, texts))
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in titles])
+    real = pipeline.set_languages
+    calls: list[int] = []
+
+    def breaks_on_russian(drafts: Any) -> None:
+        calls.append(len(drafts))
+        if any(d.title == RUSSIAN for d, _ in drafts):
+            raise ValueError("bug in the model")
+        real(drafts)
+
+    monkeypatch.setattr(pipeline, "set_languages", breaks_on_russian)
+    reports = pipeline.poll_feeds(ctx, ids)
+    # The batch's call, then one call a feed: only the feed whose text breaks it fails.
+    assert calls == [3, 1, 1, 1]
+    assert [r.outcome for r in reports] == ["ok", "error", "ok"]
+    assert reports[1].error_class == "internal" and "bug in the model" in (reports[1].error or "")
+    assert sorted(stored_languages(ctx).values(), key=str) == ["en", "hy"]
+    with db.session_scope(ctx.settings) as session:
+        broken = session.get(Feed, ids[1])
+        assert broken is not None and broken.error_class == "internal" and broken.claimed_at is None
 
 
 def test_a_deadlocked_batch_is_written_feed_by_feed(

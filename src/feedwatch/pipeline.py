@@ -512,10 +512,10 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
 
 
 def _detect_languages(polls: Sequence[_Poll]) -> None:
-    """The languages of every feed's new drafts, in one call of the model. A changed feed of the
-    steady mix brings two: with a call a feed, normalizing it cost 1.5x what it costs with one
-    call a batch (round 31 in docs/performance-history.md). If the call fails, each feed is
-    detected alone, so only the feed that breaks it fails."""
+    """The languages of every feed's new drafts, together (``set_languages``: 64 drafts a call of
+    the model). A changed feed of the steady mix brings two: with a call a feed, normalizing it
+    cost 1.5x what it costs with the batch's (round 31 in docs/performance-history.md). If
+    detection fails, each feed is detected alone, so only the feed that breaks it fails."""
     waiting = [p for p in polls if p.undetected and p.report.outcome != "error"]
     if not waiting:
         return

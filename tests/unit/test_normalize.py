@@ -355,6 +355,50 @@ def test_language_precedence(
     assert draft.language == expected
 
 
+def test_set_languages_detects_in_calls_of_a_bounded_size_as_one_text_at_a_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls of at most ``_DETECT_BATCH`` drafts, each given at most ``_DETECT_CHARS`` of the text
+    after its title, and the languages one text at a time gives (``detect_language``)."""
+    words = {
+        "en": "the talks in Baku went on through the night and the ministers agreed on a text ",
+        "ru": "переговоры в Баку продолжались всю ночь и министры согласовали текст ",
+        "hy": "Բաքվում բանակցությունները շարունակվեցին ամբողջ գիշեր և նախարարները համաձայնեցին ",
+    }
+    languages = list(words)
+    entries = tuple(
+        replace(
+            ENTRY,
+            guid=f"g{i}",
+            title=f"Item {i}",
+            # every third text is long: only its first _DETECT_CHARS are detected on
+            content_html=words[languages[i % 3]] * (200 if i % 3 == 0 else 2),
+        )
+        for i in range(2 * normalize._DETECT_BATCH + 5)
+    )
+    feed = parse_feed(
+        b'<rss version="2.0"><channel><title>T</title></channel></rss>', headers={}, url=FEED_URL
+    )
+    undetected = normalize.draft_feed(
+        replace(feed, entries=entries), feed_url=FEED_URL, configured_language=None, fetched_at=FETCHED
+    )
+    calls: list[tuple[int, int]] = []
+    real = normalize.detect_languages
+
+    def spy(texts: list[str], hints: list[str | None]) -> list[str | None]:
+        calls.append((len(texts), max(len(t) for t in texts)))
+        return real(texts, hints)
+
+    monkeypatch.setattr(normalize, "detect_languages", spy)
+    normalize.set_languages(undetected)
+    batch = normalize._DETECT_BATCH
+    assert [n for n, _ in calls] == [batch, batch, 5]
+    assert all(longest <= len("Item 000\n") + normalize._DETECT_CHARS for _, longest in calls)
+    for draft, hint in undetected:
+        assert draft.language == detect_language(f"{draft.title}\n{draft.text}", hint=hint)
+    assert [d.language for d, _ in undetected][:3] == ["en", "ru", "hy"]
+
+
 def test_caps_title_and_text() -> None:
     entry = replace(ENTRY, title="T" * 5_000, content_html="<p>" + "я" * 80_000 + "</p>")
     draft = normalize_entry(entry, feed_url=FEED_URL, feed_language="ru", fetched_at=FETCHED)

@@ -11,10 +11,9 @@ Decisions, in the order an entry meets them:
   breaks kept as newlines, other white space collapsed. Title ≤ 1,000 characters, text ≤ 100 KB.
   The text is the longer of the entry's content and its summary (the teaser); the summary is
   kept (≤ 2,000 characters) only when it is not the text, and is empty otherwise.
-* Language: entry, else feed, else configured, else detected on title + text. A feed's entries
-  are detected together, and a poll batch's new entries of every feed (``draft_feed``, then
-  ``set_languages``): the language model walks them 8 KB of text at a time
-  (``detect_languages``).
+* Language: entry, else feed, else configured, else detected on title + text. A poll batch
+  detects the new entries of all its feeds together (``draft_feed``, then ``set_languages``: 64
+  a call of the language model, which walks them 8 KB of text at a time, ``detect_languages``).
 * Date: published, else updated, else the fetch time (``published_from_feed=False``); dates
   before 1990 or more than two days ahead of the fetch are bogus and fall back the same way.
 """

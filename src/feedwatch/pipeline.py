@@ -409,10 +409,14 @@ class _Poll:
     result: FetchResult | None = None
     body_hash: str | None = None
     parsed: ParsedFeed | None = None
-    drafts: list[ArticleDraft] = field(default_factory=list)
     keys: list[str | None] = field(default_factory=list)  # of parsed.entries, where the key is known
-    undetected: list[Undetected] = field(default_factory=list)  # ``drafts``, before their languages
+    # The new entries' drafts with their language hints; :func:`_detect_languages` sets the languages.
+    drafted: list[Undetected] = field(default_factory=list)
     retry_after: float | None = None
+
+    @property
+    def drafts(self) -> list[ArticleDraft]:
+        return [draft for draft, _ in self.drafted]
 
     def fail(self, error_class: str, message: str, status: int | None = None) -> None:
         self.report.outcome, self.report.error_class, self.report.error = "error", error_class, message
@@ -499,12 +503,11 @@ def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
         if not e.known and (feed_id, key) not in seen
     ]
     unseen = replace(poll.parsed, entries=tuple(fresh))
-    poll.undetected = draft_feed(
+    poll.drafted = draft_feed(
         unseen, feed_url=url, configured_language=poll.feed.language, fetched_at=poll.now
     )
-    poll.drafts = [draft for draft, _ in poll.undetected]
     poll.report.kept = len(poll.parsed.kept)
-    poll.report.entries = poll.report.kept + len(poll.parsed.entries) - len(fresh) + len(poll.drafts)
+    poll.report.entries = poll.report.kept + len(poll.parsed.entries) - len(fresh) + len(poll.drafted)
     # The raw texts live on in the drafts; the batch write reads only identities and dates
     # (fingerprints, the schedule). A batch of 100 feeds of 50 new items held both until it ended.
     entries = tuple(e if e.known else e.without_texts() for e in poll.parsed.entries)
@@ -516,18 +519,17 @@ def _detect_languages(polls: Sequence[_Poll]) -> None:
     the model). A changed feed of the steady mix brings two: with a call a feed, normalizing it
     cost 1.5x what it costs with the batch's (round 31 in docs/performance-history.md). If
     detection fails, each feed is detected alone, so only the feed that breaks it fails."""
-    waiting = [p for p in polls if p.undetected and p.report.outcome != "error"]
+    waiting = [p for p in polls if p.drafted and p.report.outcome != "error"]
     if not waiting:
         return
     try:
-        set_languages([pair for p in waiting for pair in p.undetected])
+        set_languages([pair for p in waiting for pair in p.drafted])
     except Exception as exc:
         if _fatal(exc):
             raise
+        log.warning("poll.languages_failed", feeds=len(waiting), error=f"{type(exc).__name__}: {exc}")
         for poll in waiting:
-            _guarded(poll, partial(set_languages, poll.undetected))
-    for poll in waiting:
-        poll.undetected = []
+            _guarded(poll, partial(set_languages, poll.drafted))
 
 
 #: PostgreSQL's SQLSTATE for a transaction chosen as a deadlock victim.

@@ -200,9 +200,13 @@ def test_a_feed_that_breaks_the_batchs_language_detection_fails_alone(
         real(drafts)
 
     monkeypatch.setattr(pipeline, "set_languages", breaks_on_russian)
+    capture = structlog.testing.LogCapture()  # the pipeline's own logger (see the quiet-poll test)
+    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
     reports = pipeline.poll_feeds(ctx, ids)
     # The batch's call, then one call a feed: only the feed whose text breaks it fails.
     assert calls == [3, 1, 1, 1]
+    [failed] = [e for e in capture.entries if e["event"] == "poll.languages_failed"]
+    assert failed["feeds"] == 3 and "bug in the model" in failed["error"]
     assert [r.outcome for r in reports] == ["ok", "error", "ok"]
     assert reports[1].error_class == "internal" and "bug in the model" in (reports[1].error or "")
     assert sorted(stored_languages(ctx).values(), key=str) == ["en", "hy"]

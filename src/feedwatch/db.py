@@ -106,6 +106,18 @@ def session_scope(settings: Settings | None = None) -> Iterator[Session]:
             raise
 
 
+@contextmanager
+def read_scope(settings: Settings | None = None) -> Iterator[Session]:
+    """A session for one read statement, outside a transaction: a single statement sees one
+    snapshot on its own, so a BEGIN and a COMMIT around it are two round trips for nothing
+    (~85 µs of a worker's CPU a read; round 32 in docs/performance-history.md). Two statements
+    here would see two snapshots, and nothing written here is rolled back: read, once. The
+    pool takes the connection back out of autocommit."""
+    with Session(get_engine(settings), expire_on_commit=False) as session:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
 def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision``."""
     from alembic import command

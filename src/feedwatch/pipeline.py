@@ -29,7 +29,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlmodel import Session
 
 from feedwatch import feedstate, known, metrics, store, stories
-from feedwatch.db import session_scope
+from feedwatch.db import read_scope, session_scope
 from feedwatch.extract import ExtractedText, ExtractionError, extract
 from feedwatch.fetch import (
     AddressPolicy,
@@ -330,7 +330,7 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     are let go before the next part is parsed, and the fetch held the bodies past the bound in
     temporary files, each read back as its feed is parsed.
     """
-    with session_scope(ctx.settings) as session:
+    with read_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
         # The same SELECT reads the state the outcomes change: no second read after the fetch.
         loaded = [(target, row) for target, row in feedstate.load(session, feed_ids) if target.enabled]
@@ -486,7 +486,7 @@ def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
     keys = {key for p in polls for key in p.keys if key}
     if not keys:
         return set()
-    with session_scope(ctx.settings) as session:
+    with read_scope(ctx.settings) as session:
         return store.sighted_keys(session, [p.report.feed_id for p in polls], list(keys))
 
 

@@ -4,6 +4,7 @@
 the steady mix, so a change can be judged without the noise of eight processes on two cores:
 
     .venv/bin/python benchmarks/poll_costs.py [--feeds 1000] [--rounds 5] [--profile out.prof]
+        [--only 304 --spy 304.txt]
 
 Prints one JSON object: ``cpu_ms_per_feed`` for ``304``, ``unchanged`` (200, same body),
 ``new`` (200, 2 new items of 50) and ``mix`` (the steady-state mix the issue names: 70 / 20 /
@@ -11,8 +12,9 @@ Prints one JSON object: ``cpu_ms_per_feed`` for ``304``, ``unchanged`` (200, sam
 full parse of one 50-item feed by feedparser and by the lxml fast path). Needs PostgreSQL
 (``FEEDWATCH_TEST_PG``). ``ingest`` is CPU per stored article when every item is new (and the
 elapsed time per article, round trips to PostgreSQL included);
-``delivery`` is CPU per alert delivered to the JSONL channel, by alerts per message. The farm
-runs as a child process and is stopped by pid.
+``delivery`` is CPU per alert delivered to the JSONL channel, by alerts per message. With
+``--spy``, py-spy samples the ``--only`` kind's polls (``spy``: each function's inclusive share
+of the samples that held the GIL). The farm runs as a child process and is stopped by pid.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import contextlib
 import cProfile
 import gc
 import json
+import os
+import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -38,9 +43,11 @@ from run import (
     farm_config,
     farm_process,
     farm_url,
+    finish_profile,
     insert_feeds,
     postgres_database,
     proc_cpu,
+    py_spy,
 )
 
 
@@ -55,6 +62,27 @@ def postgres_cpu(service: Any) -> float:
         with contextlib.suppress(OSError):  # exited since the query
             total += proc_cpu(pid)
     return total
+
+
+@contextlib.contextmanager
+def sampled(path: str | None) -> Iterator[dict[str, Any]]:
+    """py-spy over the block, 1,000 samples a second of this process holding the GIL, as
+    collapsed stacks in ``path``; the dict yielded gets their summary (``finish_profile``).
+    Nothing without a path. Unlike ``--profile`` (cProfile), sampling does not charge each
+    Python call a fixed cost, which doubled the share of code made of many small calls (the
+    schedule's) in round 32's profiles of a 304 poll. The process stops for each sample (whole
+    stacks); its CPU time, which the figures are, does not run meanwhile."""
+    summary: dict[str, Any] = {}
+    if path is None:
+        yield summary
+        return
+    spy = py_spy(os.getpid(), Path(path), "gil", rate=1000, pause=True)
+    time.sleep(1.0)  # py-spy attaches; a process sleeping holds no GIL, so this is not sampled
+    try:
+        yield summary
+    finally:
+        spy.send_signal(signal.SIGINT)
+        summary.update(finish_profile(spy, Path(path), top=40))
 
 
 def checked(reports: list[Any]) -> list[Any]:
@@ -153,11 +181,17 @@ def main(argv: list[str] | None = None) -> None:
         "--statements", action="store_true", help="also: database wall time per statement during ingest"
     )
     parser.add_argument(
+        "--spy",
+        help="write py-spy's samples (GIL held, collapsed stacks) of the --only kind's polls here",
+    )
+    parser.add_argument(
         "--only",
         choices=["304", "unchanged", "new", "ingest", "delivery"],
         help="profile this kind only (the deliveries are profiled only when named here)",
     )
     args = parser.parse_args(argv)
+    if args.spy and args.only not in ("304", "unchanged", "new", "ingest"):
+        parser.error("--spy needs --only 304, unchanged, new or ingest")
 
     from feedwatch import pipeline
     from feedwatch.logs import configure_logging
@@ -197,17 +231,20 @@ def main(argv: list[str] | None = None) -> None:
             profiler = cProfile.Profile(time.process_time) if args.profile else None
             costs: dict[str, float] = {}
             pg_costs: dict[str, float] = {}
+            spy: dict[str, Any] = {}
             for kind, kind_ids in ids.items():
                 if profiler and args.only in (None, kind):
                     profiler.enable()
-                started, pg0, polls = time.process_time(), postgres_cpu(service), 0
-                for _ in range(args.rounds):
-                    for k in range(0, len(kind_ids), size):
-                        polls += len(checked(pipeline.poll_feeds(ctx, kind_ids[k : k + size])))
-                costs[kind] = (time.process_time() - started) / polls * 1000
-                pg_costs[kind] = (postgres_cpu(service) - pg0) / polls * 1000
+                with sampled(args.spy if args.only == kind else None) as spied:
+                    started, pg0, polls = time.process_time(), postgres_cpu(service), 0
+                    for _ in range(args.rounds):
+                        for k in range(0, len(kind_ids), size):
+                            polls += len(checked(pipeline.poll_feeds(ctx, kind_ids[k : k + size])))
+                    costs[kind] = (time.process_time() - started) / polls * 1000
+                    pg_costs[kind] = (postgres_cpu(service) - pg0) / polls * 1000
                 if profiler:
                     profiler.disable()
+                spy.update(spied)
             # Every item new on every hit: CPU per stored article (parse, normalize, rules, store).
 
             def stored() -> int:
@@ -216,11 +253,13 @@ def main(argv: list[str] | None = None) -> None:
             if profiler and args.only in (None, "ingest"):
                 profiler.enable()
             timings = statement_timings() if args.statements else None
-            before, started, pg0 = stored(), time.process_time(), postgres_cpu(service)
-            wall = time.perf_counter()
-            for _ in range(args.rounds):
-                for k in range(0, len(ingest_ids), size):
-                    checked(pipeline.poll_feeds(ctx, ingest_ids[k : k + size]))
+            with sampled(args.spy if args.only == "ingest" else None) as spied:
+                before, started, pg0 = stored(), time.process_time(), postgres_cpu(service)
+                wall = time.perf_counter()
+                for _ in range(args.rounds):
+                    for k in range(0, len(ingest_ids), size):
+                        checked(pipeline.poll_feeds(ctx, ingest_ids[k : k + size]))
+            spy.update(spied)
             items = stored() - before
             per_item = (time.process_time() - started) / max(items, 1) * 1000
             wall_per_item = (time.perf_counter() - wall) / max(items, 1) * 1000
@@ -272,6 +311,8 @@ def main(argv: list[str] | None = None) -> None:
         # CPU per alert delivered by deliver_many, by alerts per message (ratio: against one)
         "delivery": delivery,
     }
+    if spy:  # the samples' inclusive shares, for the kind named by --only
+        result["spy"] = {"kind": args.only, **spy}
     if lookup:
         result["ingest"]["story_lookup"] = lookup
     if timings is not None:

@@ -1014,28 +1014,42 @@ def start_profile(
     Python code and of the C it calls without releasing the GIL, the waits left out (round 19)."""
     feeds = next(p for p in service.procs if p.log_path.name == "feeds.log")
     out = service.home / name
-    spy = subprocess.Popen(
+    return py_spy(feeds.pid, out, mode, rate=200, seconds=seconds, subprocesses=True), out
+
+
+def py_spy(
+    pid: int,
+    out: Path,
+    mode: str,
+    rate: int,
+    seconds: float | None = None,
+    subprocesses: bool = False,
+    pause: bool = False,
+) -> subprocess.Popen[bytes]:
+    """py-spy recording ``pid`` as collapsed stacks into ``out`` (``finish_profile`` reads them),
+    for ``seconds`` or until it is sent SIGINT; ``mode`` as in :func:`start_profile`. Without
+    ``pause`` py-spy reads the process while it runs, and a few stacks come out torn (a frame
+    under a caller it never had); with it, the process stops for each sample."""
+    return subprocess.Popen(
         [
             str(Path(sys.executable).parent / "py-spy"),
             "record",
             "--pid",
-            str(feeds.pid),
-            "--subprocesses",
+            str(pid),
+            *(["--subprocesses"] if subprocesses else []),
             "--format",
             "raw",
             "--rate",
-            "200",
-            "--nonblocking",
+            str(rate),
+            *([] if pause else ["--nonblocking"]),
             *(["--gil"] if mode == "gil" else []),
-            "--duration",
-            str(int(seconds)),
+            *(["--duration", str(int(seconds))] if seconds else []),
             "--output",
             str(out),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    return spy, out
 
 
 def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> dict[str, Any]:

@@ -301,8 +301,12 @@ def proc_stat(text: str) -> tuple[str, list[str]]:
 
 
 def stat_cpu(fields: list[str]) -> float:
-    """CPU seconds (user + system) in the fields :func:`proc_stat` gives (clock ticks)."""
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds (user + system) in the fields :func:`proc_stat` gives (clock ticks), its
+    children's that it waited for included: a PostgreSQL backend or a pool child that exits
+    between two snapshots would otherwise take its CPU out of its role's sum, which then fell
+    (a baseline's `service_cores` read -0.16 while other tests' connections came and went, in
+    round 32). Their reaper (the postmaster, Celery's main process) is in the same role."""
+    return sum(int(fields[k]) for k in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
 
 
 #: The columns of /proc/stat's first line ("cpu", then clock ticks over all CPUs).
@@ -337,7 +341,7 @@ def stolen_cpu() -> float:
 
 
 def proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) so far of one process."""
+    """CPU seconds so far of one process (as :func:`stat_cpu` counts them)."""
     return stat_cpu(proc_stat(Path(f"/proc/{pid}/stat").read_text())[1])
 
 

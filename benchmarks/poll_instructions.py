@@ -1,0 +1,148 @@
+"""Instructions a feeds worker executes per poll, by what the feed answered: counted, not timed.
+
+``poll_costs.py`` times a poll's CPU, and on these machines its figures move by a third with the
+hour: a change worth 2 % of a poll is lost in them (rounds 19 and 32 in
+docs/performance-history.md). This counts the instructions instead, under valgrind's callgrind,
+which gives the same count for the same work whatever else the machine is doing:
+
+    .venv/bin/python benchmarks/poll_instructions.py [--kinds 304,unchanged,new] [--feeds 100]
+        [--rounds 10]
+
+For each kind it runs a child process under callgrind twice: both set up the same feeds (a
+farm of ``--feeds`` feeds of that kind, a fresh PostgreSQL database, every feed polled once) and
+then poll every feed 1 and ``1 + --rounds`` times through ``pipeline.poll_feeds`` in batches as a
+worker does; the difference between the two counts, divided by the extra polls, is what one poll
+executes, setup excluded. Only this process's own instructions are counted: not the kernel's
+in its system calls, and not the farm's or PostgreSQL's, which run outside valgrind
+(``poll_costs.py`` reports PostgreSQL's CPU). Prints one JSON object: per kind the
+instructions a poll (``minstr_per_poll``, millions), the steady mix's weighted sum and each
+run's total; ``PYTHONHASHSEED`` is fixed so both runs hash alike. The two runs of a kind go side
+by side; a kind takes 3–4 minutes on two cores (valgrind runs Python ~50× slower, and each run
+sets up anew). Needs valgrind and PostgreSQL (``FEEDWATCH_TEST_PG``).
+
+Repeatability: the setup alone counted 6,107–6,123 million instructions in four runs (the
+waits on the network and on PostgreSQL loop a varying number of times), so 1,000 polls
+(``--feeds 100 --rounds 10``) resolve about 1.5 % of a 304 and far less of a changed feed.
+
+Compare two checkouts by running each one's copy of this script (``PYTHONPATH=<tree>/src``);
+what it counts does not see cache misses or PostgreSQL, so a change it shows must still be
+seen in ``run.py`` to count for the issue's ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from farm import Group
+from run import QUICK, Service, farm_process, insert_feeds, postgres_database
+
+KINDS = ("304", "unchanged", "new")
+
+
+def inner(kind: str, feeds: int, rounds: int) -> None:
+    """The measured child: set up ``feeds`` feeds of ``kind``, poll each once, then ``rounds``
+    more times (what the parent's two runs differ by)."""
+    from feedwatch import pipeline
+    from feedwatch.logs import configure_logging
+    from feedwatch.settings import Settings
+
+    configure_logging(Settings(log_level="WARNING", log_format="json"))
+    spec = {"feeds": feeds, "mix": {kind: 1.0}, "items": QUICK.items, "new_items": QUICK.new_items}
+    group = Group(name="poll", **spec)  # type: ignore[arg-type]
+    config = {"groups": {"poll": spec}}
+    with (
+        tempfile.TemporaryDirectory(prefix="fw-instr-") as tmp,
+        farm_process(config, Path(tmp)) as (port, _),
+        postgres_database() as db_url,
+    ):
+        service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
+        insert_feeds(service, group, port, 10.0, True)
+        ctx = pipeline.Context(settings=service.settings)
+        size = service.settings.poll_batch_size
+        ids = [int(row[0]) for row in service.execute("SELECT id FROM feed ORDER BY id")]
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*pipeline.GC_THRESHOLDS)
+        for _ in range(1 + rounds):  # the first: as a worker's first poll of these feeds
+            for k in range(0, len(ids), size):
+                for report in pipeline.poll_feeds(ctx, ids[k : k + size]):
+                    if report.outcome in ("error", "fetch_failed", "parse_failed"):
+                        raise RuntimeError(f"poll failed: {report}")
+        service.stop()
+
+
+def count(kind: str, feeds: int, rounds: int, out: Path) -> int:
+    """Instructions of one child run under callgrind."""
+    env = {**os.environ, "PYTHONHASHSEED": "0"}
+    command = [
+        "valgrind",
+        "--tool=callgrind",
+        f"--callgrind-out-file={out}",
+        "--trace-children=no",
+        sys.executable,
+        __file__,
+        "--inner",
+        kind,
+        "--feeds",
+        str(feeds),
+        "--rounds",
+        str(rounds),
+    ]
+    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    totals = re.search(rb"^(?:totals|summary): (\d+)", out.read_bytes(), re.MULTILINE)
+    if totals is None:
+        raise RuntimeError(f"no totals in {out}")
+    return int(totals.group(1))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: 304, unchanged, new")
+    parser.add_argument("--feeds", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=10, help="extra polls of every feed in the second run")
+    parser.add_argument("--inner", choices=KINDS, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.inner:
+        inner(args.inner, args.feeds, args.rounds)
+        return
+    kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
+    unknown = sorted(set(kinds) - set(KINDS))
+    if unknown:
+        parser.error(f"unknown kinds: {', '.join(unknown)}")
+    result: dict[str, Any] = {"feeds": args.feeds, "rounds": args.rounds, "kinds": {}}
+    with tempfile.TemporaryDirectory(prefix="fw-callgrind-") as tmp:
+        for kind in kinds:
+            with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts, not times
+                runs = [
+                    pool.submit(count, kind, args.feeds, rounds, Path(tmp) / f"{kind}.{rounds}.out")
+                    for rounds in (0, args.rounds)
+                ]
+                base, more = (run.result() for run in runs)
+            per_poll = (more - base) / (args.rounds * args.feeds)
+            result["kinds"][kind] = {
+                "minstr_per_poll": round(per_poll / 1e6, 4),
+                "total_minstr": [round(base / 1e6, 1), round(more / 1e6, 1)],
+            }
+            print(f"[instructions] {kind}: {result['kinds'][kind]}", file=sys.stderr, flush=True)
+    shares = QUICK.mix
+    if all(k in result["kinds"] for k in shares):
+        result["mix_minstr_per_poll"] = round(
+            sum(shares[k] * result["kinds"][k]["minstr_per_poll"] for k in shares), 4
+        )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

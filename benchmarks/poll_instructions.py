@@ -20,9 +20,11 @@ run's total; ``PYTHONHASHSEED`` is fixed so both runs hash alike. The two runs o
 by side; a kind takes 3–4 minutes on two cores (valgrind runs Python ~50× slower, and each run
 sets up anew). Needs valgrind and PostgreSQL (``FEEDWATCH_TEST_PG``).
 
-Repeatability: the setup alone counted 6,107–6,123 million instructions in four runs (the
-waits on the network and on PostgreSQL loop a varying number of times), so 1,000 polls
-(``--feeds 100 --rounds 10``) resolve about 1.5 % of a 304 and far less of a changed feed.
+Repeatability: three runs at the default sizes counted a 304 at 0.806 / 0.809 / 0.815 M
+instructions (1.2 % apart; the setup alone varies by ~20 M, as the waits on the network and on
+PostgreSQL loop a varying number of times). The figure depends on the sizes, since a feed's
+later polls cost other than its first ones (0.76–0.86 M a 304 at 2–6 extra rounds): compare
+two checkouts at the same sizes.
 
 Compare two checkouts by running each one's copy of this script (``PYTHONPATH=<tree>/src``);
 what it counts does not see cache misses or PostgreSQL, so a change it shows must still be

@@ -47,6 +47,8 @@ from aiohttp import web
 
 KINDS = ("304", "unchanged", "new", "slow", "error", "real")
 MAX_HOSTS = 254  # 127.0.0.1 … 127.0.0.254
+#: The Content-Type of a farm feed's answer (a parse's item spans record it: feedwatch.splice).
+CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 MATCH_TITLE = "Lavrov and Bayramov discuss the peace treaty with Armenia: {words}"
 MATCH_TEXT = (
     "Russian Foreign Minister Sergey Lavrov and Azerbaijani Foreign Minister Jeyhun Bayramov "
@@ -233,7 +235,7 @@ class Farm:
 
     async def _answer(self, group: Group, index: int, hit: int, request: web.Request) -> web.Response:
         kind = group.kinds[index]
-        xml = "application/rss+xml; charset=utf-8"
+        xml = CONTENT_TYPE
         if kind == "error":
             return web.Response(status=500, text="farm error")
         if kind == "slow":

@@ -61,6 +61,8 @@ def test_quick_json_shape() -> None:
         assert len(figures["service_cores"]) == 2 and min(figures["service_cores"]) >= 0
     poll, ingest = result["poll"], result["ingest"]
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
+    # The farm's CPU a request under the bare loop and under the service: both were measured.
+    assert poll["farm_us_per_request"]["floor"] > 0 and poll["farm_us_per_request"]["service"] > 0
     assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)
     # The work the window left (alerts to deliver, full texts to read), drained after it, and
     # the rate with the window's share of it charged: never above the window's own rate
@@ -213,3 +215,32 @@ def test_article_bytes_json_shape() -> None:
     assert farm["summary_empty"] == 1.0  # the farm's items have a description only
     for key in ("table_bytes", "wal_bytes", "json_bytes"):
         assert 0 < farm[f"{key}_ratio"] < 1, key
+
+
+def test_seeded_feed_rows_hold_what_a_parse_stored() -> None:
+    """``run.parsed_state`` seeds a 304 or unchanged feed's row as a poll that parsed its body
+    left it: the fingerprints of its items, and item spans from which the next parse of the
+    same body keeps every item and parses none (so the record is the service's own, not bytes
+    of the right size)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import run  # type: ignore[import-not-found]
+    from farm import CONTENT_TYPE, Group, constant_body  # type: ignore[import-not-found]
+
+    from feedwatch import known
+    from feedwatch.parse import parse_feed
+
+    group = Group(name="poll", feeds=12, mix={"304": 0.5, "unchanged": 0.5}, items=50, new_items=2)
+    indexes = [1, 4, 7]
+    port = 8123
+    for index, (prints, spans) in zip(indexes, run.parsed_state(group, indexes, port), strict=True):
+        assert len(prints) == 50 * known.SIZE and spans
+        url = run.farm_url(port, group.name, index, group.hosts)
+        again = parse_feed(
+            constant_body(group, index, port),
+            headers={"content-type": CONTENT_TYPE},
+            url=url,
+            known=known.predicate(prints),
+            spans=spans,
+        )
+        assert (len(again.kept), len(again.entries)) == (50, 0)
+        assert known.fingerprints(again) == prints

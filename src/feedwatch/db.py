@@ -34,6 +34,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _utc_session(dbapi_connection: Any, _record: Any) -> None:
+    """Every PostgreSQL session in UTC. What is stored does not change (``timestamptz`` is an
+    instant), but psycopg hands out timestamps in the session's zone: in UTC they come as
+    ``datetime.UTC`` itself, the value sqlmodel's ``UTCDateTime`` returns, and the poll batch's
+    read on psycopg's cursor returns them as they come (``store.feed_columns``, which converts
+    them where a session is in another zone). No statement of the service depends on the
+    session's zone. A ``SET`` rather than a startup option, which poolers such as PgBouncer
+    refuse unless told to ignore it."""
+    autocommit = dbapi_connection.autocommit
+    dbapi_connection.autocommit = True
+    dbapi_connection.execute("SET TIME ZONE 'UTC'")
+    dbapi_connection.autocommit = autocommit
+
+
 def json_dumps(value: Any) -> str:
     """JSON columns through orjson: a feed row's 20-entry ``poll_history`` (~2.3 KB) is decoded
     and encoded on every poll; ``timeit`` on such a history: loads 4x and dumps 10x faster than
@@ -58,7 +72,7 @@ def make_engine(url: str) -> Engine:
         engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_JSON)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    engine = create_engine(
         url,
         pool_pre_ping=True,
         pool_size=5,
@@ -75,6 +89,8 @@ def make_engine(url: str) -> Engine:
         # (docs/performance-history.md, round 11).
         connect_args={"connect_timeout": 10},
     )
+    event.listen(engine, "connect", _utc_session)
+    return engine
 
 
 def get_engine(settings: Settings | None = None) -> Engine:

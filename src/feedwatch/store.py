@@ -459,15 +459,9 @@ def _utc_rows(rows: list[tuple[Any, ...]], stamps: tuple[int, ...]) -> list[tupl
     zone = next((row[i].tzinfo for row in rows for i in stamps if row[i] is not None), UTC)
     if zone is UTC:
         return rows
-    return [tuple(_utc(v) if i in stamps else v for i, v in enumerate(row)) for row in rows]
-
-
-def _utc(value: datetime | None) -> datetime | None:
-    if value is None:
-        return None
-    if value.utcoffset() is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    return [
+        tuple(to_utc(v) if i in stamps and v is not None else v for i, v in enumerate(row)) for row in rows
+    ]
 
 
 def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]) -> None:

@@ -48,6 +48,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from farm import Group
+from poll_costs import checked
 from run import QUICK, Service, farm_process, insert_feeds, postgres_database
 
 KINDS = ("304", "unchanged", "new")
@@ -79,9 +80,7 @@ def inner(kind: str, feeds: int, rounds: int) -> None:
         gc.set_threshold(*pipeline.GC_THRESHOLDS)
         for _ in range(1 + rounds):  # the first: as a worker's first poll of these feeds
             for k in range(0, len(ids), size):
-                for report in pipeline.poll_feeds(ctx, ids[k : k + size]):
-                    if report.outcome in ("error", "fetch_failed", "parse_failed"):
-                        raise RuntimeError(f"poll failed: {report}")
+                checked(pipeline.poll_feeds(ctx, ids[k : k + size]))
         service.stop()
 
 
@@ -102,7 +101,10 @@ def count(kind: str, feeds: int, rounds: int, out: Path) -> int:
         "--rounds",
         str(rounds),
     ]
-    subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    child = subprocess.run(command, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if child.returncode:
+        tail = child.stderr.decode(errors="replace")[-3000:]
+        raise RuntimeError(f"the {kind} run under callgrind failed ({child.returncode}):\n{tail}")
     totals = re.search(rb"^(?:totals|summary): (\d+)", out.read_bytes(), re.MULTILINE)
     if totals is None:
         raise RuntimeError(f"no totals in {out}")

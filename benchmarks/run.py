@@ -1925,8 +1925,8 @@ def main(argv: list[str] | None = None) -> None:
     # The same, against the bare loop without keep-alive (the service's policy until round 4).
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     # The farm's CPU a request under the bare loop (its mean over the two floors) and under the
-    # service: the farm is one Python process, and it pays more a request at the service's lower
-    # rate (fewer answers a turn of its event loop), which the machine's budget a poll carries.
+    # service: the farm is one Python process whose CPU the machine's budget a poll carries. It
+    # paid 0-21 % more a request under the service in round 33's runs, for no cause found there.
     poll["farm_us_per_request"] = {
         "floor": round(sum(baselines.values["floor_farm_us"]) / len(baselines.values["floor_farm_us"]), 1),
         "service": round(poll["cores_used"].get("farm", 0.0) / poll["feeds_per_s"] * 1e6, 1)

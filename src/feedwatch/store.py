@@ -454,7 +454,7 @@ def _feed_select_pg(columns: tuple[str, ...]) -> tuple[str, tuple[int, ...]]:
 def _utc_rows(rows: list[tuple[Any, ...]], stamps: tuple[int, ...]) -> list[tuple[Any, ...]]:
     """``rows`` with the timestamps at ``stamps`` in UTC (``datetime.UTC``), as sqlmodel's
     ``UTCDateTime`` gives them. psycopg gives every timestamp of a result the connection's
-    zone: UTC itself on connections set to it (``db.make_engine``), and then the rows are
+    zone: UTC itself on connections set to it (``db._utc_session``), and then the rows are
     returned as they are; in any other zone each timestamp is converted."""
     zone = next((row[i].tzinfo for row in rows for i in stamps if row[i] is not None), UTC)
     if zone is UTC:

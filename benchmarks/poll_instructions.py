@@ -5,8 +5,8 @@ hour: a change worth 2 % of a poll is lost in them (rounds 19 and 32 in
 docs/performance-history.md). This counts the instructions instead, under valgrind's callgrind,
 which gives the same count for the same work whatever else the machine is doing:
 
-    .venv/bin/python benchmarks/poll_instructions.py [--kinds 304,unchanged,new] [--feeds 100]
-        [--rounds 10]
+    .venv/bin/python benchmarks/poll_instructions.py [--kinds 304,unchanged,new,ingest,real]
+        [--feeds 100] [--rounds 10]
 
 For each kind it runs a child process under callgrind twice: both set up the same feeds (a
 farm of ``--feeds`` feeds of that kind, a fresh PostgreSQL database, every feed polled once) and
@@ -15,8 +15,9 @@ worker does; the difference between the two counts, divided by the extra polls, 
 executes, setup excluded. Only this process's own instructions are counted: not the kernel's
 in its system calls, and not the farm's or PostgreSQL's, which run outside valgrind
 (``poll_costs.py`` reports PostgreSQL's CPU). Prints one JSON object: per kind the
-instructions a poll (``minstr_per_poll``, millions), the steady mix's weighted sum and each
-run's total; ``PYTHONHASHSEED`` is fixed so both runs hash alike. The two runs of a kind go side
+instructions a poll (``minstr_per_poll``, millions), where polls stored articles the articles a
+poll and the instructions an article (``kinstr_per_item``, thousands), the steady mix's weighted
+sum and each run's total; ``PYTHONHASHSEED`` is fixed so both runs hash alike. The two runs of a kind go side
 by side; a kind takes 3–4 minutes on two cores (valgrind runs Python ~50× slower, and each run
 sets up anew). Needs valgrind and PostgreSQL (``FEEDWATCH_TEST_PG``).
 
@@ -47,22 +48,35 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm import Group
+from farm import Group, real_bodies
 from poll_costs import checked
-from run import QUICK, Service, farm_process, insert_feeds, postgres_database
+from run import QUICK, REAL_FEEDS, Service, farm_process, insert_feeds, postgres_database
 
-KINDS = ("304", "unchanged", "new")
+KINDS = ("304", "unchanged", "new", "ingest", "real")
+#: What the steady mix (``--kinds`` by default) is made of. The other two are the ingest phases'
+#: feeds, every item new on every poll: ``ingest`` the farm's 50-item feeds, ``real`` the shared
+#: corpus's real feeds (``run.py``'s ``ingest_real``; ``--feeds`` of them, the files in turn).
+MIX_KINDS = ("304", "unchanged", "new")
 
 
-def inner(kind: str, feeds: int, rounds: int) -> None:
+def group_spec(kind: str) -> dict[str, Any]:
+    """The farm group one kind's feeds come from, sized as ``run.py``'s groups are."""
+    if kind == "ingest":  # run.py's ingest group: every item new on every hit
+        return {"mix": {"new": 1.0}, "items": QUICK.items, "new_items": QUICK.items}
+    if kind == "real":
+        return {"mix": {"real": 1.0}, "real_dir": str(REAL_FEEDS)}
+    return {"mix": {kind: 1.0}, "items": QUICK.items, "new_items": QUICK.new_items}
+
+
+def inner(kind: str, feeds: int, rounds: int, items_out: Path) -> None:
     """The measured child: set up ``feeds`` feeds of ``kind``, poll each once, then ``rounds``
-    more times (what the parent's two runs differ by)."""
+    more times (what the parent's two runs differ by); the articles stored go to ``items_out``."""
     from feedwatch import pipeline
     from feedwatch.logs import configure_logging
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="json"))
-    spec = {"feeds": feeds, "mix": {kind: 1.0}, "items": QUICK.items, "new_items": QUICK.new_items}
+    spec = {"feeds": feeds, **group_spec(kind)}
     group = Group(name="poll", **spec)  # type: ignore[arg-type]
     config = {"groups": {"poll": spec}}
     with (
@@ -81,11 +95,12 @@ def inner(kind: str, feeds: int, rounds: int) -> None:
         for _ in range(1 + rounds):  # the first: as a worker's first poll of these feeds
             for k in range(0, len(ids), size):
                 checked(pipeline.poll_feeds(ctx, ids[k : k + size]))
+        items_out.write_text(str(service.execute("SELECT count(*) FROM article")[0][0]))
         service.stop()
 
 
-def count(kind: str, feeds: int, rounds: int, out: Path) -> int:
-    """Instructions of one child run under callgrind."""
+def count(kind: str, feeds: int, rounds: int, out: Path) -> tuple[int, int]:
+    """Instructions of one child run under callgrind, and the articles it stored."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     command = [
         "valgrind",
@@ -100,6 +115,8 @@ def count(kind: str, feeds: int, rounds: int, out: Path) -> int:
         str(feeds),
         "--rounds",
         str(rounds),
+        "--items-out",
+        str(out.with_suffix(".items")),
     ]
     child = subprocess.run(command, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if child.returncode:
@@ -108,23 +125,28 @@ def count(kind: str, feeds: int, rounds: int, out: Path) -> int:
     totals = re.search(rb"^(?:totals|summary): (\d+)", out.read_bytes(), re.MULTILINE)
     if totals is None:
         raise RuntimeError(f"no totals in {out}")
-    return int(totals.group(1))
+    return int(totals.group(1)), int(out.with_suffix(".items").read_text())
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--kinds", default=",".join(KINDS), help="comma-separated: 304, unchanged, new")
+    parser.add_argument(
+        "--kinds", default=",".join(MIX_KINDS), help="comma-separated: 304, unchanged, new, ingest"
+    )
     parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10, help="extra polls of every feed in the second run")
     parser.add_argument("--inner", choices=KINDS, help=argparse.SUPPRESS)
+    parser.add_argument("--items-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.inner:
-        inner(args.inner, args.feeds, args.rounds)
+        inner(args.inner, args.feeds, args.rounds, args.items_out)
         return
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
     if unknown:
         parser.error(f"unknown kinds: {', '.join(unknown)}")
+    if "real" in kinds and not real_bodies(str(REAL_FEEDS)):
+        parser.error(f"the real kind needs the shared corpus's feeds in {REAL_FEEDS}")
     result: dict[str, Any] = {"feeds": args.feeds, "rounds": args.rounds, "kinds": {}}
     with tempfile.TemporaryDirectory(prefix="fw-callgrind-") as tmp:
         for kind in kinds:
@@ -133,12 +155,16 @@ def main(argv: list[str] | None = None) -> None:
                     pool.submit(count, kind, args.feeds, rounds, Path(tmp) / f"{kind}.{rounds}.out")
                     for rounds in (0, args.rounds)
                 ]
-                base, more = (run.result() for run in runs)
+                (base, base_items), (more, more_items) = (run.result() for run in runs)
             per_poll = (more - base) / (args.rounds * args.feeds)
             result["kinds"][kind] = {
                 "minstr_per_poll": round(per_poll / 1e6, 4),
                 "total_minstr": [round(base / 1e6, 1), round(more / 1e6, 1)],
             }
+            if more_items > base_items:  # an article stored: its share of the polls' instructions
+                items = more_items - base_items
+                result["kinds"][kind]["items_per_poll"] = round(items / (args.rounds * args.feeds), 2)
+                result["kinds"][kind]["kinstr_per_item"] = round((more - base) / items / 1e3, 1)
             print(f"[instructions] {kind}: {result['kinds'][kind]}", file=sys.stderr, flush=True)
     shares = QUICK.mix
     if all(k in result["kinds"] for k in shares):

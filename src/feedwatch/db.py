@@ -48,19 +48,39 @@ def _utc_session(dbapi_connection: Any, _record: Any) -> None:
     dbapi_connection.autocommit = autocommit
 
 
-def json_dumps(value: Any) -> str:
-    """JSON columns through orjson: a feed row's 20-entry ``poll_history`` (~2.3 KB) is decoded
-    and encoded on every poll; ``timeit`` on such a history: loads 4x and dumps 10x faster than
-    the standard library. A value orjson refuses (a string with a lone surrogate) goes through
-    ``json``, as before."""
+def json_bytes(value: Any) -> bytes:
+    """A JSON column's value as UTF-8, through orjson: a feed row's 20-entry ``poll_history``
+    (~2.3 KB) is encoded on every poll; ``timeit`` on such a history: 10x faster than the
+    standard library. PostgreSQL's engine hands these bytes to psycopg as they are (psycopg
+    encodes a ``str`` to UTF-8 itself): a poll batch's feed-state rows are one JSON text of
+    ~7 KB a feed that polled a change, and as a ``str`` it was decoded and encoded again, ~2 ns
+    a byte once one character of it is outside Latin-1 (a schedule reason's "→"), which made
+    the whole text two bytes a character (round 34 in docs/performance-history.md).
+
+    orjson's option for keys that are not strings costs a third more on every dict, so it is
+    asked for only when a value needs it (as the standard library, it writes such keys as
+    strings). A value orjson refuses (a string with a lone surrogate) goes through ``json``,
+    as before."""
     try:
-        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+        return orjson.dumps(value)
     except orjson.JSONEncodeError:
-        return json.dumps(value)
+        pass
+    try:
+        return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:
+        return json.dumps(value).encode()
 
 
-#: The engines' JSON options (SQLAlchemy hands them to psycopg on PostgreSQL).
-_JSON = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+def json_dumps(value: Any) -> str:
+    """:func:`json_bytes` as text, for SQLite, whose driver stores bytes as a BLOB."""
+    return json_bytes(value).decode()
+
+
+#: The engines' JSON options (SQLAlchemy hands them to psycopg on PostgreSQL). PostgreSQL's
+#: serializer returns bytes, which psycopg sends as they are; so a JSON value rendered into a
+#: statement's text (``literal_binds``) would not work there, and the service renders none.
+_JSON_SQLITE = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
+_JSON_PG = {"json_serializer": json_bytes, "json_deserializer": orjson.loads}
 
 
 def make_engine(url: str) -> Engine:
@@ -69,7 +89,7 @@ def make_engine(url: str) -> Engine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_JSON)
+        engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, **_JSON_SQLITE)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     engine = create_engine(
@@ -78,7 +98,7 @@ def make_engine(url: str) -> Engine:
         pool_size=5,
         max_overflow=5,
         pool_recycle=1800,
-        **_JSON,
+        **_JSON_PG,
         # PostgreSQL's own plan cache (plan_cache_mode=auto): psycopg prepares a statement after
         # its fifth run, and PostgreSQL keeps a generic plan for it when that plan is no worse.
         # Forcing custom plans (rounds 3-10) re-planned every statement with its values, and

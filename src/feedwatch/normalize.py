@@ -64,6 +64,7 @@ _BLOCK_TAG = re.compile(
 )
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+_ASCII_CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # _CONTROL's in ASCII
 # Markup made only of these (phrasing) elements, their tags plainly written, is read without an
 # HTML parser (``_inline_text``): html5ever's tree builder keeps the text of such elements in
 # document order, whatever their nesting. Not here: elements whose content the parser reads
@@ -307,7 +308,18 @@ def html_to_text(html_text: str) -> str:
             text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     else:
         text = html_text
-    return collapse_space(_CONTROL.sub("", text))
+    return collapse_space(_drop_controls(text))
+
+
+def _drop_controls(text: str) -> str:
+    """``text`` without what :data:`_CONTROL` matches. An ASCII text's controls are deleted by
+    ``bytes.translate``, a table lookup a byte, where the regular expression's scan tests its
+    set of characters at every position (~10 ns a character: 5-10 µs an entry's text)."""
+    if text.isascii():
+        data = text.encode("ascii")
+        kept = data.translate(None, _ASCII_CONTROLS)
+        return text if len(kept) == len(data) else kept.decode("ascii")
+    return _CONTROL.sub("", text)
 
 
 def _inline_text(marked: str) -> str | None:

@@ -24,7 +24,10 @@ from typing import NamedTuple
 # Invisible characters that may sit inside a word (soft hyphen, zero-width space and joiners).
 _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060"
 # Regex substitution rather than str.translate: translate with a dict costs ~25x more per call,
-# and fold runs on every word of every item.
+# and fold runs on every word of every item. A regular expression's scan for a set of characters
+# still costs ~10 ns a character (sre tests the set at every position): text that is all ASCII,
+# which ``str.isascii`` knows without reading it (half the shared corpus's real entries), skips
+# the scans for characters outside ASCII.
 _REMOVE = re.compile(f"[{_INVISIBLE}\ufeff]")
 _DASHES = re.compile(r"[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u058a\u05be\ufe58\ufe63\uff0d]")
 
@@ -52,6 +55,8 @@ class Token(NamedTuple):
 
 def fold(text: str) -> str:
     """The canonical matching form of ``text`` (see the module docstring)."""
+    if text.isascii():  # known in O(1); NFKC, the removed characters and the dashes are not ASCII
+        return " ".join(text.lower().split())
     text = _REMOVE.sub("", unicodedata.normalize("NFKC", text))
     text = text.casefold().replace("ё", "е")
     text = _DASHES.sub("-", text)
@@ -81,7 +86,7 @@ class Words(NamedTuple):
 
 def split_words(text: str) -> Words:
     """Cut ``text`` into folded words (see ``Words``); the fast path behind ``tokenize``."""
-    full = _HAS_INWORD.search(text) is not None
+    full = not text.isascii() and _HAS_INWORD.search(text) is not None
     parts = (_WORD_FULL if full else _WORD_PLAIN).split(text)
     raw = parts[1::2]
     if not raw:

@@ -411,3 +411,18 @@ def test_aware_fetch_time_is_stored_naive() -> None:
         ENTRY, feed_url=FEED_URL, feed_language="en", fetched_at=FETCHED.replace(tzinfo=UTC)
     )
     assert (draft.published_at, draft.published_from_feed) == (FETCHED, False)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.characters(max_codepoint=0x7F),
+            st.sampled_from(["é", "я", "\ud800", "\udfff", "\ufffe", "\uffff", "\u200b", "\x85"]),
+        ),
+        max_size=40,
+    )
+)
+def test_controls_are_dropped_as_the_regular_expression_drops_them(text: str) -> None:
+    """The ASCII shortcut (bytes.translate) equals the regular expression on every text."""
+    assert normalize._drop_controls(text) == normalize._CONTROL.sub("", text)

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
-import pytest
+import unicodedata
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from feedwatch import textnorm
 from feedwatch.textnorm import fold, split_words, tokenize, words
 
 
@@ -79,3 +84,26 @@ def test_compatibility_characters_that_expand_to_spaces_keep_word_count() -> Non
     assert len(folded) == 2
     assert folded[1] == "baku"
     assert [t.text for t in tokenize("\ufdfa Baku")][1] == "baku"
+
+
+def _fold_by_the_expressions(text: str) -> str:
+    """fold's steps as written for every text (the oracle of its ASCII shortcut)."""
+    text = textnorm._REMOVE.sub("", unicodedata.normalize("NFKC", text))
+    text = textnorm._DASHES.sub("-", text.casefold().replace("ё", "е"))
+    return " ".join(text.split())
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=60))
+def test_fold_of_ascii_text_is_what_the_expressions_give(text: str) -> None:
+    assert text.isascii()
+    assert fold(text) == _fold_by_the_expressions(text)
+    # The words' own shortcut (no in-word marks can occur in ASCII) gives the same words too.
+    assert split_words(text).folded == " ".join(
+        textnorm.fold_word(w) or "_" for w in textnorm._WORD_FULL.split(text)[1::2]
+    )
+
+
+@pytest.mark.parametrize("text", ["Moscow\u2014Baku", "Aze\u00adrbaijan Ёж", "Café – talks", "ＡＢＣ"])
+def test_fold_of_other_text_still_takes_the_expressions(text: str) -> None:
+    assert fold(text) == _fold_by_the_expressions(text)

@@ -28,8 +28,13 @@ _INVISIBLE = "\u00ad\u200b\u200c\u200d\u2060"
 # still costs ~10 ns a character (sre tests the set at every position): text that is all ASCII,
 # which ``str.isascii`` knows without reading it (half the shared corpus's real entries), skips
 # the scans for characters outside ASCII.
-_REMOVE = re.compile(f"[{_INVISIBLE}\ufeff]")
-_DASHES = re.compile(r"[\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u058a\u05be\ufe58\ufe63\uff0d]")
+_REMOVED = f"{_INVISIBLE}\ufeff"
+_DASH_CHARS = "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u058a\u05be\ufe58\ufe63\uff0d"
+_REMOVE = re.compile(f"[{_REMOVED}]")
+# Both in one scan for ``fold``: a removed character dropped, a dash made "-". The definition
+# case-folds between the two steps; case folding neither makes nor changes a character of either
+# set (tests/unit/test_textnorm.py checks every code point), so the order does not matter.
+_MARKS = re.compile(f"[{_REMOVED}{_DASH_CHARS}]")
 
 # Letters/digits of any script, plus the invisible characters and combining marks that can sit
 # inside a word (soft hyphen, zero-width joiners, decomposed accents): they must not split it.
@@ -57,10 +62,14 @@ def fold(text: str) -> str:
     """The canonical matching form of ``text`` (see the module docstring)."""
     if text.isascii():  # known in O(1); NFKC, the removed characters and the dashes are not ASCII
         return " ".join(text.lower().split())
-    text = _REMOVE.sub("", unicodedata.normalize("NFKC", text))
-    text = text.casefold().replace("ё", "е")
-    text = _DASHES.sub("-", text)
+    text = _MARKS.sub(_mark, unicodedata.normalize("NFKC", text)).casefold()
+    if "ё" in text:
+        text = text.replace("ё", "е")
     return " ".join(text.split())
+
+
+def _mark(found: re.Match[str]) -> str:
+    return "" if found[0] in _REMOVED else "-"
 
 
 def fold_word(word: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 import pytest
@@ -89,7 +90,7 @@ def test_compatibility_characters_that_expand_to_spaces_keep_word_count() -> Non
 def _fold_by_the_expressions(text: str) -> str:
     """fold's steps as written for every text (the oracle of its ASCII shortcut)."""
     text = textnorm._REMOVE.sub("", unicodedata.normalize("NFKC", text))
-    text = textnorm._DASHES.sub("-", text.casefold().replace("ё", "е"))
+    text = re.sub(f"[{textnorm._DASH_CHARS}]", "-", text.casefold().replace("ё", "е"))
     return " ".join(text.split())
 
 
@@ -107,3 +108,30 @@ def test_fold_of_ascii_text_is_what_the_expressions_give(text: str) -> None:
 @pytest.mark.parametrize("text", ["Moscow\u2014Baku", "Aze\u00adrbaijan Ёж", "Café – talks", "ＡＢＣ"])
 def test_fold_of_other_text_still_takes_the_expressions(text: str) -> None:
     assert fold(text) == _fold_by_the_expressions(text)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(
+    st.text(
+        alphabet=st.one_of(
+            st.characters(codec="utf-8"),
+            st.sampled_from([*textnorm._REMOVED, *textnorm._DASH_CHARS, "ё", "Ё", "İ", " ", "\u00a0"]),
+        ),
+        max_size=60,
+    )
+)
+def test_fold_is_what_the_expressions_give(text: str) -> None:
+    """fold's one scan for both sets of marks equals its definition's two substitutions."""
+    assert fold(text) == _fold_by_the_expressions(text)
+
+
+def test_case_folding_neither_makes_nor_changes_a_mark() -> None:
+    """What lets fold drop the invisible characters and make the dashes "-" before case folding."""
+    marks = set(textnorm._REMOVED + textnorm._DASH_CHARS)
+    for code in range(0x110000):
+        char = chr(code)
+        folded = char.casefold()
+        if char in marks:
+            assert folded == char
+        else:
+            assert not marks.intersection(folded), hex(code)

@@ -131,7 +131,7 @@ def count(kind: str, feeds: int, rounds: int, out: Path) -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument(
-        "--kinds", default=",".join(MIX_KINDS), help="comma-separated: 304, unchanged, new, ingest"
+        "--kinds", default=",".join(MIX_KINDS), help="comma-separated: 304, unchanged, new, ingest, real"
     )
     parser.add_argument("--feeds", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=10, help="extra polls of every feed in the second run")

@@ -80,7 +80,7 @@ def json_dumps(value: Any) -> str:
 #: serializer returns bytes, which psycopg sends as they are; so a JSON value rendered into a
 #: statement's text (``literal_binds``) would not work there, and the service renders none.
 _JSON_SQLITE = {"json_serializer": json_dumps, "json_deserializer": orjson.loads}
-_JSON_PG = {"json_serializer": json_bytes, "json_deserializer": orjson.loads}
+_JSON_PG = {**_JSON_SQLITE, "json_serializer": json_bytes}
 
 
 def make_engine(url: str) -> Engine:

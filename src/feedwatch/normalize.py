@@ -64,7 +64,7 @@ _BLOCK_TAG = re.compile(
 )
 _ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
-_ASCII_CONTROLS = bytes([*range(0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F])  # _CONTROL's in ASCII
+_ASCII_CONTROLS = bytes(c for c in range(0x80) if _CONTROL.match(chr(c)))  # its ASCII characters
 # Markup made only of these (phrasing) elements, their tags plainly written, is read without an
 # HTML parser (``_inline_text``): html5ever's tree builder keeps the text of such elements in
 # document order, whatever their nesting. Not here: elements whose content the parser reads

@@ -11,12 +11,13 @@ and Atom feeds edited at random (hypothesis), and the cases the cut must refuse.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from feedwatch import feedstate, known, splice
@@ -185,6 +186,58 @@ def test_item_tags_inside_cdata_comments_and_instructions_are_text(extra: str) -
 )
 def test_no_cut_where_items_do_not_nest_cleanly(body: bytes) -> None:
     assert splice.cut(body, b"item", URL, {}) is None
+
+
+def _token_walk(body: bytes, tag: bytes) -> list[tuple[int, int]] | None:
+    """The cut's spans as the first version found them: a ``search`` per token, each section's
+    end found with ``bytes.find``. The oracle of the one-pattern walk."""
+    closers = {b"<![CDATA[": b"]]>", b"<!--": b"-->", b"<?": b"?>"}
+    pattern = re.compile(rb"<!\[CDATA\[|<!--|<\?|<" + tag + rb"(?=[\s/>])|</" + tag + rb"\s*>")
+    spans, start, at = [], -1, 0
+    while (found := pattern.search(body, at)) is not None:
+        token = found.group()
+        if token in closers:
+            end = body.find(closers[token], found.end())
+            if end < 0:
+                return None
+            at = end + len(closers[token])
+        elif token[1:2] == b"/":
+            if start < 0:
+                return None
+            spans.append((start, found.end()))
+            start, at = -1, found.end()
+        elif start >= 0:
+            return None
+        else:
+            start, at = found.start(), found.end()
+    return None if start >= 0 else spans
+
+
+# Pieces of markup where the walk can go wrong: item tags in and out of sections, sections'
+# ends written almost right, sections never closed.
+_PIECES = st.sampled_from(
+    [b"<item>", b"</item>", b"<item ", b"</item >", b"<itemx>", b"</items>", b"<item/>", b"x", b">",
+     b"]", b"]]", b"]]>", b"-", b"--", b"-->", b"?", b"?>", b"<![CDATA[", b"<!--", b"<?", b"<?xml ",
+     b"<!DOCTYPE x>", b"<title>", b"</title>", b"\n"]
+)  # fmt: skip
+
+
+@given(st.lists(_PIECES, max_size=40))
+@example([b"<!--", b"-->", b"<item>", b"</item>", b"<!--", b"-->"])  # each section ends at its first end
+@example([b"<![CDATA[", b"]]>", b"<item>", b"</item>", b"<![CDATA[", b"]]>"])
+@example([b"<?", b"?>", b"<item>", b"</item>", b"<?", b"?>"])
+@example([b"<item>", b"<![CDATA[", b"]", b"]]", b"</item>", b"]]>", b"</item>"])
+def test_the_walk_finds_what_a_search_per_token_found(pieces: list[bytes]) -> None:
+    body = b"".join(pieces)
+    assert splice._spans(body, b"item") == _token_walk(body, b"item")
+
+
+@pytest.mark.skipif(not (SHARED / "corpus" / "feeds").is_dir(), reason="the shared corpus is absent")
+def test_the_walk_finds_what_a_search_per_token_found_in_real_feeds() -> None:
+    for path in sorted((SHARED / "corpus" / "feeds").glob("*.xml")):
+        body = path.read_bytes()
+        for tag in (b"item", b"entry"):
+            assert splice._spans(body, tag) == _token_walk(body, tag), (path.name, tag)
 
 
 def test_an_empty_item_gives_no_record_and_the_whole_parse() -> None:

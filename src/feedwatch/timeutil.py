@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 
@@ -20,8 +21,14 @@ def to_utc(value: datetime) -> datetime:
 
 def parse_utc(value: Any) -> datetime | None:
     """An ISO 8601 string as aware UTC (naive taken as UTC); None for anything else."""
-    if not isinstance(value, str):
-        return None
+    return _parse_iso(value) if isinstance(value, str) else None
+
+
+@lru_cache(maxsize=4096)
+def _parse_iso(value: str) -> datetime | None:
+    """Cached: a feed's poll history is parsed again on every poll (``schedule``), its times
+    written to the second, and a batch's feeds share their poll's time, so a worker meets a
+    few strings over and over (~1 µs a parse, ~0.1 µs a hit)."""
     try:
         return to_utc(datetime.fromisoformat(value))
     except ValueError:

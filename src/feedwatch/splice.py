@@ -30,10 +30,11 @@ items themselves (``ParsedFeed.kept``: fingerprint and date), which is all a pol
 known entry. If that parse is not the fast path's, or does not give one entry per new span, or
 the base moved, the caller parses the whole body as before.
 
-**Cutting.** One regular-expression search per item boundary, CDATA section, comment or
-processing instruction (whose contents are skipped with ``bytes.find``, so the cut is linear in
-the body): an ``<item`` or ``</item>`` inside them is text. A nested or unclosed item, or an
-empty ``<item/>`` (feedparser makes two entries of the item around it), gives no cut.
+**Cutting.** One regular-expression walk (``finditer``) from item boundary to item boundary,
+CDATA sections, comments and processing instructions matched whole (so the cut is linear in the
+body): an ``<item`` or ``</item>`` inside them is text. A nested or unclosed item, a section
+never closed, or an empty ``<item/>`` (feedparser makes two entries of the item around it),
+gives no cut.
 
 Collisions: a new item mistaken for a known one needs equal 64-bit hashes of different spans:
 ~2^-58 per changed poll of 50 items.

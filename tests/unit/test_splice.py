@@ -248,8 +248,9 @@ def test_an_empty_item_gives_no_record_and_the_whole_parse() -> None:
 
 
 def test_unterminated_cdata_costs_one_scan() -> None:
-    """Each CDATA opener looks for its end once, with ``bytes.find``: 200,000 unterminated
-    openers give no cut, not 200,000 scans of the rest of the body (pytest's timeout)."""
+    """An unterminated CDATA section is looked at to its end once and ends the walk: 200,000
+    unterminated openers give no cut, not 200,000 scans of the rest of the body (pytest's
+    timeout)."""
     body = b"<rss><channel><item>" + b"<![CDATA[" * 200_000 + b"</item></channel></rss>"
     assert splice.cut(body, b"item", URL, {}) is None
     body = b"<rss><channel>" + b"<item><![CDATA[x]]></item>" * 20_000 + b"</channel></rss>"

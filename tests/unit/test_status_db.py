@@ -229,6 +229,7 @@ def test_status_metrics_and_process_counters(populated: Settings) -> None:
     )
     before = [value(c) for c in counters]
     fetch_ok = metrics.FETCH_SECONDS.labels("ok")._sum.get()
+    fetch_error = metrics.FETCH_SECONDS.labels("error")._sum.get()
     metrics.observe_polls(
         [
             PollReport(feed_id=1, url="u", outcome="error", error_class="timeout", duration_ms=1500),
@@ -243,6 +244,7 @@ def test_status_metrics_and_process_counters(populated: Settings) -> None:
     after = [value(c) for c in counters]
     assert [a - b for a, b in zip(after, before, strict=True)] == [2, 2, 150, 5, 1, 47]
     assert metrics.FETCH_SECONDS.labels("ok")._sum.get() == pytest.approx(fetch_ok + 0.5)
+    assert metrics.FETCH_SECONDS.labels("error")._sum.get() == pytest.approx(fetch_error + 2.4)
 
     (populated.broker_dir / "queue").mkdir(parents=True)
     fams = _families(metrics.exposition_registry(populated, ping_timeout=0))

@@ -79,6 +79,9 @@ def test_quick_json_shape() -> None:
     steady = max(poll["floor_spread"], ingest["parse_only_spread"]) <= 0.10
     assert result["baselines_steady"] is steady
     assert result["stolen_cores"] >= 0  # the hypervisor's share over the run (0 on bare metal)
+    machine = result["machine"]  # which machine of the kind
+    assert machine["cpu"] and machine["cpu"] in Path("/proc/cpuinfo").read_text()
+    assert machine["last_level_cache"] is None or machine["last_level_cache"].startswith("L")
     for figures in (poll, ingest):  # the cores no process wanted over the window: two at most
         assert 0 <= figures["idle_cores"] <= 2, figures
     for figures in (poll, ingest):  # the machine switches tasks; the feeds worker is displaced

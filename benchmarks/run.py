@@ -351,9 +351,9 @@ def stolen_cpu() -> float:
 
 def machine() -> dict[str, str | None]:
     """The processor as ``/proc/cpuinfo`` names it, and its last-level cache as sysfs sizes it.
-    Machines of one kind differ: round 36's (a Xeon with 480 MB of L3) ran the bare loop 1.24×
-    and the service 1.6× faster than round 34's fastest level, so figures from two sessions
-    compare only with this beside them."""
+    Machines of one kind differ: round 36's (a Xeon with 480 MB of L3) ran the bare loop ~1.25×
+    and the service ~1.5–1.6× as fast as round 34's fastest level, so figures from two
+    sessions compare only with this beside them."""
     cpu = cache = None
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():

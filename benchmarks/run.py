@@ -362,7 +362,7 @@ def machine() -> dict[str, str | None]:
                 cpu = value.strip()
                 break
     with contextlib.suppress(OSError):
-        caches = sorted(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/level"))
+        caches = list(Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/level"))
         if caches:
             last = max(caches, key=lambda level: int(level.read_text()))
             cache = f"L{last.read_text().strip()} {(last.parent / 'size').read_text().strip()}"

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import example, given, settings
@@ -256,6 +257,31 @@ def test_bad_dates_fall_back_to_fetch_time(guid: str, expected_published: tuple[
     by_guid = {d.guid: d for d in drafts("bad_dates.xml")}
     draft = by_guid[guid]
     assert (draft.published_at, draft.published_from_feed) == expected_published
+
+
+@pytest.mark.parametrize(
+    "zone",
+    [UTC, ZoneInfo("UTC"), ZoneInfo("Etc/UTC"), timezone(timedelta(hours=4)), ZoneInfo("Asia/Baku"), None],
+)
+def test_published_dates_in_any_zone_become_naive_utc(zone: tzinfo | None) -> None:
+    """The draft's dates are naive UTC whatever zone the entry's date and the poll's clock are
+    in: a date already in ``datetime.UTC`` only drops its zone, any other is converted first."""
+    when = datetime(2025, 8, 20, 9, 30, tzinfo=UTC)
+    local = when if zone is None else when.astimezone(zone)
+    entry = replace(ENTRY, published=local if zone is not None else when.replace(tzinfo=None))
+    for fetched_at in (
+        FETCHED,
+        FETCHED.replace(tzinfo=UTC),
+        FETCHED.replace(tzinfo=UTC).astimezone(ZoneInfo("Asia/Baku")),
+    ):
+        draft = normalize_entry(entry, feed_url=FEED_URL, feed_language=None, fetched_at=fetched_at)
+        assert (draft.published_at, draft.published_from_feed) == (datetime(2025, 8, 20, 9, 30), True)
+        assert draft.published_at.tzinfo is None
+    # The fetch time stands in, converted alike, when the entry has no usable date.
+    late = replace(ENTRY, published=datetime(2100, 1, 1, tzinfo=zone or UTC))
+    fetched_at = datetime(2025, 8, 20, 16, 0, tzinfo=ZoneInfo("Asia/Baku"))  # 12:00 UTC
+    draft = normalize_entry(late, feed_url=FEED_URL, feed_language=None, fetched_at=fetched_at)
+    assert (draft.published_at, draft.published_from_feed) == (FETCHED, False)
 
 
 def test_identity_keys() -> None:

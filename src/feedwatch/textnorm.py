@@ -126,7 +126,11 @@ def screen_fold(text: str) -> str:
     """The whole of ``text`` folded as ``split_words`` folds each word when ``text`` is in NFKC
     (the invisible characters dropped, then ``_fold_case``): every word of it, folded, is a
     substring of this (the rules engine's screen). U+FEFF, which ``_REMOVE`` also drops, is no
-    part of a word: it stays."""
+    part of a word: it stays. ASCII text, which ``str.isascii`` knows without reading it, holds
+    none of the characters dropped or replaced, and its case folding is ``lower``: 0.3 µs
+    against 0.9 for a 360-character teaser (a field of every new item is screened)."""
+    if text.isascii():
+        return text.lower()
     for invisible in _INVISIBLE:
         if invisible in text:  # a scan in C: ~5x cheaper than a regex over a long text
             text = text.replace(invisible, "")

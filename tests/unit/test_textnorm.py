@@ -133,3 +133,25 @@ def test_case_folding_neither_makes_nor_changes_a_mark() -> None:
             assert folded == char
         else:
             assert not marks.intersection(folded), hex(code)
+
+
+def _screen_fold_oracle(text: str) -> str:
+    """``screen_fold`` as defined: the invisible characters dropped, then case folded, ``ё`` as
+    ``е``, the dot that ``casefold`` leaves after ``İ`` dropped (every step, on any text)."""
+    for invisible in "\u00ad\u200b\u200c\u200d\u2060":
+        text = text.replace(invisible, "")
+    return text.casefold().replace("ё", "е").replace("\u0307", "")
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(max_codepoint=127), max_size=60),
+        st.text(alphabet=st.sampled_from("aZ9 -.'\u00ad\u200bİIıЁёßẞ\u0307Σς"), max_size=30),
+        st.text(max_size=30),
+    )
+)
+@example("AZERBAIJAN's Ilham, Aliyev-Pashinyan\t\x00\x7f")
+def test_screen_fold_is_its_definition(text: str) -> None:
+    """ASCII text takes a shortcut (``lower``); every text folds as the definition says."""
+    assert textnorm.screen_fold(text) == _screen_fold_oracle(text)

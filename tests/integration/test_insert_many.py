@@ -1,10 +1,16 @@
 """``store.insert_many``: on PostgreSQL a chunk of rows is one JSON parameter read back with
 ``json_to_recordset``; on SQLite it is SQLAlchemy's executemany. Either way every value comes
 back as it was given, in the order given, with the rows ``RETURNING`` names, and a conflicting
-row is skipped."""
+row is skipped.
+
+``store.copy_rows``, PostgreSQL's binary ``COPY`` of a batch's new articles: every value stored as
+the ``INSERT`` stores it, ids in the order given, and a row stored already (by another
+transaction since the caller's lookup) stores nothing and leaves the transaction usable for the
+``INSERT … ON CONFLICT`` fallback."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,7 @@ from support.settings import database_settings
 
 from feedwatch import db, store
 from feedwatch.models import Alert, Article, Feed, Match
+from feedwatch.normalize import ArticleDraft
 
 # Text that a hand-made escaping would get wrong: quotes, backslashes, braces (array syntax),
 # newlines and tabs, non-ASCII in four scripts, an emoji, and JSON-looking text.
@@ -175,3 +182,120 @@ def test_postgresql_sends_one_statement_text_per_chunk_size_of_rows(
         assert len({text for text, _ in statements}) == 1
         assert "json_to_recordset" in statements[0][0]
         assert statements[0][0].count("%(") == 2  # the rows, and the column default
+
+
+BAKU = timezone(timedelta(hours=4))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Iterator[Any]:
+    with database_settings("postgresql", tmp_path) as s:
+        yield s
+
+
+def _feed(session: Session) -> int:
+    feed = Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f")
+    session.add(feed)
+    session.flush()
+    assert feed.id is not None
+    return feed.id
+
+
+def _columns(article: Article) -> dict[str, Any]:
+    names = [c.name for c in Article.__table__.columns]  # type: ignore[attr-defined]
+    return {name: getattr(article, name) for name in names if name not in ("id", "identity_key")}
+
+
+def test_copied_rows_store_what_the_insert_stores(settings: Any) -> None:
+    at = datetime(2026, 11, 30, 13, 15, 42, 123456, tzinfo=BAKU)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        inserted = [_article(feed_id, i, AWKWARD[i % len(AWKWARD)], at) for i in range(12)]
+        copied = [{**row, "identity_key": f"copy-{i:03d}"} for i, row in enumerate(inserted)]
+        store.insert_many(session, store._insert_articles, inserted)
+        values = [tuple(row[name] for name in store._ARTICLE_COLUMNS) for row in copied]
+        ids = store.copy_rows(session, Article, store._ARTICLE_COLUMNS, iter(values), len(values))
+    with db.session_scope(settings) as session:
+        stored = {a.identity_key: a for a in session.exec(select(Article)).all()}
+    assert ids == [stored[row["identity_key"]].id for row in copied]
+    assert ids == sorted(ids)
+    for i in range(12):
+        by_copy, by_insert = stored[f"copy-{i:03d}"], stored[f"key-{i:03d}"]
+        assert _columns(by_copy) == _columns(by_insert)
+        assert by_copy.published_at == at.astimezone(UTC)
+        assert by_copy.full_text_attempts == 0  # the column's Python-side default, as the INSERT gives it
+
+
+def _draft(key: str, title: str) -> ArticleDraft:
+    at = datetime(2026, 11, 30, 9, 0)
+    return ArticleDraft(
+        identity_key=key,
+        guid=None,
+        url=f"http://127.0.0.1/{key}",
+        title=title,
+        summary="",
+        text=title,
+        author=None,
+        language="en",
+        published_at=at,
+        published_from_feed=True,
+        content_hash=key,
+    )
+
+
+def test_a_key_stored_since_the_lookup_falls_back_to_the_insert(settings: Any) -> None:
+    """Another transaction stored one of the batch's keys after the lookup: the ``COPY`` stores
+    none of the batch, and the ``INSERT … ON CONFLICT`` stores the rest in the same transaction."""
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    with db.session_scope(settings) as other:
+        feed_id = _feed(other)
+        store.insert_articles(other, [(feed_id, _draft("b", "theirs"))], now, set())
+    with db.session_scope(settings) as session:
+        drafts = [(feed_id, _draft(key, "mine")) for key in ("a", "b", "c")]
+        values = (store._article_values(f, d, now, set()) for f, d in drafts)
+        assert store.copy_rows(session, Article, store._ARTICLE_COLUMNS, values, 3) is None
+        assert session.exec(select(Article.identity_key)).all() == ["b"]  # the COPY left nothing
+        got = store.insert_articles(session, drafts, now, {"c"})
+        assert sorted(got) == ["a", "c"]
+    with db.session_scope(settings) as session:
+        stored = {a.identity_key: a for a in session.exec(select(Article)).all()}
+    assert {k: (a.title, a.flagged) for k, a in stored.items()} == {
+        "a": ("mine", False),
+        "b": ("theirs", False),
+        "c": ("mine", True),
+    }
+    assert got == {"a": stored["a"].id, "c": stored["c"].id}
+
+
+def test_other_errors_are_not_taken_for_a_conflict(settings: Any) -> None:
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        row = store._article_values(feed_id, _draft("a", "x"), now, set())
+        naive = (*row[:11], datetime(2026, 11, 30, 10, 0), *row[12:])  # fetched_at without a zone
+        with pytest.raises(Exception, match=r"(?i)time ?zone|tzinfo|naive"):
+            store.copy_rows(session, Article, store._ARTICLE_COLUMNS, [naive], 1)
+        session.rollback()
+        missing = (row[0], 999_999, *row[2:])  # no such feed: the foreign key
+        with pytest.raises(Exception, match="foreign key"):
+            store.copy_rows(session, Article, store._ARTICLE_COLUMNS, [missing], 1)
+
+
+def test_a_left_out_column_with_a_computed_default_is_refused(settings: Any) -> None:
+    names = tuple(n for n in store._ARTICLE_COLUMNS if n != "fetched_at")  # default: utcnow()
+    with db.session_scope(settings) as session, pytest.raises(ValueError, match="fetched_at"):
+        store.copy_rows(session, Article, names, [], 0)
+
+
+def test_insert_articles_returns_each_copied_keys_id(settings: Any) -> None:
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        drafts = [(feed_id, _draft(f"k{i}", f"title {i}")) for i in range(5)]
+        got = store.insert_articles(session, drafts, now, {"k3"})
+    with db.session_scope(settings) as session:
+        stored = session.exec(select(Article)).all()
+    assert got == {a.identity_key: a.id for a in stored}
+    assert {a.identity_key: (a.title, a.flagged) for a in stored} == {
+        f"k{i}": (f"title {i}", i == 3) for i in range(5)
+    }

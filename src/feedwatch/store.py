@@ -716,12 +716,13 @@ def copy_rows(
         cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (plan.sequence, count))
         ids = [row[0] for row in cursor.fetchall()]
         try:
-            with session.begin_nested():
-                session.connection()  # the ORM's SAVEPOINT waits for a statement: this one is raw
-                with cursor.copy(plan.sql) as copy:
-                    copy.set_types(plan.types)
-                    for row_id, values in zip(ids, rows, strict=True):
-                        copy.write_row((row_id, *values, *plan.defaults))
+            # The connection's savepoint, not the session's: the ORM's emits its SAVEPOINT only
+            # with the session's next statement (a raw COPY is none), and its release would fire
+            # the session's commit events.
+            with connection.begin_nested(), cursor.copy(plan.sql) as copy:
+                copy.set_types(plan.types)
+                for row_id, values in zip(ids, rows, strict=True):
+                    copy.write_row((row_id, *values, *plan.defaults))
         except psycopg.errors.UniqueViolation as exc:
             log.info("copy_conflict", table=table.name, rows=count, constraint=exc.diag.constraint_name)
             return None

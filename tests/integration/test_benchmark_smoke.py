@@ -210,13 +210,13 @@ def test_language_calls_json_shape() -> None:
 
 def test_article_bytes_json_shape() -> None:
     """``benchmarks/article_bytes.py`` on two farm feeds: the teaser stored once takes fewer
-    bytes of the table, the WAL and the insert's parameter than the same drafts storing it twice."""
+    bytes of the table, the WAL and the rows sent than the same drafts storing it twice."""
     if not port_open("127.0.0.1", 5432):
         missing("PostgreSQL not reachable at 127.0.0.1:5432")
     farm = bench_json("article_bytes.py", "--farm-feeds", "2", timeout=200)["farm"]
     assert farm["drafts"] == farm["once"]["articles"] == farm["twice"]["articles"] == 100
     assert farm["summary_empty"] == 1.0  # the farm's items have a description only
-    for key in ("table_bytes", "wal_bytes", "json_bytes"):
+    for key in ("table_bytes", "wal_bytes", "sent_bytes"):
         assert 0 < farm[f"{key}_ratio"] < 1, key
 
 

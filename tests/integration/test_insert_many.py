@@ -36,13 +36,17 @@ AWKWARD = [
 ]
 
 
-@pytest.fixture
-def feed_id(session: Session) -> int:
+def _feed(session: Session) -> int:
     feed = Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f")
     session.add(feed)
     session.flush()
     assert feed.id is not None
     return feed.id
+
+
+@pytest.fixture
+def feed_id(session: Session) -> int:
+    return _feed(session)
 
 
 def _article(feed_id: int, i: int, text: str, at: datetime) -> dict[str, Any]:
@@ -161,10 +165,7 @@ def test_postgresql_sends_one_statement_text_per_chunk_size_of_rows(
     monkeypatch.setattr(store, "INSERT_CHUNK", 3)
     at = datetime(2026, 11, 30, tzinfo=UTC)
     with database_settings("postgresql", tmp_path) as settings, db.session_scope(settings) as session:
-        feed = Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f")
-        session.add(feed)
-        session.flush()
-        assert feed.id is not None
+        feed_id = _feed(session)
         statements: list[tuple[str, Any]] = []
 
         def record(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
@@ -173,7 +174,7 @@ def test_postgresql_sends_one_statement_text_per_chunk_size_of_rows(
         event.listen(db.get_engine(settings), "before_cursor_execute", record)
         try:
             back = store.insert_many(
-                session, store._insert_articles, [_article(feed.id, i, "x", at) for i in range(7)]
+                session, store._insert_articles, [_article(feed_id, i, "x", at) for i in range(7)]
             )
         finally:
             event.remove(db.get_engine(settings), "before_cursor_execute", record)
@@ -191,14 +192,6 @@ BAKU = timezone(timedelta(hours=4))
 def settings(tmp_path: Path) -> Iterator[Any]:
     with database_settings("postgresql", tmp_path) as s:
         yield s
-
-
-def _feed(session: Session) -> int:
-    feed = Feed(config_url="http://127.0.0.1/f", url="http://127.0.0.1/f", name="f")
-    session.add(feed)
-    session.flush()
-    assert feed.id is not None
-    return feed.id
 
 
 def _columns(article: Article) -> dict[str, Any]:

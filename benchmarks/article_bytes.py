@@ -84,6 +84,8 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             finally:
                 psycopg.copy.LibpqWriter.write = write  # type: ignore[method-assign]
             session.commit()
+        if not sent[0]:  # the INSERT fallback ran, or the COPY went another way: no figure
+            raise RuntimeError("article_bytes: the articles were not sent by COPY")
         ((wal,),) = service.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :lsn)", {"lsn": before})
         ((size,),) = service.execute("SELECT pg_total_relation_size('article')")
         service.engine.dispose()

@@ -153,7 +153,8 @@ def delivery_costs(service: Any) -> dict[str, Any]:
 def statement_timings() -> dict[str, Any]:
     """Wall seconds per statement shape (its first 70 characters) from now until ``["stop"]``.
 
-    ``store.copy_rows`` (a batch's new articles on PostgreSQL since round 38) runs its ``nextval``
+    ``store.copy_rows`` (a batch's new articles on PostgreSQL since round 38, its flagged articles'
+    matches, alerts and story keys since round 39) runs its ``nextval`` (where it draws ids)
     and its ``COPY`` on the psycopg cursor, which SQLAlchemy's events do not see: it is timed
     whole (building its rows included), as ``COPY <table> (nextval + rows)``."""
     from sqlalchemy import event

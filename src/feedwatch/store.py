@@ -621,11 +621,10 @@ def insert_articles(
     just looked their keys up, so they are new unless another transaction stored one since; then
     the ``COPY`` stores nothing and the rows go by the ``INSERT … ON CONFLICT`` below.
     """
-    if drafts and session.get_bind().dialect.name == "postgresql":
-        values = (_article_values(feed_id, d, now, flagged) for feed_id, d in drafts)
-        ids = copy_rows(session, Article, _ARTICLE_COLUMNS, values, len(drafts))
-        if ids is not None:
-            return {d.identity_key: article_id for (_, d), article_id in zip(drafts, ids, strict=True)}
+    values = (_article_values(feed_id, d, now, flagged) for feed_id, d in drafts)
+    ids = copy_rows(session, Article, _ARTICLE_COLUMNS, values, len(drafts))
+    if ids is not None:
+        return {d.identity_key: article_id for (_, d), article_id in zip(drafts, ids, strict=True)}
     inserted: dict[str, int] = {}
     for chunk in chunks(drafts):  # the rows of one chunk at a time: an ingest batch has 5,000
         rows = [
@@ -678,7 +677,7 @@ class _CopyPlan(NamedTuple):
     sql: str
     types: list[int]
     defaults: tuple[Any, ...]
-    sequence: str
+    sequence: str | None  # None: the rows carry their key
 
 
 _COPY_PLANS: dict[tuple[str, str, tuple[str, ...]], _CopyPlan] = {}
@@ -689,20 +688,26 @@ def copy_rows(
 ) -> list[int] | None:
     """PostgreSQL: insert ``count`` rows (tuples of the ``names`` columns' values) into ``model``'s
     table by one binary ``COPY``, in the order given, with ids drawn from the table's sequence
-    first; return the ids in that order. ``None`` when a row breaks a unique constraint (one is
-    stored already): then nothing is inserted, and the session's transaction goes on (the
-    ``COPY`` runs in a savepoint).
+    first; return the ids in that order (none are drawn when the rows carry their key: ``[]``).
+    ``None`` when a row breaks a unique constraint (one is stored already): then nothing is
+    inserted, and the session's transaction goes on (the ``COPY`` runs in a savepoint). ``None``
+    on SQLite as well: the caller inserts the rows by :func:`insert_many` then.
 
     ``COPY`` is PostgreSQL's bulk path: a row parsed in C from its binary message, no JSON to
     read back, heap pages filled many rows at a time. For an ingest batch's articles it cost the
     backend 17.5–21 µs a row against 24.5–29.5 for ``INSERT … SELECT FROM json_to_recordset …
     ON CONFLICT … RETURNING``, and the client 3.7–5.2 µs against 5.6–6.6 (round 38 in
-    docs/performance-history.md). It has no ``ON CONFLICT`` and no ``RETURNING``: hence the ids
-    drawn first, and ``None`` on a conflict for the caller to fall back on :func:`insert_many`.
+    docs/performance-history.md); a flagged article's match, alert and story keys go the same way
+    since round 39. It has no ``ON CONFLICT`` and no ``RETURNING``: hence the ids drawn first,
+    and ``None`` on a conflict for the caller to fall back on :func:`insert_many`.
     The column types are read from the catalog once a process (binary ``COPY`` needs each
     column's own type); a column left out takes its Python-side scalar default, as SQLAlchemy's
-    ``INSERT`` gives it, or else the server's.
+    ``INSERT`` gives it, or else the server's. JSON values are written by the engine's
+    serializer (:func:`feedwatch.db.json_bytes`, which SQLAlchemy sets on the connection's
+    adapters), as :func:`insert_many` writes them.
     """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
     import psycopg
 
     table = _table(model)
@@ -711,28 +716,42 @@ def copy_rows(
     plan = _COPY_PLANS.get(key)
     if plan is None:
         plan = _COPY_PLANS[key] = _copy_plan(connection, table, names)
+    if not count:
+        return []
     raw: psycopg.Connection[Any] = connection.connection.dbapi_connection  # type: ignore[assignment]
     with raw.cursor() as cursor:
-        cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (plan.sequence, count))
-        ids = [row[0] for row in cursor.fetchall()]
+        ids: list[int] = []
+        if plan.sequence is not None:
+            cursor.execute("SELECT nextval(%s::regclass) FROM generate_series(1, %s)", (plan.sequence, count))
+            ids = [row[0] for row in cursor.fetchall()]
         try:
             # The connection's savepoint, not the session's: the ORM's emits its SAVEPOINT only
             # with the session's next statement (a raw COPY is none), and its release would fire
             # the session's commit events.
             with connection.begin_nested(), cursor.copy(plan.sql) as copy:
                 copy.set_types(plan.types)
-                for row_id, values in zip(ids, rows, strict=True):
-                    copy.write_row((row_id, *values, *plan.defaults))
+                for values in _copy_values(plan, ids, rows):
+                    copy.write_row(values)
         except psycopg.errors.UniqueViolation as exc:
             log.info("copy_conflict", table=table.name, rows=count, constraint=exc.diag.constraint_name)
             return None
     return ids
 
 
+def _copy_values(
+    plan: _CopyPlan, ids: list[int], rows: Iterable[tuple[Any, ...]]
+) -> Iterable[tuple[Any, ...]]:
+    """Each row as the ``COPY`` of ``plan`` takes it: its drawn id first (when ids are drawn),
+    the defaults last; one tuple built a row."""
+    if plan.sequence is None:
+        return ((*values, *plan.defaults) for values in rows) if plan.defaults else rows
+    return ((row_id, *values, *plan.defaults) for row_id, values in zip(ids, rows, strict=True))
+
+
 def _copy_plan(connection: Any, table: Any, names: Sequence[str]) -> _CopyPlan:
-    """The ``COPY`` statement for these columns of ``table`` (its key first, then the columns
-    left out that have a Python-side default), their types' OIDs as the database has them, and
-    the key's sequence."""
+    """The ``COPY`` statement for these columns of ``table`` (its key first unless the rows
+    carry it, then the columns left out that have a Python-side default), their types' OIDs as
+    the database has them, and the key's sequence (None when the rows carry the key)."""
     (key,) = table.primary_key.columns
     defaults: dict[str, Any] = {}
     for c in table.columns:
@@ -741,7 +760,8 @@ def _copy_plan(connection: Any, table: Any, names: Sequence[str]) -> _CopyPlan:
         if not c.default.is_scalar:
             raise ValueError(f"copy_rows: {table.name}.{c.name} has a computed default; give its value")
         defaults[c.name] = c.default.arg
-    columns = [key.name, *names, *defaults]
+    carried = key.name in names
+    columns = [*([] if carried else [key.name]), *names, *defaults]
     types = dict(
         connection.exec_driver_sql(
             "SELECT attname, atttypid::int FROM pg_attribute"
@@ -749,11 +769,13 @@ def _copy_plan(connection: Any, table: Any, names: Sequence[str]) -> _CopyPlan:
             {"t": table.name},
         ).all()
     )
-    sequence = connection.exec_driver_sql(
-        "SELECT pg_get_serial_sequence(%(t)s, %(c)s)", {"t": table.name, "c": key.name}
-    ).scalar_one()
-    if sequence is None:
-        raise ValueError(f"copy_rows: {table.name}.{key.name} draws from no sequence")
+    sequence = None
+    if not carried:
+        sequence = connection.exec_driver_sql(
+            "SELECT pg_get_serial_sequence(%(t)s, %(c)s)", {"t": table.name, "c": key.name}
+        ).scalar_one()
+        if sequence is None:
+            raise ValueError(f"copy_rows: {table.name}.{key.name} draws from no sequence; give its value")
     quoted = ", ".join(f'"{name}"' for name in columns)
     return _CopyPlan(
         f'COPY "{table.name}" ({quoted}) FROM STDIN (FORMAT BINARY)',
@@ -802,48 +824,46 @@ def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datet
 def insert_matches(
     session: Session, flagged: Sequence[tuple[int, Sequence[TopicMatch]]], now: datetime, stage: str
 ) -> None:
-    """The topic matches of flagged articles, (article id, its matches) pairs: one insert per
-    :data:`INSERT_CHUNK` rows; a (article, topic) pair stored already is left as it is."""
-    rows = [
-        {
-            "article_id": article_id,
-            "topic": m.topic,
-            "score": m.score,
-            "terms": list(m.terms),
-            "snippet": m.snippet,
-            "explanation": m.explanation(),
-            "stage": stage,
-            "created_at": now,
-        }
+    """The topic matches of flagged articles, (article id, its matches) pairs; a (article, topic)
+    pair stored already is left as it is. PostgreSQL: one ``COPY`` (:func:`copy_rows`), which a
+    pair stored already turns into the ``INSERT … ON CONFLICT`` (the full-text stage may meet an
+    article's topic again); SQLite: one insert per :data:`INSERT_CHUNK` rows."""
+    values = [
+        (article_id, m.topic, m.score, list(m.terms), m.snippet, m.explanation(), stage, now)
         for article_id, matches in flagged
         for m in matches
     ]
-    insert_many(session, _insert_matches, rows)
+    if copy_rows(session, Match, _MATCH_COLUMNS, values, len(values)) is None:
+        insert_many(session, _insert_matches, [dict(zip(_MATCH_COLUMNS, v, strict=True)) for v in values])
+
+
+_MATCH_COLUMNS = ("article_id", "topic", "score", "terms", "snippet", "explanation", "stage", "created_at")
 
 
 def create_alerts(
     session: Session, alerts: Sequence[tuple[int, Sequence[str], Sequence[int]]], now: datetime
 ) -> dict[int, int]:
     """Outbox rows for flagged articles, (article id, topics, story MinHash) triples: article id
-    → its new alert id; an article that has an alert already is left out. One insert per
-    :data:`INSERT_CHUNK` alerts.
+    → its new alert id; an article that has an alert already is left out. PostgreSQL: one
+    ``COPY`` (:func:`copy_rows`), which an article with an alert already turns into the
+    ``INSERT … ON CONFLICT``; SQLite: one insert per :data:`INSERT_CHUNK` alerts.
 
     The MinHash is the story signature (feedwatch.stories) later copies are compared with.
     """
-    rows = [
-        {
-            "article_id": article_id,
-            "topics": list(topics),
-            "status": AlertStatus.PENDING,
-            "created_at": now,
-            "minhash": list(minhash),
-            "attempts": 0,
-        }
+    values = [
+        (article_id, list(topics), AlertStatus.PENDING, now, list(minhash), 0)
         for article_id, topics, minhash in alerts
     ]
+    ids = copy_rows(session, Alert, _ALERT_COLUMNS, values, len(values))
+    if ids is not None:
+        return {article_id: alert_id for (article_id, *_), alert_id in zip(values, ids, strict=True)}
+    rows = [dict(zip(_ALERT_COLUMNS, v, strict=True)) for v in values]
     return {
         int(article_id): int(alert_id) for alert_id, article_id in insert_many(session, _insert_alerts, rows)
     }
+
+
+_ALERT_COLUMNS = ("article_id", "topics", "status", "created_at", "minhash", "attempts")
 
 
 _AL = _table(Alert).c

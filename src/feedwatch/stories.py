@@ -271,13 +271,13 @@ def settle(
 
 
 def record_keys(session: Session, stories: Sequence[tuple[int, Signature]], now: datetime) -> None:
-    """Store each new story's keys (alert id, signature): one ``StoryKeys`` row a story, and on
-    SQLite one ``StoryBand`` row a key as well (its index of them)."""
-    store.insert_many(
-        session,
-        _insert_keys,
-        [{"alert_id": alert_id, "band_keys": sig.keys, "created_at": now} for alert_id, sig in stories],
-    )
+    """Store each new story's keys (alert id, signature): one ``StoryKeys`` row a story (on
+    PostgreSQL by one ``COPY``, ``store.copy_rows``), and on SQLite one ``StoryBand`` row a key as
+    well (its index of them)."""
+    values = [(alert_id, sig.keys, now) for alert_id, sig in stories]
+    if store.copy_rows(session, StoryKeys, _KEY_COLUMNS, values, len(values)) is not None:
+        return
+    store.insert_many(session, _insert_keys, [dict(zip(_KEY_COLUMNS, v, strict=True)) for v in values])
     if session.get_bind().dialect.name != "postgresql":
         store.insert_many(
             session,
@@ -288,6 +288,9 @@ def record_keys(session: Session, stories: Sequence[tuple[int, Signature]], now:
                 for key in sig.keys
             ],
         )
+
+
+_KEY_COLUMNS: Final = ("alert_id", "band_keys", "created_at")
 
 
 #: Per database (engine): alert id → its MinHash values, the most recently used kept.

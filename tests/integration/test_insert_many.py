@@ -3,9 +3,10 @@
 back as it was given, in the order given, with the rows ``RETURNING`` names, and a conflicting
 row is skipped.
 
-``store.copy_rows``, PostgreSQL's binary ``COPY`` of a batch's new articles: every value stored as
-the ``INSERT`` stores it, ids in the order given, and a row stored already (by another
-transaction since the caller's lookup) stores nothing and leaves the transaction usable for the
+``store.copy_rows``, PostgreSQL's binary ``COPY`` of a batch's new articles and of its flagged
+articles' matches, alerts and story keys: every value stored as the ``INSERT`` stores it, ids in
+the order given, and a row stored already (by another transaction since the caller's lookup, or
+an article's alert or topic met again) stores nothing and leaves the transaction usable for the
 ``INSERT … ON CONFLICT`` fallback."""
 
 from __future__ import annotations
@@ -16,13 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlmodel import Session, select
 from support.settings import database_settings
 
-from feedwatch import db, store
-from feedwatch.models import Alert, Article, Feed, Match
+from feedwatch import db, store, stories
+from feedwatch.models import Alert, Article, Feed, Match, StoryKeys
 from feedwatch.normalize import ArticleDraft
+from feedwatch.rules import TopicMatch
+from feedwatch.rules.model import Hit
 
 # Text that a hand-made escaping would get wrong: quotes, backslashes, braces (array syntax),
 # newlines and tabs, non-ASCII in four scripts, an emoji, and JSON-looking text.
@@ -292,3 +295,151 @@ def test_insert_articles_returns_each_copied_keys_id(settings: Any) -> None:
     assert {a.identity_key: (a.title, a.flagged) for a in stored} == {
         f"k{i}": (f"title {i}", i == 3) for i in range(5)
     }
+
+
+def _match(topic: str, text: str) -> TopicMatch:
+    return TopicMatch(
+        topic=topic,
+        score=1.25,
+        terms=[text, "Bakı"],
+        hits=[Hit(text, "title", 0, 4, 0.5)],
+        snippet=text,
+        threshold=1.0,
+        clauses=["both"],
+        groups={"countries": 1.0, "talks": 0.25},
+    )
+
+
+def _flagged_rows(
+    session: Session,
+) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    matches = session.exec(select(Match).order_by(Match.article_id, Match.topic)).all()
+    # The JSON columns' stored text as well as its values: written by the engine's serializer.
+    texts = session.execute(
+        text("SELECT terms::text, explanation::text FROM match ORDER BY article_id, topic")
+    ).all()
+    alerts = session.exec(select(Alert).order_by(Alert.article_id)).all()
+    keys = session.exec(select(StoryKeys).order_by(StoryKeys.alert_id)).all()
+    return (
+        [
+            (
+                m.article_id,
+                m.topic,
+                m.score,
+                m.terms,
+                m.snippet,
+                m.explanation,
+                m.stage,
+                m.created_at,
+                *stored,
+            )
+            for m, stored in zip(matches, texts, strict=True)
+        ],
+        [
+            (a.article_id, a.id, a.topics, a.status, a.attempts, a.minhash, a.created_at, a.queued_at)
+            for a in alerts
+        ],
+        [(k.alert_id, k.band_keys, k.created_at) for k in keys],
+    )
+
+
+def _store_flagged(settings: Any, copy: bool) -> tuple[list[Any], list[Any], list[Any], dict[int, int]]:
+    """Three flagged articles' matches, alerts and story keys, by ``COPY`` or (``copy`` False)
+    by the ``INSERT`` alone; what the tables hold then, and what ``create_alerts`` returned."""
+    now = datetime(2026, 11, 30, 10, 0, 5, 250000, tzinfo=UTC)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        drafts = [(feed_id, _draft(f"k{i}", AWKWARD[i])) for i in range(3)]
+        ids = store.insert_articles(session, drafts, now, {"k0", "k1", "k2"})
+        articles = [ids[f"k{i}"] for i in range(3)]
+        texts = AWKWARD[:3]
+        real = store.copy_rows
+        if not copy:
+            store.copy_rows = lambda *args: None  # type: ignore[assignment,misc]
+        try:
+            store.insert_matches(
+                session,
+                [
+                    (a, [_match("russia_azerbaijan", t), _match("armenia_azerbaijan", t)])
+                    for a, t in zip(articles, texts, strict=True)
+                ],
+                now,
+                stage="feed",
+            )
+            sigs = stories.signatures([(t, t * 3) for t in texts])
+            created = store.create_alerts(
+                session,
+                [(a, ["russia_azerbaijan"], sig.hashvalues) for a, sig in zip(articles, sigs, strict=True)],
+                now,
+            )
+            stories.record_keys(
+                session, [(created[a], sig) for a, sig in zip(articles, sigs, strict=True)], now
+            )
+        finally:
+            store.copy_rows = real  # type: ignore[method-assign]
+    with db.session_scope(settings) as session:
+        return (*_flagged_rows(session), created)
+
+
+def test_flagged_rows_copied_store_what_the_insert_stores(tmp_path: Path) -> None:
+    """The matches (JSON explanations, terms in four scripts), the alerts (ids returned per
+    article) and the story keys: the same values by ``COPY`` as by the ``INSERT``."""
+    results = []
+    for copy in (True, False):
+        with database_settings("postgresql", tmp_path) as settings:
+            results.append(_store_flagged(settings, copy))
+    (matches, alerts, keys, created), (matches_i, alerts_i, keys_i, created_i) = results
+    assert matches == matches_i and len(matches) == 6
+    assert matches[0][5]["groups"] == {"countries": 1.0, "talks": 0.25}
+    assert matches[1][3] == [AWKWARD[0], "Bakı"]
+    assert alerts == alerts_i and len(alerts) == 3
+    assert keys == keys_i and len(keys) == 3 and all(len(k[1]) >= 20 for k in keys)
+    assert created == created_i == {article_id: alert_id for article_id, alert_id, *_ in alerts}
+
+
+def test_a_flagged_row_met_again_falls_back_to_the_insert(settings: Any) -> None:
+    """An article with an alert already, a topic stored already (the full-text stage meets an
+    article again): the ``COPY`` stores nothing, the ``INSERT … ON CONFLICT`` the rest, and the
+    stored rows are left as they were."""
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    later = now + timedelta(hours=1)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        ids = store.insert_articles(session, [(feed_id, _draft(k, k)) for k in ("a", "b")], now, {"a", "b"})
+        store.insert_matches(session, [(ids["a"], [_match("russia_azerbaijan", "first")])], now, stage="feed")
+        first = store.create_alerts(session, [(ids["a"], ["russia_azerbaijan"], [1, 2])], now)
+    with db.session_scope(settings) as session:
+        store.insert_matches(
+            session,
+            [(ids["a"], [_match("russia_azerbaijan", "again"), _match("armenia_azerbaijan", "new")])],
+            later,
+            stage="full_text",
+        )
+        created = store.create_alerts(
+            session, [(ids["a"], ["armenia_azerbaijan"], [3]), (ids["b"], ["russia_azerbaijan"], [4])], later
+        )
+    with db.session_scope(settings) as session:
+        matches, alerts, _ = _flagged_rows(session)
+    assert [(m[1], m[4], m[6]) for m in matches] == [
+        ("armenia_azerbaijan", "new", "full_text"),
+        ("russia_azerbaijan", "first", "feed"),
+    ]
+    assert list(created) == [ids["b"]]
+    assert [(a[0], a[1], a[2]) for a in alerts] == [
+        (ids["a"], first[ids["a"]], ["russia_azerbaijan"]),
+        (ids["b"], created[ids["b"]], ["russia_azerbaijan"]),
+    ]
+
+
+def test_rows_that_carry_their_key_draw_no_ids(settings: Any) -> None:
+    """Story keys name their alert: no id is drawn, and a key stored already is a conflict."""
+    now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        ids = store.insert_articles(session, [(feed_id, _draft("a", "a"))], now, {"a"})
+        alert_id = store.create_alerts(session, [(ids["a"], ["russia_azerbaijan"], [1])], now)[ids["a"]]
+        names = ("alert_id", "band_keys", "created_at")
+        assert store.copy_rows(session, StoryKeys, names, [(alert_id, ["0:ab", "t:cd"], now)], 1) == []
+        assert store.copy_rows(session, StoryKeys, names, [(alert_id, ["1:ef"], now)], 1) is None
+        stored = session.exec(select(StoryKeys)).all()
+    assert [(k.alert_id, k.band_keys) for k in stored] == [(alert_id, ["0:ab", "t:cd"])]

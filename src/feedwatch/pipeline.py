@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import structlog
 import xxhash
@@ -52,6 +52,7 @@ from feedwatch.normalize import (
 from feedwatch.parse import ParsedFeed, ParseError, parse_feed
 from feedwatch.rules import Rulebook, TopicMatch, load_rulebook
 from feedwatch.settings import Settings
+from feedwatch.textnorm import Words, split_words
 from feedwatch.timeutil import parse_utc, to_utc, utcnow
 
 _LOG_NAME = "feedwatch.pipeline"
@@ -614,21 +615,39 @@ def _write(ctx: Context, session: Session, polls: Sequence[_Poll]) -> None:
         )
 
 
-def match_drafts(
-    rulebook: Rulebook, drafts: Sequence[ArticleDraft]
-) -> tuple[dict[str, list[TopicMatch]], set[str]]:
+class Assessed(NamedTuple):
+    """What the rules make of a batch's new drafts (:func:`match_drafts`)."""
+
+    matched: dict[str, list[TopicMatch]]  # identity key → its matches, for the drafts that match
+    candidates: set[str]  # the drafts that match nothing but are full-text candidates
+    folded: dict[str, str]  # a matched draft's field → its folded words, as the rules cut it
+
+
+def match_drafts(rulebook: Rulebook, drafts: Sequence[ArticleDraft]) -> Assessed:
     """Rule matches per identity key, for the drafts that match anything; and the keys of the
     drafts that match nothing but are full-text candidates (``Rulebook.candidate``). One scan
-    of each draft's text answers both."""
+    of each draft's text answers both. The words the rules cut a matched draft's fields into
+    are kept for its story signature (``stories.signatures``), which reads the same words."""
     matched: dict[str, list[TopicMatch]] = {}
     candidates: set[str] = set()
+    folded: dict[str, str] = {}
+    cut: dict[str, str] = {}
+
+    def split(text: str) -> Words:
+        words = split_words(text)
+        cut[text] = words.folded
+        return words
+
     for draft in drafts:
-        matches, candidate = rulebook.assess(draft.title, draft.text)
+        matches, candidate = rulebook.assess(draft.title, draft.text, split)
         if matches:
             matched[draft.identity_key] = matches
+            folded.update(cut)
         elif candidate:
             candidates.add(draft.identity_key)
-    return matched, candidates
+        if cut:
+            cut.clear()
+    return Assessed(matched, candidates, folded)
 
 
 @dataclass
@@ -683,9 +702,9 @@ def store_batch(
             owner.setdefault(draft.identity_key, (feed, draft))
     stored = store.ids_by_key(session, list(owner))
     new = sorted(key for key in owner if key not in stored)
-    matched, maybe = match_drafts(rulebook, [owner[key][1] for key in new])
+    assessed = match_drafts(rulebook, [owner[key][1] for key in new])
     inserted = store.insert_articles(
-        session, [(owner[key][0].feed_id, owner[key][1]) for key in new], now, set(matched)
+        session, [(owner[key][0].feed_id, owner[key][1]) for key in new], now, set(assessed.matched)
     )
     # A draft another transaction stored between the two statements was not inserted here.
     ids = {**stored, **inserted, **store.ids_by_key(session, [k for k in new if k not in inserted])}
@@ -702,12 +721,14 @@ def store_batch(
         feed.feed_id: [d for d in feed.drafts if owner[d.identity_key][1] is d and d.identity_key in inserted]
         for feed in feeds
     }
-    alert_ids = _alert(session, [(f.feed_id, mine[f.feed_id]) for f in feeds], inserted, matched, now, story)
+    alert_ids = _alert(session, [(f.feed_id, mine[f.feed_id]) for f in feeds], inserted, assessed, now, story)
     candidates: list[int] = []
     for feed in feeds:
         report = feed.report
         report.alert_ids = alert_ids[feed.feed_id]
-        report.extract_ids = _full_text_candidates(mine[feed.feed_id], inserted, maybe, feed.full_text)
+        report.extract_ids = _full_text_candidates(
+            mine[feed.feed_id], inserted, assessed.candidates, feed.full_text
+        )
         report.new, report.flagged = len(mine[feed.feed_id]), len(report.alert_ids)
         report.candidates = len(report.extract_ids)
         candidates.extend(report.extract_ids)
@@ -718,18 +739,19 @@ def _alert(
     session: Session,
     feeds: Sequence[tuple[int, Sequence[ArticleDraft]]],
     inserted: dict[str, int],
-    matched: dict[str, list[TopicMatch]],
+    assessed: Assessed,
     now: datetime,
     story: stories.StoryPolicy,
 ) -> dict[int, list[int]]:
     """The matches of the feeds' flagged new articles, and an alert for each that is no copy of
     a story alerted within the window or started earlier in the batch (``stories.settle``);
     returns each feed's new alert ids."""
+    matched = assessed.matched
     drafts = [(feed_id, d) for feed_id, mine in feeds for d in mine if d.identity_key in matched]
     store.insert_matches(
         session, [(inserted[d.identity_key], matched[d.identity_key]) for _, d in drafts], now, stage="feed"
     )
-    signatures = stories.signatures([(d.title, d.text) for _, d in drafts])
+    signatures = stories.signatures([(d.title, d.text) for _, d in drafts], assessed.folded)
     flagged = [
         stories.Flagged(inserted[d.identity_key], feed_id, [m.topic for m in matched[d.identity_key]], sig)
         for (feed_id, d), sig in zip(drafts, signatures, strict=True)
@@ -789,7 +811,7 @@ def ingest(ctx: Context, source: str, dry_run: bool) -> IngestReport:
         report.ok, report.error_class, report.error = False, "io", str(exc)
         return report
     drafts = normalize_feed(parsed, feed_url=url, configured_language=None, fetched_at=now)
-    matched, _ = match_drafts(ctx.rulebook, drafts)
+    matched = match_drafts(ctx.rulebook, drafts).matched
     report.entries = len(drafts)
     new_keys = {d.identity_key for d in drafts}
     if not dry_run:

@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from feedwatch import stories
 from feedwatch.normalize import normalize_feed
 from feedwatch.parse import ParseError, parse_feed
 from feedwatch.pipeline import match_drafts
 from feedwatch.rules import Rulebook, load_rulebook
+from feedwatch.textnorm import split_words
 
 pytestmark = pytest.mark.corpus
 
@@ -65,10 +67,15 @@ def test_file_through_the_rules(path: Path, rulebook: Rulebook) -> None:
         TALLY[exc.error_class] += 1
         return
     drafts = normalize_feed(feed, feed_url=url, configured_language=None, fetched_at=FETCHED)
-    matched, _ = match_drafts(rulebook, drafts)
+    matched, _, folded = match_drafts(rulebook, drafts)
     TALLY["parsed"] += 1
     TALLY["entries"] += len(drafts)
     TALLY["matched"] += len(matched)
     for matches in matched.values():
         TALLY.update(f"topic:{m.topic}" for m in matches)
     assert set(matched) <= {d.identity_key for d in drafts}
+    # The words the rules cut a matched draft's fields into are the signature's own words.
+    flagged = [(d.title, d.text) for d in drafts if d.identity_key in matched]
+    assert set(folded) <= {field for pair in flagged for field in pair}
+    assert all(folded[text] == split_words(text).folded for text in folded)
+    assert stories.signatures(flagged, folded) == stories.signatures(flagged)

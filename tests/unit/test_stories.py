@@ -12,7 +12,10 @@ from sqlmodel import Session
 from support.settings import database_settings
 from support.stories import add_article, add_copy, add_feed, add_story
 
-from feedwatch import db, stories
+from feedwatch import db, pipeline, stories
+from feedwatch.normalize import ArticleDraft
+from feedwatch.rules import load_rulebook
+from feedwatch.textnorm import Words, split_words
 
 BASE = (
     "Russian Foreign Minister Sergey Lavrov and his Azerbaijani counterpart Jeyhun Bayramov met in "
@@ -91,3 +94,52 @@ def test_signatures_of_a_batch_are_each_articles_own() -> None:
     articles = [(TITLE, BASE), ("", ""), ("Talks", ""), (TITLE.upper(), BASE + " (AFP)"), ("a b", "c")]
     assert stories.signatures(articles) == [stories.signature(t, x) for t, x in articles]
     assert stories.signatures([]) == []
+
+
+def test_signatures_take_the_folded_words_they_are_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The words the rules cut (``pipeline.match_drafts``) are not cut again; a text not given
+    is cut here."""
+    articles = [(TITLE, BASE), (TITLE.upper(), BASE + " (AFP)"), ("", "")]
+    folded = {text: split_words(text).folded for pair in articles for text in pair}
+    expected = stories.signatures(articles)
+    cut: list[str] = []
+
+    def counted(text: str) -> Words:
+        cut.append(text)
+        return split_words(text)
+
+    monkeypatch.setattr(stories, "split_words", counted)
+    assert stories.signatures(articles, folded) == expected
+    assert cut == []
+    assert stories.signatures(articles, {TITLE: folded[TITLE]}) == expected
+    assert sorted(cut) == sorted(["", "", TITLE.upper(), BASE, BASE + " (AFP)"])
+
+
+def _draft(key: str, title: str, text: str) -> ArticleDraft:
+    return ArticleDraft(
+        identity_key=key,
+        guid=None,
+        url=f"http://127.0.0.1/{key}",
+        title=title,
+        summary="",
+        text=text,
+        author=None,
+        language="en",
+        published_at=NOW.replace(tzinfo=None),
+        published_from_feed=True,
+        content_hash=key,
+    )
+
+
+def test_the_rules_keep_the_words_of_a_matched_drafts_fields_only() -> None:
+    """``pipeline.match_drafts`` hands the signatures the words it cut for the drafts that
+    matched, and only those: a field it turned away or a draft that matched nothing adds none."""
+    rulebook = load_rulebook(Path(__file__).resolve().parents[2] / "config" / "rules.toml")
+    flagged = _draft("a", TITLE, BASE)
+    near = _draft("b", "Lavrov visits Paris", "Russian Foreign Minister Sergey Lavrov met his French peer.")
+    plain = _draft("c", "City council approves new budget for parks", "Work begins in spring.")
+    assessed = pipeline.match_drafts(rulebook, [near, flagged, plain])
+    assert set(assessed.matched) == {"a"}
+    assert assessed.folded == {TITLE: split_words(TITLE).folded, BASE: split_words(BASE).folded}
+    flagged_texts = [(TITLE, BASE)]
+    assert stories.signatures(flagged_texts, assessed.folded) == stories.signatures(flagged_texts)

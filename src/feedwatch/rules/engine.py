@@ -101,11 +101,14 @@ class Rulebook:
         Context-only groups (interaction words, "war", "talks") do not make a candidate."""
         return self._anchored(self._scan((title or "", body or "")))
 
-    def assess(self, title: str, body: str) -> tuple[list[TopicMatch], bool]:
+    def assess(
+        self, title: str, body: str, split: Callable[[str], Words] = split_words
+    ) -> tuple[list[TopicMatch], bool]:
         """``match`` and ``candidate`` from one scan of the text: the pipeline asks both of
-        every new article (the second scan was ~6 % of a worker's ingest samples)."""
+        every new article (the second scan was ~6 % of a worker's ingest samples). ``split``
+        cuts a field into words (``textnorm.split_words``; the pipeline's keeps what it cut)."""
         texts = (title or "", body or "")
-        occs = self._scan(texts)
+        occs = self._scan(texts, split)
         if not occs:
             return [], False
         out = [m for t_i in range(len(self._topics)) if (m := self._topic(t_i, occs, texts))]
@@ -115,11 +118,11 @@ class Rulebook:
         return any((o.use.topic, o.use.group) in self._anchors for o in occs)
 
     # -- scanning -----------------------------------------------------------------------------
-    def _scan(self, texts: tuple[str, str]) -> list[_Occ]:
+    def _scan(self, texts: tuple[str, str], split: Callable[[str], Words] = split_words) -> list[_Occ]:
         occs: list[_Occ] = []
         for f_i, text in enumerate(texts):
             if text and self._may_hit(text):
-                occs.extend(self._scan_field(f_i, split_words(text)))
+                occs.extend(self._scan_field(f_i, split(text)))
         return occs
 
     def _may_hit(self, text: str) -> bool:

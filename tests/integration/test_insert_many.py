@@ -20,10 +20,10 @@ import pytest
 from sqlalchemy import event, text
 from sqlmodel import Session, select
 from support.settings import database_settings
+from support.stories import draft
 
 from feedwatch import db, store, stories
 from feedwatch.models import Alert, Article, Feed, Match, StoryKeys
-from feedwatch.normalize import ArticleDraft
 from feedwatch.rules import TopicMatch
 from feedwatch.rules.model import Hit
 
@@ -222,32 +222,15 @@ def test_copied_rows_store_what_the_insert_stores(settings: Any) -> None:
         assert by_copy.full_text_attempts == 0  # the column's Python-side default, as the INSERT gives it
 
 
-def _draft(key: str, title: str) -> ArticleDraft:
-    at = datetime(2026, 11, 30, 9, 0)
-    return ArticleDraft(
-        identity_key=key,
-        guid=None,
-        url=f"http://127.0.0.1/{key}",
-        title=title,
-        summary="",
-        text=title,
-        author=None,
-        language="en",
-        published_at=at,
-        published_from_feed=True,
-        content_hash=key,
-    )
-
-
 def test_a_key_stored_since_the_lookup_falls_back_to_the_insert(settings: Any) -> None:
     """Another transaction stored one of the batch's keys after the lookup: the ``COPY`` stores
     none of the batch, and the ``INSERT … ON CONFLICT`` stores the rest in the same transaction."""
     now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
     with db.session_scope(settings) as other:
         feed_id = _feed(other)
-        store.insert_articles(other, [(feed_id, _draft("b", "theirs"))], now, set())
+        store.insert_articles(other, [(feed_id, draft("b", "theirs"))], now, set())
     with db.session_scope(settings) as session:
-        drafts = [(feed_id, _draft(key, "mine")) for key in ("a", "b", "c")]
+        drafts = [(feed_id, draft(key, "mine")) for key in ("a", "b", "c")]
         values = (store._article_values(f, d, now, set()) for f, d in drafts)
         assert store.copy_rows(session, Article, store._ARTICLE_COLUMNS, values, 3) is None
         assert session.exec(select(Article.identity_key)).all() == ["b"]  # the COPY left nothing
@@ -267,7 +250,7 @@ def test_other_errors_are_not_taken_for_a_conflict(settings: Any) -> None:
     now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
     with db.session_scope(settings) as session:
         feed_id = _feed(session)
-        row = store._article_values(feed_id, _draft("a", "x"), now, set())
+        row = store._article_values(feed_id, draft("a", "x"), now, set())
         naive = (*row[:11], datetime(2026, 11, 30, 10, 0), *row[12:])  # fetched_at without a zone
         with pytest.raises(Exception, match=r"(?i)time ?zone|tzinfo|naive"):
             store.copy_rows(session, Article, store._ARTICLE_COLUMNS, [naive], 1)
@@ -287,7 +270,7 @@ def test_insert_articles_returns_each_copied_keys_id(settings: Any) -> None:
     now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
     with db.session_scope(settings) as session:
         feed_id = _feed(session)
-        drafts = [(feed_id, _draft(f"k{i}", f"title {i}")) for i in range(5)]
+        drafts = [(feed_id, draft(f"k{i}", f"title {i}")) for i in range(5)]
         got = store.insert_articles(session, drafts, now, {"k3"})
     with db.session_scope(settings) as session:
         stored = session.exec(select(Article)).all()
@@ -349,7 +332,7 @@ def _store_flagged(settings: Any, copy: bool) -> tuple[list[Any], list[Any], lis
     now = datetime(2026, 11, 30, 10, 0, 5, 250000, tzinfo=UTC)
     with db.session_scope(settings) as session:
         feed_id = _feed(session)
-        drafts = [(feed_id, _draft(f"k{i}", AWKWARD[i])) for i in range(3)]
+        drafts = [(feed_id, draft(f"k{i}", AWKWARD[i])) for i in range(3)]
         ids = store.insert_articles(session, drafts, now, {"k0", "k1", "k2"})
         articles = [ids[f"k{i}"] for i in range(3)]
         texts = AWKWARD[:3]
@@ -405,7 +388,7 @@ def test_a_flagged_row_met_again_falls_back_to_the_insert(settings: Any) -> None
     later = now + timedelta(hours=1)
     with db.session_scope(settings) as session:
         feed_id = _feed(session)
-        ids = store.insert_articles(session, [(feed_id, _draft(k, k)) for k in ("a", "b")], now, {"a", "b"})
+        ids = store.insert_articles(session, [(feed_id, draft(k, k)) for k in ("a", "b")], now, {"a", "b"})
         store.insert_matches(session, [(ids["a"], [_match("russia_azerbaijan", "first")])], now, stage="feed")
         first = store.create_alerts(session, [(ids["a"], ["russia_azerbaijan"], [1, 2])], now)
     with db.session_scope(settings) as session:
@@ -436,7 +419,7 @@ def test_rows_that_carry_their_key_draw_no_ids(settings: Any) -> None:
     now = datetime(2026, 11, 30, 10, 0, tzinfo=UTC)
     with db.session_scope(settings) as session:
         feed_id = _feed(session)
-        ids = store.insert_articles(session, [(feed_id, _draft("a", "a"))], now, {"a"})
+        ids = store.insert_articles(session, [(feed_id, draft("a", "a"))], now, {"a"})
         alert_id = store.create_alerts(session, [(ids["a"], ["russia_azerbaijan"], [1])], now)[ids["a"]]
         names = ("alert_id", "band_keys", "created_at")
         assert store.copy_rows(session, StoryKeys, names, [(alert_id, ["0:ab", "t:cd"], now)], 1) == []

@@ -1,4 +1,5 @@
-"""Rows for story tests: a feed, an article, a stored story (article + alert + its bands)."""
+"""Rows for story tests: a feed, an article, a stored story (article + alert + its bands), and a
+draft as the pipeline's normalize step leaves it."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from sqlmodel import Session
 
 from feedwatch import stories
 from feedwatch.models import Alert, Article, Feed, StoryCopy
+from feedwatch.normalize import ArticleDraft
 
 
 def add_feed(session: Session, name: str = "A", url: str = "http://a/") -> Feed:
@@ -50,3 +52,21 @@ def add_copy(
         StoryCopy(alert_id=alert_id, article_id=article_id, feed_id=feed_id, similarity=score, created_at=at)
     )
     session.flush()
+
+
+def draft(key: str, title: str, text: str | None = None) -> ArticleDraft:
+    """A new English article's draft: its identity and content hash ``key``, its text ``title``
+    unless given, published 2026-11-30 09:00 UTC."""
+    return ArticleDraft(
+        identity_key=key,
+        guid=None,
+        url=f"http://127.0.0.1/{key}",
+        title=title,
+        summary="",
+        text=title if text is None else text,
+        author=None,
+        language="en",
+        published_at=datetime(2026, 11, 30, 9, 0),
+        published_from_feed=True,
+        content_hash=key,
+    )

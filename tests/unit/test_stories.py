@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 from support.settings import database_settings
-from support.stories import add_article, add_copy, add_feed, add_story
+from support.stories import add_article, add_copy, add_feed, add_story, draft
 
 from feedwatch import db, pipeline, stories
-from feedwatch.normalize import ArticleDraft
 from feedwatch.rules import load_rulebook
 from feedwatch.textnorm import Words, split_words
 
@@ -115,29 +114,13 @@ def test_signatures_take_the_folded_words_they_are_given(monkeypatch: pytest.Mon
     assert sorted(cut) == sorted(["", "", TITLE.upper(), BASE, BASE + " (AFP)"])
 
 
-def _draft(key: str, title: str, text: str) -> ArticleDraft:
-    return ArticleDraft(
-        identity_key=key,
-        guid=None,
-        url=f"http://127.0.0.1/{key}",
-        title=title,
-        summary="",
-        text=text,
-        author=None,
-        language="en",
-        published_at=NOW.replace(tzinfo=None),
-        published_from_feed=True,
-        content_hash=key,
-    )
-
-
 def test_the_rules_keep_the_words_of_a_matched_drafts_fields_only() -> None:
     """``pipeline.match_drafts`` hands the signatures the words it cut for the drafts that
     matched, and only those: a field it turned away or a draft that matched nothing adds none."""
     rulebook = load_rulebook(Path(__file__).resolve().parents[2] / "config" / "rules.toml")
-    flagged = _draft("a", TITLE, BASE)
-    near = _draft("b", "Lavrov visits Paris", "Russian Foreign Minister Sergey Lavrov met his French peer.")
-    plain = _draft("c", "City council approves new budget for parks", "Work begins in spring.")
+    flagged = draft("a", TITLE, BASE)
+    near = draft("b", "Lavrov visits Paris", "Russian Foreign Minister Sergey Lavrov met his French peer.")
+    plain = draft("c", "City council approves new budget for parks", "Work begins in spring.")
     assessed = pipeline.match_drafts(rulebook, [near, flagged, plain])
     assert set(assessed.matched) == {"a"}
     assert assessed.folded == {TITLE: split_words(TITLE).folded, BASE: split_words(BASE).folded}

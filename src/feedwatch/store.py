@@ -14,6 +14,7 @@ from functools import cache, partial
 from itertools import groupby
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from weakref import WeakKeyDictionary
 
 import structlog
 from sqlalchemy import (
@@ -34,6 +35,7 @@ from sqlalchemy import (
 )
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import LargeBinary, TypeDecorator
@@ -218,6 +220,17 @@ def insert_many(
         if result.returns_rows:
             back.extend(result.all())
     return back
+
+
+def insert_values(
+    session: Session,
+    build: Callable[[Callable[[Any], Any]], Any],
+    names: Sequence[str],
+    values: Iterable[tuple[Any, ...]],
+) -> list[Any]:
+    """:func:`insert_many` of rows given as tuples of the ``names`` columns' values (as
+    :func:`copy_rows` takes them: its callers' fallback)."""
+    return insert_many(session, build, [dict(zip(names, v, strict=True)) for v in values])
 
 
 @dataclass(frozen=True)
@@ -627,11 +640,9 @@ def insert_articles(
         return {d.identity_key: article_id for (_, d), article_id in zip(drafts, ids, strict=True)}
     inserted: dict[str, int] = {}
     for chunk in chunks(drafts):  # the rows of one chunk at a time: an ingest batch has 5,000
-        rows = [
-            dict(zip(_ARTICLE_COLUMNS, _article_values(feed_id, d, now, flagged), strict=True))
-            for feed_id, d in chunk
-        ]
-        inserted.update((key, article_id) for article_id, key in insert_many(session, _insert_articles, rows))
+        chunk_values = (_article_values(feed_id, d, now, flagged) for feed_id, d in chunk)
+        returned = insert_values(session, _insert_articles, _ARTICLE_COLUMNS, chunk_values)
+        inserted.update((key, article_id) for article_id, key in returned)
     return inserted
 
 
@@ -680,7 +691,8 @@ class _CopyPlan(NamedTuple):
     sequence: str | None  # None: the rows carry their key
 
 
-_COPY_PLANS: dict[tuple[str, str, tuple[str, ...]], _CopyPlan] = {}
+#: Per database (engine): (table, columns) → its plan.
+_COPY_PLANS: WeakKeyDictionary[Engine, dict[tuple[str, tuple[str, ...]], _CopyPlan]] = WeakKeyDictionary()
 
 
 def copy_rows(
@@ -691,7 +703,8 @@ def copy_rows(
     first; return the ids in that order (none are drawn when the rows carry their key: ``[]``).
     ``None`` when a row breaks a unique constraint (one is stored already): then nothing is
     inserted, and the session's transaction goes on (the ``COPY`` runs in a savepoint). ``None``
-    on SQLite as well: the caller inserts the rows by :func:`insert_many` then.
+    on SQLite as well: the caller inserts the rows by :func:`insert_many` then. No rows: ``[]``,
+    on either database, without a statement.
 
     ``COPY`` is PostgreSQL's bulk path: a row parsed in C from its binary message, no JSON to
     read back, heap pages filled many rows at a time. For an ingest batch's articles it cost the
@@ -706,18 +719,18 @@ def copy_rows(
     serializer (:func:`feedwatch.db.json_bytes`, which SQLAlchemy sets on the connection's
     adapters), as :func:`insert_many` writes them.
     """
+    if not count:
+        return []
     if session.get_bind().dialect.name != "postgresql":
         return None
     import psycopg
 
     table = _table(model)
     connection = session.connection()
-    key = (str(connection.engine.url), table.name, tuple(names))
-    plan = _COPY_PLANS.get(key)
+    plans = _COPY_PLANS.setdefault(connection.engine, {})
+    plan = plans.get((table.name, tuple(names)))
     if plan is None:
-        plan = _COPY_PLANS[key] = _copy_plan(connection, table, names)
-    if not count:
-        return []
+        plan = plans[table.name, tuple(names)] = _copy_plan(connection, table, names)
     raw: psycopg.Connection[Any] = connection.connection.dbapi_connection  # type: ignore[assignment]
     with raw.cursor() as cursor:
         ids: list[int] = []
@@ -834,7 +847,7 @@ def insert_matches(
         for m in matches
     ]
     if copy_rows(session, Match, _MATCH_COLUMNS, values, len(values)) is None:
-        insert_many(session, _insert_matches, [dict(zip(_MATCH_COLUMNS, v, strict=True)) for v in values])
+        insert_values(session, _insert_matches, _MATCH_COLUMNS, values)
 
 
 _MATCH_COLUMNS = ("article_id", "topic", "score", "terms", "snippet", "explanation", "stage", "created_at")
@@ -857,10 +870,8 @@ def create_alerts(
     ids = copy_rows(session, Alert, _ALERT_COLUMNS, values, len(values))
     if ids is not None:
         return {article_id: alert_id for (article_id, *_), alert_id in zip(values, ids, strict=True)}
-    rows = [dict(zip(_ALERT_COLUMNS, v, strict=True)) for v in values]
-    return {
-        int(article_id): int(alert_id) for alert_id, article_id in insert_many(session, _insert_alerts, rows)
-    }
+    returned = insert_values(session, _insert_alerts, _ALERT_COLUMNS, values)
+    return {int(article_id): int(alert_id) for alert_id, article_id in returned}
 
 
 _ALERT_COLUMNS = ("article_id", "topics", "status", "created_at", "minhash", "attempts")

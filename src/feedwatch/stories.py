@@ -289,7 +289,7 @@ def record_keys(session: Session, stories: Sequence[tuple[int, Signature]], now:
     values = [(alert_id, sig.keys, now) for alert_id, sig in stories]
     if store.copy_rows(session, StoryKeys, _KEY_COLUMNS, values, len(values)) is not None:
         return
-    store.insert_many(session, _insert_keys, [dict(zip(_KEY_COLUMNS, v, strict=True)) for v in values])
+    store.insert_values(session, _insert_keys, _KEY_COLUMNS, values)
     if session.get_bind().dialect.name != "postgresql":
         store.insert_many(
             session,

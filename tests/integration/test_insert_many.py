@@ -262,8 +262,13 @@ def test_other_errors_are_not_taken_for_a_conflict(settings: Any) -> None:
 
 def test_a_left_out_column_with_a_computed_default_is_refused(settings: Any) -> None:
     names = tuple(n for n in store._ARTICLE_COLUMNS if n != "fetched_at")  # default: utcnow()
-    with db.session_scope(settings) as session, pytest.raises(ValueError, match="fetched_at"):
-        store.copy_rows(session, Article, names, [], 0)
+    with db.session_scope(settings) as session:
+        feed_id = _feed(session)
+        row = store._article_values(
+            feed_id, draft("a", "x"), datetime(2026, 11, 30, 10, 0, tzinfo=UTC), set()
+        )
+        with pytest.raises(ValueError, match="fetched_at"):
+            store.copy_rows(session, Article, names, [row[:11] + row[12:]], 1)
 
 
 def test_insert_articles_returns_each_copied_keys_id(settings: Any) -> None:
@@ -426,3 +431,22 @@ def test_rows_that_carry_their_key_draw_no_ids(settings: Any) -> None:
         assert store.copy_rows(session, StoryKeys, names, [(alert_id, ["1:ef"], now)], 1) is None
         stored = session.exec(select(StoryKeys)).all()
     assert [(k.alert_id, k.band_keys) for k in stored] == [(alert_id, ["0:ab", "t:cd"])]
+
+
+def test_no_rows_copy_nothing_without_a_statement(session: Session) -> None:
+    """A batch without flagged articles asks for no matches, alerts or keys: no statement at
+    all, on either database (not even the catalog reads of a first plan)."""
+    statements: list[str] = []
+
+    def spy(*args: Any) -> None:
+        statements.append(args[2])
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", spy)
+    try:
+        assert store.copy_rows(session, Match, store._MATCH_COLUMNS, [], 0) == []
+        store.insert_matches(session, [], datetime(2026, 11, 30, 10, 0, tzinfo=UTC), stage="feed")
+        assert store.create_alerts(session, [], datetime(2026, 11, 30, 10, 0, tzinfo=UTC)) == {}
+    finally:
+        event.remove(engine, "before_cursor_execute", spy)
+    assert statements == []

@@ -645,8 +645,7 @@ def match_drafts(rulebook: Rulebook, drafts: Sequence[ArticleDraft]) -> Assessed
             folded.update(cut)
         elif candidate:
             candidates.add(draft.identity_key)
-        if cut:
-            cut.clear()
+        cut.clear()
     return Assessed(matched, candidates, folded)
 
 

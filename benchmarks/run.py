@@ -1560,6 +1560,29 @@ def ratio(value: float | None, base: float | None) -> float | None:
     return round(value / base, 3) if value is not None and base else None
 
 
+def machine_us(
+    cores_used: dict[str, float],
+    idle: float | None,
+    rate: float,
+    cores: int,
+    target: float,
+    base: float | None,
+) -> dict[str, Any]:
+    """What one unit (a poll, an item) cost the machine, by role, in microseconds of a core, and
+    what a ratio ``target`` against ``base`` allows it: ``cores`` over ``target`` × ``base``.
+    The ratio is met exactly when ``spent`` (every core's time, the idle share included) is at
+    most ``allowed``; ``by_role`` says where it went (each round did this sum by hand)."""
+    if not rate or not base:
+        return {}
+    by_role = {role: round(share / rate * 1e6, 1) for role, share in cores_used.items()}
+    return {
+        "by_role": by_role,
+        "idle": round((idle or 0.0) / rate * 1e6, 1),
+        "spent": round(cores / rate * 1e6, 1),
+        "allowed": round(cores / (target * base) * 1e6, 1),
+    }
+
+
 #: The most a baseline may move between its measurement before its phase and after it, as a
 #: share of their mean, for the run's ratios to count (``baselines_steady``).
 STEADY_SPREAD = 0.10
@@ -1958,8 +1981,24 @@ def main(argv: list[str] | None = None) -> None:
         if poll.get("feeds_per_s")
         else None,
     }
+    poll["machine_us_a_poll"] = machine_us(
+        poll["cores_used"],
+        poll.get("idle_cores"),
+        poll["feeds_per_s"],
+        result["cores"],
+        0.3,
+        poll["floor_feeds_per_s"],
+    )
     ingest = {**pg["ingest"], **baselines.of("parse", "parse_only_items_per_s", "parse_only_spread")}
     ingest["ratio"] = ratio(ingest["items_per_s"], ingest["parse_only_items_per_s"])
+    ingest["machine_us_an_item"] = machine_us(
+        ingest["cores_used"],
+        ingest.get("idle_cores"),
+        ingest["items_per_s"],
+        result["cores"],
+        0.8,
+        ingest["parse_only_items_per_s"],
+    )
     ingest["ratio_all_in"] = ratio(ingest["items_per_s_all_in"], ingest["parse_only_items_per_s"])
     # The same against feedparser.parse(body) with its defaults (HTML sanitized, links resolved),
     # the slower and more common way to call it. The target is judged on ``ratio``, the stricter.

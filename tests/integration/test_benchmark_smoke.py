@@ -64,6 +64,19 @@ def test_quick_json_shape() -> None:
     # The farm's CPU a request under the bare loop and under the service: both were measured.
     assert poll["farm_us_per_request"]["floor"] > 0 and poll["farm_us_per_request"]["service"] > 0
     assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)
+    # A poll's and an item's cost to the machine by role, against what the ratio target leaves:
+    # the machine's time a unit is at most the allowance exactly when the ratio is met.
+    for figures, key, rate, base, target in (
+        (poll, "machine_us_a_poll", "feeds_per_s", "floor_feeds_per_s", 0.3),
+        (ingest, "machine_us_an_item", "items_per_s", "parse_only_items_per_s", 0.8),
+    ):
+        cost = figures[key]
+        assert cost["spent"] == round(result["cores"] / figures[rate] * 1e6, 1)
+        assert sum(cost["by_role"].values()) + cost["idle"] <= cost["spent"] * 1.05, cost
+        assert cost["by_role"]["feeds"] > 0, cost
+        # The allowance is the spend at exactly the target ratio: spent / allowed = target / ratio.
+        share = cost["spent"] / cost["allowed"]  # the ratio unrounded: a tiny run's is ~0.01
+        assert abs(share * figures[rate] / figures[base] / target - 1) < 0.01, (cost, figures["ratio"])
     # The work the window left (alerts to deliver, full texts to read), drained after it, and
     # the rate with the window's share of it charged: never above the window's own rate
     # (ingest_real is skipped without ../shared).

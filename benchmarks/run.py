@@ -1974,7 +1974,9 @@ def main(argv: list[str] | None = None) -> None:
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     # The farm's CPU a request under the bare loop (its mean over the two floors) and under the
     # service: the farm is one Python process whose CPU the machine's budget a poll carries. It
-    # paid 0-21 % more a request under the service in round 33's runs, for no cause found there.
+    # pays 0-25 % more a request under the service (rounds 33, 41): it is cheapest saturated, as
+    # the bare loop keeps it, and the service asks it at a third of that rate in batches
+    # (``farm_load.py``, round 41: 1.29x in bursts of 100 at 3,500/s).
     poll["farm_us_per_request"] = {
         "floor": round(sum(baselines.values["floor_farm_us"]) / len(baselines.values["floor_farm_us"]), 1),
         "service": round(poll["farm_cores"] / poll["feeds_per_s"] * 1e6, 1)

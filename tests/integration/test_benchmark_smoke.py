@@ -211,6 +211,24 @@ def test_level_probe_json_shape() -> None:
     assert all(value > 0 for value in result["us_an_item"].values())
 
 
+def test_farm_load_json_shape() -> None:
+    """``benchmarks/farm_load.py`` on a small farm: the saturated way and each paced one, the
+    paced ones held to their rate (the releases wait for their turn; at most a burst and the
+    requests in flight ahead of it), and each ratio the farm's CPU a request over the saturated
+    way's in the same run."""
+    result = bench_json(
+        "farm_load.py", "--feeds", "200", "--seconds", "1", "--rates", "400", "--bursts", "1,50", timeout=120
+    )
+    ways = result["ways"]
+    assert set(ways) == {"saturated", "400/s, burst 1", "400/s, burst 50"}
+    saturated = ways["saturated"]["farm_us_per_request"]
+    assert saturated > 0 and ways["saturated"]["ratio_to_saturated"] == 1.0
+    for name, burst in (("400/s, burst 1", 1), ("400/s, burst 50", 50)):
+        figures = ways[name]
+        assert 0 < figures["req_per_s"] <= 400 + burst + result["in_flight"], figures
+        assert figures["ratio_to_saturated"] == round(figures["farm_us_per_request"] / saturated, 3)
+
+
 def test_language_calls_json_shape() -> None:
     """``benchmarks/language_calls.py`` for two rounds: both ways timed, the ratio their figures
     give, and the same languages either way."""

@@ -32,15 +32,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import aiohttp
 from farm import Group, feed_etag, groups_from_config, raise_mmap_threshold
-from run import FULL, farm_config, farm_process, farm_url, proc_cpu
+from run import FULL, bare_loop, farm_config, farm_process, farm_url, proc_cpu
 
 IN_FLIGHT = 50
 
 
-def paced(port: int, group: Group, seconds: float, rate: float | None, burst: int) -> tuple[int, float]:
-    """Requests over ``seconds``, ``IN_FLIGHT`` at most at a time; with ``rate``, the n-th request
-    waits until ``burst`` × (n // ``burst``) / ``rate`` seconds from the start. Returns the
-    requests done and the seconds they took."""
+def paced(port: int, group: Group, seconds: float, rate: float, burst: int) -> tuple[int, float]:
+    """``run.bare_loop`` held to ``rate``: requests over ``seconds``, ``IN_FLIGHT`` at most at a
+    time, the n-th waiting until ``burst`` × (n // ``burst``) / ``rate`` seconds from the start.
+    Returns the requests done and the seconds they took."""
 
     async def run() -> tuple[int, float]:
         done = 0
@@ -52,10 +52,9 @@ def paced(port: int, group: Group, seconds: float, rate: float | None, burst: in
                 nonlocal done
                 i = offset
                 while time.monotonic() < stop:
-                    if rate:
-                        wait = start + (done // burst) * burst / rate - time.monotonic()
-                        if wait > 0:
-                            await asyncio.sleep(wait)
+                    wait = start + (done // burst) * burst / rate - time.monotonic()
+                    if wait > 0:
+                        await asyncio.sleep(wait)
                     index = i % group.feeds
                     etag = feed_etag(group, index) if group.kinds[index] == "304" else None
                     headers = {"If-None-Match": etag} if etag else {}
@@ -93,11 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="fw-farm-load-") as tmp, farm_process(config, Path(tmp)) as farm:
         port, proc = farm
         group = next(g for g in groups_from_config(config) if g.name == "poll")
-        paced(port, group, min(args.seconds, 2.0), None, 1)  # connections opened, the farm warm
+        bare_loop(port, group, min(args.seconds, 2.0))  # connections opened, the farm warm
         for _ in range(args.rounds):
             for name, rate, burst in ways:
                 cpu = proc_cpu(proc.pid)
-                done, took = paced(port, group, args.seconds, rate, burst)
+                done, took = (
+                    bare_loop(port, group, args.seconds)
+                    if rate is None
+                    else paced(port, group, args.seconds, rate, burst)
+                )
                 figures = {
                     "req_per_s": round(done / took, 1),
                     "farm_us_per_request": round((proc_cpu(proc.pid) - cpu) / max(done, 1) * 1e6, 1),

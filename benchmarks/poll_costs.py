@@ -122,24 +122,32 @@ def time_story_lookup(service: Any) -> dict[str, Any]:
     return {"ms_per_run": runs, "stories": stored}
 
 
-def delivery_costs(service: Any) -> dict[str, Any]:
+def delivery_costs(service: Any, spy: str | None = None) -> dict[str, Any]:
     """CPU per delivered alert (the JSONL channel) when a deliver_alert message carries 1, 3, 25
-    or 100 alerts: the ingest's pending alerts in four equal parts, one per size."""
+    or 100 alerts: the ingest's pending alerts in four equal parts, one per size. With ``spy``,
+    py-spy samples the messages of the size a worker sends (``alert_batch_size``) alone: an
+    alert alone costs ~12x one of a hundred, so a profile of all four sizes is mostly theirs."""
     from feedwatch import alerts
     from feedwatch.channels import build_channels
     from feedwatch.timeutil import utcnow
 
     ids = [i for (i,) in service.execute("SELECT id FROM alert WHERE status = 'pending' ORDER BY id")]
     sizes = (1, 3, 25, 100)
+    if spy and service.settings.alert_batch_size not in sizes:
+        raise SystemExit(f"--spy samples messages of alert_batch_size, which is none of {sizes}")
     part, channels = len(ids) // len(sizes), build_channels(service.settings)
     costs: dict[str, float] = {}
     pg_costs: dict[str, float] = {}
+    summary: dict[str, Any] = {}
     for k, size in enumerate(sizes):
         group = ids[k * part : (k + 1) * part]
-        started, pg0 = time.process_time(), postgres_cpu(service)
-        for j in range(0, len(group), size):
-            alerts.deliver_many(group[j : j + size], channels, service.settings, utcnow)
-        costs[f"batch_{size}"] = round((time.process_time() - started) / max(len(group), 1) * 1000, 3)
+        with sampled(spy if size == service.settings.alert_batch_size else None) as spied:
+            started, pg0 = time.process_time(), postgres_cpu(service)
+            for j in range(0, len(group), size):
+                alerts.deliver_many(group[j : j + size], channels, service.settings, utcnow)
+            cpu = time.process_time() - started
+        summary.update(spied)
+        costs[f"batch_{size}"] = round(cpu / max(len(group), 1) * 1000, 3)
         pg_costs[f"batch_{size}"] = round((postgres_cpu(service) - pg0) / max(len(group), 1) * 1000, 3)
     single = costs["batch_1"] or 1.0
     return {
@@ -147,6 +155,7 @@ def delivery_costs(service: Any) -> dict[str, Any]:
         "cpu_ms_per_alert": costs,
         "postgres_cpu_ms_per_alert": pg_costs,
         **{f"ratio_batch_{size}": round(costs[f"batch_{size}"] / single, 3) for size in sizes[1:]},
+        **({"spy_batch": service.settings.alert_batch_size, "spy": summary} if summary else {}),
     }
 
 
@@ -290,9 +299,8 @@ def main(argv: list[str] | None = None) -> None:
             lookup = time_story_lookup(service) if args.statements else None
             if profiler and args.only == "delivery":
                 profiler.enable()
-            with sampled(args.spy if args.only == "delivery" else None) as spied:
-                delivery = delivery_costs(service)
-            spy.update(spied)
+            delivery = delivery_costs(service, args.spy if args.only == "delivery" else None)
+            spy.update(delivery.pop("spy", {}))
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)

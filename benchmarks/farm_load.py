@@ -7,11 +7,11 @@ fixed rates, one request at a time or in bursts as a poll batch sends them.
 The farm shares the two cores with whatever polls it, so the poll ratio's budget carries its
 CPU: ``run.py`` reports it a request under the bare loop and under the service
 (``farm_us_per_request``), and under the service it has read 0–25 % more (rounds 33 and 41).
-This asks the farm the same steady mix (conditional GETs for its 304 feeds, 50 requests in
-flight, keep-alive, one aiohttp session like ``run.py``'s floor) three ways: as fast as it
-answers (``saturated``, the floor's own loop), and at each of ``--rates`` requests a second, the
-requests released one at a time (burst 1) or ``burst`` at a time (a poll batch's fetch sends a
-batch's requests together). Prints one JSON object: per way the requests a second, the farm's
+This asks the farm the same steady mix with ``run.py``'s floor loop (``run.bare_loop``:
+conditional GETs for its 304 feeds, 50 requests in flight, keep-alive) three ways: as fast as
+it answers (``saturated``, the floor itself), and held to each of ``--rates`` requests a second,
+the requests released one at a time (burst 1) or ``burst`` at a time (a poll batch's fetch
+sends a batch's requests together). Prints one JSON object: per way the requests a second, the farm's
 CPU a request (best of ``--rounds``) and its ratio to the saturated figure in the same run. The
 farm runs as a child process, stopped by its pid.
 """
@@ -19,55 +19,19 @@ farm runs as a child process, stopped by its pid.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 import tempfile
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import aiohttp
-from farm import Group, feed_etag, groups_from_config, raise_mmap_threshold
-from run import FULL, bare_loop, farm_config, farm_process, farm_url, proc_cpu
+from farm import groups_from_config, raise_mmap_threshold
+from run import FULL, bare_loop, farm_config, farm_process, proc_cpu
 
 IN_FLIGHT = 50
-
-
-def paced(port: int, group: Group, seconds: float, rate: float, burst: int) -> tuple[int, float]:
-    """``run.bare_loop`` held to ``rate``: requests over ``seconds``, ``IN_FLIGHT`` at most at a
-    time, the n-th waiting until ``burst`` × (n // ``burst``) / ``rate`` seconds from the start.
-    Returns the requests done and the seconds they took."""
-
-    async def run() -> tuple[int, float]:
-        done = 0
-        start = time.monotonic()
-        stop = start + seconds
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector()) as session:
-
-            async def worker(offset: int) -> None:
-                nonlocal done
-                i = offset
-                while time.monotonic() < stop:
-                    wait = start + (done // burst) * burst / rate - time.monotonic()
-                    if wait > 0:
-                        await asyncio.sleep(wait)
-                    index = i % group.feeds
-                    etag = feed_etag(group, index) if group.kinds[index] == "304" else None
-                    headers = {"If-None-Match": etag} if etag else {}
-                    url = farm_url(port, group.name, index, group.hosts)
-                    async with session.get(url, headers=headers) as response:
-                        await response.read()
-                    done += 1
-                    i += IN_FLIGHT
-
-            await asyncio.gather(*(worker(k) for k in range(IN_FLIGHT)))
-        return done, time.monotonic() - start
-
-    return asyncio.run(run())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -96,11 +60,7 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.rounds):
             for name, rate, burst in ways:
                 cpu = proc_cpu(proc.pid)
-                done, took = (
-                    bare_loop(port, group, args.seconds)
-                    if rate is None
-                    else paced(port, group, args.seconds, rate, burst)
-                )
+                done, took = bare_loop(port, group, args.seconds, IN_FLIGHT, rate=rate, burst=burst)
                 figures = {
                     "req_per_s": round(done / took, 1),
                     "farm_us_per_request": round((proc_cpu(proc.pid) - cpu) / max(done, 1) * 1e6, 1),

@@ -14,10 +14,11 @@ time with its reason.
   ``redirect_history``.
 - **History.** ``poll_history`` keeps the last ``HISTORY`` polls: outcome, entries, new, and
   what the schedule needs next time (newest item date, rate by entry dates, feed hints, interval).
-  A run of quiet polls (304, or a body unchanged) that differ in nothing but their time is one
-  entry (``fold_last``): ``since`` its first poll, ``at`` its last, ``n`` how many. The history
-  is read and written back whole on every poll, and a quiet feed's twenty separate entries made
-  a 304 cost a quarter more than an empty history (round 9 in docs/performance-history.md).
+  A run of quiet polls (304, or a body unchanged) that differ in nothing but their time and the
+  interval chosen after them is one entry (``fold_last``): ``since`` its first poll, ``at`` and
+  ``interval`` its last, ``n`` how many. The history is read and written back whole on every
+  poll, and a quiet feed's twenty separate entries made a 304 cost a quarter more than an empty
+  history (round 9 in docs/performance-history.md).
 - **Writes.** The rules work on a ``FeedRow``, a plain copy of the state columns, never on the
   ``Feed`` model: setting a SQLModel attribute goes through pydantic and SQLAlchemy's
   instrumentation, which cost more than the rules themselves. A poll batch reads its rows with
@@ -256,8 +257,10 @@ def _push(feed: FeedRow, entry: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _last_of_run(run: dict[str, Any], keep: int) -> dict[str, Any]:
-    """The run's last ``keep`` polls. A run's polls share one interval, so its first kept poll is
-    placed by spacing them evenly between ``since`` and ``at`` (only ``since`` and ``n`` move)."""
+    """The run's last ``keep`` polls. Its first kept poll is placed by spacing the run's polls
+    evenly between ``since`` and ``at`` (only ``since`` and ``n`` move): a run keeps no time of
+    its polls between the two, and their intervals may have drifted (``fold_last``), so this
+    is an estimate, as close as the intervals are alike."""
     rest = {k: v for k, v in run.items() if k not in ("since", "n")}
     if keep <= 1:
         return rest
@@ -271,26 +274,31 @@ def _last_of_run(run: dict[str, Any], keep: int) -> dict[str, Any]:
 
 #: Polls that found nothing new and parsed nothing: a run of them may be one history entry.
 _QUIET = frozenset({"not_modified", "unchanged"})
-#: What may differ between two polls of one run.
-_WHEN = frozenset({"at", "since", "n"})
+#: What may differ between two polls of one run: their time, and the interval the schedule chose
+#: after each, of which the run keeps its last poll's.
+_WHEN = frozenset({"at", "since", "n", "interval"})
 
 
 def fold_last(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``history`` with its newest entry folded into the one before when both are quiet polls
-    (``_QUIET``) alike in everything but their time: the run becomes one entry, ``since`` its
-    first poll, ``at`` its last, ``n`` how many polls. Anything else that differs (the interval,
-    an unconditional fetch, the status) starts a new entry, so the history still shows it."""
+    (``_QUIET``) alike in everything but their time and interval: the run becomes one entry,
+    ``since`` its first poll, ``at`` and ``interval`` its last, ``n`` how many polls. Anything
+    else that differs (an unconditional fetch, the status, the outcome) starts a new entry, so
+    the history still shows it.
+
+    The interval folds too: after a feed's last new item it moves on nearly every poll (the
+    rate seen over a window that keeps growing, or the newest item's age), and a history that
+    started a new entry for each held twenty entries, ~3 KB read and written back on every
+    poll, for the feeds that matter most: `simulate_schedule.py`'s hourly and news-desk feeds
+    (round 42 in docs/performance-history.md). What the schedule reads of an interval is the
+    last poll's (its smoothing), which the run keeps."""
     if len(history) < 2 or history[-1].get("outcome") not in _QUIET:
         return history
     before, last = history[-2], history[-1]
     if _without_when(before) != _without_when(last):
         return history
-    run = {
-        **before,
-        "since": before.get("since", before["at"]),
-        "at": last["at"],
-        "n": int(before.get("n", 1)) + 1,
-    }
+    # Alike but for ``_WHEN``: the last poll's entry is the run's, with the run's start and count.
+    run = {**last, "since": before.get("since", before["at"]), "n": int(before.get("n", 1)) + 1}
     return [*history[:-2], run]
 
 

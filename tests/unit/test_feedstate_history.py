@@ -101,6 +101,17 @@ def test_a_run_of_alike_quiet_polls_is_one_entry_from_its_first_to_its_last() ->
     assert history == [{**_quiet(0), "since": _quiet(30)["at"], "n": 4}]
 
 
+def test_a_run_folds_across_a_changed_interval_and_keeps_its_last_one() -> None:
+    """After a feed's last new item the interval moves on nearly every poll; the run holds the
+    last poll's, which is what the schedule's smoothing reads (``after_success``)."""
+    polls = [_quiet(30), _quiet(20, interval=12.5), _quiet(10, interval=15.625)]
+    history = _fold_all(polls)
+    assert history == [{**_quiet(10, interval=15.625), "since": _quiet(30)["at"], "n": 3}]
+    # A poll that drops the key (none does) takes it out of the run rather than keep the old one.
+    without = {k: v for k, v in _quiet(0).items() if k != "interval"}
+    assert _fold_all([*polls, without])[-1] == {**without, "since": _quiet(30)["at"], "n": 4}
+
+
 def test_anything_else_that_differs_starts_a_new_entry() -> None:
     ok = {**_quiet(40), "outcome": "ok", "status": 200, "entries": 50, "new": 2}
     unchanged = {**_quiet(10), "outcome": "unchanged", "status": 200}
@@ -108,17 +119,18 @@ def test_anything_else_that_differs_starts_a_new_entry() -> None:
         ok,
         {**ok, "at": _quiet(35)["at"]},  # not quiet: never folded, even when alike
         _quiet(30),
-        _quiet(25, interval=20.0),  # another interval
-        _quiet(20, interval=20.0),
-        _quiet(15, interval=20.0, unconditional=True),  # fetched without validators
+        _quiet(25, interval=20.0),  # another interval: the same run
+        _quiet(20, interval=20.0, unconditional=True),  # fetched without validators
+        _quiet(15, interval=20.0, unconditional=True),
         unchanged,  # another outcome
         {**_quiet(5), "outcome": "error", "error_class": "timeout"},
         _quiet(0),
     ]
     history = _fold_all(polls)
-    assert [h.get("n", 1) for h in history] == [1, 1, 1, 2, 1, 1, 1, 1]
-    assert history[3] == {**_quiet(20, interval=20.0), "since": _quiet(25)["at"], "n": 2}
-    assert [h["at"] for h in history] == [p["at"] for p in polls if p is not polls[3]]
+    assert [h.get("n", 1) for h in history] == [1, 1, 2, 2, 1, 1, 1]
+    assert history[2] == {**_quiet(25, interval=20.0), "since": _quiet(30)["at"], "n": 2}
+    assert history[3] == {**polls[5], "since": polls[4]["at"], "n": 2}
+    assert [h["at"] for h in history] == [p["at"] for k, p in enumerate(polls) if k not in (2, 4)]
 
 
 def test_the_observed_rate_counts_a_run_from_its_first_poll() -> None:

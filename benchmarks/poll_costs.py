@@ -217,6 +217,13 @@ def main(argv: list[str] | None = None) -> None:
         choices=["304", "unchanged", "new", "ingest", "delivery"],
         help="profile this kind only (the deliveries are profiled only when named here)",
     )
+    parser.add_argument(
+        "--history",
+        choices=["steady", "hourly"],
+        default="steady",
+        help="the poll feeds' histories: as run.py seeds them by default (a quiet feed's one run,"
+        " bounds pinned), or as an hourly news feed holds it in service, bounds free (run.insert_feeds)",
+    )
     args = parser.parse_args(argv)
     if args.spy and not args.only:
         parser.error("--spy needs --only")
@@ -235,7 +242,9 @@ def main(argv: list[str] | None = None) -> None:
         ingest = Group(name="ingest", feeds=sizes.ingest_feeds, mix={"new": 1}, items=50, new_items=50)
         with postgres_database() as db_url:
             service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
-            insert_feeds(service, group, port, 10.0, True)
+            # An hourly feed's interval moves as in service (no bounds): what folds its history.
+            hourly = args.history == "hourly"
+            insert_feeds(service, group, port, 10.0, True, history=args.history, pinned=not hourly)
             insert_feeds(service, ingest, port, 10.0, True)
             ctx = pipeline.Context(settings=service.settings)
             size = service.settings.poll_batch_size
@@ -323,6 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     result: dict[str, Any] = {
         "feeds": args.feeds,
         "rounds": args.rounds,
+        "history": args.history,
         "batch": size,
         "cpu_ms_per_feed": {**{k: round(v, 3) for k, v in costs.items()}, "mix": round(mix, 3)},
         "feeds_per_core_s": round(1000 / mix, 1),

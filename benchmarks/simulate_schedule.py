@@ -134,8 +134,8 @@ def fixed(interval: float, rng: random.Random) -> Step:
     return step
 
 
-def adaptive(interval: float, rng: random.Random) -> Step:
-    feed = Feed(id=1, config_url="sim", url="sim", interval_minutes=interval, created_at=START)
+def adaptive(interval: float, rng: random.Random, feed: Feed | None = None) -> Step:
+    feed = feed or Feed(id=1, config_url="sim", url="sim", interval_minutes=interval, created_at=START)
     session: Any = _OneFeed(feed)
     result = FetchResult(FetchRequest("sim"), "sim", 200, False, b"")
 
@@ -155,6 +155,17 @@ def adaptive(interval: float, rng: random.Random) -> Step:
         return (feed.next_check_at - now).total_seconds()
 
     return step
+
+
+def history_after(
+    make: Callable[[random.Random, int], Rhythm], days: int, interval: float, seed: int = 1
+) -> list[dict[str, Any]]:
+    """The poll history this checkout's ``feedstate`` leaves on a feed of this rhythm after
+    ``days`` of adaptive polls (configured ``interval``, no bounds): what such a feed's row holds
+    in service, for a benchmark to seed (``run.insert_feeds``' ``history="hourly"``)."""
+    feed = Feed(id=1, config_url="sim", url="sim", interval_minutes=interval, created_at=START)
+    run(make(random.Random(seed), days), days, adaptive(interval, random.Random(seed), feed))
+    return list(feed.poll_history)
 
 
 def summary(out: Outcome) -> dict[str, Any]:

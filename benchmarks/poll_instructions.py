@@ -68,7 +68,7 @@ def group_spec(kind: str) -> dict[str, Any]:
     return {"mix": {kind: 1.0}, "items": QUICK.items, "new_items": QUICK.new_items}
 
 
-def inner(kind: str, feeds: int, rounds: int, items_out: Path) -> None:
+def inner(kind: str, feeds: int, rounds: int, items_out: Path, history: str = "steady") -> None:
     """The measured child: set up ``feeds`` feeds of ``kind``, poll each once, then ``rounds``
     more times (what the parent's two runs differ by); the articles stored go to ``items_out``."""
     from feedwatch import pipeline
@@ -85,7 +85,7 @@ def inner(kind: str, feeds: int, rounds: int, items_out: Path) -> None:
         postgres_database() as db_url,
     ):
         service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
-        insert_feeds(service, group, port, 10.0, True)
+        insert_feeds(service, group, port, 10.0, True, history=history, pinned=history == "steady")
         ctx = pipeline.Context(settings=service.settings)
         size = service.settings.poll_batch_size
         ids = [int(row[0]) for row in service.execute("SELECT id FROM feed ORDER BY id")]
@@ -99,7 +99,7 @@ def inner(kind: str, feeds: int, rounds: int, items_out: Path) -> None:
         service.stop()
 
 
-def count(kind: str, feeds: int, rounds: int, out: Path) -> tuple[int, int]:
+def count(kind: str, feeds: int, rounds: int, out: Path, history: str = "steady") -> tuple[int, int]:
     """Instructions of one child run under callgrind, and the articles it stored."""
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     command = [
@@ -117,6 +117,8 @@ def count(kind: str, feeds: int, rounds: int, out: Path) -> tuple[int, int]:
         str(rounds),
         "--items-out",
         str(out.with_suffix(".items")),
+        "--history",
+        history,
     ]
     child = subprocess.run(command, env=env, check=False, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     if child.returncode:
@@ -137,9 +139,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=10, help="extra polls of every feed in the second run")
     parser.add_argument("--inner", choices=KINDS, help=argparse.SUPPRESS)
     parser.add_argument("--items-out", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--history",
+        choices=("steady", "hourly"),
+        default="steady",
+        help="the feeds' seeded histories, as poll_costs.py's --history (hourly: bounds free)",
+    )
     args = parser.parse_args(argv)
     if args.inner:
-        inner(args.inner, args.feeds, args.rounds, args.items_out)
+        inner(args.inner, args.feeds, args.rounds, args.items_out, args.history)
         return
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     unknown = sorted(set(kinds) - set(KINDS))
@@ -147,12 +155,19 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown kinds: {', '.join(unknown)}")
     if "real" in kinds and not real_bodies(str(REAL_FEEDS)):
         parser.error(f"the real kind needs the shared corpus's feeds in {REAL_FEEDS}")
-    result: dict[str, Any] = {"feeds": args.feeds, "rounds": args.rounds, "kinds": {}}
+    result: dict[str, Any] = {
+        "feeds": args.feeds,
+        "rounds": args.rounds,
+        "history": args.history,
+        "kinds": {},
+    }
     with tempfile.TemporaryDirectory(prefix="fw-callgrind-") as tmp:
         for kind in kinds:
             with ThreadPoolExecutor(2) as pool:  # the two runs side by side: counts, not times
                 runs = [
-                    pool.submit(count, kind, args.feeds, rounds, Path(tmp) / f"{kind}.{rounds}.out")
+                    pool.submit(
+                        count, kind, args.feeds, rounds, Path(tmp) / f"{kind}.{rounds}.out", args.history
+                    )
                     for rounds in (0, args.rounds)
                 ]
                 (base, base_items), (more, more_items) = (run.result() for run in runs)

@@ -104,9 +104,10 @@ class Sizes:
     baseline_window: float = 5
     # the cores the figures are for: feedparser alone (the ingest baseline) runs one process each
     cores: int = 2
-    # the poll feeds' seeded histories (insert_feeds): "steady", a quiet feed's one run, or
-    # "hourly", as a news feed with an item an hour holds it in service (bounds pinned either way)
-    history: str = "steady"
+    # the poll feeds' seeded histories (insert_feeds): "hourly", as a news feed with an item an
+    # hour holds it in service (round 42), or "steady", a quiet feed's one run (bounds pinned
+    # either way)
+    history: str = "hourly"
 
 
 # Quick polls 3,000 feeds: with 1,000 its capacity phase hit the tick's bound (1,000/s) first.
@@ -725,19 +726,26 @@ def steady_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
 _QUIET_AS = {"304": _POLL_OUTCOMES["304"], "unchanged": _POLL_OUTCOMES["unchanged"]}
 
 
+#: The configured interval of the simulated hourly feed: the service's default
+#: (``FEEDWATCH_DEFAULT_INTERVAL_MINUTES``), whatever interval a benchmark pins its feeds to.
+HOURLY_CONFIGURED_MIN = 10.0
+
+
 @cache
-def _hourly(interval_min: float) -> tuple[dict[str, Any], ...]:
+def _hourly() -> tuple[dict[str, Any], ...]:
     from simulate_schedule import history_after, steady_hourly
 
-    return tuple(history_after(steady_hourly, 7, interval_min))
+    return tuple(history_after(steady_hourly, 7, HOURLY_CONFIGURED_MIN))
 
 
 def hourly_history(kind: str, now: datetime, interval_min: float) -> list[dict[str, Any]]:
     """The poll history of a news feed with an item an hour, as this checkout's ``feedstate``
-    leaves it after a week of adaptive polls at ``interval_min`` with no bounds
-    (``simulate_schedule.history_after``), moved to end at ``now``, its quiet polls answered as
-    this kind answers (304 or the same body). Only for the quiet kinds (else
-    :func:`steady_history`).
+    leaves it after a week of adaptive polls, configured every ``HOURLY_CONFIGURED_MIN``
+    minutes with no bounds (``simulate_schedule.history_after``), moved to end at ``now``, its
+    quiet polls answered as this kind answers (304 or the same body). Only for the quiet kinds
+    (else :func:`steady_history` at ``interval_min``). The full run pins its feeds to 10 s, at
+    which such a feed would be polled every 2 minutes and its twenty polls would hold no new
+    item: the history is a deployment's feed's, not one the run's interval would make.
 
     :func:`steady_history` is a quiet feed whose interval never moves (the benchmark pins each
     feed's bounds to its interval), one entry of twenty polls; a feed in service that answers
@@ -746,7 +754,7 @@ def hourly_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     quiet = _QUIET_AS.get(kind)
     if quiet is None:
         return steady_history(kind, now, interval_min)
-    history = _hourly(interval_min)
+    history = _hourly()
     shift = now - datetime.fromisoformat(history[-1]["at"])
     moved = []
     for entry in history:
@@ -1952,7 +1960,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--history",
         choices=("steady", "hourly"),
-        help="the poll feeds' seeded histories: a quiet feed's one run (default), or an hourly news feed's",
+        help="the poll feeds' seeded histories: an hourly news feed's (default), or a quiet feed's one run",
     )
     parser.add_argument("--skip-sqlite", action="store_true")
     parser.add_argument(

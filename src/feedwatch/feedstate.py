@@ -289,7 +289,7 @@ def fold_last(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     The interval folds too: after a feed's last new item it moves on nearly every poll (the
     rate seen over a window that keeps growing, or the newest item's age), and a history that
     started a new entry for each held twenty entries, ~3 KB read and written back on every
-    poll, for the feeds that matter most: `simulate_schedule.py`'s hourly and news-desk feeds
+    poll, for the feeds that matter most: ``simulate_schedule.py``'s hourly and news-desk feeds
     (round 42 in docs/performance-history.md). What the schedule reads of an interval is the
     last poll's (its smoothing), which the run keeps."""
     if len(history) < 2 or history[-1].get("outcome") not in _QUIET:

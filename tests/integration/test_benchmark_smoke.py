@@ -229,6 +229,17 @@ def test_farm_load_json_shape() -> None:
         assert figures["ratio_to_saturated"] == round(figures["farm_us_per_request"] / saturated, 3)
 
 
+def test_header_lines_json_shape() -> None:
+    """``benchmarks/header_lines.py`` for a moment: both answers timed in every round (the
+    script itself refuses a round whose requests were not 304s or whose extra headers did not
+    arrive), and the cost a line from the two means."""
+    result = bench_json("header_lines.py", "--extra", "3", "--rounds", "1", "--batches", "2", timeout=120)
+    runs = result["us_a_request"]
+    assert set(runs) == {"0", "3"} and all(len(v) == 1 and v[0] > 0 for v in runs.values())
+    means = result["means"]
+    assert result["us_a_line"] == round((means["3"] - means["0"]) / 3, 3)
+
+
 def test_language_calls_json_shape() -> None:
     """``benchmarks/language_calls.py`` for two rounds: both ways timed, the ratio their figures
     give, and the same languages either way."""

@@ -5,6 +5,7 @@ moved to end now and answered as the farm's kind answers."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 from support.bench import bench_module
@@ -23,7 +24,9 @@ def _scripts_on_the_path(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
 
 
-@pytest.mark.parametrize(("kind", "outcome", "status"), [("304", "not_modified", 304), ("unchanged", "unchanged", 200)])
+@pytest.mark.parametrize(
+    ("kind", "outcome", "status"), [("304", "not_modified", 304), ("unchanged", "unchanged", 200)]
+)
 def test_an_hourly_history_ends_now_with_the_kinds_quiet_polls(kind: str, outcome: str, status: int) -> None:
     history = run.hourly_history(kind, NOW, 10.0)
     assert history[-1]["at"] == NOW.isoformat(timespec="seconds")
@@ -38,7 +41,7 @@ def test_an_hourly_history_ends_now_with_the_kinds_quiet_polls(kind: str, outcom
     assert {(h["outcome"], h["status"]) for h in quiet} == {(outcome, status)}
     assert {h["status"] for h in found} == {200} and all(h["new"] >= 1 for h in found)
     # Folded as the service folds: no two quiet entries in a row.
-    assert all(a["outcome"] == "ok" or b["outcome"] == "ok" for a, b in zip(history, history[1:]))
+    assert all(a["outcome"] == "ok" or b["outcome"] == "ok" for a, b in pairwise(history))
 
 
 def test_the_other_kinds_keep_the_steady_history() -> None:

@@ -4,7 +4,9 @@ Each rhythm is a feed showing its newest ``WINDOW`` items. The adaptive run goes
 real code that a poll ends in (``feedstate.record_success`` / ``record_failure``, so the same
 history, hints and ``schedule`` functions); the baseline polls every ``--interval`` minutes
 (±10 % jitter) whatever happens. Printed as JSON: requests, items ingested and missed (rolled
-out of the window unseen), and the delay from publication to ingestion (mean, median, p95).
+out of the window unseen), the delay from publication to ingestion (mean, median, p95), and for
+the adaptive runs the poll history a poll leaves, which every poll reads and writes back: its
+entries and its bytes as the service stores them, averaged over the polls.
 
     .venv/bin/python benchmarks/simulate_schedule.py [--days 7] [--interval 10] [--seed 1]
 """
@@ -22,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from feedwatch import feedstate
+from feedwatch.db import json_bytes
 from feedwatch.fetch import FetchRequest, FetchResult
 from feedwatch.models import Feed
 from feedwatch.parse import ParsedEntry, ParsedFeed
@@ -78,6 +81,7 @@ class Outcome:
     requests: int = 0
     delays: list[float] = field(default_factory=list)  # minutes
     missed: int = 0
+    histories: list[tuple[int, int]] = field(default_factory=list)  # (entries, bytes) after a poll
 
 
 class _OneFeed:
@@ -152,6 +156,7 @@ def adaptive(interval: float, rng: random.Random, feed: Feed | None = None) -> S
             report.entries, report.new = (len(window), new) if new else (0, 0)
             parsed = _parsed(window) if new or t == 0 else None
             feedstate.record_success(session, 1, result, "h", report, now, rng, parsed)
+        out.histories.append((len(feed.poll_history), len(json_bytes(feed.poll_history))))
         return (feed.next_check_at - now).total_seconds()
 
     return step
@@ -177,6 +182,14 @@ def summary(out: Outcome) -> dict[str, Any]:
         "delay_mean_min": round(statistics.fmean(delays), 1) if delays else None,
         "delay_median_min": round(statistics.median(delays), 1) if delays else None,
         "delay_p95_min": round(delays[int(0.95 * (len(delays) - 1))], 1) if delays else None,
+        **(
+            {
+                "history_entries_mean": round(statistics.fmean(e for e, _ in out.histories), 1),
+                "history_bytes_mean": round(statistics.fmean(b for _, b in out.histories)),
+            }
+            if out.histories
+            else {}
+        ),
     }
 
 
@@ -197,6 +210,7 @@ def main() -> None:
             totals[name].requests += out.requests
             totals[name].delays += out.delays
             totals[name].missed += out.missed
+            totals[name].histories += out.histories
         report["feeds"][rhythm.name] = row
     report["total"] = {name: summary(out) for name, out in totals.items()}
     json.dump(report, sys.stdout, indent=2)

@@ -276,7 +276,7 @@ def _last_of_run(run: dict[str, Any], keep: int) -> dict[str, Any]:
 _QUIET = frozenset({"not_modified", "unchanged"})
 #: What may differ between two polls of one run: their time, and the interval the schedule chose
 #: after each, of which the run keeps its last poll's.
-_WHEN = frozenset({"at", "since", "n", "interval"})
+_MAY_DIFFER = frozenset({"at", "since", "n", "interval"})
 
 
 def fold_last(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -295,15 +295,15 @@ def fold_last(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
     if len(history) < 2 or history[-1].get("outcome") not in _QUIET:
         return history
     before, last = history[-2], history[-1]
-    if _without_when(before) != _without_when(last):
+    if _compared(before) != _compared(last):
         return history
-    # Alike but for ``_WHEN``: the last poll's entry is the run's, with the run's start and count.
+    # Alike but for ``_MAY_DIFFER``: the last poll's entry is the run's, with its start and count.
     run = {**last, "since": before.get("since", before["at"]), "n": int(before.get("n", 1)) + 1}
     return [*history[:-2], run]
 
 
-def _without_when(entry: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in entry.items() if k not in _WHEN}
+def _compared(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in _MAY_DIFFER}
 
 
 def _date_span(parsed: ParsedFeed, now: datetime) -> tuple[int, int, int]:

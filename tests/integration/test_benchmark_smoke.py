@@ -11,6 +11,7 @@ real feeds (``ingest_real``), skipped without ../shared.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -238,6 +239,20 @@ def test_header_lines_json_shape() -> None:
     assert set(runs) == {"0", "3"} and all(len(v) == 1 and v[0] > 0 for v in runs.values())
     means = result["means"]
     assert result["us_a_line"] == round((means["3"] - means["0"]) / 3, 3)
+
+
+def test_tls_cost_json_shape() -> None:
+    """``benchmarks/tls_cost.py`` for a moment: every way timed (the script itself refuses a
+    way whose answers were not 304s, so each TLS way did its handshakes against the
+    certificate it made), and each way's mean over the plain kept connection's."""
+    if shutil.which("openssl") is None:
+        pytest.skip("tls_cost.py makes its certificate with the openssl command, which is not installed")
+    result = bench_json("tls_cost.py", "--rounds", "1", "--batches", "5", timeout=120)
+    ways = {"http_kept", "http_new", "https_kept", "https_resumed", "https_full"}
+    assert set(result["us_a_request"]) == set(result["means"]) == ways
+    assert all(len(v) == 1 and v[0] > 0 for v in result["us_a_request"].values())
+    means = result["means"]
+    assert result["ratio_to_http_kept"] == {w: round(m / means["http_kept"], 2) for w, m in means.items()}
 
 
 def test_language_calls_json_shape() -> None:

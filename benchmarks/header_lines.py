@@ -21,7 +21,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from farm import free_port, wait_listening
 from run import REPO  # also puts this checkout's src/ first on sys.path)
 
 BATCH = 100
@@ -47,22 +47,6 @@ def serve(port: int, extra: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"the header server on port {port} did not start")
-
-
 def cpu_a_request(extra: int, batches: int) -> float:
     from feedwatch.fetch import FetchRequest, FetchResult
     from feedwatch.fetch.client import fetch_all
@@ -75,7 +59,7 @@ def cpu_a_request(extra: int, batches: int) -> float:
     server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, extra), daemon=True)
     server.start()
     try:
-        wait_for(port)
+        wait_listening(port)
         requests = [
             FetchRequest(url=f"http://127.0.0.1:{port}/f{i}.xml", etag='"e1"', key=i) for i in range(BATCH)
         ]

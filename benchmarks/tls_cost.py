@@ -35,7 +35,6 @@ import json
 import multiprocessing
 import os
 import signal
-import socket
 import ssl
 import statistics
 import subprocess
@@ -47,6 +46,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from farm import free_port, wait_listening
 from run import REPO  # also puts this checkout's src/ first on sys.path
 
 #: Requests a batch: one, so that each new connection can resume the session the one before it
@@ -90,22 +90,6 @@ def serve(port: int, close: bool, cert: str | None, private: str | None) -> None
     web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, print=None, access_log=None)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(port: int) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"the server on port {port} did not start")
-
-
 def drop_sessions() -> None:
     """Close this process's fetch sessions (multi handles): their connections and TLS sessions."""
     from feedwatch.fetch import client
@@ -133,7 +117,7 @@ def cpu_a_request(way: str, batches: int, cert: Path, private: Path) -> float:
     server = multiprocessing.get_context("spawn").Process(target=serve, args=args, daemon=True)
     server.start()
     try:
-        wait_for(port)
+        wait_listening(port)
         scheme = "https" if tls else "http"
         requests = [
             FetchRequest(url=f"{scheme}://127.0.0.1:{port}/f{i}.xml", etag='"e1"', key=i)

@@ -21,7 +21,13 @@ of its own (``fetch_all`` of one request), on this process's CPU clock:
   (``Connection: close``), so every request opens one; over TLS the multi handle's session
   cache lets it resume;
 - ``https_full``: as ``https_resumed``, but the process's fetch sessions (multi handles) are
-  dropped before each batch, so no session is there to resume: a full handshake a request.
+  dropped before each batch, so no session is there to resume: a full handshake a request;
+- ``https_hosts``: as ``https_resumed``, the requests taking ``--hosts`` loopback addresses in
+  turn (127.0.0.1 … 127.0.0.100 by default), more than the 25 hosts whose sessions a libcurl
+  multi handle is said to keep: a process polling many hosts, each again only after the others.
+
+The server says of each TLS answer whether its session was resumed (``session_reused``), and
+the output gives each way's share of resumed requests, so a figure says what it measured.
 
 A real server's chain is two or three certificates where this one is one, so a full
 handshake's verification here is the cheapest it can be. Prints one JSON object: µs a request
@@ -54,12 +60,15 @@ from run import REPO  # also puts this checkout's src/ first on sys.path
 #: batch of 100 new connections to one host resumed two of them). One at a time is also how a
 #: deployment meets a host whose feeds fall due minutes apart.
 BATCH = 1
-WAYS = ("http_kept", "http_new", "https_kept", "https_resumed", "https_full")
+WAYS = ("http_kept", "http_new", "https_kept", "https_resumed", "https_full", "https_hosts")
+#: Loopback addresses ``https_hosts`` takes in turn (``--hosts``), and the certificate names.
+HOSTS = 100
 
 
-def make_certificate(directory: Path, key: str) -> tuple[Path, Path]:
-    """A self-signed certificate for the IP address 127.0.0.1, and its key."""
+def make_certificate(directory: Path, key: str, hosts: int) -> tuple[Path, Path]:
+    """A self-signed certificate for the addresses 127.0.0.1 … 127.0.0.``hosts``, and its key."""
     cert, private = directory / "cert.pem", directory / "key.pem"
+    names = ",".join(f"IP:127.0.0.{k}" for k in range(1, hosts + 1))
     kind = (
         ["-newkey", "rsa:2048"]
         if key == "rsa"
@@ -67,19 +76,21 @@ def make_certificate(directory: Path, key: str) -> tuple[Path, Path]:
     )
     subprocess.run(
         ["openssl", "req", "-x509", *kind, "-nodes", "-keyout", str(private), "-out", str(cert),
-         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+         "-days", "1", "-subj", "/CN=127.0.0.1", "-addext", f"subjectAltName={names}"],
         check=True, capture_output=True,
     )  # fmt: skip
     return cert, private
 
 
-def serve(port: int, close: bool, cert: str | None, private: str | None) -> None:
+def serve(port: int, close: bool, cert: str | None, private: str | None, hosts: int) -> None:
     from aiohttp import web
 
     headers = {"ETag": '"e1"', **({"Connection": "close"} if close else {})}
 
-    async def answer(_request: web.Request) -> web.Response:
-        return web.Response(status=304, headers=headers)
+    async def answer(request: web.Request) -> web.Response:
+        tls = request.transport.get_extra_info("ssl_object") if request.transport else None
+        reused = {"X-Resumed": str(int(tls.session_reused))} if tls is not None else {}
+        return web.Response(status=304, headers={**headers, **reused})
 
     context = None
     if cert and private:
@@ -87,7 +98,8 @@ def serve(port: int, close: bool, cert: str | None, private: str | None) -> None
         context.load_cert_chain(cert, private)
     app = web.Application()
     app.router.add_get("/{name}", answer)
-    web.run_app(app, host="127.0.0.1", port=port, ssl_context=context, print=None, access_log=None)
+    addresses = [f"127.0.0.{k}" for k in range(1, hosts + 1)]
+    web.run_app(app, host=addresses, port=port, ssl_context=context, print=None, access_log=None)
 
 
 def drop_sessions() -> None:
@@ -98,7 +110,10 @@ def drop_sessions() -> None:
         client._SESSIONS.discard(session)
 
 
-def cpu_a_request(way: str, batches: int, cert: Path, private: Path) -> float:
+def cpu_a_request(
+    way: str, batches: int, cert: Path, private: Path, hosts: int
+) -> tuple[float, float | None]:
+    """CPU µs a request this way, and the share of its TLS answers whose session was resumed."""
     from feedwatch.fetch import FetchRequest, FetchResult
     from feedwatch.fetch.client import fetch_all
     from feedwatch.pipeline import Context
@@ -113,30 +128,42 @@ def cpu_a_request(way: str, batches: int, cert: Path, private: Path) -> float:
         way != "http_kept" and way != "https_kept",
         str(cert) if tls else None,
         str(private) if tls else None,
+        hosts,
     )
     server = multiprocessing.get_context("spawn").Process(target=serve, args=args, daemon=True)
     server.start()
     try:
         wait_listening(port)
         scheme = "https" if tls else "http"
-        requests = [
-            FetchRequest(url=f"{scheme}://127.0.0.1:{port}/f{i}.xml", etag='"e1"', key=i)
-            for i in range(BATCH)
+        if way != "https_hosts":
+            hosts = 1
+        batches_of = [
+            [
+                FetchRequest(url=f"{scheme}://127.0.0.{h + 1}:{port}/f{i}.xml", etag='"e1"', key=i)
+                for i in range(BATCH)
+            ]
+            for h in range(hosts)
         ]
         drop_sessions()
         for _ in range(2):  # a session to resume, caches warm
-            fetch_all(requests, ctx.fetch_config, ctx.address_policy)
-        spent = 0.0
-        for _ in range(batches):
+            for requests in batches_of:
+                fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+        spent, resumed, answers = 0.0, 0, 0
+        for k in range(batches):
             if way == "https_full":
                 drop_sessions()  # untimed: closing the handles is not the handshake's cost
             started = time.process_time()
-            results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+            results = fetch_all(batches_of[k % hosts], ctx.fetch_config, ctx.address_policy)
             spent += time.process_time() - started
             failed = [r for r in results if not isinstance(r, FetchResult) or not r.not_modified]
             if failed:
                 raise RuntimeError(f"{way}: not a 304: {failed[0]!r}")
-        return spent / (batches * BATCH) * 1e6
+            for result in results:
+                assert isinstance(result, FetchResult)
+                if "x-resumed" in result.headers:
+                    answers += 1
+                    resumed += result.headers["x-resumed"] == "1"
+        return spent / (batches * BATCH) * 1e6, (round(resumed / answers, 3) if answers else None)
     finally:
         drop_sessions()
         assert server.pid is not None
@@ -148,21 +175,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
+        "--hosts", type=int, default=HOSTS, help="addresses https_hosts takes in turn (2-250)"
+    )
+    parser.add_argument(
         "--batches", type=int, default=500, help="timed requests (batches of one) a way a round"
     )
     parser.add_argument(
         "--key", choices=("rsa", "ec"), default="rsa", help="the certificate's key: RSA 2048 or P-256"
     )
     args = parser.parse_args(argv)
+    if not 2 <= args.hosts <= 250:
+        parser.error("--hosts: 2 to 250")
     with tempfile.TemporaryDirectory(prefix="fw-tls-") as tmp:
-        cert, private = make_certificate(Path(tmp), args.key)
+        cert, private = make_certificate(Path(tmp), args.key, args.hosts)
         # Read when the fetch is imported (``client._CA``): set before any import of it.
         os.environ["SSL_CERT_FILE"] = str(cert)
         os.environ.pop("SSL_CERT_DIR", None)
         runs: dict[str, list[float]] = {way: [] for way in WAYS}
+        shares: dict[str, list[float]] = {way: [] for way in WAYS if way.startswith("https")}
         for _ in range(args.rounds):
             for way in WAYS:
-                runs[way].append(round(cpu_a_request(way, args.batches, cert, private), 1))
+                cpu, share = cpu_a_request(way, args.batches, cert, private, args.hosts)
+                runs[way].append(round(cpu, 1))
+                if share is not None:
+                    shares[way].append(share)
     means = {way: round(statistics.fmean(values), 1) for way, values in runs.items()}
     result: dict[str, Any] = {
         "repo": str(REPO),
@@ -171,6 +207,7 @@ def main(argv: list[str] | None = None) -> None:
         "us_a_request": runs,
         "means": means,
         "ratio_to_http_kept": {way: round(mean / means["http_kept"], 2) for way, mean in means.items()},
+        "resumed_share": {way: min(values) if values else None for way, values in shares.items()},
     }
     print(json.dumps(result))
 

@@ -244,15 +244,22 @@ def test_header_lines_json_shape() -> None:
 def test_tls_cost_json_shape() -> None:
     """``benchmarks/tls_cost.py`` for a moment: every way timed (the script itself refuses a
     way whose answers were not 304s, so each TLS way did its handshakes against the
-    certificate it made), and each way's mean over the plain kept connection's."""
+    certificate it made), each way's mean over the plain kept connection's, and the server's
+    word that each way measured what it is named for: every new connection to the one host
+    resumed its session, none after the sessions were dropped, none on a kept connection
+    (one handshake before the timing)."""
     if shutil.which("openssl") is None:
         pytest.skip("tls_cost.py makes its certificate with the openssl command, which is not installed")
-    result = bench_json("tls_cost.py", "--rounds", "1", "--batches", "5", timeout=120)
-    ways = {"http_kept", "http_new", "https_kept", "https_resumed", "https_full"}
+    result = bench_json("tls_cost.py", "--rounds", "1", "--batches", "6", "--hosts", "3", timeout=120)
+    ways = {"http_kept", "http_new", "https_kept", "https_resumed", "https_full", "https_hosts"}
     assert set(result["us_a_request"]) == set(result["means"]) == ways
     assert all(len(v) == 1 and v[0] > 0 for v in result["us_a_request"].values())
     means = result["means"]
     assert result["ratio_to_http_kept"] == {w: round(m / means["http_kept"], 2) for w, m in means.items()}
+    shares = result["resumed_share"]
+    assert set(shares) == {w for w in ways if w.startswith("https")}
+    assert (shares["https_resumed"], shares["https_full"], shares["https_kept"]) == (1.0, 0.0, 0.0)
+    assert 0 <= shares["https_hosts"] <= 1
 
 
 def test_language_calls_json_shape() -> None:

@@ -338,17 +338,6 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_listening(port: int, seconds: float = 10) -> None:
-    """Until something accepts connections on 127.0.0.1:``port`` (a server child starting)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {seconds:g} s")
-
-
 async def serve(farm: Farm, port: int) -> None:
     runner = web.AppRunner(farm.app(), access_log=None, handle_signals=True)
     await runner.setup()

@@ -8,19 +8,17 @@ farm may make a poll cheaper than a deployment's (round 42 in docs/performance-h
 
     .venv/bin/python benchmarks/header_lines.py [--extra 15] [--rounds 5] [--batches 60]
 
-A loopback aiohttp server (a child process, stopped by its pid) answers every GET with a 304
-and ``extra`` headers of ~30 bytes, or none; the two alternate ``--rounds`` times, each timing
-``--batches`` batches of 100 conditional GETs on this process's CPU clock. Prints one JSON
-object: µs a request by the number of extra lines, per round, and the difference a line.
+A loopback server (``loopback304.py``: an aiohttp child, stopped by its pid) answers every GET
+with a 304 and ``extra`` headers of ~30 bytes, or none; the two alternate ``--rounds`` times,
+each timing ``--batches`` batches of 100 conditional GETs on this process's CPU clock. Prints
+one JSON object: µs a request by the number of extra lines, per round, and the difference a
+line.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
-import os
-import signal
 import statistics
 import sys
 import time
@@ -28,46 +26,25 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm import free_port, wait_listening
-from run import REPO  # also puts this checkout's src/ first on sys.path)
+from loopback304 import REPO, service_fetch, serving
 
 BATCH = 100
 
 
-def serve(port: int, extra: int) -> None:
-    from aiohttp import web
-
-    headers = {"ETag": '"e1"', **{f"X-Extra-{i}": "value-" + "v" * 20 for i in range(extra)}}
-
-    async def answer(_request: web.Request) -> web.Response:
-        return web.Response(status=304, headers=headers)
-
-    app = web.Application()
-    app.router.add_get("/{name}", answer)
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None)
-
-
 def cpu_a_request(extra: int, batches: int) -> float:
-    from feedwatch.fetch import FetchRequest, FetchResult
-    from feedwatch.fetch.client import fetch_all
-    from feedwatch.pipeline import Context
-    from feedwatch.settings import Settings
+    from feedwatch.fetch import FetchRequest, FetchResult, fetch_all
 
-    settings = Settings(allow_private_networks=True, per_host_concurrency=50, per_host_min_gap_seconds=0)
-    ctx = Context(settings=settings)
-    port = free_port()
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=(port, extra), daemon=True)
-    server.start()
-    try:
-        wait_listening(port)
+    config, policy = service_fetch()
+    headers = {"ETag": '"e1"', **{f"X-Extra-{i}": "value-" + "v" * 20 for i in range(extra)}}
+    with serving(headers) as port:
         requests = [
             FetchRequest(url=f"http://127.0.0.1:{port}/f{i}.xml", etag='"e1"', key=i) for i in range(BATCH)
         ]
         for _ in range(3):  # connections opened, caches warm
-            fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+            fetch_all(requests, config, policy)
         started = time.process_time()
         for _ in range(batches):
-            results = fetch_all(requests, ctx.fetch_config, ctx.address_policy)
+            results = fetch_all(requests, config, policy)
             failed = [r for r in results if not isinstance(r, FetchResult) or not r.not_modified]
             if failed:
                 raise RuntimeError(f"not a 304: {failed[0]!r}")
@@ -75,10 +52,6 @@ def cpu_a_request(extra: int, batches: int) -> float:
         if len(results[0].headers) < extra:
             raise RuntimeError(f"the extra headers did not arrive: {results[0].headers}")
         return spent / (batches * BATCH) * 1e6
-    finally:
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGTERM)
-        server.join(5)
 
 
 def main(argv: list[str] | None = None) -> None:

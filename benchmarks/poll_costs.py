@@ -242,9 +242,7 @@ def main(argv: list[str] | None = None) -> None:
         ingest = Group(name="ingest", feeds=sizes.ingest_feeds, mix={"new": 1}, items=50, new_items=50)
         with postgres_database() as db_url:
             service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
-            # An hourly feed's interval moves as in service (no bounds): what folds its history.
-            hourly = args.history == "hourly"
-            insert_feeds(service, group, port, 10.0, True, history=args.history, pinned=not hourly)
+            insert_feeds(service, group, port, 10.0, True, history=args.history)
             insert_feeds(service, ingest, port, 10.0, True)
             ctx = pipeline.Context(settings=service.settings)
             size = service.settings.poll_batch_size

@@ -85,7 +85,7 @@ def inner(kind: str, feeds: int, rounds: int, items_out: Path, history: str = "s
         postgres_database() as db_url,
     ):
         service = Service(Path(tmp) / "svc", db_url, "memory://", 1)
-        insert_feeds(service, group, port, 10.0, True, history=history, pinned=history == "steady")
+        insert_feeds(service, group, port, 10.0, True, history=history)
         ctx = pipeline.Context(settings=service.settings)
         size = service.settings.poll_batch_size
         ids = [int(row[0]) for row in service.execute("SELECT id FROM feed ORDER BY id")]

@@ -722,10 +722,6 @@ def steady_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     return history
 
 
-#: The quiet polls of an hourly feed's history (:func:`hourly_history`) as the farm's kinds answer.
-_QUIET_AS = {"304": _POLL_OUTCOMES["304"], "unchanged": _POLL_OUTCOMES["unchanged"]}
-
-
 #: The configured interval of the simulated hourly feed: the service's default
 #: (``FEEDWATCH_DEFAULT_INTERVAL_MINUTES``), whatever interval a benchmark pins its feeds to.
 HOURLY_CONFIGURED_MIN = 10.0
@@ -751,9 +747,9 @@ def hourly_history(kind: str, now: datetime, interval_min: float) -> list[dict[s
     feed's bounds to its interval), one entry of twenty polls; a feed in service that answers
     304 most of the time still brings new items now and then, and its interval moves with them,
     so its history holds several entries (round 42 in docs/performance-history.md)."""
-    quiet = _QUIET_AS.get(kind)
-    if quiet is None:
+    if kind not in ("304", "unchanged"):
         return steady_history(kind, now, interval_min)
+    quiet = _POLL_OUTCOMES[kind]
     history = _hourly()
     shift = now - datetime.fromisoformat(history[-1]["at"])
     moved = []
@@ -774,13 +770,14 @@ def insert_feeds(
     enabled: bool,
     due_in: float = 0,
     history: str = "steady",
-    pinned: bool = True,
+    pinned: bool | None = None,
 ) -> None:
     """Feed rows for a farm group; 304/unchanged feeds pre-seeded as if polled once already, and
     every feed with the poll history of a feed in service: ``steady`` (:func:`steady_history`)
     or ``hourly`` (:func:`hourly_history`). ``pinned``: each feed's bounds are its interval, so
     the schedule polls it every ``interval_min`` (the latency window's offer rests on it);
-    unpinned, its interval moves with its history, as in service."""
+    unpinned, its interval moves with its history, as in service. By default a steady history
+    is pinned and an hourly one is not."""
     from sqlalchemy import insert
 
     from feedwatch import pipeline
@@ -789,6 +786,8 @@ def insert_feeds(
 
     if history not in ("steady", "hourly"):
         raise ValueError(f"history: steady or hourly, not {history!r}")
+    if pinned is None:
+        pinned = history == "steady"
     now = utcnow()
     rows = []
     for i, kind in enumerate(group.kinds):
@@ -1827,7 +1826,10 @@ def run_postgres(
                 workers = service.start_workers()
                 service.migrate()
                 interval = sizes.feeds / sizes.rate / 60
-                insert_feeds(service, groups["poll"], port, interval, True, history=sizes.history)
+                # Pinned whatever the history: the latency window offers polls at the intervals.
+                insert_feeds(
+                    service, groups["poll"], port, interval, True, history=sizes.history, pinned=True
+                )
                 for probes in ("probe", "probe_idle"):
                     insert_feeds(service, groups[probes], port, 24 * 60, True, due_in=86_400)
                 insert_feeds(service, groups["ingest"], port, 1440, False)

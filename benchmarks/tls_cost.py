@@ -10,7 +10,8 @@ this process spoke to before should resume its session rather than pay a full ha
 
     .venv/bin/python benchmarks/tls_cost.py [--rounds 3] [--batches 20] [--key rsa|ec]
 
-A loopback aiohttp server (a child process, stopped by its pid) answers every GET with a 304,
+A loopback server (``loopback304.py``: an aiohttp child, stopped by its pid) answers every GET
+with a 304,
 over plain HTTP or over TLS with a self-signed certificate for 127.0.0.1 made for the run
 (``openssl``), which the fetch trusts through ``SSL_CERT_FILE``. The ways, alternated
 ``--rounds`` times, each timing ``--batches`` conditional GETs one after another, each a batch
@@ -38,10 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing
 import os
-import signal
-import ssl
 import statistics
 import subprocess
 import sys
@@ -52,8 +50,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from farm import free_port, wait_listening
-from run import REPO  # also puts this checkout's src/ first on sys.path
+from loopback304 import REPO, service_fetch, serving
 
 #: Requests a batch: one, so that each new connection can resume the session the one before it
 #: left (a TLS 1.3 server hands out two tickets a connection, each good for one resumption: a
@@ -82,26 +79,6 @@ def make_certificate(directory: Path, key: str, hosts: int) -> tuple[Path, Path]
     return cert, private
 
 
-def serve(port: int, close: bool, cert: str | None, private: str | None, hosts: int) -> None:
-    from aiohttp import web
-
-    headers = {"ETag": '"e1"', **({"Connection": "close"} if close else {})}
-
-    async def answer(request: web.Request) -> web.Response:
-        tls = request.transport.get_extra_info("ssl_object") if request.transport else None
-        reused = {"X-Resumed": str(int(tls.session_reused))} if tls is not None else {}
-        return web.Response(status=304, headers={**headers, **reused})
-
-    context = None
-    if cert and private:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(cert, private)
-    app = web.Application()
-    app.router.add_get("/{name}", answer)
-    addresses = [f"127.0.0.{k}" for k in range(1, hosts + 1)]
-    web.run_app(app, host=addresses, port=port, ssl_context=context, print=None, access_log=None)
-
-
 def drop_sessions() -> None:
     """Close this process's fetch sessions (multi handles): their connections and TLS sessions."""
     from feedwatch.fetch import client
@@ -111,32 +88,18 @@ def drop_sessions() -> None:
 
 
 def cpu_a_request(
-    way: str, batches: int, cert: Path, private: Path, hosts: int
+    way: str, batches: int, certificate: tuple[Path, Path], hosts: int
 ) -> tuple[float, float | None]:
     """CPU µs a request this way, and the share of its TLS answers whose session was resumed."""
-    from feedwatch.fetch import FetchRequest, FetchResult
-    from feedwatch.fetch.client import fetch_all
-    from feedwatch.pipeline import Context
-    from feedwatch.settings import Settings
+    from feedwatch.fetch import FetchRequest, FetchResult, fetch_all
 
-    settings = Settings(allow_private_networks=True, per_host_concurrency=50, per_host_min_gap_seconds=0)
-    ctx = Context(settings=settings)
+    config, policy = service_fetch()
     tls = way.startswith("https")
-    port = free_port()
-    args = (
-        port,
-        way != "http_kept" and way != "https_kept",
-        str(cert) if tls else None,
-        str(private) if tls else None,
-        hosts,
-    )
-    server = multiprocessing.get_context("spawn").Process(target=serve, args=args, daemon=True)
-    server.start()
-    try:
-        wait_listening(port)
+    headers = {"ETag": '"e1"'} if way.endswith("_kept") else {"ETag": '"e1"', "Connection": "close"}
+    if way != "https_hosts":
+        hosts = 1
+    with serving(headers, certificate if tls else None, hosts) as port:
         scheme = "https" if tls else "http"
-        if way != "https_hosts":
-            hosts = 1
         batches_of = [
             [
                 FetchRequest(url=f"{scheme}://127.0.0.{h + 1}:{port}/f{i}.xml", etag='"e1"', key=i)
@@ -145,30 +108,26 @@ def cpu_a_request(
             for h in range(hosts)
         ]
         drop_sessions()
-        for _ in range(2):  # a session to resume, caches warm
-            for requests in batches_of:
-                fetch_all(requests, ctx.fetch_config, ctx.address_policy)
-        spent, resumed, answers = 0.0, 0, 0
-        for k in range(batches):
-            if way == "https_full":
-                drop_sessions()  # untimed: closing the handles is not the handshake's cost
-            started = time.process_time()
-            results = fetch_all(batches_of[k % hosts], ctx.fetch_config, ctx.address_policy)
-            spent += time.process_time() - started
-            failed = [r for r in results if not isinstance(r, FetchResult) or not r.not_modified]
-            if failed:
-                raise RuntimeError(f"{way}: not a 304: {failed[0]!r}")
-            for result in results:
-                assert isinstance(result, FetchResult)
-                if "x-resumed" in result.headers:
-                    answers += 1
-                    resumed += result.headers["x-resumed"] == "1"
-        return spent / (batches * BATCH) * 1e6, (round(resumed / answers, 3) if answers else None)
-    finally:
-        drop_sessions()
-        assert server.pid is not None
-        os.kill(server.pid, signal.SIGTERM)
-        server.join(5)
+        try:
+            for _ in range(2):  # a session to resume, caches warm
+                for requests in batches_of:
+                    fetch_all(requests, config, policy)
+            spent, resumed, answers = 0.0, 0, 0
+            for k in range(batches):
+                if way == "https_full":
+                    drop_sessions()  # untimed: closing the handles is not the handshake's cost
+                started = time.process_time()
+                results = fetch_all(batches_of[k % hosts], config, policy)
+                spent += time.process_time() - started
+                for result in results:
+                    if not isinstance(result, FetchResult) or not result.not_modified:
+                        raise RuntimeError(f"{way}: not a 304: {result!r}")
+                    if "x-resumed" in result.headers:
+                        answers += 1
+                        resumed += result.headers["x-resumed"] == "1"
+        finally:
+            drop_sessions()
+    return spent / (batches * BATCH) * 1e6, (round(resumed / answers, 3) if answers else None)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -187,15 +146,15 @@ def main(argv: list[str] | None = None) -> None:
     if not 2 <= args.hosts <= 250:
         parser.error("--hosts: 2 to 250")
     with tempfile.TemporaryDirectory(prefix="fw-tls-") as tmp:
-        cert, private = make_certificate(Path(tmp), args.key, args.hosts)
+        certificate = make_certificate(Path(tmp), args.key, args.hosts)
         # Read when the fetch is imported (``client._CA``): set before any import of it.
-        os.environ["SSL_CERT_FILE"] = str(cert)
+        os.environ["SSL_CERT_FILE"] = str(certificate[0])
         os.environ.pop("SSL_CERT_DIR", None)
         runs: dict[str, list[float]] = {way: [] for way in WAYS}
         shares: dict[str, list[float]] = {way: [] for way in WAYS if way.startswith("https")}
         for _ in range(args.rounds):
             for way in WAYS:
-                cpu, share = cpu_a_request(way, args.batches, cert, private, args.hosts)
+                cpu, share = cpu_a_request(way, args.batches, certificate, args.hosts)
                 runs[way].append(round(cpu, 1))
                 if share is not None:
                     shares[way].append(share)
@@ -207,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         "us_a_request": runs,
         "means": means,
         "ratio_to_http_kept": {way: round(mean / means["http_kept"], 2) for way, mean in means.items()},
-        "resumed_share": {way: min(values) if values else None for way, values in shares.items()},
+        "resumed_share": {way: round(statistics.fmean(v), 3) if v else None for way, v in shares.items()},
     }
     print(json.dumps(result))
 

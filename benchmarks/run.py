@@ -781,7 +781,7 @@ def insert_feeds(
     from sqlalchemy import insert
 
     from feedwatch import pipeline
-    from feedwatch.models import Feed
+    from feedwatch.models import Feed, origin_of
     from feedwatch.timeutil import utcnow
 
     if history not in ("steady", "hourly"):
@@ -795,6 +795,7 @@ def insert_feeds(
         feed = Feed(
             config_url=url,
             url=url,
+            origin=origin_of(url),
             name=f"{group.name} {i}",
             language=group.language,
             interval_minutes=interval_min,

@@ -44,7 +44,7 @@ from sqlmodel import Session
 
 from feedwatch import known, splice, store
 from feedwatch.fetch import FetchRequest, FetchResult
-from feedwatch.models import Feed
+from feedwatch.models import Feed, origin_of
 from feedwatch.parse import ParsedFeed
 from feedwatch.schedule import (
     Hints,
@@ -77,6 +77,7 @@ class FeedRow:
 
     id: int
     url: str
+    origin: str | None
     tags: list[str]
     interval_minutes: float
     min_interval_minutes: float | None
@@ -368,7 +369,7 @@ def track_redirects(feed: FeedRow, result: FetchResult, now: datetime) -> str | 
         feed.redirect_candidate, feed.redirect_count = target, 1
     if feed.redirect_count < ADOPT_AFTER:
         return None
-    old, feed.url = feed.url, target
+    old, feed.url, feed.origin = feed.url, target, origin_of(target)
     feed.redirect_candidate, feed.redirect_count = None, 0
     feed.redirect_history = [
         *feed.redirect_history[-9:],

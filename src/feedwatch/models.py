@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
 from sqlalchemy import text as sql
@@ -40,6 +41,28 @@ def declared_on(item: Any, dialect: str) -> bool:
     read ``ddl_if`` (the migrations' ``include_object`` asks this)."""
     condition = getattr(item, "_ddl_if", None)
     return condition is None or condition.dialect in (None, dialect)
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin_of(url: str) -> str | None:
+    """The origin a feed's URL is fetched from: ``scheme://host``, with ``:port`` when it is not
+    the scheme's default; host and scheme in lower case. A kept connection carries requests of
+    one origin only, so the tick polls an origin's feeds together (``Feed.origin``,
+    docs/polling.md). None for a URL without a host or with a bad port."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return None
+    if not host or not parts.scheme:
+        return None
+    if ":" in host:
+        host = f"[{host}]"
+    if port is None or port == _DEFAULT_PORTS.get(parts.scheme):
+        return f"{parts.scheme}://{host}"
+    return f"{parts.scheme}://{host}:{port}"
 
 
 class FeedState:
@@ -80,9 +103,14 @@ class DeliveryStatus:
 
 
 class Feed(SQLModel, table=True):
+    # A tick finds the feeds of an origin that fall due soon by this (migration 0012).
+    __table_args__ = (Index("ix_feed_origin_next_check_at", "origin", "next_check_at"),)
     id: int | None = Field(default=None, primary_key=True)
     config_url: str = Field(sa_column=Column(Text, unique=True, nullable=False))
     url: str = Field(sa_column=Column(Text, nullable=False))
+    # ``origin_of(url)``: set with ``url`` by every writer of it (the feed sync, a redirect's
+    # adoption). None when the URL has none: such a feed is polled on its own schedule alone.
+    origin: str | None = Field(default=None, sa_column=Column(Text))
     name: str = ""
     language: str | None = None
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

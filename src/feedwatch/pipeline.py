@@ -149,8 +149,8 @@ def tick(ctx: Context) -> TickReport:
     now = ctx.clock()
     requeue: list[int] = []
     with session_scope(s) as session:
-        claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds)
-        for feed_id, unreported, _ in claimed:
+        claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds, rounds(s))
+        for feed_id, unreported, *_ in claimed:
             if unreported >= CRASH_LIMIT:
                 message = f"{unreported} polls died without reporting (killed, time limit, lost)"
                 crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
@@ -170,14 +170,16 @@ def tick(ctx: Context) -> TickReport:
             swept_at = to_utc(now).isoformat()
         detail = {
             "claimed": len(claimed),
+            "early": sum(c.early for c in claimed),
             "swept_at": swept_at,
             "requeue": len(requeue) if sweep else previous.get("requeue", 0),
         }
         store.write_heartbeat(session, "beat", now, detail)
-    # Each healthy feed with the bytes its poll is expected to bring.
+    # Each healthy feed with the bytes its poll is expected to bring, an origin's feeds together
+    # (in a batch they share a connection).
     healthy = {
         c.id: UNKNOWN_BODY_BYTES if c.body_bytes is None else c.body_bytes
-        for c in claimed
+        for c in sorted(claimed, key=_by_origin)
         if c.unreported == 0
     }
     suspect = [c.id for c in claimed if 0 < c.unreported < CRASH_LIMIT]
@@ -203,11 +205,34 @@ def tick(ctx: Context) -> TickReport:
         log.info(
             "tick",
             claimed=len(claimed),
+            early=sum(c.early for c in claimed),
             batches=len(batches),
             alerts_requeued=requeued,
             articles_requeued=articles,
         )
     return TickReport(claimed=len(claimed), batches=len(batches), alerts_requeued=requeued, swept=sweep)
+
+
+#: How long the pacing of a host's requests (``per_host_min_gap_seconds``) may spread a round:
+#: a tick takes an origin's feeds early only while their requests can start within this.
+ROUND_PACING_SECONDS = 5.0
+
+
+def rounds(s: Settings) -> store.Rounds | None:
+    """The settings' rounds (``poll_round_share``, ``poll_round_seconds``); None when off.
+
+    A round is as many of an origin's feeds as its host's pacing lets start within
+    ``ROUND_PACING_SECONDS`` (11 at the default 0.5 s apart), or without pacing as many as its
+    slots take at once (``per_host_concurrency``): they go out on one connection, or one a slot."""
+    if s.poll_round_share <= 0 or s.poll_round_seconds <= 0:
+        return None
+    gap = s.per_host_min_gap_seconds
+    per_origin = 1 + int(ROUND_PACING_SECONDS / gap) if gap > 0 else s.per_host_concurrency
+    return store.Rounds(s.poll_round_share, timedelta(seconds=s.poll_round_seconds), per_origin)
+
+
+def _by_origin(claim: store.Claim) -> tuple[str, int]:
+    return (claim.origin or "", claim.id)
 
 
 def _recent(stamp: Any, now: datetime, seconds: float) -> bool:

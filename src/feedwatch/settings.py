@@ -60,6 +60,20 @@ class Settings(BaseSettings):
     # Above what the workers can poll in a tick (two cores: ~2,000/s by 2026-11-30), so the tick
     # is never the bound; the lease, not this, keeps an overloaded service from polling twice.
     claim_batch: int = Field(default=5000, gt=0, description="Most feeds claimed by one tick.")
+    poll_round_share: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description=(
+            "A feed on the same origin (scheme, host, port) as a due feed is polled with it when"
+            " it falls due within this share of its current interval (and within"
+            " poll_round_seconds): the origin's feeds then share one connection, one TLS"
+            " handshake. 0 turns it off (docs/polling.md, Rounds)."
+        ),
+    )
+    poll_round_seconds: float = Field(
+        default=60.0, ge=0, description="The most a feed is polled early to join its origin's round."
+    )
     poll_batch_size: int = Field(default=100, gt=0, description="Feed ids per poll_feed message, at most.")
     poll_batch_bytes: int = Field(
         default=8 << 20,

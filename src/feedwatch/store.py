@@ -7,6 +7,7 @@ The functions take an open session and never commit: the caller owns the transac
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime, timedelta
@@ -52,6 +53,7 @@ from feedwatch.models import (
     Heartbeat,
     Match,
     Sighting,
+    origin_of,
 )
 from feedwatch.timeutil import to_utc
 
@@ -326,7 +328,13 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> Sy
     for spec in specs:
         feed = existing.pop(spec.url, None)
         if feed is None:
-            feed = Feed(config_url=spec.url, url=spec.url, next_check_at=now, created_at=now)
+            feed = Feed(
+                config_url=spec.url,
+                url=spec.url,
+                origin=origin_of(spec.url),
+                next_check_at=now,
+                created_at=now,
+            )
             added += 1
         else:
             updated += 1
@@ -358,10 +366,35 @@ class Claim(NamedTuple):
     id: int
     unreported: int  # earlier claims of it whose poll never reported
     body_bytes: int | None  # its last body's size (``Feed.body_bytes``): what the tick batches by
+    origin: str | None  # ``Feed.origin``: the tick puts an origin's feeds in one batch
+    early: bool = False  # taken before it fell due, with a due feed of its origin (``Rounds``)
 
 
-def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: int) -> list[Claim]:
-    """Claim up to ``limit`` due feeds in one statement, by id.
+@dataclass(frozen=True)
+class Rounds:
+    """Which feeds a tick takes early, with a due feed of their origin: one connection (and one TLS
+    handshake) then serves the origin's feeds, where feeds polled on their own schedules each
+    open one (docs/polling.md, "Rounds").
+
+    A feed goes early when it falls due within ``share`` of the time since its last poll (its
+    current interval) and within ``most_early``; at most ``per_origin`` feeds of an origin a tick,
+    its due ones counted (a round: what its host's pacing lets start within a few seconds, or
+    its slots take at once). Never early: a feed never polled, one whose last poll failed (its
+    backoff, a server's Retry-After), one whose poll is outstanding, and any feed of a busy
+    origin, one with more than ``per_origin`` feeds falling due within ``most_early``: its
+    connections are in use anyway.
+    """
+
+    share: float
+    most_early: timedelta
+    per_origin: int
+
+
+def claim_due_feeds(
+    session: Session, now: datetime, limit: int, lease_seconds: int, rounds: Rounds | None = None
+) -> list[Claim]:
+    """Claim up to ``limit`` due feeds in one statement, and with ``rounds`` the feeds of their
+    origins that fall due soon (while ``limit`` leaves room); by id.
 
     Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
     redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
@@ -379,8 +412,78 @@ def claim_due_feeds(session: Session, now: datetime, limit: int, lease_seconds: 
         "next_check_at": now + timedelta(seconds=lease_seconds),
         "unreported_claims": Feed.unreported_claims + 1,
     }
-    claimed = _claim(session, Feed, due, values, col(Feed.unreported_claims), col(Feed.body_bytes))
-    return [Claim(int(feed_id), int(claims) - 1, size) for feed_id, claims, size in claimed]
+    returning = (col(Feed.unreported_claims), col(Feed.body_bytes), col(Feed.origin))
+    claimed = [
+        Claim(int(feed_id), int(claims) - 1, size, origin)
+        for feed_id, claims, size, origin in _claim(session, Feed, due, values, *returning)
+    ]
+    if rounds is None or not claimed or len(claimed) >= limit:
+        return claimed
+    early = _early_ids(session, now, claimed, limit - len(claimed), rounds)
+    if not early:
+        return claimed
+    # Unclaimed still: a concurrent tick's claim since the read moved the feed on and counted it.
+    unclaimed = select(col(Feed.id)).where(
+        col(Feed.id).in_(early), col(Feed.next_check_at) > now, col(Feed.unreported_claims) == 0
+    )
+    taken = _claim(session, Feed, unclaimed, values, *returning)
+    claimed += [Claim(int(i), int(claims) - 1, size, origin, early=True) for i, claims, size, origin in taken]
+    return sorted(claimed)
+
+
+def _early_ids(
+    session: Session, now: datetime, claimed: Sequence[Claim], room: int, rounds: Rounds
+) -> list[int]:
+    """The feeds ``rounds`` lets a tick take early with ``claimed``, at most ``room``.
+
+    An origin with more than ``per_origin`` feeds falling due within ``most_early`` is busy: its
+    due feeds fill its rounds and keep its connections in use on their own, so none of its feeds
+    goes early (a deployment's feeds on one aggregator, the benchmark's farm). The read takes at
+    most ``per_origin`` + 1 rows an origin's worth, soonest first, and locks nothing: the
+    caller's claim checks again that each feed is still unclaimed."""
+    due_of: dict[str, int] = {}
+    for claim in claimed:
+        if claim.origin is not None:
+            due_of[claim.origin] = due_of.get(claim.origin, 0) + 1
+    left = {origin: rounds.per_origin - n for origin, n in due_of.items() if n < rounds.per_origin}
+    if not left:
+        return []
+    soon = (
+        sa_select(
+            col(Feed.id),
+            col(Feed.origin),
+            col(Feed.next_check_at),
+            col(Feed.last_polled_at),
+            col(Feed.error_count),
+            col(Feed.unreported_claims),
+        )
+        .where(
+            col(Feed.origin).in_(sorted(left)),
+            col(Feed.next_check_at) > now,
+            col(Feed.next_check_at) <= now + rounds.most_early,
+            col(Feed.enabled),
+            col(Feed.state) != FeedState.DISABLED,
+        )
+        .order_by(col(Feed.next_check_at))
+        .limit((rounds.per_origin + 1) * len(left))
+    )
+    rows = session.execute(soon).all()
+    busy = {
+        origin
+        for origin, n in Counter(row[1] for row in rows).items()
+        if due_of[origin] + n > rounds.per_origin
+    }
+    # An origin not busy has no more feeds falling due soon than its round has places left.
+    early = [
+        int(feed_id)
+        for feed_id, origin, next_check_at, last_polled_at, errors, unreported in rows
+        if origin not in busy
+        and errors == 0
+        and unreported == 0
+        and last_polled_at is not None
+        and next_check_at - now <= rounds.share * (next_check_at - last_polled_at)
+    ]
+    return early[:room]
 
 
 def _claim(
@@ -560,7 +663,15 @@ def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:
     """The feed row for a one-shot ``feedwatch ingest`` source (never polled by the service)."""
     feed = session.exec(select(Feed).where(col(Feed.config_url) == url)).first()
     if feed is None:
-        feed = Feed(config_url=url, url=url, name=url, enabled=False, tags=["ingest"], created_at=now)
+        feed = Feed(
+            config_url=url,
+            url=url,
+            origin=origin_of(url),
+            name=url,
+            enabled=False,
+            tags=["ingest"],
+            created_at=now,
+        )
         session.add(feed)
         session.flush()
     return feed

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import socket
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import update
+from sqlmodel import col
 from support.fetching import fetch_config
 
+from feedwatch import db, pipeline, store
 from feedwatch.fetch import (
     AddressPolicy,
     FetchConfig,
@@ -26,6 +31,9 @@ from feedwatch.fetch import (
     client,
     fetch_all,
 )
+from feedwatch.models import Feed
+from feedwatch.settings import Settings
+from feedwatch.sources import FeedSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -72,6 +80,8 @@ ROUTES: dict[str, tuple[bytes, bytes]] = {
     "/junk": (response(FEED) + b"\x00\x01 garbage\r\n\r\n", b""),
     "/forged": (response(FEED) + response(FEED), b""),  # a second, unasked-for answer
     "/forged-later": (response(FEED), response(FEED)),
+    # an origin's round (test_an_origin_s_round_is_polled_on_one_connection)
+    **{f"/round/{k}": (response(FEED), b"") for k in range(3)},
 }
 
 
@@ -247,3 +257,28 @@ def test_a_forked_child_never_uses_its_parents_connections(server: CountingServe
     assert server.accepted == 2  # the child opened its own
     assert [body_of(o) for o in fetch(server.url("/feed"))] == [FEED]
     assert server.accepted == 2  # and the parent's kept connection survived the child
+
+
+def test_an_origin_s_round_is_polled_on_one_connection(
+    server: CountingServer, pipeline_settings: Settings
+) -> None:
+    """A due feed and two of its origin's that fall due soon: the tick sends them in one batch
+    (``test_rounds``), and the batch's requests, paced apart as a host's are, share one kept
+    connection: one handshake where three polls on their own schedules would each open one."""
+    settings = pipeline_settings.model_copy(update={"per_host_min_gap_seconds": 0.2, "poll_min_batches": 1})
+    now = datetime.now(UTC)
+    published: list[list[int]] = []
+    ctx = pipeline.Context(settings, clock=lambda: now, rng=random.Random(7), publish_poll=published.append)
+    urls = [server.url(f"/round/{k}") for k in range(3)]
+    with db.session_scope(settings) as session:
+        store.sync_feeds(session, [FeedSpec(url=u) for u in urls], now)
+        session.execute(
+            update(Feed)
+            .where(col(Feed.url) != urls[0])
+            .values(next_check_at=now + timedelta(seconds=20), last_polled_at=now - timedelta(minutes=10))
+        )
+    pipeline.tick(ctx)
+    assert [len(batch) for batch in published] == [3]
+    reports = pipeline.poll_feeds(ctx, published[0])
+    assert [r.outcome for r in reports] == ["ok"] * 3
+    assert server.accepted == 1

@@ -190,6 +190,21 @@ def test_permanent_redirect_adopted_after_three_polls(ctx: pipeline.Context, ser
     assert server.hits["/old.xml"] == 3 and server.hits["/new.xml"] == 4
 
 
+def test_an_adopted_redirect_to_another_host_moves_the_feed_to_that_origin(
+    ctx: pipeline.Context, server: FeedServer
+) -> None:
+    """The tick groups a feed with its origin's by ``Feed.origin``: it follows the URL polled."""
+    moved = f"http://localhost:{server.port}/moved.xml"
+    server.routes["/away.xml"] = Route(b"", status=301, headers={"Location": moved})
+    server.routes["/moved.xml"] = Route(feed_body("a"))
+    feed_id = add_feed(ctx, server.url("/away.xml"))
+    _, feed = poll(ctx, feed_id)
+    assert feed.origin == f"http://127.0.0.1:{server.port}"
+    for _ in range(2):
+        _, feed = poll(ctx, feed_id)
+    assert feed.url == moved and feed.origin == f"http://localhost:{server.port}"
+
+
 def test_temporary_redirect_never_adopted(ctx: pipeline.Context, server: FeedServer) -> None:
     server.routes["/old.xml"] = Route(b"", status=302, headers={"Location": "/new.xml"})
     server.routes["/new.xml"] = Route(feed_body("a"))

@@ -273,3 +273,52 @@ def _alerted_articles(conn: Any, count: int) -> None:
         ),
         {"at": NOW, "count": count},
     )
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0012_gives_every_feed_its_origin(kind: str, tmp_path: Path) -> None:
+    """Feeds stored before 0012 get the origin of the URL they are fetched from (an adopted
+    redirect's, not the configured one); the downgrade drops the column and its index."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import inspect, text
+
+    with database_settings(kind, tmp_path) as settings:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        command.downgrade(cfg, "0011")
+        urls = {
+            "https://news.am/eng/rss/": "https://News.AM:443/arm/rss/",
+            "http://127.0.0.1:8080/f.xml": "http://127.0.0.1:8080/f.xml",
+            "not a url": "not a url",
+        }
+        with engine.begin() as conn:
+            for config_url, url in urls.items():
+                conn.execute(
+                    text(
+                        "INSERT INTO feed (config_url, url, name, tags, interval_minutes, full_text,"
+                        " enabled, state, next_check_at, next_check_reason, unreported_claims,"
+                        " last_entries, last_new, error_count, total_errors, redirect_count,"
+                        " redirect_history, poll_history, conditional_polls, created_at, updated_at)"
+                        " VALUES (:c, :u, '', '[]', 10, false, true, 'new', :t, '', 0, 0, 0, 0, 0, 0,"
+                        " '[]', '[]', 0, :t, :t)"
+                    ),
+                    {"c": config_url, "u": url, "t": NOW},
+                )
+        command.upgrade(cfg, "0012")
+        with engine.connect() as conn:
+            origins = dict(conn.execute(text("SELECT config_url, origin FROM feed")).all())
+            indexes = {i["name"] for i in inspect(conn).get_indexes("feed")}
+        assert origins == {
+            "https://news.am/eng/rss/": "https://news.am",
+            "http://127.0.0.1:8080/f.xml": "http://127.0.0.1:8080",
+            "not a url": None,
+        }
+        assert "ix_feed_origin_next_check_at" in indexes
+        command.downgrade(cfg, "0011")
+        with engine.connect() as conn:
+            columns = {c["name"] for c in inspect(conn).get_columns("feed")}
+            indexes = {i["name"] for i in inspect(conn).get_indexes("feed")}
+        assert "origin" not in columns and "ix_feed_origin_next_check_at" not in indexes
+        command.upgrade(cfg, "head")

@@ -262,6 +262,35 @@ def test_tls_cost_json_shape() -> None:
     assert 0 <= shares["https_hosts"] <= 1
 
 
+def test_host_rounds_json_shape() -> None:
+    """``benchmarks/host_rounds.py`` over half an hour of simulated time, two origins of ten
+    feeds: with rounds off no poll is early and each run's ratios are its figures over the off
+    run's; with rounds on, some polls go early, never by more than the share allows of an
+    interval (plus its jitter), and the origins' polls open fewer connections. The simulation is
+    seeded: the same figures on every machine."""
+    result = bench_json(
+        "host_rounds.py",
+        "--hours",
+        "0.3",
+        "--warm-up",
+        "10",
+        "--shares",
+        "0,0.2",
+        "--mix",
+        "2x10",
+        timeout=120,
+    )
+    assert (result["feeds"], result["origins"]) == (20, 2)
+    off, on = result["runs"]
+    assert (off["share"], on["share"]) == (0.0, 0.2)
+    assert off["early_share"] == 0 and off["connections_vs_off"] == 1.0 and off["saved_us_a_poll"] == 0
+    assert on["early_share"] > 0 and 0 < on["earliness_max"] <= 0.2 * 1.1 / 0.9
+    assert on["connections"] < off["connections"] and on["saved_us_a_poll"] > 0
+    for run in (off, on):
+        assert run["connections_a_poll"] == round(run["connections"] / run["polls"], 3)
+        assert run["polls_vs_off"] == round(run["polls"] / off["polls"], 4)
+
+
 def test_language_calls_json_shape() -> None:
     """``benchmarks/language_calls.py`` for two rounds: both ways timed, the ratio their figures
     give, and the same languages either way."""

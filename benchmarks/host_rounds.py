@@ -81,7 +81,7 @@ def simulate(
     from sqlalchemy import bindparam, insert, update
     from sqlmodel import col, select
 
-    from feedwatch import db, pipeline
+    from feedwatch import db, pipeline, store
     from feedwatch.fetch.client import KEEPALIVE_TIMEOUT
     from feedwatch.models import Feed, origin_of
     from feedwatch.settings import Settings
@@ -122,6 +122,7 @@ def simulate(
                 [{k: v for k, v in r.items() if k not in ("interval_s", "origin_size")} for r in rows],
             )
             ids = dict(session.execute(select(col(Feed.url), col(Feed.id))).all())
+            store.mark_rounds(session)  # as the sync of the configuration does
         feeds = db.get_engine(settings)
         clock = [START]
         batches: list[list[int]] = []

@@ -65,6 +65,12 @@ def origin_of(url: str) -> str | None:
     return f"{parts.scheme}://{host}:{port}"
 
 
+# SQLite uses a partial index only for a query that has its predicate as a term, and SQLAlchemy
+# writes a true boolean column there as ``in_rounds = 1``.
+_IN_ROUNDS = sql("in_rounds")
+_IN_ROUNDS_SQLITE = sql("in_rounds = 1")
+
+
 class FeedState:
     NEW = "new"
     OK = "ok"
@@ -103,14 +109,28 @@ class DeliveryStatus:
 
 
 class Feed(SQLModel, table=True):
-    # A tick finds the feeds of an origin that fall due soon by this (migration 0012).
-    __table_args__ = (Index("ix_feed_origin_next_check_at", "origin", "next_check_at"),)
+    # A tick finds the feeds of an origin that fall due soon by this (migration 0012). Partial:
+    # only feeds in rounds are in it, so a poll of any other feed writes no entry (every update
+    # of a feed row is one, ~2 µs of PostgreSQL; round 43 in docs/performance-history.md).
+    __table_args__ = (
+        Index(
+            "ix_feed_rounds",
+            "origin",
+            "next_check_at",
+            postgresql_where=_IN_ROUNDS,
+            sqlite_where=_IN_ROUNDS_SQLITE,
+        ),
+    )
     id: int | None = Field(default=None, primary_key=True)
     config_url: str = Field(sa_column=Column(Text, unique=True, nullable=False))
     url: str = Field(sa_column=Column(Text, nullable=False))
     # ``origin_of(url)``: set with ``url`` by every writer of it (the feed sync, a redirect's
     # adoption). None when the URL has none: such a feed is polled on its own schedule alone.
     origin: str | None = Field(default=None, sa_column=Column(Text))
+    # Whether the tick may poll this feed in its origin's rounds: enabled, and sharing its origin
+    # with between 1 and ``store.ROUND_ORIGIN_MOST`` - 1 other enabled feeds (``store.mark_rounds``,
+    # run by every sync of the configuration).
+    in_rounds: bool = False
     name: str = ""
     language: str | None = None
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))

@@ -25,6 +25,7 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    and_,
     any_,
     bindparam,
     case,
@@ -357,7 +358,34 @@ def sync_feeds(session: Session, specs: Sequence[FeedSpec], now: datetime) -> Sy
             session.add(feed)
             disabled += 1
     session.flush()
+    mark_rounds(session)
     return SyncReport(added=added, updated=updated, disabled=disabled)
+
+
+#: The most enabled feeds an origin may have for the tick to poll them in rounds. An origin with
+#: more is polled often enough that its connections stay in use: 500 feeds polled hourly are a
+#: poll every 7 s, every 14 s in each of two worker processes, inside the 15 s a connection is
+#: kept (``fetch.client.KEEPALIVE_TIMEOUT``). Its rows then stay out of the rounds' index, which
+#: costs every update of a row in it an entry (the benchmark's farm, 10,000 feeds on one origin).
+ROUND_ORIGIN_MOST = 500
+
+
+def mark_rounds(session: Session) -> int:
+    """Set ``Feed.in_rounds``: an enabled feed whose origin has 2 to ``ROUND_ORIGIN_MOST`` enabled
+    feeds. Only rows whose flag changes are written; returns their number. Every sync runs it; a
+    feed that adopts a redirect to another origin keeps its flag until the next."""
+    shared = (
+        sa_select(col(Feed.origin))
+        .where(col(Feed.enabled), col(Feed.origin).is_not(None))
+        .group_by(col(Feed.origin))
+        .having(func.count().between(2, ROUND_ORIGIN_MOST))
+    )
+    flag = and_(col(Feed.enabled), col(Feed.origin).is_not(None), col(Feed.origin).in_(shared))
+    result = session.execute(
+        update(Feed).where(col(Feed.in_rounds) != flag).values(in_rounds=flag),
+        execution_options={"synchronize_session": False},
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 class Claim(NamedTuple):
@@ -379,9 +407,10 @@ class Rounds:
     A feed goes early when it falls due within ``share`` of the time since its last poll (its
     current interval) and within ``most_early``; at most ``per_origin`` feeds of an origin a tick,
     its due ones counted (a round: what its host's pacing lets start within a few seconds, or
-    its slots take at once). Never early: a feed never polled, one whose last poll failed (its
-    backoff, a server's Retry-After), one whose poll is outstanding, and any feed of a busy
-    origin, one with more than ``per_origin`` feeds falling due within ``most_early``: its
+    its slots take at once). Only feeds ``in_rounds`` (:func:`mark_rounds`: an origin of 2 to
+    ``ROUND_ORIGIN_MOST`` feeds) go early. Never early: a feed never polled, one whose last poll
+    failed (its backoff, a server's Retry-After), one whose poll is outstanding, and any feed of
+    a busy origin, one with more than ``per_origin`` feeds falling due within ``most_early``: its
     connections are in use anyway.
     """
 
@@ -448,26 +477,7 @@ def _early_ids(
     left = {origin: rounds.per_origin - n for origin, n in due_of.items() if n < rounds.per_origin}
     if not left:
         return []
-    soon = (
-        sa_select(
-            col(Feed.id),
-            col(Feed.origin),
-            col(Feed.next_check_at),
-            col(Feed.last_polled_at),
-            col(Feed.error_count),
-            col(Feed.unreported_claims),
-        )
-        .where(
-            col(Feed.origin).in_(sorted(left)),
-            col(Feed.next_check_at) > now,
-            col(Feed.next_check_at) <= now + rounds.most_early,
-            col(Feed.enabled),
-            col(Feed.state) != FeedState.DISABLED,
-        )
-        .order_by(col(Feed.next_check_at))
-        .limit((rounds.per_origin + 1) * len(left))
-    )
-    rows = session.execute(soon).all()
+    rows = session.execute(_soon(sorted(left), now, rounds)).all()
     busy = {
         origin
         for origin, n in Counter(row[1] for row in rows).items()
@@ -484,6 +494,31 @@ def _early_ids(
         and next_check_at - now <= rounds.share * (next_check_at - last_polled_at)
     ]
     return early[:room]
+
+
+def _soon(origins: Sequence[str], now: datetime, rounds: Rounds) -> Any:
+    """The feeds in rounds of ``origins`` that fall due within ``rounds.most_early``, soonest first,
+    ``per_origin`` + 1 an origin's worth at most: read through the rounds' partial index."""
+    return (
+        sa_select(
+            col(Feed.id),
+            col(Feed.origin),
+            col(Feed.next_check_at),
+            col(Feed.last_polled_at),
+            col(Feed.error_count),
+            col(Feed.unreported_claims),
+        )
+        .where(
+            col(Feed.in_rounds),
+            col(Feed.origin).in_(origins),
+            col(Feed.next_check_at) > now,
+            col(Feed.next_check_at) <= now + rounds.most_early,
+            col(Feed.enabled),
+            col(Feed.state) != FeedState.DISABLED,
+        )
+        .order_by(col(Feed.next_check_at))
+        .limit((rounds.per_origin + 1) * len(origins))
+    )
 
 
 def _claim(

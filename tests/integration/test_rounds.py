@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import insert, text, update
 from sqlmodel import Session, col, select
 
 from feedwatch import db, pipeline, store
@@ -72,6 +72,7 @@ def test_a_tick_takes_the_feeds_of_a_due_feeds_origin_that_fall_due_soon(session
     add(session, f"{a}:8443/other-port", due_in=5)
     add(session, "https://b.example/other-host", due_in=5)
     add(session, "http://a.example/other-scheme", due_in=5)
+    store.mark_rounds(session)
     session.commit()
 
     claims = store.claim_due_feeds(session, NOW, 100, LEASE, ROUNDS)
@@ -88,6 +89,7 @@ def test_a_tick_takes_the_feeds_of_a_due_feeds_origin_that_fall_due_soon(session
 def test_without_rounds_a_tick_takes_due_feeds_only(session: Session) -> None:
     due = add(session, "https://a.example/due")
     add(session, "https://a.example/soon", due_in=10)
+    store.mark_rounds(session)
     session.commit()
     assert [c.id for c in store.claim_due_feeds(session, NOW, 100, LEASE)] == [due]
 
@@ -104,6 +106,7 @@ def test_a_busy_origin_s_feeds_never_go_early(session: Session) -> None:
     b_due = add(session, f"{b}/due")
     b_soon = add(session, f"{b}/soon", due_in=10)
     add(session, f"{b}/failing", due_in=20, error_count=2)
+    store.mark_rounds(session)
     session.commit()
 
     claims = store.claim_due_feeds(session, NOW, 100, LEASE, rounds)
@@ -119,6 +122,7 @@ def test_a_feed_claimed_between_the_read_and_the_claim_is_not_taken_twice(
     due = add(session, "https://a.example/due")
     taken = add(session, "https://a.example/taken", due_in=10, unreported_claims=1)
     free = add(session, "https://a.example/free", due_in=10)
+    store.mark_rounds(session)
     session.commit()
     monkeypatch.setattr(store, "_early_ids", lambda *_: [taken, free])
     assert [(c.id, c.early) for c in store.claim_due_feeds(session, NOW, 100, LEASE, ROUNDS)] == [
@@ -130,9 +134,41 @@ def test_a_feed_claimed_between_the_read_and_the_claim_is_not_taken_twice(
 def test_early_feeds_fill_only_the_room_the_claims_limit_leaves(session: Session) -> None:
     due = [add(session, f"https://a.example/due-{k}") for k in range(2)]
     soon = [add(session, f"https://a.example/soon-{k}", due_in=10 + k) for k in range(5)]
+    store.mark_rounds(session)
     session.commit()
     rounds = store.Rounds(share=0.1, most_early=timedelta(seconds=60), per_origin=100)
     assert [c.id for c in store.claim_due_feeds(session, NOW, 3, LEASE, rounds)] == [*due, soon[0]]
+
+
+def test_rounds_are_for_enabled_feeds_sharing_an_origin_with_a_few_others(
+    session: Session, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``in_rounds``: an origin of 2 to ``ROUND_ORIGIN_MOST`` enabled feeds (3 here). One feed
+    alone, a disabled feed (nor does it count), an origin with more (its connections are in use
+    anyway, and its rows stay out of the rounds' index), a URL without an origin: not in rounds.
+    Only the rows whose flag changes are written."""
+    monkeypatch.setattr(store, "ROUND_ORIGIN_MOST", 3)
+    pair = [add(session, f"https://pair.example/{k}") for k in range(2)]
+    lone = add(session, "https://lone.example/1")
+    lone_off = add(session, "https://lone.example/2", enabled=False)
+    crowd = [add(session, f"https://crowd.example/{k}") for k in range(4)]
+    nowhere = add(session, "not a url")
+    assert store.mark_rounds(session) == 2
+    flags = dict(session.execute(select(Feed.id, Feed.in_rounds)).all())
+    assert [flags[i] for i in (*pair, lone, lone_off, *crowd, nowhere)] == [True, True] + [False] * 7
+    assert store.mark_rounds(session) == 0
+    session.execute(update(Feed).where(col(Feed.id) == crowd[0]).values(enabled=False))
+    assert store.mark_rounds(session) == 3  # three left on crowd.example: in rounds now
+    flags = dict(session.execute(select(Feed.id, Feed.in_rounds)).all())
+    assert [flags[i] for i in crowd] == [False, True, True, True]
+
+
+def test_a_feed_not_in_rounds_never_goes_early(session: Session) -> None:
+    """Rounds read the flag the last sync left (here: none ran), not the origin alone."""
+    due = add(session, "https://a.example/due")
+    add(session, "https://a.example/soon", due_in=10)
+    session.commit()
+    assert [c.id for c in store.claim_due_feeds(session, NOW, 100, LEASE, ROUNDS)] == [due]
 
 
 def test_the_settings_rounds_hold_five_seconds_of_an_origin_s_paced_requests(tmp_path: Path) -> None:
@@ -171,3 +207,41 @@ def test_the_tick_sends_an_origin_s_feeds_in_one_batch(pipeline_settings: Settin
     with db.session_scope(settings) as session:
         beat = store.heartbeat_detail(session, "beat")
     assert beat is not None and beat["early"] == 1
+
+
+def test_the_read_of_an_origin_s_soon_feeds_goes_through_the_rounds_index(session: Session) -> None:
+    """Among many feeds not in rounds (the partial index holds none of them) and a few in rounds,
+    the read of what may go early is an index scan of ``ix_feed_rounds``, not of every feed due
+    within the minute."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    rows = [
+        {
+            "config_url": f"https://big.example/{k}",
+            "url": f"https://big.example/{k}",
+            "origin": "https://big.example",
+        }
+        for k in range(2000)
+    ] + [
+        {
+            "config_url": f"https://a.example/{k}",
+            "url": f"https://a.example/{k}",
+            "origin": "https://a.example",
+        }
+        for k in range(5)
+    ]
+    for k, row in enumerate(rows):
+        row.update(
+            next_check_at=NOW + timedelta(seconds=k % 60), tags=[], redirect_history=[], poll_history=[]
+        )
+    session.execute(insert(Feed), rows)
+    store.mark_rounds(session)  # big.example: over ROUND_ORIGIN_MOST, out of rounds
+    session.commit()
+    kind = session.connection().dialect.name
+    session.execute(text("ANALYZE"))
+    statement = store._soon(["https://a.example", "https://big.example"], NOW, ROUNDS)
+    dialect = postgresql.dialect() if kind == "postgresql" else sqlite.dialect()
+    sql = str(statement.compile(dialect=dialect, compile_kwargs={"literal_binds": True}))
+    explain = "EXPLAIN " if kind == "postgresql" else "EXPLAIN QUERY PLAN "
+    plan = "\n".join(str(row[-1]) for row in session.execute(text(explain + sql)))
+    assert "ix_feed_rounds" in plan, plan

@@ -278,7 +278,8 @@ def _alerted_articles(conn: Any, count: int) -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_migration_0012_gives_every_feed_its_origin(kind: str, tmp_path: Path) -> None:
     """Feeds stored before 0012 get the origin of the URL they are fetched from (an adopted
-    redirect's, not the configured one); the downgrade drops the column and its index."""
+    redirect's, not the configured one), and those sharing it with another feed are in rounds;
+    the downgrade drops the columns and their index."""
     from alembic import command
     from alembic.config import Config
     from sqlalchemy import inspect, text
@@ -290,6 +291,7 @@ def test_migration_0012_gives_every_feed_its_origin(kind: str, tmp_path: Path) -
         command.downgrade(cfg, "0011")
         urls = {
             "https://news.am/eng/rss/": "https://News.AM:443/arm/rss/",
+            "https://news.am/rus/rss/": "https://news.am/rus/rss/",
             "http://127.0.0.1:8080/f.xml": "http://127.0.0.1:8080/f.xml",
             "not a url": "not a url",
         }
@@ -308,17 +310,18 @@ def test_migration_0012_gives_every_feed_its_origin(kind: str, tmp_path: Path) -
                 )
         command.upgrade(cfg, "0012")
         with engine.connect() as conn:
-            origins = dict(conn.execute(text("SELECT config_url, origin FROM feed")).all())
+            rows = conn.execute(text("SELECT config_url, origin, in_rounds FROM feed")).all()
             indexes = {i["name"] for i in inspect(conn).get_indexes("feed")}
-        assert origins == {
-            "https://news.am/eng/rss/": "https://news.am",
-            "http://127.0.0.1:8080/f.xml": "http://127.0.0.1:8080",
-            "not a url": None,
+        assert {c: (o, bool(r)) for c, o, r in rows} == {
+            "https://news.am/eng/rss/": ("https://news.am", True),  # two feeds on news.am: rounds
+            "https://news.am/rus/rss/": ("https://news.am", True),
+            "http://127.0.0.1:8080/f.xml": ("http://127.0.0.1:8080", False),
+            "not a url": (None, False),
         }
-        assert "ix_feed_origin_next_check_at" in indexes
+        assert "ix_feed_rounds" in indexes
         command.downgrade(cfg, "0011")
         with engine.connect() as conn:
             columns = {c["name"] for c in inspect(conn).get_columns("feed")}
             indexes = {i["name"] for i in inspect(conn).get_indexes("feed")}
-        assert "origin" not in columns and "ix_feed_origin_next_check_at" not in indexes
+        assert not {"origin", "in_rounds"} & columns and "ix_feed_rounds" not in indexes
         command.upgrade(cfg, "head")

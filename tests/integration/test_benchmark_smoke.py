@@ -11,7 +11,9 @@ real feeds (``ingest_real``), skipped without ../shared.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -241,7 +243,8 @@ def test_header_lines_json_shape() -> None:
     assert result["us_a_line"] == round((means["3"] - means["0"]) / 3, 3)
 
 
-def test_tls_cost_json_shape() -> None:
+@pytest.mark.parametrize("ca", ["self", "system"])
+def test_tls_cost_json_shape(ca: str) -> None:
     """``benchmarks/tls_cost.py`` for a moment: every way timed (the script itself refuses a
     way whose answers were not 304s, so each TLS way did its handshakes against the
     certificate it made), each way's mean over the plain kept connection's, and the server's
@@ -250,7 +253,12 @@ def test_tls_cost_json_shape() -> None:
     (one handshake before the timing)."""
     if shutil.which("openssl") is None:
         pytest.skip("tls_cost.py makes its certificate with the openssl command, which is not installed")
-    result = bench_json("tls_cost.py", "--rounds", "1", "--batches", "6", "--hosts", "3", timeout=120)
+    if ca == "system" and not os.path.isfile(ssl.get_default_verify_paths().cafile or ""):
+        pytest.skip("--ca system appends to the system's CA bundle, and this machine has none")
+    result = bench_json(
+        "tls_cost.py", "--rounds", "1", "--batches", "6", "--hosts", "3", "--ca", ca, timeout=120
+    )
+    assert result["ca"] == ca
     ways = {"http_kept", "http_new", "https_kept", "https_resumed", "https_full", "https_hosts"}
     assert set(result["us_a_request"]) == set(result["means"]) == ways
     assert all(len(v) == 1 and v[0] > 0 for v in result["us_a_request"].values())

@@ -44,7 +44,6 @@ import random
 import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -94,33 +93,31 @@ def simulate(
             per_host_min_gap_seconds=0.5,
         )
         db.upgrade(settings)
-        rows = []
+        # Each feed: (url, its origin, its interval in seconds, its origin's size, when it is due).
+        specs = []
         for count, size in mix:
             for o in range(count):
                 for k in range(size):
                     url = f"https://o{size}-{o}.example/feed/{k}"
                     seconds = 60.0 * rng.choice(INTERVALS_MIN)
                     due = START + timedelta(seconds=rng.uniform(0, seconds))
-                    rows.append(
-                        {
-                            "config_url": url,
-                            "url": url,
-                            "origin": origin_of(url),
-                            "next_check_at": due,
-                            "last_polled_at": due - timedelta(seconds=seconds),
-                            "created_at": START,
-                            "tags": [],
-                            "redirect_history": [],
-                            "poll_history": [],
-                        }
-                    )
-                    rows[-1]["interval_s"] = seconds
-                    rows[-1]["origin_size"] = size
+                    specs.append((url, origin_of(url), seconds, size, due))
+        rows = [
+            {
+                "config_url": url,
+                "url": url,
+                "origin": origin,
+                "next_check_at": due,
+                "last_polled_at": due - timedelta(seconds=seconds),
+                "created_at": START,
+                "tags": [],
+                "redirect_history": [],
+                "poll_history": [],
+            }
+            for url, origin, seconds, _, due in specs
+        ]
         with db.session_scope(settings) as session:
-            session.execute(
-                insert(Feed),
-                [{k: v for k, v in r.items() if k not in ("interval_s", "origin_size")} for r in rows],
-            )
+            session.execute(insert(Feed), rows)
             ids = dict(session.execute(select(col(Feed.url), col(Feed.id))).all())
             store.mark_rounds(session)  # as the sync of the configuration does
         feeds = db.get_engine(settings)
@@ -129,9 +126,10 @@ def simulate(
         ctx = pipeline.Context(
             settings, clock=lambda: clock[0], rng=random.Random(seed), publish_poll=batches.append
         )
-        origin_by_id = {ids[row["url"]]: row["origin"] for row in rows}
-        next_at = {ids[row["url"]]: row["next_check_at"] for row in rows}
-        interval_s = {ids[row["url"]]: row["interval_s"] for row in rows}
+        origin_by_id = {ids[url]: origin for url, origin, *_ in specs}
+        interval_s = {ids[url]: seconds for url, _, seconds, *_ in specs}
+        next_at = {ids[url]: due for url, *_, due in specs}
+        size_of = {origin: size for _, origin, _, size, _ in specs}
         table = Feed.__table__  # type: ignore[attr-defined]
         written = (
             update(table)
@@ -139,13 +137,9 @@ def simulate(
             .values(next_check_at=bindparam("next"), last_polled_at=bindparam("last"), unreported_claims=0)
         )
         kept: dict[tuple[int, str], float] = {}  # (process, origin) → when its connection was last used
-        polls = opened = 0
-        size_of = {row["origin"]: row["origin_size"] for row in rows}
-        by_size = {size: [0, 0] for _, size in mix}  # feeds an origin → [polls, connections]
+        by_size = {size: [0, 0] for _, size in mix}  # feeds an origin → [polls, connections counted]
         earliness: list[float] = []
-        ticks = int((warm_up_s + hours * 3600) / settings.tick_seconds)
-        started = time.process_time()
-        for step in range(ticks):
+        for step in range(int((warm_up_s + hours * 3600) / settings.tick_seconds)):
             t = step * settings.tick_seconds
             now = START + timedelta(seconds=t)
             clock[0] = now
@@ -160,29 +154,26 @@ def simulate(
                 for origin in {origin_by_id[f] for f in batch}:
                     key = (process, origin)
                     if counted and t - kept.get(key, -1e9) > KEEPALIVE_TIMEOUT:
-                        opened += 1
                         by_size[size_of[origin]][1] += 1
                     kept[key] = t
                 for feed_id in batch:
                     seconds = interval_s[feed_id]
-                    if counted and next_at[feed_id] > now:
-                        earliness.append((next_at[feed_id] - now).total_seconds() / seconds)
+                    if counted:
+                        by_size[size_of[origin_by_id[feed_id]]][0] += 1
+                        if next_at[feed_id] > now:
+                            earliness.append((next_at[feed_id] - now).total_seconds() / seconds)
                     next_at[feed_id] = now + timedelta(seconds=seconds * (1 + rng.uniform(-JITTER, JITTER)))
                     writes.append({"fid": feed_id, "next": next_at[feed_id], "last": now})
             with feeds.begin() as conn:
                 conn.execute(written, writes)
-            if counted:
-                polls += sum(len(b) for b in batches)
-                for feed_id in (f for b in batches for f in b):
-                    by_size[size_of[origin_by_id[feed_id]]][0] += 1
-        cpu = time.process_time() - started
         db.dispose_engines()
+    polls = sum(p for p, _ in by_size.values())
+    opened = sum(c for _, c in by_size.values())
     return {
         "share": share,
         "polls": polls,
         "connections": opened,
         "connections_a_poll": round(opened / polls, 3) if polls else None,
-        "tick_cpu_ms": round(cpu / ticks * 1000, 3),
         "connections_a_poll_by_origin_size": {
             str(size): round(c / p, 3) if p else None for size, (p, c) in sorted(by_size.items())
         },

@@ -159,15 +159,15 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--hosts: 2 to 250")
     with tempfile.TemporaryDirectory(prefix="fw-tls-") as tmp:
         certificate = make_certificate(Path(tmp), args.key, args.hosts)
-        store = certificate[0]
+        trusted = certificate[0]
         if args.ca == "system":
             system = ssl.get_default_verify_paths().cafile
             if not system or not os.path.isfile(system):
                 parser.error("--ca system: this machine has no CA bundle file")
-            store = Path(tmp) / "bundle.pem"
-            store.write_bytes(Path(system).read_bytes() + certificate[0].read_bytes())
+            trusted = Path(tmp) / "bundle.pem"
+            trusted.write_bytes(Path(system).read_bytes() + certificate[0].read_bytes())
         # Read when the fetch is imported (``client._CA``): set before any import of it.
-        os.environ["SSL_CERT_FILE"] = str(store)
+        os.environ["SSL_CERT_FILE"] = str(trusted)
         os.environ.pop("SSL_CERT_DIR", None)
         runs: dict[str, list[float]] = {way: [] for way in WAYS}
         shares: dict[str, list[float]] = {way: [] for way in WAYS if way.startswith("https")}

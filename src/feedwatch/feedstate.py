@@ -77,7 +77,6 @@ class FeedRow:
 
     id: int
     url: str
-    origin: str | None
     tags: list[str]
     interval_minutes: float
     min_interval_minutes: float | None
@@ -132,12 +131,16 @@ class FeedRow:
 
     def changes(self) -> dict[str, Any]:
         """The columns whose value differs from the loaded one (compared with ``==``, as the ORM
-        does before it writes a column), in ``COLUMNS`` order."""
-        return {
+        does before it writes a column), in ``COLUMNS`` order; with a new ``url`` (a redirect's
+        adoption), its ``origin``, which no poll reads otherwise."""
+        changed = {
             name: value
             for name, value, old in zip(COLUMNS, _values(self), self.loaded, strict=True)
             if value != old
         }
+        if "url" in changed:
+            changed["origin"] = origin_of(changed["url"])
+        return changed
 
 
 #: The ``Feed`` columns a ``FeedRow`` holds.
@@ -369,7 +372,7 @@ def track_redirects(feed: FeedRow, result: FetchResult, now: datetime) -> str | 
         feed.redirect_candidate, feed.redirect_count = target, 1
     if feed.redirect_count < ADOPT_AFTER:
         return None
-    old, feed.url, feed.origin = feed.url, target, origin_of(target)
+    old, feed.url = feed.url, target
     feed.redirect_candidate, feed.redirect_count = None, 0
     feed.redirect_history = [
         *feed.redirect_history[-9:],

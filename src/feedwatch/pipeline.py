@@ -150,6 +150,7 @@ def tick(ctx: Context) -> TickReport:
     requeue: list[int] = []
     with session_scope(s) as session:
         claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds, rounds(s))
+        early = sum(c.early for c in claimed)
         for feed_id, unreported, *_ in claimed:
             if unreported >= CRASH_LIMIT:
                 message = f"{unreported} polls died without reporting (killed, time limit, lost)"
@@ -170,7 +171,7 @@ def tick(ctx: Context) -> TickReport:
             swept_at = to_utc(now).isoformat()
         detail = {
             "claimed": len(claimed),
-            "early": sum(c.early for c in claimed),
+            "early": early,
             "swept_at": swept_at,
             "requeue": len(requeue) if sweep else previous.get("requeue", 0),
         }
@@ -205,7 +206,7 @@ def tick(ctx: Context) -> TickReport:
         log.info(
             "tick",
             claimed=len(claimed),
-            early=sum(c.early for c in claimed),
+            early=early,
             batches=len(batches),
             alerts_requeued=requeued,
             articles_requeued=articles,

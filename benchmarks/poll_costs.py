@@ -12,7 +12,8 @@ Prints one JSON object: ``cpu_ms_per_feed`` for ``304``, ``unchanged`` (200, sam
 full parse of one 50-item feed by feedparser and by the lxml fast path). Needs PostgreSQL
 (``FEEDWATCH_TEST_PG``). ``ingest`` is CPU per stored article when every item is new (and the
 elapsed time per article, round trips to PostgreSQL included);
-``delivery`` is CPU per alert delivered to the JSONL channel, by alerts per message. With
+``delivery`` is CPU per alert delivered to the JSONL channel, by alerts per message; ``claim``
+the CPU a feed of the tick's claim, which every poll pays once beside the above. With
 ``--spy``, py-spy samples the ``--only`` kind's polls or deliveries (``spy``: each function's
 inclusive share of the samples that held the GIL). The farm runs as a child process and is stopped by pid.
 """
@@ -156,6 +157,35 @@ def delivery_costs(service: Any, spy: str | None = None) -> dict[str, Any]:
         "postgres_cpu_ms_per_alert": pg_costs,
         **{f"ratio_batch_{size}": round(costs[f"batch_{size}"] / single, 3) for size in sizes[1:]},
         **({"spy_batch": service.settings.alert_batch_size, "spy": summary} if summary else {}),
+    }
+
+
+def claim_costs(service: Any, rounds: int) -> dict[str, Any]:
+    """CPU a feed claimed by the tick's claim (``store.claim_due_feeds``, ``claim_batch`` a claim
+    as the tick takes them; the farm is one origin, so no rounds), in this process and on
+    PostgreSQL: every feed made due, then claimed until none is left, ``rounds`` times. A poll
+    of the service pays one claim; ``cpu_ms_per_feed`` above leaves it out."""
+    from feedwatch import db, store
+    from feedwatch.timeutil import utcnow
+
+    settings = service.settings
+    batch, lease = settings.claim_batch, settings.claim_lease_seconds
+    claimed, cpu, pg = 0, 0.0, 0.0
+    for _ in range(rounds):
+        service.execute("UPDATE feed SET next_check_at = now(), claimed_at = NULL, unreported_claims = 0")
+        started, pg0 = time.process_time(), postgres_cpu(service)
+        while True:
+            with db.session_scope(settings) as session:
+                got = store.claim_due_feeds(session, utcnow(), batch, lease)
+            if not got:
+                break
+            claimed += len(got)
+        cpu += time.process_time() - started
+        pg += postgres_cpu(service) - pg0
+    return {
+        "feeds": claimed,
+        "cpu_ms_per_feed": round(cpu / max(claimed, 1) * 1000, 4),
+        "postgres_cpu_ms_per_feed": round(pg / max(claimed, 1) * 1000, 4),
     }
 
 
@@ -311,6 +341,7 @@ def main(argv: list[str] | None = None) -> None:
             if profiler:
                 profiler.disable()
                 profiler.dump_stats(args.profile)
+            claim = claim_costs(service, args.rounds)
             service.stop()
         body = constant_body(group, 0, port)
         parse_ms: dict[str, float] = {}
@@ -347,6 +378,8 @@ def main(argv: list[str] | None = None) -> None:
         "parse_ms": parse_ms,
         # CPU per alert delivered by deliver_many, by alerts per message (ratio: against one)
         "delivery": delivery,
+        # the tick's claim of a feed, which every poll of the service pays once (not in the above)
+        "claim": claim,
     }
     if spy:  # the samples' inclusive shares, for the kind named by --only
         result["spy"] = {"kind": args.only, **spy}

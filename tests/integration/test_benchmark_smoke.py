@@ -205,6 +205,21 @@ def test_batch_memory_json_shape() -> None:
         assert result[f"growth_ratio_{config}_vs_unbounded"] == round(growth, 3)
 
 
+def test_poll_costs_json_shape() -> None:
+    """``benchmarks/poll_costs.py`` on 100 poll feeds, one round: a CPU figure for each kind of
+    poll and the mix, the ingest's and the deliveries', and the tick's claim of every feed (the
+    poll feeds and the ingest's 100), once a round."""
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    result = bench_json("poll_costs.py", "--feeds", "100", "--rounds", "1", timeout=180)
+    assert set(result["cpu_ms_per_feed"]) == {"304", "unchanged", "new", "mix"}
+    assert all(value > 0 for value in result["cpu_ms_per_feed"].values())
+    assert result["ingest"]["items"] == 100 * 50
+    assert set(result["delivery"]["cpu_ms_per_alert"]) == {"batch_1", "batch_3", "batch_25", "batch_100"}
+    claim = result["claim"]
+    assert claim["feeds"] == 200 and claim["cpu_ms_per_feed"] > 0 and claim["postgres_cpu_ms_per_feed"] >= 0
+
+
 def test_level_probe_json_shape() -> None:
     """``benchmarks/level_probe.py`` for a moment: every stage timed, the ratios its figures give."""
     result = bench_json("level_probe.py", "--seconds", "0.5", timeout=120)

@@ -44,6 +44,7 @@ import random
 import statistics
 import sys
 import tempfile
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -73,15 +74,22 @@ def parse_mix(text: str) -> list[tuple[int, int]]:
 
 
 def simulate(
-    share: float, mix: Sequence[tuple[int, int]], hours: float, warm_up_s: float, processes: int, seed: int
+    share: float,
+    mix: Sequence[tuple[int, int]],
+    hours: float,
+    warm_up_s: float,
+    processes: int,
+    seed: int,
+    keepalives: Sequence[float] = (),
 ) -> dict[str, Any]:
     """One run of the tick over ``warm_up_s`` and then ``hours`` of simulated time (counted) with
-    ``poll_round_share`` = ``share``."""
+    ``poll_round_share`` = ``share``; the connections also counted as if idle ones were kept each
+    of ``keepalives`` seconds instead of ``KEEPALIVE_TIMEOUT``."""
     from sqlalchemy import bindparam, insert, update
     from sqlmodel import col, select
 
     from feedwatch import db, pipeline, store
-    from feedwatch.fetch.client import KEEPALIVE_TIMEOUT
+    from feedwatch.fetch.client import KEEPALIVE_TIMEOUT, MAX_IDLE
     from feedwatch.models import Feed, origin_of
     from feedwatch.settings import Settings
 
@@ -136,7 +144,11 @@ def simulate(
             .where(table.c.id == bindparam("fid"))
             .values(next_check_at=bindparam("next"), last_polled_at=bindparam("last"), unreported_claims=0)
         )
-        kept: dict[tuple[int, str], float] = {}  # (process, origin) → when its connection was last used
+        # By how long idle connections are kept: each process's connections, least recently used
+        # first (origin → when last used), at most MAX_IDLE of them, as a multi handle keeps them.
+        keeps = [KEEPALIVE_TIMEOUT, *(k for k in keepalives if k != KEEPALIVE_TIMEOUT)]
+        kept = {k: [OrderedDict[str, float]() for _ in range(processes)] for k in keeps}
+        opened = dict.fromkeys(keeps, 0)
         by_size = {size: [0, 0] for _, size in mix}  # feeds an origin → [polls, connections counted]
         earliness: list[float] = []
         for step in range(int((warm_up_s + hours * 3600) / settings.tick_seconds)):
@@ -152,10 +164,15 @@ def simulate(
             for batch in batches:
                 process = rng.randrange(processes)
                 for origin in {origin_by_id[f] for f in batch}:
-                    key = (process, origin)
-                    if counted and t - kept.get(key, -1e9) > KEEPALIVE_TIMEOUT:
-                        by_size[size_of[origin]][1] += 1
-                    kept[key] = t
+                    for keep, pools in kept.items():
+                        pool = pools[process]
+                        if t - pool.pop(origin, -1e9) > keep and counted:
+                            opened[keep] += 1
+                            if keep == KEEPALIVE_TIMEOUT:
+                                by_size[size_of[origin]][1] += 1
+                        pool[origin] = t
+                        while pool and (len(pool) > MAX_IDLE or t - next(iter(pool.values())) > keep):
+                            pool.popitem(last=False)
                 for feed_id in batch:
                     seconds = interval_s[feed_id]
                     if counted:
@@ -168,12 +185,20 @@ def simulate(
                 conn.execute(written, writes)
         db.dispose_engines()
     polls = sum(p for p, _ in by_size.values())
-    opened = sum(c for _, c in by_size.values())
     return {
         "share": share,
         "polls": polls,
-        "connections": opened,
-        "connections_a_poll": round(opened / polls, 3) if polls else None,
+        "connections": opened[KEEPALIVE_TIMEOUT],
+        "connections_a_poll": round(opened[KEEPALIVE_TIMEOUT] / polls, 3) if polls else None,
+        **(
+            {
+                "connections_a_poll_by_keepalive": {
+                    f"{k:g}": round(c / polls, 3) if polls else None for k, c in opened.items()
+                }
+            }
+            if len(opened) > 1
+            else {}
+        ),
         "connections_a_poll_by_origin_size": {
             str(size): round(c / p, 3) if p else None for size, (p, c) in sorted(by_size.items())
         },
@@ -195,10 +220,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--handshake-us", type=float, default=900.0)
     parser.add_argument("--poll-us", type=float, default=500.0)
+    parser.add_argument(
+        "--keepalive",
+        default="",
+        help="also count connections as if idle ones were kept these seconds: 30,60,…",
+    )
     args = parser.parse_args(argv)
     try:
         mix = parse_mix(args.mix)
         shares = [float(s) for s in args.shares.split(",")]
+        keepalives = [float(k) for k in args.keepalive.split(",") if k]
     except ValueError as exc:
         parser.error(str(exc))
     if shares[0] != 0 or not all(0 <= s < 1 for s in shares):
@@ -207,7 +238,11 @@ def main(argv: list[str] | None = None) -> None:
         parser.error("--hours > 0, --warm-up >= 0 and --processes >= 1")
     # The tick logs each claim at INFO; the figures are the output here.
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
-    runs = [simulate(s, mix, args.hours, args.warm_up * 60, args.processes, args.seed) for s in shares]
+    if not all(k > 0 for k in keepalives):
+        parser.error("--keepalive: seconds > 0")
+    runs = [
+        simulate(s, mix, args.hours, args.warm_up * 60, args.processes, args.seed, keepalives) for s in shares
+    ]
     base = runs[0]
     for run in runs:
         run["polls_vs_off"] = round(run["polls"] / base["polls"], 4)

@@ -301,6 +301,8 @@ def test_host_rounds_json_shape() -> None:
         "0,0.2",
         "--mix",
         "2x10",
+        "--keepalive",
+        "60,600",
         timeout=120,
     )
     assert (result["feeds"], result["origins"]) == (20, 2)
@@ -312,6 +314,11 @@ def test_host_rounds_json_shape() -> None:
     for run in (off, on):
         assert run["connections_a_poll"] == round(run["connections"] / run["polls"], 3)
         assert run["polls_vs_off"] == round(run["polls"] / off["polls"], 4)
+        # Idle connections kept longer are reused at least as often; kept 600 s, an origin of ten
+        # feeds polled every few minutes finds its connection again.
+        by_keep = run["connections_a_poll_by_keepalive"]
+        assert list(by_keep) == ["15", "60", "600"] and by_keep["15"] == run["connections_a_poll"]
+        assert by_keep["15"] >= by_keep["60"] >= by_keep["600"] and by_keep["600"] < by_keep["15"]
 
 
 def test_language_calls_json_shape() -> None:

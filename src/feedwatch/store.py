@@ -498,8 +498,11 @@ def _early_ids(
 
 def _soon(origins: Sequence[str], now: datetime, rounds: Rounds) -> Any:
     """The feeds in rounds of ``origins`` that fall due within ``rounds.most_early``, soonest first,
-    ``per_origin`` + 1 an origin's worth at most: read through the rounds' partial index."""
-    return (
+    the ``per_origin`` + 1 soonest of each origin at most (enough to tell it busy), so an origin
+    with many feeds falling due takes no other origin's places: read through the rounds' partial
+    index."""
+    place = func.row_number().over(partition_by=col(Feed.origin), order_by=col(Feed.next_check_at))
+    ranked = (
         sa_select(
             col(Feed.id),
             col(Feed.origin),
@@ -507,6 +510,7 @@ def _soon(origins: Sequence[str], now: datetime, rounds: Rounds) -> Any:
             col(Feed.last_polled_at),
             col(Feed.error_count),
             col(Feed.unreported_claims),
+            place.label("place"),
         )
         .where(
             col(Feed.in_rounds),
@@ -516,8 +520,12 @@ def _soon(origins: Sequence[str], now: datetime, rounds: Rounds) -> Any:
             col(Feed.enabled),
             col(Feed.state) != FeedState.DISABLED,
         )
-        .order_by(col(Feed.next_check_at))
-        .limit((rounds.per_origin + 1) * len(origins))
+        .subquery()
+    )
+    return (
+        sa_select(*(c for c in ranked.c if c.name != "place"))
+        .where(ranked.c.place <= rounds.per_origin + 1)
+        .order_by(ranked.c.next_check_at)
     )
 
 

@@ -114,6 +114,25 @@ def test_a_busy_origin_s_feeds_never_go_early(session: Session) -> None:
     assert [(c.id, c.early) for c in claims] == [(a_due, False), (b_due, False), (b_soon, True)]
 
 
+def test_a_busy_origin_takes_no_other_origin_s_place_in_the_read(session: Session) -> None:
+    """The read of the feeds that may go early takes each origin's soonest few (enough to tell it
+    busy), not the soonest few of all: ten of a busy origin's feeds falling due first leave the
+    other origin's feed its place."""
+    rounds = store.Rounds(share=0.1, most_early=timedelta(seconds=60), per_origin=3)
+    a, b = "https://a.example", "https://b.example"
+    a_due = add(session, f"{a}/due")
+    for k in range(10):
+        add(session, f"{a}/soon-{k}", due_in=1 + k)
+    b_due = add(session, f"{b}/due")
+    b_soon = add(session, f"{b}/soon", due_in=30)
+    store.mark_rounds(session)
+    session.commit()
+
+    claims = store.claim_due_feeds(session, NOW, 100, LEASE, rounds)
+
+    assert [(c.id, c.early) for c in claims] == [(a_due, False), (b_due, False), (b_soon, True)]
+
+
 def test_a_feed_claimed_between_the_read_and_the_claim_is_not_taken_twice(
     session: Session, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -52,7 +52,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -422,6 +422,34 @@ def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str]]]
         yield stat.parent, role, fields
 
 
+def postgres_cpu_by_kind(service: Service) -> dict[str, float]:
+    """CPU seconds so far of PostgreSQL's processes by what they do, from their titles: the
+    ``backends`` that run the service's statements, ``autovacuum`` (its workers and launcher),
+    ``wal_writer``, ``checkpointer`` and ``background_writer``, and the ``postmaster``, whose
+    sum holds the CPU of the children that exited (short-lived autovacuum workers, mostly).
+    Where a poll's PostgreSQL time goes beyond its statements (round 45)."""
+    kinds = (
+        ("autovacuum", "autovacuum"),
+        ("walwriter", "wal_writer"),
+        ("checkpointer", "checkpointer"),
+        ("background writer", "background_writer"),
+    )
+    totals: dict[str, float] = {}
+    for proc, role, fields in processes_by_role(service):
+        if role != "postgres":
+            continue
+        try:
+            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if not title.startswith("postgres:"):
+            kind = "postmaster"
+        else:
+            kind = next((k for needle, k in kinds if needle in title), "backends")
+        totals[kind] = totals.get(kind, 0.0) + stat_cpu(fields)
+    return totals
+
+
 def switches_by_role(service: Service) -> dict[str, float]:
     """Context switches so far: the machine's (``machine``, /proc/stat's ``ctxt``), and by role
     the involuntary ones of each process's threads (``nonvoluntary_ctxt_switches``: taken off a
@@ -452,6 +480,12 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float)
         for role in sorted(after, key=lambda r: before.get(r, 0.0) - after[r])
         if after[role] - before.get(role, 0.0) > 0.01 * seconds
     }
+
+
+def postgres_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores of PostgreSQL by kind between two :func:`postgres_cpu_by_kind` readings, to three
+    places (a background process may use a few thousandths of a core)."""
+    return {kind: round((cpu - before.get(kind, 0.0)) / seconds, 3) for kind, cpu in sorted(after.items())}
 
 
 def proc_field(path: Path, field: str) -> int:
@@ -632,14 +666,19 @@ class Service:
             if proc.proc.poll() is not None:
                 raise RuntimeError(f"service process exited:\n{proc.log_path.read_text()[-3000:]}")
 
-    def update_feeds(self, ids: list[int], values: dict[str, Any], due: list[Any] | None = None) -> None:
+    def update_feeds(
+        self, ids: list[int], values: dict[str, Any], due: list[Any] | None = None, flight: bool = False
+    ) -> None:
         """Pin interval (``m``) and set ``next_check_at`` (``at``, or ``due[k]`` per feed), in
-        chunks that lock rows in id order as the workers' batches do: no lock-order deadlocks."""
+        chunks that lock rows in id order as the workers' batches do: no lock-order deadlocks.
+        With ``flight``, a feed whose poll is outstanding gets :data:`PARKED_IN_FLIGHT` instead,
+        in the same statement (its report then writes its own): :func:`drain` waits on it."""
         pin = "interval_minutes = :m, min_interval_minutes = :m, max_interval_minutes = :m"
+        at = f"CASE WHEN {IN_FLIGHT} THEN :flight ELSE :at END" if flight else ":at"
         for k in range(0, len(ids), 500):
             chunk = ids[k : k + 500]
             rows = [
-                {**values, "id": fid, "at": due[k + j] if due else values["at"]}
+                {**values, "id": fid, "at": due[k + j] if due else values["at"], "flight": PARKED_IN_FLIGHT}
                 for j, fid in enumerate(chunk)
             ]
             lock = (
@@ -649,7 +688,7 @@ class Service:
             )
             self.execute_many(
                 [lock.format(",".join(map(str, chunk)))] if lock else [],
-                f"UPDATE feed SET {pin}, next_check_at = :at, unreported_claims = 0 WHERE id = :id",
+                f"UPDATE feed SET {pin}, next_check_at = {at}, unreported_claims = 0 WHERE id = :id",
                 rows,
             )
 
@@ -849,36 +888,59 @@ def feed_ids(service: Service, group: str) -> list[int]:
     return sorted(i for i, url in rows if f"/{group}/" in url)
 
 
+#: A feed row with a poll outstanding (``claimed_at`` set by an early claim, or at or before the
+#: tick's newest mark, ``store.claim_due_feeds``), in SQL on either database.
+IN_FLIGHT = (
+    "(claimed_at IS NOT NULL OR (next_check_at, id) <="
+    " (SELECT next_check_at, feed_id FROM claim_mark ORDER BY id DESC LIMIT 1))"
+)
+
+#: What :func:`park` sets a feed's ``next_check_at`` to while its poll is outstanding: its
+#: report writes its own, and :func:`drain` waits for that.
+PARKED_IN_FLIGHT = datetime(2999, 1, 1, tzinfo=UTC)
+
+
 def park(service: Service, group: str, sampler: RssSampler, wait: bool = True) -> list[int]:
     """Pin a group's feeds to a day and make them due tomorrow; wait for the polls in flight to
     finish (``wait=False``: the caller does, with :func:`drain`). Returns the group's feed ids."""
     from feedwatch.timeutil import utcnow
 
     ids = feed_ids(service, group)
-    service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)})
+    service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)}, flight=True)
     if wait:
         drain(service, group, ids, sampler)
     return ids
 
 
 def drain(service: Service, group: str, ids: list[int], sampler: RssSampler) -> None:
-    """Until none of these feeds is claimed: the polls in flight have finished."""
-    in_ids = ",".join(map(str, ids))
+    """Until each of these feeds that :func:`park` found with a poll outstanding has reported:
+    the polls in flight have finished. (A claim writes nothing to the rows it sends since round
+    45: the tick's mark says which are out, and only until a report or a park moves them.)"""
+    from sqlalchemy import text
 
-    def drained() -> bool:
-        return not service.execute(
-            f"SELECT 1 FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids}) LIMIT 1"
-        )
+    in_ids = ",".join(map(str, ids))
+    waiting = f"FROM feed WHERE next_check_at = :flight AND id IN ({in_ids})"
+
+    def outstanding(sql: str) -> Any:
+        with service.engine.begin() as conn:
+            return conn.execute(text(sql), {"flight": PARKED_IN_FLIGHT}).all()
 
     try:
-        wait_until(drained, 90, f"{group} polls in flight to finish", service, sampler)
-    except RuntimeError:
-        # A poll task that died (a deadlock victim, say) leaves its claims until the lease ends.
-        stuck = service.execute(
-            f"SELECT count(*) FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids})"
+        wait_until(
+            lambda: not outstanding(f"SELECT 1 {waiting} LIMIT 1"),
+            90,
+            f"{group} polls in flight to finish",
+            service,
+            sampler,
         )
-        log(f"{group}: {stuck[0][0]} claims never reported; released by the runner")
-        service.execute(f"UPDATE feed SET claimed_at = NULL WHERE id IN ({in_ids})")
+    except RuntimeError:
+        # A poll task that died (a deadlock victim, say) never reports: due tomorrow, as parked.
+        stuck = outstanding(f"SELECT count(*) {waiting}")
+        log(f"{group}: {stuck[0][0]} claims never reported; parked by the runner")
+        service.update_feeds(
+            [i for (i,) in outstanding(f"SELECT id {waiting}")],
+            {"m": 1440.0, "at": datetime.now(UTC) + timedelta(days=1)},
+        )
 
 
 def reschedule(
@@ -1110,12 +1172,14 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
+    pg0 = postgres_cpu_by_kind(service)
     cpu0, switches0, t0 = cpu_by_role(service), switches_by_role(service), time.monotonic()
     idle0, since = idle_cpu(), log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
     cpu1 = cpu_by_role(service)
     result["cores_used"] = cpu_share(cpu0, cpu1, elapsed)
+    result["postgres_cores_by_kind"] = postgres_share(pg0, postgres_cpu_by_kind(service), elapsed)
     # The farm's share unrounded: cores_used leaves out a role under 0.01 of a core, as the farm
     # is in a small run, and its CPU a request (``farm_us_per_request``) is read from this.
     result["farm_cores"] = round((cpu1.get("farm", 0.0) - cpu0.get("farm", 0.0)) / elapsed, 5)
@@ -1125,7 +1189,7 @@ def capacity_phase(
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
     in_group = ",".join(map(str, feed_ids(service, group)))
     result["claimed_backlog_at_end"] = service.execute(
-        f"SELECT count(*) FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_group})"
+        f"SELECT count(*) FROM feed WHERE {IN_FLIGHT} AND id IN ({in_group})"
     )[0][0]
     if nodes:
         polled = feeds_polled(nodes, since)
@@ -1255,12 +1319,14 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
+    pg0 = postgres_cpu_by_kind(service)
     cpu0, switches0, idle0 = cpu_by_role(service), switches_by_role(service), idle_cpu()
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["window_s"] = round(t1 - t0, 2)
     result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
+    result["postgres_cores_by_kind"] = postgres_share(pg0, postgres_cpu_by_kind(service), t1 - t0)
     # Near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
     result["idle_cores"] = idle_share(idle0, t1 - t0)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)

@@ -98,6 +98,8 @@ def test_quick_json_shape() -> None:
     machine = result["machine"]  # which machine of the kind
     assert machine["cpu"] and machine["cpu"] in Path("/proc/cpuinfo").read_text()
     assert machine["last_level_cache"] is None or machine["last_level_cache"].startswith("L")
+    for figures in (poll, ingest):  # PostgreSQL's share by its processes: its backends ran statements
+        assert figures["postgres_cores_by_kind"]["backends"] > 0, figures["postgres_cores_by_kind"]
     for figures in (poll, ingest):  # the cores no process wanted over the window: two at most
         assert 0 <= figures["idle_cores"] <= 2, figures
     for figures in (poll, ingest):  # the machine switches tasks; the feeds worker is displaced

@@ -889,10 +889,11 @@ def feed_ids(service: Service, group: str) -> list[int]:
 
 
 #: A feed row with a poll outstanding (``claimed_at`` set by an early claim, or at or before the
-#: tick's newest mark, ``store.claim_due_feeds``), in SQL on either database.
+#: tick's newest mark, ``store.claim_due_feeds``; the tick sends no disabled feed, whatever its
+#: ``next_check_at``), in SQL on either database.
 IN_FLIGHT = (
-    "(claimed_at IS NOT NULL OR (next_check_at, id) <="
-    " (SELECT next_check_at, feed_id FROM claim_mark ORDER BY id DESC LIMIT 1))"
+    "(enabled AND state <> 'disabled' AND (claimed_at IS NOT NULL OR (next_check_at, id) <="
+    " (SELECT next_check_at, feed_id FROM claim_mark ORDER BY id DESC LIMIT 1)))"
 )
 
 #: What :func:`park` sets a feed's ``next_check_at`` to while its poll is outstanding: its
@@ -1295,7 +1296,10 @@ def ingest_phase(
     # behind them; the settle below starts once they have.
     parked = park(service, before, sampler, wait=False)
     ingest = ",".join(map(str, feed_ids(service, group)))
-    service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
+    # Enabled and due tomorrow, as the configuration's sync enables a feed (its next check set):
+    # a feed enabled with its old next check would sit behind the tick's mark, looking sent.
+    tomorrow = {"at": datetime.now(UTC) + timedelta(days=1)}
+    service.execute(f"UPDATE feed SET enabled = true, next_check_at = :at WHERE id IN ({ingest})", tomorrow)
     reschedule(service, group, 0.05, sampler)
     drain(service, before, parked, sampler)
     drained = time.monotonic()

@@ -31,6 +31,7 @@ from sqlalchemy import (
     case,
     column,
     delete,
+    event,
     func,
     insert,
     literal_column,
@@ -38,6 +39,7 @@ from sqlalchemy import (
     union_all,
     update,
 )
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -512,9 +514,13 @@ def claim_due_feeds(
         assert marks.current is not None
         # After the current mark, so the scan below sees them (the clock may have gone back).
         again = max(now, marks.current[0] + timedelta(microseconds=1))
+        lost = select(col(Feed.id)).where(live, at_or_before(marks.lost))
+        if connection.dialect.name == "postgresql":
+            # A late report may hold the row, and wait for the marks' lock this tick holds.
+            lost = lost.with_for_update(skip_locked=True)
         connection.execute(
             update(_table(Feed))
-            .where(live, at_or_before(marks.lost))
+            .where(col(Feed.id).in_(lost.scalar_subquery()))
             .values(next_check_at=again, unreported_claims=Feed.unreported_claims + 1)
         )
     feed = _table(Feed)
@@ -527,6 +533,7 @@ def claim_due_feeds(
     if marks.current is not None:
         due = due.where(_after(marks.current))
     rows = connection.execute(due).all()
+    session.info[MARKED] = True
     claimed = [Claim(int(i), int(unreported), size, origin) for i, unreported, size, origin, _ in rows]
     if rows:
         last = rows[-1]
@@ -550,6 +557,78 @@ def claim_due_feeds(
     taken = _claim(session, Feed, unclaimed, values, *returning)
     claimed += [Claim(int(i), int(claims) - 1, size, origin, early=True) for i, claims, size, origin in taken]
     return sorted(claimed)
+
+
+#: ``Session.info`` key: feed id → the ``next_check_at`` the session's transaction wrote.
+NEXT_CHECKS = "feedwatch.store.next_checks"
+#: ``Session.info`` key: the transaction wrote a mark (``claim_due_feeds``).
+MARKED = "feedwatch.store.marked"
+
+
+def note_next_checks(session: Session, written: Mapping[int, datetime]) -> None:
+    """Record ``next_check_at`` values a Core statement wrote, for :func:`keep_after_the_mark`
+    (the ORM's writes of ``Feed`` are recorded by a flush listener)."""
+    session.info.setdefault(NEXT_CHECKS, {}).update(written)
+
+
+def keep_after_the_mark(session: Session) -> None:
+    """What the claim's marks rest on: no transaction commits a feed's ``next_check_at`` at or
+    before the tick's newest mark, where it would pass for sent and wait a lease.
+
+    Run last in every transaction that wrote one (a listener on the session's commit). A report
+    computes a feed's next check from the time its poll started and commits it later, and the
+    configuration's sync sets ``now`` and commits later; meanwhile a tick may have read the
+    due feeds without them and moved its mark past that time (in round 45's first full runs,
+    ~200 of 10,000 feeds polled every 3 s). Such a row goes just after the mark. On PostgreSQL
+    the marks' lock in ``SHARE`` mode keeps ticks out until the commit (a tick takes it in
+    ``SHARE ROW EXCLUSIVE`` mode, which waits for these and which these wait for); on SQLite
+    the transaction holds the database's write lock, which a tick needs too."""
+    written: dict[int, datetime] | None = session.info.pop(NEXT_CHECKS, None)
+    if session.info.pop(MARKED, False) or not written:
+        return  # a tick's own writes: its read of the due feeds saw them
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        connection.exec_driver_sql("LOCK TABLE claim_mark IN SHARE MODE")
+    table = _table(ClaimMark)
+    row = connection.execute(
+        sa_select(table.c.next_check_at, table.c.feed_id).order_by(table.c.id.desc()).limit(1)
+    ).first()
+    if row is None:
+        return
+    mark = _mark(row)
+    if all((to_utc(at), i) > mark for i, at in written.items()):
+        return  # as written (the rows' values now, unless a later statement moved them again)
+    after = mark[0] + timedelta(microseconds=1)
+    moved = connection.execute(
+        update(_table(Feed))
+        .where(col(Feed.id).in_(sorted(written)), at_or_before(mark))
+        .values(next_check_at=after)
+    )
+    log.info("claim.behind_the_mark", feeds=int(getattr(moved, "rowcount", 0) or 0))
+
+
+@event.listens_for(Session, "after_flush")
+def _flushed_next_checks(session: Session, _context: Any) -> None:
+    written = {
+        int(obj.id): obj.next_check_at
+        for obj in (*session.new, *session.dirty)
+        if isinstance(obj, Feed) and obj.id is not None and sa_inspect(obj).attrs.next_check_at.history.added
+    }
+    if written:
+        note_next_checks(session, written)
+
+
+@event.listens_for(Session, "before_commit")
+def _before_commit(session: Session) -> None:
+    if any(isinstance(obj, Feed) for obj in (*session.new, *session.dirty)):
+        session.flush()
+    keep_after_the_mark(session)
+
+
+@event.listens_for(Session, "after_rollback")
+def _after_rollback(session: Session) -> None:
+    session.info.pop(NEXT_CHECKS, None)
+    session.info.pop(MARKED, None)
 
 
 def _early_ids(
@@ -651,11 +730,11 @@ def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
     """Make claimed feeds due again at once (their poll message could not be published): just
     after ``now``, the tick's time, so after the mark its claim wrote (which is at most ``now``)."""
     if ids:
+        again = now + timedelta(microseconds=1)
         session.execute(
-            update(Feed)
-            .where(col(Feed.id).in_(list(ids)))
-            .values(next_check_at=now + timedelta(microseconds=1), claimed_at=None)
+            update(Feed).where(col(Feed.id).in_(list(ids))).values(next_check_at=again, claimed_at=None)
         )
+        note_next_checks(session, dict.fromkeys(ids, again))
 
 
 @dataclass(frozen=True)
@@ -757,6 +836,7 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     changes = [c for c in changes if c[1]]
     if not changes:
         return
+    note_next_checks(session, {i: v["next_check_at"] for i, v in changes if "next_check_at" in v})
     connection = session.connection()
     table = _table(Feed)
     if connection.dialect.name == "postgresql":

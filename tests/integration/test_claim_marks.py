@@ -206,3 +206,56 @@ def test_the_tick_fails_a_feed_whose_polls_keep_dying(tmp_path: Path) -> None:
             crashed = session.get(Feed, feed)
         assert sent == [[feed]] * pipeline.CRASH_LIMIT
         assert crashed is not None and crashed.error_class == "crash"
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("writer", ["orm", "core"])
+def test_a_next_check_committed_behind_the_mark_goes_just_after_it(
+    kind: str, writer: str, tmp_path: Path
+) -> None:
+    """A report computes its feed's next check from when its poll started and commits later: a
+    tick may have moved its mark past that time meanwhile. At the commit the row goes just after
+    the mark, so the next tick sends it, not a tick a lease later."""
+    with database_settings(kind, tmp_path) as settings:
+        with db.session_scope(settings) as session:
+            ids = add(session, 3)
+        with db.session_scope(settings) as session:
+            assert claim(session, NOW + timedelta(seconds=5)) == ids  # the mark: (NOW, ids[2])
+        behind = NOW - timedelta(seconds=1)
+        with db.session_scope(settings) as session:
+            if writer == "orm":  # as a feed's own transaction writes it (feedstate outside a batch)
+                feed = session.get(Feed, ids[0])
+                assert feed is not None
+                feed.next_check_at = behind
+            else:  # as a poll batch writes its rows (store.update_feeds)
+                store.update_feeds(session, [(ids[0], {"next_check_at": behind})])
+        with db.session_scope(settings) as session:
+            moved = session.get(Feed, ids[0])
+            assert moved is not None and moved.next_check_at == NOW + timedelta(microseconds=1)
+            assert claim(session, NOW + timedelta(seconds=6)) == ids[:1]
+
+
+def test_a_report_waits_for_a_tick_in_progress_then_goes_after_its_mark(tmp_path: Path) -> None:
+    """On PostgreSQL a report's commit takes the marks' lock in SHARE mode: it waits for the tick
+    that holds it, then sees the mark that tick wrote."""
+    with database_settings("postgresql", tmp_path) as settings:
+        with db.session_scope(settings) as session:
+            ids = add(session, 2)
+        tick = db.session_scope(settings)
+        session_a = tick.__enter__()
+        assert claim(session_a, NOW) == ids  # not committed: the lock is held
+        done = threading.Event()
+
+        def report() -> None:
+            with db.session_scope(settings) as session:
+                store.update_feeds(session, [(ids[0], {"next_check_at": NOW - timedelta(seconds=1)})])
+            done.set()
+
+        thread = threading.Thread(target=report)
+        thread.start()
+        assert not done.wait(1.0)  # waiting for the tick's lock
+        tick.__exit__(None, None, None)
+        thread.join(10)
+        assert done.is_set()
+        with db.session_scope(settings) as session:
+            assert claim(session, NOW + timedelta(seconds=1)) == ids[:1]

@@ -52,7 +52,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -427,7 +427,8 @@ def postgres_cpu_by_kind(service: Service) -> dict[str, float]:
     ``backends`` that run the service's statements, ``autovacuum`` (its workers and launcher),
     ``wal_writer``, ``checkpointer`` and ``background_writer``, and the ``postmaster``, whose
     sum holds the CPU of the children that exited (short-lived autovacuum workers, mostly).
-    Where a poll's PostgreSQL time goes beyond its statements (round 45)."""
+    Where a poll's PostgreSQL time goes beyond its statements (round 45: the backends, 0.92–0.97
+    of it in full runs)."""
     kinds = (
         ("autovacuum", "autovacuum"),
         ("walwriter", "wal_writer"),
@@ -666,19 +667,14 @@ class Service:
             if proc.proc.poll() is not None:
                 raise RuntimeError(f"service process exited:\n{proc.log_path.read_text()[-3000:]}")
 
-    def update_feeds(
-        self, ids: list[int], values: dict[str, Any], due: list[Any] | None = None, flight: bool = False
-    ) -> None:
+    def update_feeds(self, ids: list[int], values: dict[str, Any], due: list[Any] | None = None) -> None:
         """Pin interval (``m``) and set ``next_check_at`` (``at``, or ``due[k]`` per feed), in
-        chunks that lock rows in id order as the workers' batches do: no lock-order deadlocks.
-        With ``flight``, a feed whose poll is outstanding gets :data:`PARKED_IN_FLIGHT` instead,
-        in the same statement (its report then writes its own): :func:`drain` waits on it."""
+        chunks that lock rows in id order as the workers' batches do: no lock-order deadlocks."""
         pin = "interval_minutes = :m, min_interval_minutes = :m, max_interval_minutes = :m"
-        at = f"CASE WHEN {IN_FLIGHT} THEN :flight ELSE :at END" if flight else ":at"
         for k in range(0, len(ids), 500):
             chunk = ids[k : k + 500]
             rows = [
-                {**values, "id": fid, "at": due[k + j] if due else values["at"], "flight": PARKED_IN_FLIGHT}
+                {**values, "id": fid, "at": due[k + j] if due else values["at"]}
                 for j, fid in enumerate(chunk)
             ]
             lock = (
@@ -688,7 +684,7 @@ class Service:
             )
             self.execute_many(
                 [lock.format(",".join(map(str, chunk)))] if lock else [],
-                f"UPDATE feed SET {pin}, next_check_at = {at}, unreported_claims = 0 WHERE id = :id",
+                f"UPDATE feed SET {pin}, next_check_at = :at, unreported_claims = 0 WHERE id = :id",
                 rows,
             )
 
@@ -888,60 +884,36 @@ def feed_ids(service: Service, group: str) -> list[int]:
     return sorted(i for i, url in rows if f"/{group}/" in url)
 
 
-#: A feed row with a poll outstanding (``claimed_at`` set by an early claim, or at or before the
-#: tick's newest mark, ``store.claim_due_feeds``; the tick sends no disabled feed, whatever its
-#: ``next_check_at``), in SQL on either database.
-IN_FLIGHT = (
-    "(enabled AND state <> 'disabled' AND (claimed_at IS NOT NULL OR (next_check_at, id) <="
-    " (SELECT next_check_at, feed_id FROM claim_mark ORDER BY id DESC LIMIT 1)))"
-)
-
-#: What :func:`park` sets a feed's ``next_check_at`` to while its poll is outstanding: its
-#: report writes its own, and :func:`drain` waits for that.
-PARKED_IN_FLIGHT = datetime(2999, 1, 1, tzinfo=UTC)
-
-
 def park(service: Service, group: str, sampler: RssSampler, wait: bool = True) -> list[int]:
     """Pin a group's feeds to a day and make them due tomorrow; wait for the polls in flight to
     finish (``wait=False``: the caller does, with :func:`drain`). Returns the group's feed ids."""
     from feedwatch.timeutil import utcnow
 
     ids = feed_ids(service, group)
-    service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)}, flight=True)
+    service.update_feeds(ids, {"m": 1440.0, "at": utcnow() + timedelta(days=1)})
     if wait:
         drain(service, group, ids, sampler)
     return ids
 
 
 def drain(service: Service, group: str, ids: list[int], sampler: RssSampler) -> None:
-    """Until each of these feeds that :func:`park` found with a poll outstanding has reported:
-    the polls in flight have finished. (A claim writes nothing to the rows it sends since round
-    45: the tick's mark says which are out, and only until a report or a park moves them.)"""
-    from sqlalchemy import text
-
+    """Until none of these feeds is claimed: the polls in flight have finished."""
     in_ids = ",".join(map(str, ids))
-    waiting = f"FROM feed WHERE next_check_at = :flight AND id IN ({in_ids})"
 
-    def outstanding(sql: str) -> Any:
-        with service.engine.begin() as conn:
-            return conn.execute(text(sql), {"flight": PARKED_IN_FLIGHT}).all()
+    def drained() -> bool:
+        return not service.execute(
+            f"SELECT 1 FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids}) LIMIT 1"
+        )
 
     try:
-        wait_until(
-            lambda: not outstanding(f"SELECT 1 {waiting} LIMIT 1"),
-            90,
-            f"{group} polls in flight to finish",
-            service,
-            sampler,
-        )
+        wait_until(drained, 90, f"{group} polls in flight to finish", service, sampler)
     except RuntimeError:
-        # A poll task that died (a deadlock victim, say) never reports: due tomorrow, as parked.
-        stuck = outstanding(f"SELECT count(*) {waiting}")
-        log(f"{group}: {stuck[0][0]} claims never reported; parked by the runner")
-        service.update_feeds(
-            [i for (i,) in outstanding(f"SELECT id {waiting}")],
-            {"m": 1440.0, "at": datetime.now(UTC) + timedelta(days=1)},
+        # A poll task that died (a deadlock victim, say) leaves its claims until the lease ends.
+        stuck = service.execute(
+            f"SELECT count(*) FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_ids})"
         )
+        log(f"{group}: {stuck[0][0]} claims never reported; released by the runner")
+        service.execute(f"UPDATE feed SET claimed_at = NULL WHERE id IN ({in_ids})")
 
 
 def reschedule(
@@ -1190,7 +1162,7 @@ def capacity_phase(
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
     in_group = ",".join(map(str, feed_ids(service, group)))
     result["claimed_backlog_at_end"] = service.execute(
-        f"SELECT count(*) FROM feed WHERE {IN_FLIGHT} AND id IN ({in_group})"
+        f"SELECT count(*) FROM feed WHERE claimed_at IS NOT NULL AND id IN ({in_group})"
     )[0][0]
     if nodes:
         polled = feeds_polled(nodes, since)
@@ -1296,10 +1268,7 @@ def ingest_phase(
     # behind them; the settle below starts once they have.
     parked = park(service, before, sampler, wait=False)
     ingest = ",".join(map(str, feed_ids(service, group)))
-    # Enabled and due tomorrow, as the configuration's sync enables a feed (its next check set):
-    # a feed enabled with its old next check would sit behind the tick's mark, looking sent.
-    tomorrow = {"at": datetime.now(UTC) + timedelta(days=1)}
-    service.execute(f"UPDATE feed SET enabled = true, next_check_at = :at WHERE id IN ({ingest})", tomorrow)
+    service.execute(f"UPDATE feed SET enabled = true WHERE id IN ({ingest})")
     reschedule(service, group, 0.05, sampler)
     drain(service, before, parked, sampler)
     drained = time.monotonic()

@@ -369,23 +369,6 @@ class DigestItem(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class ClaimMark(SQLModel, table=True):
-    """How far the tick's claim has gone through the due feeds, one row each time a tick moved it
-    (migration 0013; ``store.claim_due_feeds``).
-
-    A tick sends the due feeds that come after the newest mark, in (``next_check_at``, id) order,
-    and writes a mark at the last one it sent: a feed at or before the mark, its row unchanged
-    since, has a poll outstanding, and the claim writes nothing to the feed's row. A poll's
-    report moves its ``next_check_at`` past the mark again. The marks of the last lease are kept:
-    a feed still at or before the mark of a lease ago never reported, and is claimed again."""
-
-    __tablename__ = "claim_mark"
-    id: int | None = Field(default=None, primary_key=True)
-    at: datetime  # the tick's time
-    next_check_at: datetime
-    feed_id: int
-
-
 class Heartbeat(SQLModel, table=True):
     name: str = Field(primary_key=True)
     at: datetime = Field(default_factory=utcnow)

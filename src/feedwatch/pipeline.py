@@ -151,6 +151,12 @@ def tick(ctx: Context) -> TickReport:
     with session_scope(s) as session:
         claimed = store.claim_due_feeds(session, now, s.claim_batch, s.claim_lease_seconds, rounds(s))
         early = sum(c.early for c in claimed)
+        for feed_id, unreported, *_ in claimed:
+            if unreported >= CRASH_LIMIT:
+                message = f"{unreported} polls died without reporting (killed, time limit, lost)"
+                crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
+                feedstate.record_failure(session, feed_id, "crash", message, None, crash, now, ctx.rng)
+                log.warning("feed.crashed", feed_id=feed_id, unreported=unreported)
         previous = store.heartbeat_detail(session, "beat") or {}
         swept_at = previous.get("swept_at")
         sweep = not _recent(swept_at, now, s.sweep_seconds)
@@ -170,16 +176,6 @@ def tick(ctx: Context) -> TickReport:
             "requeue": len(requeue) if sweep else previous.get("requeue", 0),
         }
         store.write_heartbeat(session, "beat", now, detail)
-    crashed = [(c.id, c.unreported) for c in claimed if c.unreported >= CRASH_LIMIT]
-    if crashed:
-        # After the claim's commit: the claim holds the marks' lock, which a report holding one
-        # of these rows may be waiting for.
-        with session_scope(s) as session:
-            for feed_id, unreported in crashed:
-                message = f"{unreported} polls died without reporting (killed, time limit, lost)"
-                crash = PollReport(feed_id, "", "error", error_class="crash", error=message)
-                feedstate.record_failure(session, feed_id, "crash", message, None, crash, now, ctx.rng)
-                log.warning("feed.crashed", feed_id=feed_id, unreported=unreported)
     # Each healthy feed with the bytes its poll is expected to bring, an origin's feeds together
     # (in a batch they share a connection).
     healthy = {

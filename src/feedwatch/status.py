@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from feedwatch import store
 from feedwatch.db import session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, FullTextStatus, Heartbeat, Match
 from feedwatch.settings import Settings
@@ -70,29 +69,29 @@ def beat_status(session: Session, now: datetime, settings: Settings) -> dict[str
 def feed_status(session: Session, now: datetime, settings: Settings) -> dict[str, Any]:
     """Counts by state (a feed disabled in the configuration counts as ``disabled``), overdue
     feeds, and the worst offenders. Ad-hoc ``feedwatch ingest`` sources are left out."""
-    marks = store.claim_marks(session, now, settings.claim_lease_seconds)
     rows = session.execute(
         select(
             col(Feed.state),
             col(Feed.enabled),
             col(Feed.tags),
             col(Feed.next_check_at),
-            store.outstanding(marks, now, settings.claim_lease_seconds),
+            col(Feed.claimed_at),
         )
     ).all()
     by_state = dict.fromkeys(FeedState.ALL, 0)
     # Two ticks, and at least 2 s: a tick that waits behind busy workers is not a stuck feed.
     overdue_before = now - timedelta(seconds=max(2 * settings.tick_seconds, 2.0))
+    claim_fresh_after = now - timedelta(seconds=settings.claim_lease_seconds)
     total = overdue = 0
-    for state, enabled, tags, next_check_at, polling in rows:
+    for state, enabled, tags, next_check_at, claimed_at in rows:
         if "ingest" in (tags or []):
             continue
         total += 1
         active = enabled and state != FeedState.DISABLED
         shown = state if active else FeedState.DISABLED
         by_state[shown] = by_state.get(shown, 0) + 1
-        # A poll outstanding (sent, not yet a lease ago) is not an overdue feed.
-        if active and to_utc(next_check_at) < overdue_before and not polling:
+        recently_claimed = claimed_at is not None and to_utc(claimed_at) > claim_fresh_after
+        if active and to_utc(next_check_at) < overdue_before and not recently_claimed:
             overdue += 1
     worst = session.execute(
         select(Feed)

@@ -30,16 +30,11 @@ from sqlalchemy import (
     bindparam,
     case,
     column,
-    delete,
-    event,
     func,
-    insert,
     literal_column,
-    or_,
     union_all,
     update,
 )
-from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -53,7 +48,6 @@ from feedwatch.models import (
     Alert,
     AlertStatus,
     Article,
-    ClaimMark,
     Feed,
     FeedState,
     FullTextStatus,
@@ -425,120 +419,33 @@ class Rounds:
     per_origin: int
 
 
-#: Where a tick's claim stopped: the (``next_check_at``, id) of the last due feed it sent.
-Mark = tuple[datetime, int]
-
-
-class Marks(NamedTuple):
-    """The claim's marks (``ClaimMark``) at a moment: a feed at or before ``current`` and not at or
-    before ``lost`` has a poll outstanding; one still at or before ``lost`` was sent a lease ago
-    or more and never reported. None: no such mark (every feed after it)."""
-
-    current: Mark | None
-    lost: Mark | None
-
-
-def claim_marks(session: Session, now: datetime, lease_seconds: int) -> Marks:
-    """The newest mark, and the newest one at least ``lease_seconds`` old at ``now``."""
-    table = _table(ClaimMark)
-    newest = sa_select(table.c.next_check_at, table.c.feed_id).order_by(table.c.id.desc()).limit(1)
-    current = session.execute(newest).first()
-    if current is None:
-        return Marks(None, None)
-    lost = session.execute(newest.where(table.c.at <= now - timedelta(seconds=lease_seconds))).first()
-    return Marks(_mark(current), _mark(lost) if lost is not None else None)
-
-
-def _mark(row: Any) -> Mark:
-    return to_utc(row[0]), int(row[1])
-
-
-def at_or_before(mark: Mark) -> ColumnElement[bool]:
-    """Feed rows at or before ``mark`` in the claim's order (``next_check_at``, then id); the
-    first term alone bounds the read of ``ix_feed_next_check_at``."""
-    due, feed_id = mark
-    at = col(Feed.next_check_at)
-    return and_(at <= due, or_(at < due, col(Feed.id) <= feed_id))
-
-
-def _after(mark: Mark) -> ColumnElement[bool]:
-    due, feed_id = mark
-    at = col(Feed.next_check_at)
-    return and_(at >= due, or_(at > due, col(Feed.id) > feed_id))
-
-
-def outstanding(marks: Marks, now: datetime, lease_seconds: int) -> ColumnElement[bool]:
-    """Feed rows with a poll outstanding at ``now``: sent by a tick (at or before the current
-    mark) and not yet a lease ago, or taken early (``claimed_at``) within the lease."""
-    early = col(Feed.claimed_at) > now - timedelta(seconds=lease_seconds)
-    if marks.current is None:
-        return early
-    sent = at_or_before(marks.current)
-    if marks.lost is not None:
-        sent = and_(sent, ~at_or_before(marks.lost))
-    return or_(early, sent)
-
-
 def claim_due_feeds(
     session: Session, now: datetime, limit: int, lease_seconds: int, rounds: Rounds | None = None
 ) -> list[Claim]:
-    """Claim up to ``limit`` due feeds, and with ``rounds`` the feeds of their origins that fall
-    due soon (while ``limit`` leaves room); by id.
+    """Claim up to ``limit`` due feeds in one statement, and with ``rounds`` the feeds of their
+    origins that fall due soon (while ``limit`` leaves room); by id.
 
-    The due feeds are those after the newest mark (``ClaimMark``), in (``next_check_at``, id)
-    order; the claim writes one mark at the last of them and nothing to their rows. Before a
-    poll reports, its feed stays at or before the mark, so a second tick (a second beat, a
-    redelivered tick) does not send it again: ticks take the marks one at a time (a table lock
-    on PostgreSQL; on SQLite the first statement is a write, which takes the database's write
-    lock). A poll's report moves its ``next_check_at`` past the mark. A feed still at or before
-    the mark of a lease ago never reported (a worker killed, a lost message): its
-    ``next_check_at`` becomes ``now``, after the mark, with one more ``unreported_claims``, and
-    the scan takes it again; the caller isolates or fails feeds whose polls keep dying.
-
-    Until round 45 every claim moved the feed's ``next_check_at`` by the lease: a second version
-    of a wide row a poll (with an entry in each of its indexes), ~34 µs of PostgreSQL's ~100 a
-    poll in a full run (docs/performance-history.md). A feed taken early (``rounds``) is still
-    claimed so: it is not due, so no mark can stand for it.
+    Claiming moves ``next_check_at`` forward by the lease, so a second tick (a second beat, a
+    redelivered tick) finds nothing to claim, and a poll that dies without reporting is retried
+    once the lease runs out. Each claim counts in ``unreported_claims`` until a poll reports;
+    the caller isolates or fails feeds whose polls keep dying.
     """
-    connection = session.connection()
-    marks_table = _table(ClaimMark)
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("LOCK TABLE claim_mark IN SHARE ROW EXCLUSIVE MODE")
-    # The marks a lease old and newer are kept: the newest of those a lease old is ``lost``.
-    cutoff = now - timedelta(seconds=lease_seconds)
-    oldest_kept = sa_select(func.max(marks_table.c.id)).where(marks_table.c.at <= cutoff).scalar_subquery()
-    connection.execute(delete(marks_table).where(marks_table.c.id < oldest_kept))
-    marks = claim_marks(session, now, lease_seconds)
-    live = and_(col(Feed.enabled), col(Feed.state) != FeedState.DISABLED)
-    if marks.lost is not None:
-        assert marks.current is not None
-        # After the current mark, so the scan below sees them (the clock may have gone back).
-        again = max(now, marks.current[0] + timedelta(microseconds=1))
-        lost = select(col(Feed.id)).where(live, at_or_before(marks.lost))
-        if connection.dialect.name == "postgresql":
-            # A late report may hold the row, and wait for the marks' lock this tick holds.
-            lost = lost.with_for_update(skip_locked=True)
-        connection.execute(
-            update(_table(Feed))
-            .where(col(Feed.id).in_(lost.scalar_subquery()))
-            .values(next_check_at=again, unreported_claims=Feed.unreported_claims + 1)
-        )
-    feed = _table(Feed)
     due = (
-        sa_select(feed.c.id, feed.c.unreported_claims, feed.c.body_bytes, feed.c.origin, feed.c.next_check_at)
-        .where(live, col(Feed.next_check_at) <= now)
-        .order_by(feed.c.next_check_at, feed.c.id)
+        select(col(Feed.id))
+        .where(col(Feed.enabled), col(Feed.state) != FeedState.DISABLED, col(Feed.next_check_at) <= now)
+        .order_by(col(Feed.next_check_at))
         .limit(limit)
     )
-    if marks.current is not None:
-        due = due.where(_after(marks.current))
-    rows = connection.execute(due).all()
-    session.info[MARKED] = True
-    claimed = [Claim(int(i), int(unreported), size, origin) for i, unreported, size, origin, _ in rows]
-    if rows:
-        last = rows[-1]
-        connection.execute(insert(marks_table).values(at=now, next_check_at=last[4], feed_id=last[0]))
-    claimed.sort()
+    values = {
+        "claimed_at": now,
+        "next_check_at": now + timedelta(seconds=lease_seconds),
+        "unreported_claims": Feed.unreported_claims + 1,
+    }
+    returning = (col(Feed.unreported_claims), col(Feed.body_bytes), col(Feed.origin))
+    claimed = [
+        Claim(int(feed_id), int(claims) - 1, size, origin)
+        for feed_id, claims, size, origin in _claim(session, Feed, due, values, *returning)
+    ]
     if rounds is None or not claimed or len(claimed) >= limit:
         return claimed
     early = _early_ids(session, now, claimed, limit - len(claimed), rounds)
@@ -548,87 +455,9 @@ def claim_due_feeds(
     unclaimed = select(col(Feed.id)).where(
         col(Feed.id).in_(early), col(Feed.next_check_at) > now, col(Feed.unreported_claims) == 0
     )
-    values = {
-        "claimed_at": now,
-        "next_check_at": now + timedelta(seconds=lease_seconds),
-        "unreported_claims": Feed.unreported_claims + 1,
-    }
-    returning = (col(Feed.unreported_claims), col(Feed.body_bytes), col(Feed.origin))
     taken = _claim(session, Feed, unclaimed, values, *returning)
     claimed += [Claim(int(i), int(claims) - 1, size, origin, early=True) for i, claims, size, origin in taken]
     return sorted(claimed)
-
-
-#: ``Session.info`` key: feed id → the ``next_check_at`` the session's transaction wrote.
-NEXT_CHECKS = "feedwatch.store.next_checks"
-#: ``Session.info`` key: the transaction wrote a mark (``claim_due_feeds``).
-MARKED = "feedwatch.store.marked"
-
-
-def note_next_checks(session: Session, written: Mapping[int, datetime]) -> None:
-    """Record ``next_check_at`` values a Core statement wrote, for :func:`keep_after_the_mark`
-    (the ORM's writes of ``Feed`` are recorded by a flush listener)."""
-    session.info.setdefault(NEXT_CHECKS, {}).update(written)
-
-
-def keep_after_the_mark(session: Session) -> None:
-    """What the claim's marks rest on: no transaction commits a feed's ``next_check_at`` at or
-    before the tick's newest mark, where it would pass for sent and wait a lease.
-
-    Run last in every transaction that wrote one (a listener on the session's commit). A report
-    computes a feed's next check from the time its poll started and commits it later, and the
-    configuration's sync sets ``now`` and commits later; meanwhile a tick may have read the
-    due feeds without them and moved its mark past that time (in round 45's first full runs,
-    ~200 of 10,000 feeds polled every 3 s). Such a row goes just after the mark. On PostgreSQL
-    the marks' lock in ``SHARE`` mode keeps ticks out until the commit (a tick takes it in
-    ``SHARE ROW EXCLUSIVE`` mode, which waits for these and which these wait for); on SQLite
-    the transaction holds the database's write lock, which a tick needs too."""
-    written: dict[int, datetime] | None = session.info.pop(NEXT_CHECKS, None)
-    if session.info.pop(MARKED, False) or not written:
-        return  # a tick's own writes: its read of the due feeds saw them
-    connection = session.connection()
-    if connection.dialect.name == "postgresql":
-        connection.exec_driver_sql("LOCK TABLE claim_mark IN SHARE MODE")
-    table = _table(ClaimMark)
-    row = connection.execute(
-        sa_select(table.c.next_check_at, table.c.feed_id).order_by(table.c.id.desc()).limit(1)
-    ).first()
-    if row is None:
-        return
-    mark = _mark(row)
-    if all((to_utc(at), i) > mark for i, at in written.items()):
-        return  # as written (the rows' values now, unless a later statement moved them again)
-    after = mark[0] + timedelta(microseconds=1)
-    moved = connection.execute(
-        update(_table(Feed))
-        .where(col(Feed.id).in_(sorted(written)), at_or_before(mark))
-        .values(next_check_at=after)
-    )
-    log.info("claim.behind_the_mark", feeds=int(getattr(moved, "rowcount", 0) or 0))
-
-
-@event.listens_for(Session, "after_flush")
-def _flushed_next_checks(session: Session, _context: Any) -> None:
-    written = {
-        int(obj.id): obj.next_check_at
-        for obj in (*session.new, *session.dirty)
-        if isinstance(obj, Feed) and obj.id is not None and sa_inspect(obj).attrs.next_check_at.history.added
-    }
-    if written:
-        note_next_checks(session, written)
-
-
-@event.listens_for(Session, "before_commit")
-def _before_commit(session: Session) -> None:
-    if any(isinstance(obj, Feed) for obj in (*session.new, *session.dirty)):
-        session.flush()
-    keep_after_the_mark(session)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(NEXT_CHECKS, None)
-    session.info.pop(MARKED, None)
 
 
 def _early_ids(
@@ -727,14 +556,11 @@ def _claim(
 
 
 def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
-    """Make claimed feeds due again at once (their poll message could not be published): just
-    after ``now``, the tick's time, so after the mark its claim wrote (which is at most ``now``)."""
+    """Make claimed feeds due again at once (their poll message could not be published)."""
     if ids:
-        again = now + timedelta(microseconds=1)
         session.execute(
-            update(Feed).where(col(Feed.id).in_(list(ids))).values(next_check_at=again, claimed_at=None)
+            update(Feed).where(col(Feed.id).in_(list(ids))).values(next_check_at=now, claimed_at=None)
         )
-        note_next_checks(session, dict.fromkeys(ids, again))
 
 
 @dataclass(frozen=True)
@@ -836,7 +662,6 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     changes = [c for c in changes if c[1]]
     if not changes:
         return
-    note_next_checks(session, {i: v["next_check_at"] for i, v in changes if "next_check_at" in v})
     connection = session.connection()
     table = _table(Feed)
     if connection.dialect.name == "postgresql":

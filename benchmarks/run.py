@@ -451,6 +451,18 @@ def postgres_cpu_by_kind(service: Service) -> dict[str, float]:
     return totals
 
 
+def feeds_cpu_by_process(service: Service) -> dict[str, float]:
+    """CPU seconds so far of the feeds worker's processes: its ``main`` process (Celery's consumer:
+    messages, acks, the pool's pipes) and its pool ``children`` (the polls), summed. Which of
+    the two a poll's feeds-worker time moves with between runs (round 45)."""
+    main = next((p.pid for p in service.procs if p.log_path.name == "feeds.log"), None)
+    totals = {"main": 0.0, "children": 0.0}
+    for proc, role, fields in processes_by_role(service):
+        if role == "feeds":
+            totals["main" if int(proc.name) == main else "children"] += stat_cpu(fields)
+    return totals
+
+
 def switches_by_role(service: Service) -> dict[str, float]:
     """Context switches so far: the machine's (``machine``, /proc/stat's ``ctxt``), and by role
     the involuntary ones of each process's threads (``nonvoluntary_ctxt_switches``: taken off a
@@ -484,8 +496,9 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float)
 
 
 def postgres_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """Cores of PostgreSQL by kind between two :func:`postgres_cpu_by_kind` readings, to three
-    places (a background process may use a few thousandths of a core)."""
+    """Cores by kind between two readings of :func:`postgres_cpu_by_kind` (or
+    :func:`feeds_cpu_by_process`), to three places (a background process may use a few
+    thousandths of a core)."""
     return {kind: round((cpu - before.get(kind, 0.0)) / seconds, 3) for kind, cpu in sorted(after.items())}
 
 
@@ -1145,7 +1158,7 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
-    pg0 = postgres_cpu_by_kind(service)
+    pg0, feeds0 = postgres_cpu_by_kind(service), feeds_cpu_by_process(service)
     cpu0, switches0, t0 = cpu_by_role(service), switches_by_role(service), time.monotonic()
     idle0, since = idle_cpu(), log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
@@ -1153,6 +1166,7 @@ def capacity_phase(
     cpu1 = cpu_by_role(service)
     result["cores_used"] = cpu_share(cpu0, cpu1, elapsed)
     result["postgres_cores_by_kind"] = postgres_share(pg0, postgres_cpu_by_kind(service), elapsed)
+    result["feeds_cores_by_process"] = postgres_share(feeds0, feeds_cpu_by_process(service), elapsed)
     # The farm's share unrounded: cores_used leaves out a role under 0.01 of a core, as the farm
     # is in a small run, and its CPU a request (``farm_us_per_request``) is read from this.
     result["farm_cores"] = round((cpu1.get("farm", 0.0) - cpu0.get("farm", 0.0)) / elapsed, 5)

@@ -100,6 +100,9 @@ def test_quick_json_shape() -> None:
     assert machine["last_level_cache"] is None or machine["last_level_cache"].startswith("L")
     for figures in (poll, ingest):  # PostgreSQL's share by its processes: its backends ran statements
         assert figures["postgres_cores_by_kind"]["backends"] > 0, figures["postgres_cores_by_kind"]
+    # The feeds worker's share while polling, its pool's children (the polls) and its main process.
+    assert poll["feeds_cores_by_process"]["children"] > 0, poll["feeds_cores_by_process"]
+    assert set(poll["feeds_cores_by_process"]) == {"main", "children"}
     for figures in (poll, ingest):  # the cores no process wanted over the window: two at most
         assert 0 <= figures["idle_cores"] <= 2, figures
     for figures in (poll, ingest):  # the machine switches tasks; the feeds worker is displaced

@@ -390,16 +390,51 @@ def cpu_by_role(service: Service) -> dict[str, float]:
     everything else (``rest_of_machine``: other people's work on a shared machine), and the CPU
     the hypervisor gave other guests (``stolen_by_hypervisor``: not this machine's work, but time
     its cores were wanted and not had). Two snapshots give where the two cores went in a phase."""
-    totals: dict[str, float] = {}
-    for _, role, fields in processes_by_role(service):
-        totals[role] = totals.get(role, 0.0) + stat_cpu(fields)
-    totals["stolen_by_hypervisor"] = stolen_cpu()
-    return totals
+    return cpu_snapshot(service)["roles"]
 
 
-def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str]]]:
-    """Every process on the machine: its /proc directory, its role (see :func:`cpu_by_role`)
-    and the fields of its ``stat`` after the name."""
+#: A PostgreSQL process's kind, by a word of its title (``postgres: 15/main: walwriter``).
+POSTGRES_KINDS = (
+    ("autovacuum", "autovacuum"),
+    ("walwriter", "wal_writer"),
+    ("checkpointer", "checkpointer"),
+    ("background writer", "background_writer"),
+)
+
+
+def cpu_snapshot(service: Service) -> dict[str, dict[str, float]]:
+    """CPU seconds so far, from one walk of /proc: by role (``roles``, :func:`cpu_by_role`); of
+    PostgreSQL's processes by what they do (``postgres``, from their titles: the ``backends``
+    that run the service's statements, ``autovacuum``, ``wal_writer``, ``checkpointer``,
+    ``background_writer``, and the ``postmaster``, whose sum holds the CPU of the children that
+    exited, short-lived autovacuum workers mostly); and of the feeds worker's ``main`` process
+    (Celery's consumer: messages, acks, the pool's pipes) and its pool's ``children`` (the
+    polls), ``feeds``. The two breakdowns are round 45's: in its full runs the backends were
+    0.92–0.97 of PostgreSQL's share, and what a poll's feeds-worker time moved with between runs
+    of the same code was the children's."""
+    main = next((p.pid for p in service.procs if p.log_path.name == "feeds.log"), None)
+    roles: dict[str, float] = {}
+    postgres: dict[str, float] = {}
+    feeds = {"main": 0.0, "children": 0.0}
+    for proc, role, fields, cmdline in processes_by_role(service):
+        cpu = stat_cpu(fields)
+        roles[role] = roles.get(role, 0.0) + cpu
+        if role == "postgres":
+            title = cmdline.decode(errors="replace")
+            kind = "postmaster"
+            if title.startswith("postgres:"):
+                kind = next((k for needle, k in POSTGRES_KINDS if needle in title), "backends")
+            postgres[kind] = postgres.get(kind, 0.0) + cpu
+        elif role == "feeds":
+            feeds["main" if int(proc.name) == main else "children"] += cpu
+    roles["stolen_by_hypervisor"] = stolen_cpu()
+    return {"roles": roles, "postgres": postgres, "feeds": feeds}
+
+
+def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str], bytes]]:
+    """Every process on the machine: its /proc directory, its role (see :func:`cpu_by_role`),
+    the fields of its ``stat`` after the name, and its command line (NULs between arguments;
+    a PostgreSQL process's title)."""
     groups = {os.getpgid(p.pid): role_of(p) for p in service.procs}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -419,48 +454,7 @@ def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str]]]
             role = "redis"
         else:
             role = "rest_of_machine"
-        yield stat.parent, role, fields
-
-
-def postgres_cpu_by_kind(service: Service) -> dict[str, float]:
-    """CPU seconds so far of PostgreSQL's processes by what they do, from their titles: the
-    ``backends`` that run the service's statements, ``autovacuum`` (its workers and launcher),
-    ``wal_writer``, ``checkpointer`` and ``background_writer``, and the ``postmaster``, whose
-    sum holds the CPU of the children that exited (short-lived autovacuum workers, mostly).
-    Where a poll's PostgreSQL time goes beyond its statements (round 45: the backends, 0.92–0.97
-    of it in full runs)."""
-    kinds = (
-        ("autovacuum", "autovacuum"),
-        ("walwriter", "wal_writer"),
-        ("checkpointer", "checkpointer"),
-        ("background writer", "background_writer"),
-    )
-    totals: dict[str, float] = {}
-    for proc, role, fields in processes_by_role(service):
-        if role != "postgres":
-            continue
-        try:
-            title = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if not title.startswith("postgres:"):
-            kind = "postmaster"
-        else:
-            kind = next((k for needle, k in kinds if needle in title), "backends")
-        totals[kind] = totals.get(kind, 0.0) + stat_cpu(fields)
-    return totals
-
-
-def feeds_cpu_by_process(service: Service) -> dict[str, float]:
-    """CPU seconds so far of the feeds worker's processes: its ``main`` process (Celery's consumer:
-    messages, acks, the pool's pipes) and its pool ``children`` (the polls), summed. Which of
-    the two a poll's feeds-worker time moves with between runs (round 45)."""
-    main = next((p.pid for p in service.procs if p.log_path.name == "feeds.log"), None)
-    totals = {"main": 0.0, "children": 0.0}
-    for proc, role, fields in processes_by_role(service):
-        if role == "feeds":
-            totals["main" if int(proc.name) == main else "children"] += stat_cpu(fields)
-    return totals
+        yield stat.parent, role, fields, cmdline
 
 
 def switches_by_role(service: Service) -> dict[str, float]:
@@ -471,7 +465,7 @@ def switches_by_role(service: Service) -> dict[str, float]:
     docs/performance.md: what the deployment adds to the work, and does not shrink with the
     machine's level)."""
     totals: dict[str, float] = {}
-    for directory, role, _ in processes_by_role(service):
+    for directory, role, _, _ in processes_by_role(service):
         for status in directory.glob("task/*/status"):
             with contextlib.suppress(OSError, KeyError):
                 totals[role] = totals.get(role, 0.0) + proc_field(status, "nonvoluntary_ctxt_switches")
@@ -495,10 +489,9 @@ def cpu_share(before: dict[str, float], after: dict[str, float], seconds: float)
     }
 
 
-def postgres_share(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
-    """Cores by kind between two readings of :func:`postgres_cpu_by_kind` (or
-    :func:`feeds_cpu_by_process`), to three places (a background process may use a few
-    thousandths of a core)."""
+def cores_between(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, float]:
+    """Cores by key between two readings of one of :func:`cpu_snapshot`'s breakdowns, every key
+    kept, to three places (a background process may use a few thousandths of a core)."""
     return {kind: round((cpu - before.get(kind, 0.0)) / seconds, 3) for kind, cpu in sorted(after.items())}
 
 
@@ -1158,15 +1151,15 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
-    pg0, feeds0 = postgres_cpu_by_kind(service), feeds_cpu_by_process(service)
-    cpu0, switches0, t0 = cpu_by_role(service), switches_by_role(service), time.monotonic()
+    snap0, switches0, t0 = cpu_snapshot(service), switches_by_role(service), time.monotonic()
     idle0, since = idle_cpu(), log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
-    cpu1 = cpu_by_role(service)
+    snap1 = cpu_snapshot(service)
+    cpu0, cpu1 = snap0["roles"], snap1["roles"]
     result["cores_used"] = cpu_share(cpu0, cpu1, elapsed)
-    result["postgres_cores_by_kind"] = postgres_share(pg0, postgres_cpu_by_kind(service), elapsed)
-    result["feeds_cores_by_process"] = postgres_share(feeds0, feeds_cpu_by_process(service), elapsed)
+    result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], elapsed)
+    result["feeds_cores_by_process"] = cores_between(snap0["feeds"], snap1["feeds"], elapsed)
     # The farm's share unrounded: cores_used leaves out a role under 0.01 of a core, as the farm
     # is in a small run, and its CPU a request (``farm_us_per_request``) is read from this.
     result["farm_cores"] = round((cpu1.get("farm", 0.0) - cpu0.get("farm", 0.0)) / elapsed, 5)
@@ -1306,14 +1299,14 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
-    pg0 = postgres_cpu_by_kind(service)
-    cpu0, switches0, idle0 = cpu_by_role(service), switches_by_role(service), idle_cpu()
+    snap0, switches0, idle0 = cpu_snapshot(service), switches_by_role(service), idle_cpu()
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
+    snap1 = cpu_snapshot(service)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["window_s"] = round(t1 - t0, 2)
-    result["cores_used"] = cpu_share(cpu0, cpu_by_role(service), t1 - t0)
-    result["postgres_cores_by_kind"] = postgres_share(pg0, postgres_cpu_by_kind(service), t1 - t0)
+    result["cores_used"] = cpu_share(snap0["roles"], snap1["roles"], t1 - t0)
+    result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], t1 - t0)
     # Near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
     result["idle_cores"] = idle_share(idle0, t1 - t0)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)

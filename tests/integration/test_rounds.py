@@ -94,37 +94,28 @@ def test_without_rounds_a_tick_takes_due_feeds_only(session: Session) -> None:
     assert [c.id for c in store.claim_due_feeds(session, NOW, 100, LEASE)] == [due]
 
 
-def test_a_busy_origin_s_feeds_never_go_early(session: Session) -> None:
+@pytest.mark.parametrize(
+    ("a_soon_in", "b_soon_in"),
+    [
+        # Three of a's feeds falling due within the minute: with its due one, more than a round.
+        pytest.param(range(10, 13), 10, id="three-soon"),
+        # Ten of a's falling due before b's feed: the read takes each origin's soonest few (enough
+        # to tell it busy), not the soonest few of all, so b's feed keeps its place (round 44).
+        pytest.param(range(1, 11), 30, id="ten-soon-first"),
+    ],
+)
+def test_a_busy_origin_s_feeds_never_go_early(session: Session, a_soon_in: range, b_soon_in: int) -> None:
     """An origin with more feeds falling due within the minute than a round holds (three here,
     its due ones and those that could not go early counted) is busy: its connections are in use
-    anyway, and early polls would only add polls."""
+    anyway, and early polls would only add polls. Another origin's feeds still go early."""
     rounds = store.Rounds(share=0.1, most_early=timedelta(seconds=60), per_origin=3)
     a, b = "https://a.example", "https://b.example"
     a_due = add(session, f"{a}/due")
-    for k in range(3):
-        add(session, f"{a}/soon-{k}", due_in=10 + k)
+    for k, due_in in enumerate(a_soon_in):
+        add(session, f"{a}/soon-{k}", due_in=due_in)
     b_due = add(session, f"{b}/due")
-    b_soon = add(session, f"{b}/soon", due_in=10)
+    b_soon = add(session, f"{b}/soon", due_in=b_soon_in)
     add(session, f"{b}/failing", due_in=20, error_count=2)
-    store.mark_rounds(session)
-    session.commit()
-
-    claims = store.claim_due_feeds(session, NOW, 100, LEASE, rounds)
-
-    assert [(c.id, c.early) for c in claims] == [(a_due, False), (b_due, False), (b_soon, True)]
-
-
-def test_a_busy_origin_takes_no_other_origin_s_place_in_the_read(session: Session) -> None:
-    """The read of the feeds that may go early takes each origin's soonest few (enough to tell it
-    busy), not the soonest few of all: ten of a busy origin's feeds falling due first leave the
-    other origin's feed its place."""
-    rounds = store.Rounds(share=0.1, most_early=timedelta(seconds=60), per_origin=3)
-    a, b = "https://a.example", "https://b.example"
-    a_due = add(session, f"{a}/due")
-    for k in range(10):
-        add(session, f"{a}/soon-{k}", due_in=1 + k)
-    b_due = add(session, f"{b}/due")
-    b_soon = add(session, f"{b}/soon", due_in=30)
     store.mark_rounds(session)
     session.commit()
 

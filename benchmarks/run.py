@@ -1725,6 +1725,34 @@ def bracketed(key: str, spread: str, before: float, after: float) -> dict[str, f
     }
 
 
+def poll_windows(windows: list[dict[str, Any]], floors: list[float]) -> dict[str, Any]:
+    """Each capacity window's polls against the bare loop measured right before and right after
+    it (``--poll-windows``: window i lies between floors i and i + 1, a floor serving the windows
+    on both its sides), and whether that floor held still (``steady``). A machine whose speed
+    moves by a fifth within a minute (round 46's) makes a single window's ratio no evidence
+    either way; several, each between its own two floors, show which of them held still and
+    what the ratio was in those."""
+    each = []
+    for i, window in enumerate(windows):
+        floor = bracketed("floor_feeds_per_s", "floor_spread", floors[i], floors[i + 1])
+        each.append(
+            {
+                "feeds_per_s": window["feeds_per_s"],
+                **floor,
+                "ratio": ratio(window["feeds_per_s"], floor["floor_feeds_per_s"]),
+                "steady": floor["floor_spread"] <= STEADY_SPREAD,
+            }
+        )
+    steady = [w["ratio"] for w in each if w["steady"] and w["ratio"] is not None]
+    ratios = [w["ratio"] for w in each if w["ratio"] is not None]
+    return {
+        "each": each,
+        "ratio_median": statistics.median(ratios) if ratios else None,
+        "steady": len(steady),
+        "steady_ratio_median": statistics.median(steady) if steady else None,
+    }
+
+
 #: The longest wait for the work an ingest window left behind (``drain``) before its baseline.
 DRAIN_LIMIT_S = 600.0
 
@@ -1767,9 +1795,10 @@ class Baselines:
         log(f"baseline {name}: {value} (the service's processes at {self.service_cores[name][-1]} cores)")
 
     def of(self, name: str, key: str, spread: str) -> dict[str, Any]:
-        """The baseline's two measurements as :func:`bracketed` gives them."""
-        before, after = self.values[name]
-        return {**bracketed(key, spread, before, after), "service_cores": self.service_cores[name]}
+        """The baseline's first two measurements (around its phase's first window) as
+        :func:`bracketed` gives them."""
+        before, after = self.values[name][:2]
+        return {**bracketed(key, spread, before, after), "service_cores": self.service_cores[name][:2]}
 
 
 def quiet(service: Service, sampler: RssSampler, most: float = 0.1, limit: float = 15.0) -> dict[str, Any]:
@@ -1857,11 +1886,14 @@ def run_postgres(
     baselines: Baselines,
     scale_out: int | None = None,
     on_stop: Any = None,
+    windows: int = 1,
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL, each throughput phase between two measurements of its
-    baseline (``baselines``); ``scale_out``: then the scale-out phase, with nodes of that many
-    processes. ``on_stop()`` runs once the service is told to stop, before waiting for it (the
-    next step's start-up, measuring nothing, overlaps the shutdown)."""
+    baseline (``baselines``); ``windows``: that many capacity windows, each followed by the bare
+    loop again (``poll_more``: the windows after the first); ``scale_out``: then the scale-out
+    phase, with nodes of that many processes. ``on_stop()`` runs once the service is told to
+    stop, before waiting for it (the next step's start-up, measuring nothing, overlaps the
+    shutdown)."""
     out: dict[str, Any] = {}
     sampler = RssSampler()
     with postgres_database() as db_url:
@@ -1912,6 +1944,13 @@ def run_postgres(
             with phase("pg.floor_after"):
                 park(service, "poll", sampler)
                 baselines.measure("floor", service, sampler)
+            out["poll_more"] = []
+            for window in range(2, windows + 1):
+                with phase(f"pg.capacity_{window}"):
+                    out["poll_more"].append(capacity_phase(service, sizes, port, sampler, "poll"))
+                with phase(f"pg.floor_after_{window}"):
+                    park(service, "poll", sampler)
+                    baselines.measure("floor", service, sampler)
             with phase("pg.parse_only_before"):
                 baselines.measure("parse", service, sampler)
             with phase("pg.ingest"):
@@ -2032,8 +2071,16 @@ def main(argv: list[str] | None = None) -> None:
         choices=("wall", "gil"),
         help="py-spy the feeds worker while at capacity ('gil': only samples holding the GIL, CPU not waits)",
     )
+    parser.add_argument(
+        "--poll-windows",
+        type=int,
+        default=1,
+        help="capacity windows, each between two measurements of the bare loop (poll.windows)",
+    )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
+    if args.poll_windows < 1:
+        parser.error("--poll-windows: at least 1")
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))
     names = ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts")
     for name in (*names, "scale_feeds", "history"):
@@ -2085,6 +2132,7 @@ def main(argv: list[str] | None = None) -> None:
                 baselines,
                 scale_out,
                 step4.start if step4 else None,
+                args.poll_windows,
             )
             sqlite = step4.measure() if step4 else None
             if step4:
@@ -2102,6 +2150,7 @@ def main(argv: list[str] | None = None) -> None:
             )
     poll = {**pg["poll"], **floor, **baselines.of("floor", "floor_feeds_per_s", "floor_spread")}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
+    poll["windows"] = poll_windows([pg["poll"], *pg["poll_more"]], baselines.values["floor"])
     # The same, against the bare loop without keep-alive (the service's policy until round 4).
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     # The farm's CPU a request under the bare loop (its mean over the two floors) and under the
@@ -2110,7 +2159,7 @@ def main(argv: list[str] | None = None) -> None:
     # the bare loop keeps it, and the service asks it at a third of that rate in batches
     # (``farm_load.py``, round 41: 1.08-1.29x in bursts of 100 at 3,500/s).
     poll["farm_us_per_request"] = {
-        "floor": round(sum(baselines.values["floor_farm_us"]) / len(baselines.values["floor_farm_us"]), 1),
+        "floor": round(statistics.fmean(baselines.values["floor_farm_us"][:2]), 1),
         "service": round(poll["farm_cores"] / poll["feeds_per_s"] * 1e6, 1)
         if poll.get("feeds_per_s")
         else None,

@@ -27,7 +27,8 @@ from feedwatch import pipeline
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
-        "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real"]  # fmt: skip
+        "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real",
+        "--poll-windows", "2"]  # fmt: skip
 
 
 def bench_json(script: str, *args: str, timeout: float = 200) -> Any:
@@ -64,6 +65,19 @@ def test_quick_json_shape() -> None:
         assert len(figures["service_cores"]) == 2 and min(figures["service_cores"]) >= 0
     poll, ingest = result["poll"], result["ingest"]
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
+    # --poll-windows 2: two capacity windows, each between its own two floors, the middle floor
+    # shared; the first is the window the top-level figures are of.
+    windows = poll["windows"]["each"]
+    assert len(windows) == 2
+    assert windows[0]["floor_feeds_per_s_after"] == windows[1]["floor_feeds_per_s_before"]
+    assert windows[0]["feeds_per_s"] == poll["feeds_per_s"]
+    assert windows[0]["floor_feeds_per_s"] == poll["floor_feeds_per_s"]
+    for window in windows:
+        assert window["feeds_per_s"] > 0, window
+        assert window["ratio"] == round(window["feeds_per_s"] / window["floor_feeds_per_s"], 3)
+        assert window["steady"] is (window["floor_spread"] <= 0.10)
+    assert poll["windows"]["steady"] == sum(w["steady"] for w in windows)
+    assert poll["windows"]["ratio_median"] == sum(w["ratio"] for w in windows) / 2
     # The farm's CPU a request under the bare loop and under the service: both were measured.
     assert poll["farm_us_per_request"]["floor"] > 0 and poll["farm_us_per_request"]["service"] > 0
     assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)

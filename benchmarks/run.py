@@ -1747,9 +1747,9 @@ def poll_windows(windows: list[dict[str, Any]], floors: list[float]) -> dict[str
     ratios = [w["ratio"] for w in each if w["ratio"] is not None]
     return {
         "each": each,
-        "ratio_median": statistics.median(ratios) if ratios else None,
+        "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
         "steady": len(steady),
-        "steady_ratio_median": statistics.median(steady) if steady else None,
+        "steady_ratio_median": round(statistics.median(steady), 3) if steady else None,
     }
 
 

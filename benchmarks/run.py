@@ -1725,26 +1725,27 @@ def bracketed(key: str, spread: str, before: float, after: float) -> dict[str, f
     }
 
 
-def poll_windows(windows: list[dict[str, Any]], floors: list[float]) -> dict[str, Any]:
-    """Each capacity window's polls against the bare loop measured right before and right after
-    it (``--poll-windows``: window i lies between floors i and i + 1, a floor serving the windows
-    on both its sides), and whether that floor held still (``steady``). A machine whose speed
-    moves by a fifth within a minute (round 46's) makes a single window's ratio no evidence
-    either way; several, each between its own two floors, show which of them held still and
-    what the ratio was in those."""
+def by_window(
+    measured: list[dict[str, Any]], rate: str, bases: list[float], base_key: str, spread_key: str
+) -> dict[str, Any]:
+    """Each window of a throughput phase (``--windows``) against its baseline measured right
+    before and right after it: window i lies between measurements i and i + 1, one serving the
+    windows on both its sides. Each window's ``rate``, its two baselines (``base_key`` their mean,
+    ``spread_key`` how far apart), its ``ratio`` (and ``ratio_all_in`` where the window has
+    ``items_per_s_all_in``) and whether its baseline held still (``steady``); the median ratio
+    over the windows and over the steady ones. A machine whose speed moves by a fifth within a
+    minute (round 46's) makes a single window's ratio no evidence either way; several, each
+    between its own two baselines, show which of them held still and what the ratio was there."""
     each = []
-    for i, window in enumerate(windows):
-        floor = bracketed("floor_feeds_per_s", "floor_spread", floors[i], floors[i + 1])
-        each.append(
-            {
-                "feeds_per_s": window["feeds_per_s"],
-                **floor,
-                "ratio": ratio(window["feeds_per_s"], floor["floor_feeds_per_s"]),
-                "steady": floor["floor_spread"] <= STEADY_SPREAD,
-            }
-        )
-    steady = [w["ratio"] for w in each if w["steady"] and w["ratio"] is not None]
+    for i, window in enumerate(measured):
+        base = bracketed(base_key, spread_key, bases[i], bases[i + 1])
+        row = {rate: window[rate], **base, "ratio": ratio(window[rate], base[base_key])}
+        if "items_per_s_all_in" in window:
+            row["ratio_all_in"] = ratio(window["items_per_s_all_in"], base[base_key])
+        row["steady"] = base[spread_key] <= STEADY_SPREAD
+        each.append(row)
     ratios = [w["ratio"] for w in each if w["ratio"] is not None]
+    steady = [w["ratio"] for w in each if w["steady"] and w["ratio"] is not None]
     return {
         "each": each,
         "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
@@ -1889,11 +1890,11 @@ def run_postgres(
     windows: int = 1,
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL, each throughput phase between two measurements of its
-    baseline (``baselines``); ``windows``: that many capacity windows, each followed by the bare
-    loop again (``poll_more``: the windows after the first); ``scale_out``: then the scale-out
-    phase, with nodes of that many processes. ``on_stop()`` runs once the service is told to
-    stop, before waiting for it (the next step's start-up, measuring nothing, overlaps the
-    shutdown)."""
+    baseline (``baselines``); ``windows``: that many capacity windows and ingest windows, each
+    followed by its baseline again (``poll_more``, ``ingest_more``: the windows after the
+    first); ``scale_out``: then the scale-out phase, with nodes of that many processes.
+    ``on_stop()`` runs once the service is told to stop, before waiting for it (the next step's
+    start-up, measuring nothing, overlaps the shutdown)."""
     out: dict[str, Any] = {}
     sampler = RssSampler()
     with postgres_database() as db_url:
@@ -1960,6 +1961,15 @@ def run_postgres(
                 park(service, "ingest", sampler)
                 with_drain(out["ingest"], quiet(service, sampler, limit=DRAIN_LIMIT_S))
                 baselines.measure("parse", service, sampler)
+            out["ingest_more"] = []
+            for window in range(2, windows + 1):
+                with phase(f"pg.ingest_{window}"):
+                    more = ingest_phase(service, sizes, sampler, None, "ingest", "ingest")
+                with phase(f"pg.parse_only_after_{window}"):
+                    park(service, "ingest", sampler)
+                    with_drain(more, quiet(service, sampler, limit=DRAIN_LIMIT_S))
+                    baselines.measure("parse", service, sampler)
+                out["ingest_more"].append(more)
             if "real" in groups:
                 with phase("pg.parse_real_before"):
                     baselines.measure("parse_real", service, sampler)
@@ -2072,15 +2082,16 @@ def main(argv: list[str] | None = None) -> None:
         help="py-spy the feeds worker while at capacity ('gil': only samples holding the GIL, CPU not waits)",
     )
     parser.add_argument(
-        "--poll-windows",
+        "--windows",
         type=int,
         default=1,
-        help="capacity windows, each between two measurements of the bare loop (poll.windows)",
+        help="capacity and ingest windows, each between two measurements of its baseline "
+        "(poll.windows, ingest.windows)",
     )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
-    if args.poll_windows < 1:
-        parser.error("--poll-windows: at least 1")
+    if args.windows < 1:
+        parser.error("--windows: at least 1")
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))
     names = ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts")
     for name in (*names, "scale_feeds", "history"):
@@ -2132,7 +2143,7 @@ def main(argv: list[str] | None = None) -> None:
                 baselines,
                 scale_out,
                 step4.start if step4 else None,
-                args.poll_windows,
+                args.windows,
             )
             sqlite = step4.measure() if step4 else None
             if step4:
@@ -2150,7 +2161,13 @@ def main(argv: list[str] | None = None) -> None:
             )
     poll = {**pg["poll"], **floor, **baselines.of("floor", "floor_feeds_per_s", "floor_spread")}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
-    poll["windows"] = poll_windows([pg["poll"], *pg["poll_more"]], baselines.values["floor"])
+    poll["windows"] = by_window(
+        [pg["poll"], *pg["poll_more"]],
+        "feeds_per_s",
+        baselines.values["floor"],
+        "floor_feeds_per_s",
+        "floor_spread",
+    )
     # The same, against the bare loop without keep-alive (the service's policy until round 4).
     poll["ratio_no_keepalive"] = ratio(poll["feeds_per_s"], poll["floor_no_keepalive_feeds_per_s"])
     # The farm's CPU a request under the bare loop (its mean over the two floors) and under the
@@ -2183,9 +2200,16 @@ def main(argv: list[str] | None = None) -> None:
         ingest["parse_only_items_per_s"],
     )
     ingest["ratio_all_in"] = ratio(ingest["items_per_s_all_in"], ingest["parse_only_items_per_s"])
+    ingest["windows"] = by_window(
+        [pg["ingest"], *pg["ingest_more"]],
+        "items_per_s",
+        baselines.values["parse"],
+        "parse_only_items_per_s",
+        "parse_only_spread",
+    )
     # The same against feedparser.parse(body) with its defaults (HTML sanitized, links resolved),
     # the slower and more common way to call it. The target is judged on ``ratio``, the stricter.
-    parse_rate_defaults = round(statistics.fmean(baselines.values["parse_defaults"]), 1)
+    parse_rate_defaults = round(statistics.fmean(baselines.values["parse_defaults"][:2]), 1)
     ingest["parse_only_defaults_items_per_s"] = parse_rate_defaults
     ingest["ratio_to_defaults"] = ratio(ingest["items_per_s"], parse_rate_defaults)
     # The same on real content: the shared corpus's feeds (the farm's items are short teasers).

@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
         "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real",
-        "--poll-windows", "2"]  # fmt: skip
+        "--windows", "2"]  # fmt: skip
 
 
 def bench_json(script: str, *args: str, timeout: float = 200) -> Any:
@@ -39,6 +39,24 @@ def bench_json(script: str, *args: str, timeout: float = 200) -> Any:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-4000:]
     return json.loads(proc.stdout)
+
+
+def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> None:
+    """A phase's ``windows`` (``--windows 2``) as ``run.by_window`` documents them."""
+    windows = figures["windows"]["each"]
+    assert len(windows) == 2
+    assert windows[0][f"{key}_after"] == windows[1][f"{key}_before"]
+    assert windows[0][rate] == figures[rate] and windows[0][key] == figures[key]
+    for window in windows:
+        assert window[rate] > 0, window
+        assert window["ratio"] == round(window[rate] / window[key], 3)
+        assert window["steady"] is (window[spread] <= 0.10)
+    steady = [w["ratio"] for w in windows if w["steady"]]
+    assert figures["windows"]["steady"] == len(steady)
+    # the median of one or two values is their mean
+    assert figures["windows"]["ratio_median"] == round(sum(w["ratio"] for w in windows) / 2, 3)
+    median = round(sum(steady) / len(steady), 3) if steady else None
+    assert figures["windows"]["steady_ratio_median"] == median
 
 
 def test_quick_json_shape() -> None:
@@ -65,23 +83,15 @@ def test_quick_json_shape() -> None:
         assert len(figures["service_cores"]) == 2 and min(figures["service_cores"]) >= 0
     poll, ingest = result["poll"], result["ingest"]
     assert poll["ratio"] == round(poll["feeds_per_s"] / poll["floor_feeds_per_s"], 3)
-    # --poll-windows 2: two capacity windows, each between its own two floors, the middle floor
-    # shared; the first is the window the top-level figures are of.
-    windows = poll["windows"]["each"]
-    assert len(windows) == 2
-    assert windows[0]["floor_feeds_per_s_after"] == windows[1]["floor_feeds_per_s_before"]
-    assert windows[0]["feeds_per_s"] == poll["feeds_per_s"]
-    assert windows[0]["floor_feeds_per_s"] == poll["floor_feeds_per_s"]
-    for window in windows:
-        assert window["feeds_per_s"] > 0, window
-        assert window["ratio"] == round(window["feeds_per_s"] / window["floor_feeds_per_s"], 3)
-        assert window["steady"] is (window["floor_spread"] <= 0.10)
-    assert poll["windows"]["steady"] == sum(w["steady"] for w in windows)
-    assert poll["windows"]["ratio_median"] == round(sum(w["ratio"] for w in windows) / 2, 3)
-    steady = [w["ratio"] for w in windows if w["steady"]]
-    assert poll["windows"]["steady_ratio_median"] == (
-        round(sum(steady) / len(steady), 3) if steady else None
-    )  # the median of one or two values is their mean
+    # --windows 2: two capacity windows and two ingest windows, each between its own two
+    # measurements of its baseline, the middle one shared; the first window is the one the
+    # phase's top-level figures are of.
+    for figures, rate, key, spread in (
+        (poll, "feeds_per_s", "floor_feeds_per_s", "floor_spread"),
+        (ingest, "items_per_s", "parse_only_items_per_s", "parse_only_spread"),
+    ):
+        check_windows(figures, rate, key, spread)
+    assert all("ratio_all_in" in w for w in ingest["windows"]["each"])
     # The farm's CPU a request under the bare loop and under the service: both were measured.
     assert poll["farm_us_per_request"]["floor"] > 0 and poll["farm_us_per_request"]["service"] > 0
     assert ingest["ratio"] == round(ingest["items_per_s"] / ingest["parse_only_items_per_s"], 3)

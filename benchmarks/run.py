@@ -1740,7 +1740,8 @@ def by_window(
     for i, window in enumerate(measured):
         base = bracketed(base_key, spread_key, bases[i], bases[i + 1])
         row = {rate: window[rate], **base, "ratio": ratio(window[rate], base[base_key])}
-        if "items_per_s_all_in" in window:
+        if "items_per_s_all_in" in window:  # an ingest window, the work it left charged to it
+            row["items_per_s_all_in"] = window["items_per_s_all_in"]
             row["ratio_all_in"] = ratio(window["items_per_s_all_in"], base[base_key])
         row["steady"] = base[spread_key] <= STEADY_SPREAD
         each.append(row)
@@ -1891,10 +1892,10 @@ def run_postgres(
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL, each throughput phase between two measurements of its
     baseline (``baselines``); ``windows``: that many capacity windows and ingest windows, each
-    followed by its baseline again (``poll_more``, ``ingest_more``: the windows after the
-    first); ``scale_out``: then the scale-out phase, with nodes of that many processes.
-    ``on_stop()`` runs once the service is told to stop, before waiting for it (the next step's
-    start-up, measuring nothing, overlaps the shutdown)."""
+    followed by its baseline again (``polls``, ``ingests``; ``poll``, ``ingest``: the first);
+    ``scale_out``: then the scale-out phase, with nodes of that many processes. ``on_stop()``
+    runs once the service is told to stop, before waiting for it (the next step's start-up,
+    measuring nothing, overlaps the shutdown)."""
     out: dict[str, Any] = {}
     sampler = RssSampler()
     with postgres_database() as db_url:
@@ -1939,37 +1940,31 @@ def run_postgres(
             with phase("pg.floor_before"):
                 park(service, "poll", sampler)
                 baselines.measure("floor", service, sampler)
-            with phase("pg.capacity"):
-                out["poll"] = capacity_phase(service, sizes, port, sampler, "poll", profile)
-            log(f"postgres: capacity {out['poll']}")
-            with phase("pg.floor_after"):
-                park(service, "poll", sampler)
-                baselines.measure("floor", service, sampler)
-            out["poll_more"] = []
-            for window in range(2, windows + 1):
-                with phase(f"pg.capacity_{window}"):
-                    out["poll_more"].append(capacity_phase(service, sizes, port, sampler, "poll"))
-                with phase(f"pg.floor_after_{window}"):
+            # Each window followed by its baseline again; the profile, if any, of the first.
+            out["polls"], out["ingests"] = [], []
+            for window in range(1, windows + 1):
+                suffix, spy = (f"_{window}", None) if window > 1 else ("", profile)
+                with phase(f"pg.capacity{suffix}"):
+                    polled = capacity_phase(service, sizes, port, sampler, "poll", spy)
+                log(f"postgres: capacity {polled}")
+                with phase(f"pg.floor_after{suffix}"):
                     park(service, "poll", sampler)
                     baselines.measure("floor", service, sampler)
+                out["polls"].append(polled)
             with phase("pg.parse_only_before"):
                 baselines.measure("parse", service, sampler)
-            with phase("pg.ingest"):
-                out["ingest"] = ingest_phase(service, sizes, sampler, profile)
-            log(f"postgres: ingest {out['ingest']}")
-            with phase("pg.parse_only_after"):
-                park(service, "ingest", sampler)
-                with_drain(out["ingest"], quiet(service, sampler, limit=DRAIN_LIMIT_S))
-                baselines.measure("parse", service, sampler)
-            out["ingest_more"] = []
-            for window in range(2, windows + 1):
-                with phase(f"pg.ingest_{window}"):
-                    more = ingest_phase(service, sizes, sampler, None, "ingest", "ingest")
-                with phase(f"pg.parse_only_after_{window}"):
+            for window in range(1, windows + 1):
+                # The first window follows the poll feeds' phase, each later one the ingest feeds'.
+                suffix, spy, before = (f"_{window}", None, "ingest") if window > 1 else ("", profile, "poll")
+                with phase(f"pg.ingest{suffix}"):
+                    ingested = ingest_phase(service, sizes, sampler, spy, "ingest", before)
+                log(f"postgres: ingest {ingested}")
+                with phase(f"pg.parse_only_after{suffix}"):
                     park(service, "ingest", sampler)
-                    with_drain(more, quiet(service, sampler, limit=DRAIN_LIMIT_S))
+                    with_drain(ingested, quiet(service, sampler, limit=DRAIN_LIMIT_S))
                     baselines.measure("parse", service, sampler)
-                out["ingest_more"].append(more)
+                out["ingests"].append(ingested)
+            out["poll"], out["ingest"] = out["polls"][0], out["ingests"][0]
             if "real" in groups:
                 with phase("pg.parse_real_before"):
                     baselines.measure("parse_real", service, sampler)
@@ -2162,7 +2157,7 @@ def main(argv: list[str] | None = None) -> None:
     poll = {**pg["poll"], **floor, **baselines.of("floor", "floor_feeds_per_s", "floor_spread")}
     poll["ratio"] = ratio(poll["feeds_per_s"], poll["floor_feeds_per_s"])
     poll["windows"] = by_window(
-        [pg["poll"], *pg["poll_more"]],
+        pg["polls"],
         "feeds_per_s",
         baselines.values["floor"],
         "floor_feeds_per_s",
@@ -2201,7 +2196,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ingest["ratio_all_in"] = ratio(ingest["items_per_s_all_in"], ingest["parse_only_items_per_s"])
     ingest["windows"] = by_window(
-        [pg["ingest"], *pg["ingest_more"]],
+        pg["ingests"],
         "items_per_s",
         baselines.values["parse"],
         "parse_only_items_per_s",

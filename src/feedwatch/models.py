@@ -283,9 +283,11 @@ class Alert(SQLModel, table=True):
 class Delivery(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("alert_id", "channel", name="uq_delivery_alert_channel"),
-        # Rate-limit window counts. claimed_at first: every other statement names its rows by
-        # alert_id and channel, and must not be served by this index (migration 0006).
-        Index("ix_delivery_claimed_channel", "claimed_at", "channel"),
+        # Rate-limit window counts (the last minute of claimed_at). On claimed_at alone: every
+        # other statement names its rows by alert_id and channel, and must not be served by this
+        # index; with channel in it, a generic plan could take ``channel = …`` as its condition and
+        # read the whole index on every call (migrations 0006 and 0013).
+        Index("ix_delivery_claimed_at", "claimed_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     alert_id: int = Field(foreign_key="alert.id", index=True)

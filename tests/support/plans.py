@@ -1,5 +1,5 @@
 """Tables filled in bulk, and PostgreSQL's generic plans of the service's statements over them
-(``tests/integration/test_generic_plans.py``, ``test_schema.py``)."""
+(``tests/integration/test_generic_plans.py``)."""
 
 from __future__ import annotations
 

@@ -1725,6 +1725,11 @@ def bracketed(key: str, spread: str, before: float, after: float) -> dict[str, f
     }
 
 
+def rounded_median(values: list[float]) -> float | None:
+    """The median to three places, as the ratios are given; None for no values."""
+    return round(statistics.median(values), 3) if values else None
+
+
 def by_window(
     measured: list[dict[str, Any]], rate: str, bases: list[float], base_key: str, spread_key: str
 ) -> dict[str, Any]:
@@ -1749,9 +1754,9 @@ def by_window(
     steady = [w["ratio"] for w in each if w["steady"] and w["ratio"] is not None]
     return {
         "each": each,
-        "ratio_median": round(statistics.median(ratios), 3) if ratios else None,
+        "ratio_median": rounded_median(ratios),
         "steady": len(steady),
-        "steady_ratio_median": round(statistics.median(steady), 3) if steady else None,
+        "steady_ratio_median": rounded_median(steady),
     }
 
 
@@ -1764,7 +1769,7 @@ def window_verdict(windows: dict[str, Any], target: float, all_in: bool = False)
     rows = [w for w in windows["each"] if w["ratio"] is not None]
     steady = [w for w in rows if w["steady"]]
     judged = [min(w["ratio"], w.get("ratio_all_in") or 0.0) if all_in else w["ratio"] for w in steady or rows]
-    median = round(statistics.median(judged), 3) if judged else None
+    median = rounded_median(judged)
     return {
         "met": median is not None and median >= target,
         "median": median,

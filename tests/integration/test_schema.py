@@ -347,3 +347,98 @@ def test_migration_0013_leaves_the_rate_limit_index_on_claimed_at_alone(kind: st
         assert "ix_delivery_claimed_at" not in indexes
         command.upgrade(cfg, "head")
         assert delivery_indexes()["ix_delivery_claimed_at"] == ["claimed_at"]
+
+
+def test_migration_0014_sets_the_feed_tables_fillfactor_on_postgresql(tmp_path: Path) -> None:
+    """0014 fills the feed table's pages to 50 %; the downgrade resets it (a storage parameter:
+    the schema comparison above cannot see it)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import text
+
+    def options() -> list[str]:
+        with engine.connect() as conn:
+            return list(
+                conn.execute(text("SELECT reloptions FROM pg_class WHERE relname = 'feed'")).scalar() or []
+            )
+
+    with database_settings("postgresql", tmp_path) as settings:
+        cfg = Config()
+        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
+        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        assert options() == ["fillfactor=50"]
+        command.downgrade(cfg, "0013")
+        assert options() == []
+        command.upgrade(cfg, "head")
+        assert options() == ["fillfactor=50"]
+
+
+def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) -> None:
+    """Migration 0014, what it is for: every poll writes two versions of its feed's ~2.5 KB row
+    (the claim, the poll's state), neither heap-only. Polled round after round with VACUUM never
+    running, the heap stops growing: each new version finds room on its row's page, and the next
+    read of the page prunes the dead one. Here 150 pages became 300 (each row alone on its page)
+    and stayed there. At the default fillfactor every version went to the table's end: 82 pages
+    became ~5,800 in these 40 rounds and kept growing (round 48 in docs/performance-history.md:
+    266 MB for 10,600 feeds in a benchmark run)."""
+    import random
+
+    from sqlalchemy import text
+    from sqlmodel import Session
+    from support.plans import add_feeds
+
+    from feedwatch import store
+
+    feeds, rng = 300, random.Random(48)
+    history = [
+        {
+            "at": (NOW - timedelta(minutes=10 * i)).isoformat(),
+            "outcome": "not_modified",
+            "status": 304,
+            "n": 1,
+        }
+        for i in range(20)
+    ]
+    with database_settings("postgresql", tmp_path) as settings:
+        engine = db.get_engine(settings)
+
+        def heap_pages() -> int:
+            with engine.connect() as conn:
+                return int(conn.execute(text("SELECT pg_relation_size('feed') / 8192")).scalar_one())
+
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ALTER TABLE feed SET (autovacuum_enabled = false)")
+            add_feeds(conn.exec_driver_sql, feeds)
+            conn.commit()
+        with Session(engine) as session:  # the rows as a parse leaves them: spans, fingerprints, history
+            ids = list(range(1, feeds + 1))
+            store.update_feeds(
+                session,
+                [
+                    (
+                        i,
+                        {
+                            "item_spans": rng.randbytes(1220),
+                            "entry_fingerprints": rng.randbytes(400),
+                            "poll_history": history,
+                            "next_check_at": NOW,
+                        },
+                    )
+                    for i in ids
+                ],
+            )
+            session.commit()
+        before = heap_pages()
+        for poll in range(40):
+            with Session(engine) as session:
+                claimed = store.claim_due_feeds(session, NOW, limit=feeds, lease_seconds=300)
+                session.commit()
+            assert [c.id for c in claimed] == ids
+            with Session(engine) as session:
+                store.feed_columns(session, ids, store.POLL_COLUMNS)  # the batch's read of its rows
+                entry = {"at": (NOW + timedelta(seconds=poll)).isoformat(), "outcome": "not_modified"}
+                changes = {"poll_history": [*history[1:], entry], "next_check_at": NOW, "claimed_at": None}
+                store.update_feeds(session, [(i, dict(changes)) for i in ids])
+                session.commit()
+        after = heap_pages()
+    assert after <= 3 * before, (before, after)

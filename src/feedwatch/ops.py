@@ -122,6 +122,8 @@ def render_status(report: dict[str, Any], console: Console) -> None:
     db, broker, workers = report["database"], report["broker"], report["workers"]
     head = Table(title=f"feedwatch status at {report['generated_at']}", show_header=False)
     head.add_row("database", _t(db["url"]), _ok(db["ok"], db["error"]))
+    for warning in db.get("warnings") or []:
+        head.add_row("", "", Text(f"warning: {_printable(warning)}", style="yellow"))
     head.add_row("broker", _t(broker["url"]), _ok(broker["ok"], broker["error"]))
     beat = report["beat"]
     if beat is not None:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlmodel import Session, col
 
 from feedwatch.db import session_scope
@@ -418,17 +418,37 @@ def worker_status(app: Celery | None, timeout: float) -> dict[str, Any]:
 # --- the report ---------------------------------------------------------------------------------
 
 
+def database_warnings(session: Session) -> list[str]:
+    """What the database server is set to that the service does not work well with, one plain
+    sentence each: not unhealthy (``check_status``), but worth an operator's look.
+
+    PostgreSQL with autovacuum off never analyzes the tables, so every connection keeps the
+    generic plans it made while they were small (round 47 in docs/performance-history.md), and
+    never vacuums them, so the index entries of the feed rows' old versions pile up under the
+    tick's claim (round 48)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return []
+    if session.execute(text("SHOW autovacuum")).scalar() == "on":
+        return []
+    return [
+        "PostgreSQL's autovacuum is off: tables are never analyzed or vacuumed "
+        "(turn it on, or run VACUUM ANALYZE on a schedule)"
+    ]
+
+
 def _db_side(settings: Settings, now: datetime) -> dict[str, Any]:
     try:
         with session_scope(settings) as session:
             found = db_status(session, now, settings)
+            warnings = database_warnings(session)
     except Exception as exc:  # noqa: BLE001 - a dead database is reported, not raised
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {
             "database": {"url": redact_url(settings.database_url), "ok": False, "error": error},
             **dict.fromkeys(("beat", "feeds", "alerts", "articles", "full_text", "matches")),
         }
-    return {"database": {"url": redact_url(settings.database_url), "ok": True, "error": None}, **found}
+    database = {"url": redact_url(settings.database_url), "ok": True, "error": None, "warnings": warnings}
+    return {"database": database, **found}
 
 
 def collect_status(

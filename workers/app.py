@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             # Full text runs on its own queue and workers: a slow page never delays polling.
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
+            "feedwatch.db_upkeep": {"queue": "default", "routing_key": "default"},
         },
         beat_schedule={
             "schedule-tick": {
@@ -138,6 +139,18 @@ def create_app(settings: Settings | None = None) -> Celery:
                 "schedule": settings.digest_check_seconds,
                 "options": {"expires": settings.digest_check_seconds, "queue": "alerts"},
             },
+            # VACUUM and ANALYZE where PostgreSQL's autovacuum is off (feedwatch.db.upkeep).
+            **(
+                {
+                    "db-upkeep": {
+                        "task": "feedwatch.db_upkeep",
+                        "schedule": settings.db_upkeep_seconds,
+                        "options": {"expires": settings.db_upkeep_seconds, "queue": "default"},
+                    }
+                }
+                if settings.db_upkeep_seconds > 0 and not settings.is_sqlite
+                else {}
+            ),
         },
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
         # Exactly one beat sends ticks on a shared broker: see workers/beat.py. The filesystem

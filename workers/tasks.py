@@ -12,7 +12,7 @@ from typing import Any
 import structlog
 from celery import Task
 
-from feedwatch import alerts, pipeline
+from feedwatch import alerts, db, pipeline
 from feedwatch.channels import Channel, build_channels
 from feedwatch.settings import get_settings
 from workers.app import MAX_COUNTDOWN, app
@@ -58,6 +58,14 @@ def channels() -> list[Channel]:
 def schedule_tick() -> dict[str, int]:
     report = pipeline.tick(context())
     return {"claimed": report.claimed, "alerts_requeued": report.alerts_requeued}
+
+
+@app.task(name="feedwatch.db_upkeep", acks_late=False)
+def db_upkeep() -> dict[str, Any] | None:
+    done = db.upkeep(get_settings())
+    if done is not None:
+        structlog.get_logger().info("db.upkeep", seconds=done["seconds"], vacuumed=done["vacuumed"])
+    return done
 
 
 @app.task(name="feedwatch.poll_feed")

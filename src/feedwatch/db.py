@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -166,3 +167,50 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     cfg.attributes["engine"] = get_engine(settings)
     command.upgrade(cfg, revision)
+
+
+#: The tables whose rows the service updates again and again: every poll writes two versions of
+#: its feed's row, every delivery rewrites its alert's row and its own. VACUUM clears their dead
+#: versions, from the heap and from the indexes.
+UPDATED_IN_PLACE = ("feed", "alert", "delivery")
+
+
+def upkeep(settings: Settings | None = None) -> dict[str, Any] | None:
+    """What autovacuum would do, done where PostgreSQL's is off (:func:`vacuum_and_analyze`).
+    None, having done nothing, on SQLite and where autovacuum is on: its own settings rule.
+
+    Without it, on such a server, nothing ever removes the index entries of a feed row's old
+    versions: the tick's claim reads the due end of ``next_check_at``'s index, where every poll
+    leaves its dead entries, and its cost grows with every poll ever made (round 48 in
+    docs/performance-history.md: 5-18 ms a claim after five minutes of a benchmark run). And
+    no table is ever analyzed, so each connection keeps the generic plans it made while the
+    tables were small (round 47)."""
+    engine = get_engine(settings)
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        if conn.exec_driver_sql("SHOW autovacuum").scalar() == "on":
+            return None
+        return vacuum_and_analyze(conn)
+
+
+def vacuum_and_analyze(conn: Any) -> dict[str, Any]:
+    """``VACUUM (ANALYZE)`` of the tables the service updates in place (:data:`UPDATED_IN_PLACE`),
+    ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit). ``TRUNCATE false``: the
+    heap is not cut back, which would take the table's exclusive lock; the pages VACUUM frees
+    are reused."""
+    from sqlmodel import SQLModel
+
+    from feedwatch import models  # noqa: F401 - registers the tables
+
+    started = time.monotonic()
+    quote = conn.dialect.identifier_preparer.quote
+    others = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in UPDATED_IN_PLACE]
+    for name in UPDATED_IN_PLACE:
+        conn.exec_driver_sql(f"VACUUM (ANALYZE, TRUNCATE false) {quote(name)}")
+    conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, others)))
+    return {
+        "vacuumed": list(UPDATED_IN_PLACE),
+        "analyzed": others,
+        "seconds": round(time.monotonic() - started, 3),
+    }

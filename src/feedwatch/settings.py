@@ -51,6 +51,14 @@ class Settings(BaseSettings):
         gt=0,
         description="The tick re-sends lost alert and full-text messages at most this often.",
     )
+    db_upkeep_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        description=(
+            "Where PostgreSQL's autovacuum is off, VACUUM ANALYZE the tables the service updates"
+            " in place and ANALYZE the others this often (0: never). Nothing where it is on."
+        ),
+    )
     default_interval_minutes: float = Field(default=10.0, gt=0)
     claim_lease_seconds: int = Field(
         default=300,

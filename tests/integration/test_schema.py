@@ -381,24 +381,9 @@ def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) 
     and stayed there. At the default fillfactor every version went to the table's end: 82 pages
     became ~5,800 in these 40 rounds and kept growing (round 48 in docs/performance-history.md:
     266 MB for 10,600 feeds in a benchmark run)."""
-    import random
-
     from sqlalchemy import text
-    from sqlmodel import Session
-    from support.plans import add_feeds
+    from support import polls
 
-    from feedwatch import store
-
-    feeds, rng = 300, random.Random(48)
-    history = [
-        {
-            "at": (NOW - timedelta(minutes=10 * i)).isoformat(),
-            "outcome": "not_modified",
-            "status": 304,
-            "n": 1,
-        }
-        for i in range(20)
-    ]
     with database_settings("postgresql", tmp_path) as settings:
         engine = db.get_engine(settings)
 
@@ -406,39 +391,8 @@ def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) 
             with engine.connect() as conn:
                 return int(conn.execute(text("SELECT pg_relation_size('feed') / 8192")).scalar_one())
 
-        with engine.connect() as conn:
-            conn.exec_driver_sql("ALTER TABLE feed SET (autovacuum_enabled = false)")
-            add_feeds(conn.exec_driver_sql, feeds)
-            conn.commit()
-        with Session(engine) as session:  # the rows as a parse leaves them: spans, fingerprints, history
-            ids = list(range(1, feeds + 1))
-            store.update_feeds(
-                session,
-                [
-                    (
-                        i,
-                        {
-                            "item_spans": rng.randbytes(1220),
-                            "entry_fingerprints": rng.randbytes(400),
-                            "poll_history": history,
-                            "next_check_at": NOW,
-                        },
-                    )
-                    for i in ids
-                ],
-            )
-            session.commit()
+        ids = polls.seed(engine, 300)
         before = heap_pages()
-        for poll in range(40):
-            with Session(engine) as session:
-                claimed = store.claim_due_feeds(session, NOW, limit=feeds, lease_seconds=300)
-                session.commit()
-            assert [c.id for c in claimed] == ids
-            with Session(engine) as session:
-                store.feed_columns(session, ids, store.POLL_COLUMNS)  # the batch's read of its rows
-                entry = {"at": (NOW + timedelta(seconds=poll)).isoformat(), "outcome": "not_modified"}
-                changes = {"poll_history": [*history[1:], entry], "next_check_at": NOW, "claimed_at": None}
-                store.update_feeds(session, [(i, dict(changes)) for i in ids])
-                session.commit()
+        polls.poll(engine, ids, 40)
         after = heap_pages()
     assert after <= 3 * before, (before, after)

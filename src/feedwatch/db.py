@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 from feedwatch.settings import Settings, get_settings
@@ -194,7 +194,7 @@ def upkeep(settings: Settings | None = None) -> dict[str, Any] | None:
         return vacuum_and_analyze(conn)
 
 
-def vacuum_and_analyze(conn: Any) -> dict[str, Any]:
+def vacuum_and_analyze(conn: Connection) -> dict[str, Any]:
     """``VACUUM (ANALYZE)`` of the tables the service updates in place (:data:`UPDATED_IN_PLACE`),
     ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit). ``TRUNCATE false``: the
     heap is not cut back, which would take the table's exclusive lock; the pages VACUUM frees

@@ -418,21 +418,26 @@ def worker_status(app: Celery | None, timeout: float) -> dict[str, Any]:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def database_warnings(session: Session) -> list[str]:
+def database_warnings(session: Session, settings: Settings) -> list[str]:
     """What the database server is set to that the service does not work well with, one plain
     sentence each: not unhealthy (``check_status``), but worth an operator's look.
 
     PostgreSQL with autovacuum off never analyzes the tables, so every connection keeps the
     generic plans it made while they were small (round 47 in docs/performance-history.md), and
     never vacuums them, so the index entries of the feed rows' old versions pile up under the
-    tick's claim (round 48)."""
+    tick's claim (round 48), unless the service's own upkeep (``db.upkeep``) runs."""
     if session.get_bind().dialect.name != "postgresql":
         return []
     if session.execute(text("SHOW autovacuum")).scalar() == "on":
         return []
+    if settings.db_upkeep_seconds > 0:
+        return [
+            "PostgreSQL's autovacuum is off: feedwatch vacuums and analyzes its own tables every"
+            f" {settings.db_upkeep_seconds:g} s instead (FEEDWATCH_DB_UPKEEP_SECONDS)"
+        ]
     return [
-        "PostgreSQL's autovacuum is off: tables are never analyzed or vacuumed "
-        "(turn it on, or run VACUUM ANALYZE on a schedule)"
+        "PostgreSQL's autovacuum is off and FEEDWATCH_DB_UPKEEP_SECONDS is 0: the tables are never"
+        " vacuumed or analyzed (turn either on, or run VACUUM ANALYZE on a schedule)"
     ]
 
 
@@ -440,7 +445,7 @@ def _db_side(settings: Settings, now: datetime) -> dict[str, Any]:
     try:
         with session_scope(settings) as session:
             found = db_status(session, now, settings)
-            warnings = database_warnings(session)
+            warnings = database_warnings(session, settings)
     except Exception as exc:  # noqa: BLE001 - a dead database is reported, not raised
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {

@@ -380,7 +380,7 @@ def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) 
     read of the page prunes the dead one. Here 150 pages became 300 (each row alone on its page)
     and stayed there. At the default fillfactor every version went to the table's end: 82 pages
     became ~5,800 in these 40 rounds and kept growing (round 48 in docs/performance-history.md:
-    266 MB for 10,600 feeds in a benchmark run)."""
+    372-380 MB for 10,600 feeds at the end of a benchmark run with autovacuum off)."""
     from sqlalchemy import text
     from support import polls
 

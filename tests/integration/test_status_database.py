@@ -16,26 +16,28 @@ from feedwatch.ops import render_status
 from feedwatch.status import collect_status
 
 
-@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_the_report_warns_when_postgresqls_autovacuum_is_off(kind: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("kind", "upkeep"), [("sqlite", 60.0), ("postgresql", 60.0), ("postgresql", 0.0)])
+def test_the_report_warns_when_postgresqls_autovacuum_is_off(
+    kind: str, upkeep: float, tmp_path: Path
+) -> None:
     """Whatever this server is set to: the warning is there exactly when ``SHOW autovacuum`` says
-    off (a server setting, not one a test may change), and never on SQLite."""
-    with database_settings(kind, tmp_path) as settings:
+    off (a server setting, not one a test may change), says whether the service's own upkeep
+    stands in for it, and is never there on SQLite."""
+    with database_settings(kind, tmp_path) as migrated:
+        settings = migrated.model_copy(update={"db_upkeep_seconds": upkeep})
         report = collect_status(settings, ping_timeout=0)
         off = False
         if kind == "postgresql":
             with db.get_engine(settings).connect() as conn:
                 off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
-    warnings = report["database"]["warnings"]
+    expected = {
+        60.0: "PostgreSQL's autovacuum is off: feedwatch vacuums and analyzes its own tables every 60 s"
+        " instead (FEEDWATCH_DB_UPKEEP_SECONDS)",
+        0.0: "PostgreSQL's autovacuum is off and FEEDWATCH_DB_UPKEEP_SECONDS is 0: the tables are never"
+        " vacuumed or analyzed (turn either on, or run VACUUM ANALYZE on a schedule)",
+    }
     assert report["database"]["ok"] is True
-    assert warnings == (
-        [
-            "PostgreSQL's autovacuum is off: tables are never analyzed or vacuumed "
-            "(turn it on, or run VACUUM ANALYZE on a schedule)"
-        ]
-        if off
-        else []
-    )
+    assert report["database"]["warnings"] == ([expected[upkeep]] if off else [])
 
 
 def test_the_terminal_report_shows_the_databases_warnings() -> None:

@@ -5,11 +5,12 @@ can be heap-only: both move the indexed ``next_check_at``. Each new version (~2.
 item spans, the fingerprints, the history) goes on the old one's page when it has room, and
 otherwise wherever the free-space map says; only VACUUM fills that map. Packed full, as
 inserts leave the table at the default fillfactor 100, a page never has room, so every version
-went to a new page at the table's end: on a server whose autovacuum is off or behind, 10,600
-feeds grew to 266 MB of heap in one benchmark run, twice PostgreSQL's default buffer pool
-(round 48 in docs/performance-history.md). At 50 a page keeps room for one more version of a
-row; the next read of the page prunes the dead one, so the page makes room again and the table
-stays near twice its live size with or without VACUUM.
+went to a new page at the table's end: in benchmark runs the heap of 10,600 feeds grew to
+372-380 MB with the server's autovacuum off and to 260 MB with it on, two to three times
+PostgreSQL's default buffer pool (round 48 in docs/performance-history.md). At 50 a page keeps
+room for one more version of a row; the next read of the page prunes the dead one, so the page
+makes room again and the heap stays at about a row a page (41-42 MB there), with or without
+VACUUM.
 
 Only new pages are filled to 50; existing pages keep their rows until they move. On SQLite
 nothing changes.

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from sqlalchemy import event
@@ -20,6 +20,9 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, create_engine
 
 from feedwatch.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -155,18 +158,25 @@ def read_scope(settings: Settings | None = None) -> Iterator[Session]:
         yield session
 
 
+def alembic_config(settings: Settings | None = None) -> Config:
+    """Alembic's configuration for the migrations of this package on ``settings``' database (the
+    engine handed to ``migrations/env.py``): what ``alembic.command``'s upgrade and downgrade take."""
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = get_engine(settings)
+    return cfg
+
+
 def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision``."""
     from alembic import command
-    from alembic.config import Config
 
     settings = settings or get_settings()
     if settings.is_sqlite:
         settings.home.mkdir(parents=True, exist_ok=True)
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    cfg.attributes["engine"] = get_engine(settings)
-    command.upgrade(cfg, revision)
+    command.upgrade(alembic_config(settings), revision)
 
 
 #: The tables whose rows the service updates again and again: every poll writes two versions of
@@ -185,13 +195,14 @@ def upkeep(settings: Settings | None = None) -> dict[str, Any] | None:
     docs/performance-history.md: 5-18 ms a claim after five minutes of a benchmark run). And
     no table is ever analyzed, so each connection keeps the generic plans it made while the
     tables were small (round 47)."""
-    engine = get_engine(settings)
-    if engine.dialect.name != "postgresql":
-        return None
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        if conn.exec_driver_sql("SHOW autovacuum").scalar() == "on":
-            return None
-        return vacuum_and_analyze(conn)
+    with get_engine(settings).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return vacuum_and_analyze(conn) if autovacuum_off(conn) else None
+
+
+def autovacuum_off(conn: Connection) -> bool:
+    """Whether ``conn``'s server is PostgreSQL with autovacuum off (SQLite has none to be off):
+    what :func:`upkeep` stands in for and ``feedwatch status`` warns of."""
+    return conn.dialect.name == "postgresql" and conn.exec_driver_sql("SHOW autovacuum").scalar() == "off"
 
 
 def vacuum_and_analyze(conn: Connection) -> dict[str, Any]:

@@ -22,10 +22,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlmodel import Session, col
 
-from feedwatch.db import session_scope
+from feedwatch.db import autovacuum_off, session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, FullTextStatus, Heartbeat, Match
 from feedwatch.settings import Settings
 from feedwatch.timeutil import isoformat_utc, to_utc, utcnow
@@ -426,9 +426,7 @@ def database_warnings(session: Session, settings: Settings) -> list[str]:
     generic plans it made while they were small (round 47 in docs/performance-history.md), and
     never vacuums them, so the index entries of the feed rows' old versions pile up under the
     tick's claim (round 48), unless the service's own upkeep (``db.upkeep``) runs."""
-    if session.get_bind().dialect.name != "postgresql":
-        return []
-    if session.execute(text("SHOW autovacuum")).scalar() == "on":
+    if not autovacuum_off(session.connection()):
         return []
     if settings.db_upkeep_seconds > 0:
         return [

@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from sqlalchemy import Engine, text
 from support import polls
 from support.settings import database_settings
@@ -62,13 +63,21 @@ def test_vacuum_and_analyze_clears_the_dead_entries_under_the_claim(tmp_path: Pa
     assert after * 5 < before, (before, after)
 
 
-def test_upkeep_runs_only_where_autovacuum_is_off(tmp_path: Path) -> None:
-    """Whatever this server is set to (a server setting, not one a test may change): the upkeep
-    runs exactly when ``SHOW autovacuum`` says off."""
-    with database_settings("postgresql", tmp_path) as settings:
+def test_the_task_runs_the_upkeep_only_where_autovacuum_is_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The worker's task, on the process's settings, whatever this server is set to (a server
+    setting, not one a test may change): the upkeep runs exactly when ``SHOW autovacuum`` says
+    off."""
+    from support.services import postgres_database
+    from support.settings import migrated_settings
+
+    from workers import tasks
+
+    with postgres_database() as url, migrated_settings(monkeypatch, tmp_path, DATABASE_URL=url) as settings:
         with db.get_engine(settings).connect() as conn:
             off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
-        done = db.upkeep(settings)
+        done = tasks.db_upkeep()
     assert (done is not None) == off
     if done is not None:
         assert done["vacuumed"] == list(db.UPDATED_IN_PLACE)

@@ -196,13 +196,10 @@ def test_migration_0011_moves_the_band_rows_into_one_row_a_story_and_back(kind: 
     on PostgreSQL they leave ``storyband`` for ``storykeys``; SQLite keeps both. The downgrade
     gives PostgreSQL its band rows back."""
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     with database_settings(kind, tmp_path) as settings:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        cfg, engine = db.alembic_config(settings), db.get_engine(settings)
         command.downgrade(cfg, "0010")
         with engine.begin() as conn:
             _alerted_articles(conn, 2)
@@ -274,13 +271,10 @@ def test_migration_0012_gives_every_feed_its_origin(kind: str, tmp_path: Path) -
     redirect's, not the configured one), and those sharing it with another feed are in rounds;
     the downgrade drops the columns and their index."""
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect, text
 
     with database_settings(kind, tmp_path) as settings:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        cfg, engine = db.alembic_config(settings), db.get_engine(settings)
         command.downgrade(cfg, "0011")
         urls = {
             "https://news.am/eng/rss/": "https://News.AM:443/arm/rss/",
@@ -325,7 +319,6 @@ def test_migration_0013_leaves_the_rate_limit_index_on_claimed_at_alone(kind: st
     """0013 replaces the delivery index on ``(claimed_at, channel)`` with one on ``claimed_at``;
     the downgrade puts the old one back."""
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import inspect
 
     def delivery_indexes() -> dict[str, list[str]]:
@@ -333,9 +326,7 @@ def test_migration_0013_leaves_the_rate_limit_index_on_claimed_at_alone(kind: st
             return {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("delivery")}
 
     with database_settings(kind, tmp_path) as settings:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        cfg, engine = db.alembic_config(settings), db.get_engine(settings)
         indexes = delivery_indexes()
         assert (
             indexes["ix_delivery_claimed_at"] == ["claimed_at"]
@@ -353,7 +344,6 @@ def test_migration_0014_sets_the_feed_tables_fillfactor_on_postgresql(tmp_path: 
     """0014 fills the feed table's pages to 50 %; the downgrade resets it (a storage parameter:
     the schema comparison above cannot see it)."""
     from alembic import command
-    from alembic.config import Config
     from sqlalchemy import text
 
     def options() -> list[str]:
@@ -363,9 +353,7 @@ def test_migration_0014_sets_the_feed_tables_fillfactor_on_postgresql(tmp_path: 
             )
 
     with database_settings("postgresql", tmp_path) as settings:
-        cfg = Config()
-        cfg.set_main_option("script_location", str(db.MIGRATIONS_DIR))
-        cfg.attributes["engine"] = engine = db.get_engine(settings)
+        cfg, engine = db.alembic_config(settings), db.get_engine(settings)
         assert options() == ["fillfactor=50"]
         command.downgrade(cfg, "0013")
         assert options() == []

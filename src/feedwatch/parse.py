@@ -45,6 +45,7 @@ import feedparser.mixin
 from feedwatch import splice
 from feedwatch.fastparse import complete, read
 from feedwatch.fastparse_encoding import pi_encoding
+from feedwatch.immutable import immutable
 from feedwatch.known import fingerprint as _fingerprint
 
 MAX_ENTRIES = 1_000
@@ -65,7 +66,7 @@ class ParseError(Exception):
         self.message = message
 
 
-@dataclass(frozen=True)
+@immutable
 class ParsedEntry:
     guid: str | None
     link: str | None
@@ -108,7 +109,7 @@ class ParsedEntry:
         )
 
 
-@dataclass(frozen=True)
+@immutable
 class ParsedFeed:
     title: str
     link: str | None

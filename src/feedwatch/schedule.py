@@ -36,11 +36,11 @@ import math
 import random
 from collections.abc import Mapping, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from feedwatch.immutable import immutable
 from feedwatch.models import FeedState
 from feedwatch.timeutil import parse_utc, to_utc
 
@@ -83,7 +83,7 @@ CLASS_WEIGHT: dict[str, float] = {
 _PERIOD_MINUTES = {"hourly": 60, "daily": 1440, "weekly": 10080, "monthly": 43200, "yearly": 525600}
 
 
-@dataclass(frozen=True)
+@immutable
 class Timing:
     """The feed's configured rhythm."""
 
@@ -98,7 +98,7 @@ class Timing:
         return low, max(high, low)
 
 
-@dataclass(frozen=True)
+@immutable
 class Hints:
     """What the server said about how often to come back, each in minutes."""
 
@@ -121,7 +121,7 @@ class Hints:
         return max(named) if named else None
 
 
-@dataclass(frozen=True)
+@immutable
 class NextCheck:
     at: datetime
     state: str

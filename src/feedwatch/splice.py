@@ -49,7 +49,6 @@ from __future__ import annotations
 import re
 import struct
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from itertools import starmap
@@ -57,6 +56,7 @@ from typing import NamedTuple
 
 import xxhash
 
+from feedwatch.immutable import immutable
 from feedwatch.known import SIZE as FINGERPRINT_SIZE
 
 _VERSION = 1
@@ -99,7 +99,7 @@ def date_of(micros: int) -> datetime:
 _new_item = partial(tuple.__new__, Item)
 
 
-@dataclass(frozen=True)
+@immutable
 class Record:
     tag: bytes
     context: int
@@ -126,7 +126,7 @@ class Record:
         return {item.span: item for item in self.items if item.fingerprint != NO_FINGERPRINT}
 
 
-@dataclass(frozen=True)
+@immutable
 class Cut:
     """A body cut into its items' spans: ``pieces`` are the bytes around them (one more than
     the spans), ``hashes`` the spans' hashes, ``context`` as in the module docstring."""

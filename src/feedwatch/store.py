@@ -44,6 +44,7 @@ from sqlalchemy.types import LargeBinary, TypeDecorator
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from feedwatch.immutable import immutable
 from feedwatch.models import (
     Alert,
     AlertStatus,
@@ -563,7 +564,7 @@ def release_claims(session: Session, ids: Sequence[int], now: datetime) -> None:
         )
 
 
-@dataclass(frozen=True)
+@immutable
 class PollTarget:
     """What a poll's fetch and parse read of a feed row: plain values, no ORM object (building
     one ``Feed`` per polled feed was ~5 % of a feeds worker). ``feedstate`` writes the row."""

@@ -43,6 +43,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
 
 from feedwatch import store
+from feedwatch.immutable import immutable
 from feedwatch.minhash import minhash_many
 from feedwatch.models import Alert, Article, Feed, StoryBand, StoryCopy, StoryKeys
 from feedwatch.store import _table
@@ -74,7 +75,7 @@ class StoryPolicy:
         return cls(window=timedelta(hours=s.story_window_hours), threshold=s.story_similarity)
 
 
-@dataclass(frozen=True)
+@immutable
 class Signature:
     hashvalues: list[int]
     keys: list[str]  # LSH band keys, plus the title key when the title is long enough
@@ -217,7 +218,7 @@ class _Stories:
         return index
 
 
-@dataclass(frozen=True)
+@immutable
 class Flagged:
     """A flagged new article for :func:`settle`."""
 
@@ -349,7 +350,7 @@ def _insert_copies(insert: Any) -> Any:
     return insert(_table(StoryCopy))
 
 
-@dataclass(frozen=True)
+@immutable
 class CopyInfo:
     outlet: str
     title: str

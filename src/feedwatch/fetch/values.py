@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from feedwatch.immutable import immutable
+
 if TYPE_CHECKING:
     from feedwatch.fetch.body import SpilledBody
     from feedwatch.settings import Settings
@@ -49,7 +51,7 @@ class FetchConfig:
         )
 
 
-@dataclass(frozen=True)
+@immutable
 class FetchRequest:
     """One feed to fetch; ``key`` is the caller's id (feed id), passed through untouched."""
 
@@ -59,7 +61,7 @@ class FetchRequest:
     key: int | str | None = None
 
 
-@dataclass(frozen=True)
+@immutable
 class Redirect:
     """One hop followed; later code adopts ``target`` when a feed keeps answering 301/308."""
 
@@ -68,7 +70,7 @@ class Redirect:
     target: str
 
 
-@dataclass(frozen=True)
+@immutable
 class FetchResult:
     """A successful fetch: 200 with a body, or 304 (``not_modified``, empty body).
 

@@ -12,13 +12,13 @@ import unicodedata
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from itertools import accumulate, count
 from operator import add
 from typing import Any, NamedTuple
 
 import ahocorasick
 
+from feedwatch.immutable import immutable
 from feedwatch.rules.model import Clause, Hit, TermUse, Topic, TopicMatch
 from feedwatch.textnorm import Words, screen_fold, split_words
 
@@ -44,7 +44,7 @@ class _Occ(NamedTuple):
     hit: Hit
 
 
-@dataclass(frozen=True)
+@immutable
 class _Evidence:
     group_value: dict[int, float]
     occs: dict[int, list[_Occ]]

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from feedwatch.immutable import immutable
+
 
 class RulesError(ValueError):
     """An invalid rules file; the message reads ``<file>:<line>: <reason>``."""
@@ -14,7 +16,7 @@ class RulesWarning(UserWarning):
     """A rule that is valid but can never match (or never matters); same message format."""
 
 
-@dataclass(frozen=True)
+@immutable
 class Hit:
     """One term occurrence. ``start``/``end`` index the original field text; ``weight`` is the
     term weight times the field weight (title counts more than body)."""
@@ -35,7 +37,7 @@ class Hit:
         }
 
 
-@dataclass(frozen=True)
+@immutable
 class TopicMatch:
     topic: str
     score: float

@@ -12,9 +12,10 @@ from typing import Any
 import structlog
 from celery import Task
 
-from feedwatch import alerts, db, pipeline
+from feedwatch import alerts, db, pipeline, stories
 from feedwatch.channels import Channel, build_channels
 from feedwatch.settings import get_settings
+from feedwatch.timeutil import utcnow
 from workers.app import MAX_COUNTDOWN, app
 
 _context: pipeline.Context | None = None
@@ -61,11 +62,17 @@ def schedule_tick() -> dict[str, int]:
 
 
 @app.task(name="feedwatch.db_upkeep", acks_late=False)
-def db_upkeep() -> dict[str, Any] | None:
-    done = db.upkeep(get_settings())
-    if done is not None:
-        structlog.get_logger().info("db.upkeep", seconds=done["seconds"], vacuumed=done["vacuumed"])
-    return done
+def db_upkeep() -> dict[str, Any]:
+    """The keys of stories past their window deleted (``stories.prune_keys``), then VACUUM and
+    ANALYZE where PostgreSQL's autovacuum is off (``db.upkeep``; ``vacuum`` is None elsewhere),
+    the story keys' table among the vacuumed when keys went."""
+    settings = get_settings()
+    with db.session_scope(settings) as session:
+        pruned = stories.prune_keys(session, utcnow(), stories.StoryPolicy.from_settings(settings))
+    done = db.upkeep(settings, vacuum=("storykeys",) if pruned else ())
+    vacuumed = {"seconds": done["seconds"], "vacuumed": done["vacuumed"]} if done is not None else {}
+    structlog.get_logger().info("db.upkeep", story_keys_pruned=pruned, **vacuumed)
+    return {"story_keys_pruned": pruned, "vacuum": done}
 
 
 @app.task(name="feedwatch.poll_feed")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -185,9 +185,10 @@ def upgrade(settings: Settings | None = None, revision: str = "head") -> None:
 UPDATED_IN_PLACE = ("feed", "alert", "delivery")
 
 
-def upkeep(settings: Settings | None = None) -> dict[str, Any] | None:
-    """What autovacuum would do, done where PostgreSQL's is off (:func:`vacuum_and_analyze`).
-    None, having done nothing, on SQLite and where autovacuum is on: its own settings rule.
+def upkeep(settings: Settings | None = None, vacuum: Sequence[str] = ()) -> dict[str, Any] | None:
+    """What autovacuum would do, done where PostgreSQL's is off (:func:`vacuum_and_analyze`;
+    ``vacuum``: tables to VACUUM as well, which the caller deleted rows from). None, having done
+    nothing, on SQLite and where autovacuum is on: its own settings rule.
 
     Without it, on such a server, nothing ever removes the index entries of a feed row's old
     versions: the tick's claim reads the due end of ``next_check_at``'s index, where every poll
@@ -196,7 +197,7 @@ def upkeep(settings: Settings | None = None) -> dict[str, Any] | None:
     no table is ever analyzed, so each connection keeps the generic plans it made while the
     tables were small (round 47)."""
     with get_engine(settings).connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return vacuum_and_analyze(conn) if autovacuum_off(conn) else None
+        return vacuum_and_analyze(conn, vacuum) if autovacuum_off(conn) else None
 
 
 def autovacuum_off(conn: Connection) -> bool:
@@ -205,23 +206,24 @@ def autovacuum_off(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql" and conn.exec_driver_sql("SHOW autovacuum").scalar() == "off"
 
 
-def vacuum_and_analyze(conn: Connection) -> dict[str, Any]:
-    """``VACUUM (ANALYZE)`` of the tables the service updates in place (:data:`UPDATED_IN_PLACE`),
-    ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit). ``TRUNCATE false``: the
-    heap is not cut back, which would take the table's exclusive lock; the pages VACUUM frees
-    are reused."""
+def vacuum_and_analyze(conn: Connection, also: Sequence[str] = ()) -> dict[str, Any]:
+    """``VACUUM (ANALYZE)`` of the tables the service updates in place (:data:`UPDATED_IN_PLACE`)
+    and of ``also``, ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit).
+    ``TRUNCATE false``: the heap is not cut back, which would take the table's exclusive lock;
+    the pages VACUUM frees are reused."""
     from sqlmodel import SQLModel
 
     from feedwatch import models  # noqa: F401 - registers the tables
 
     started = time.monotonic()
     quote = conn.dialect.identifier_preparer.quote
-    others = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in UPDATED_IN_PLACE]
-    for name in UPDATED_IN_PLACE:
+    vacuumed = [*UPDATED_IN_PLACE, *(name for name in also if name not in UPDATED_IN_PLACE)]
+    others = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in vacuumed]
+    for name in vacuumed:
         conn.exec_driver_sql(f"VACUUM (ANALYZE, TRUNCATE false) {quote(name)}")
     conn.exec_driver_sql("ANALYZE " + ", ".join(map(quote, others)))
     return {
-        "vacuumed": list(UPDATED_IN_PLACE),
+        "vacuumed": vacuumed,
         "analyzed": others,
         "seconds": round(time.monotonic() - started, 3),
     }

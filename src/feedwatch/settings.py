@@ -55,8 +55,9 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description=(
-            "Where PostgreSQL's autovacuum is off, VACUUM ANALYZE the tables the service updates"
-            " in place and ANALYZE the others this often (0: never). Nothing where it is on."
+            "PostgreSQL, this often (0: never): delete the story keys of stories past the story"
+            " window; where autovacuum is off, VACUUM ANALYZE the tables the service updates in"
+            " place and ANALYZE the others."
         ),
     )
     default_interval_minutes: float = Field(default=10.0, gt=0)

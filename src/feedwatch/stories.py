@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Final
 import numpy as np
 import structlog
 from sqlalchemy import bindparam
+from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col
@@ -142,7 +143,8 @@ def find_story(
 
 
 _BAND = _table(StoryBand).c
-_KEYS = _table(StoryKeys).c
+_KEYS_TABLE = _table(StoryKeys)
+_KEYS = _KEYS_TABLE.c
 #: Built once (building costs more CPU than running it): the stories of the window sharing a key
 #: with these. SQLite: the bands with these keys, one row a key.
 _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
@@ -304,6 +306,30 @@ def record_keys(session: Session, stories: Sequence[tuple[int, Signature]], now:
 
 
 _KEY_COLUMNS: Final = ("alert_id", "band_keys", "created_at")
+
+#: How long past the story window a story's keys are kept (:func:`prune_keys`): a batch whose
+#: clock reads a little behind the pruner's still finds every story of its own window.
+PRUNE_MARGIN: Final = timedelta(hours=1)
+
+
+def prune_keys(session: Session, now: datetime, policy: StoryPolicy) -> int:
+    """Delete the keys of the stories that left the window (``policy.window`` and
+    :data:`PRUNE_MARGIN` before ``now``); returns how many stories' keys went. The stories'
+    alerts and copies stay: only the lookup reads keys, and it never returns such a story.
+
+    On PostgreSQL it still paid for them: the GIN index on ``band_keys`` hands out every story
+    that ever shared a key with the batch's, and each is read from the heap to be dropped by the
+    window's condition on ``created_at``, so a lookup's cost grew with every story the
+    deployment had ever stored (round 49 in docs/performance-history.md). SQLite's band rows
+    are read through ``(key, created_at)`` and never were; they go as well, as the same keys.
+    Run by the worker's ``db_upkeep`` task; the index entries of deleted rows go at the next
+    VACUUM (autovacuum's, or ``db.upkeep``'s where it is off)."""
+    cutoff = now - policy.window - PRUNE_MARGIN
+    connection = session.connection()
+    pruned = connection.execute(sa_delete(_KEYS_TABLE).where(_KEYS.created_at < cutoff)).rowcount
+    if connection.dialect.name != "postgresql":
+        connection.execute(sa_delete(_table(StoryBand)).where(_BAND.created_at < cutoff))
+    return int(pruned)
 
 
 #: Per database (engine): alert id → its MinHash values, the most recently used kept.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
@@ -78,9 +79,76 @@ def test_the_task_runs_the_upkeep_only_where_autovacuum_is_off(
         with db.get_engine(settings).connect() as conn:
             off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
         done = tasks.db_upkeep()
-    assert (done is not None) == off
-    if done is not None:
-        assert done["vacuumed"] == list(db.UPDATED_IN_PLACE)
+    assert done["story_keys_pruned"] == 0  # a new database: no story yet
+    assert (done["vacuum"] is not None) == off
+    if done["vacuum"] is not None:
+        assert done["vacuum"]["vacuumed"] == list(db.UPDATED_IN_PLACE)
+
+
+def _lookup_plan(engine: Engine, keys: list[str], since: datetime) -> dict[str, Any]:
+    """The story lookup's own statement (``stories._STORIES_BY_KEYS``) under ``EXPLAIN
+    (ANALYZE, BUFFERS)``: its bitmap heap scan's node."""
+    from sqlalchemy.dialects import postgresql
+
+    from feedwatch import stories
+
+    sql = str(stories._STORIES_BY_KEYS.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
+    with engine.connect() as conn:
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, {"b_keys": keys, "b_since": since})
+        plan = cursor.fetchone()[0]
+    node = plan[0]["Plan"]
+    while node["Node Type"] != "Bitmap Heap Scan":
+        node = node["Plans"][0]
+    return dict(node)
+
+
+def test_the_upkeep_prunes_the_story_keys_the_lookup_read_to_drop(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Round 49: the GIN index hands the lookup every story that ever shared a key, and the
+    window's condition drops the old ones only after their rows are read. 300 stories past the
+    window sharing the lead of the one being looked up: read and dropped on every lookup until
+    the upkeep deletes their keys, and their index entries are gone once VACUUM has run."""
+    from datetime import UTC, timedelta
+
+    from sqlmodel import Session
+    from support.services import postgres_database
+    from support.settings import migrated_settings
+    from support.stories import add_feed, add_story
+
+    from feedwatch import stories
+    from workers import tasks
+
+    now = datetime.now(UTC)
+    policy = stories.StoryPolicy()
+    lead = "Russian and Azerbaijani ministers met in Moscow to discuss transport links and the border. "
+    with postgres_database() as url, migrated_settings(monkeypatch, tmp_path, DATABASE_URL=url) as settings:
+        engine = db.get_engine(settings)
+        with Session(engine) as session:
+            feed = add_feed(session)
+            old = now - policy.window - timedelta(hours=3)
+            for n in range(300):
+                add_story(session, feed, f"old{n}", f"Old {n}", lead + f"item{n} " * 40, old)
+            recent = add_story(session, feed, "new", "New", lead + "fresh " * 40, now - timedelta(hours=1))
+            session.commit()
+        keys = sorted(stories.signature("New (AFP)", lead + "fresh " * 40).keys)
+        since = now - policy.window
+        before = _lookup_plan(engine, keys, since)
+        done = tasks.db_upkeep()
+        after = _lookup_plan(engine, keys, since)
+        with engine.connect() as conn:
+            off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
+            left = conn.execute(text("SELECT array_agg(alert_id) FROM storykeys")).scalar_one()
+    print(f"\nstory lookup, 300 old stories: {before} -> {after}")
+    assert done["story_keys_pruned"] == 300
+    assert left == [recent]
+    assert before["Actual Rows"] == 1 and after["Actual Rows"] == 1
+    assert before["Rows Removed by Filter"] >= 100, before  # old stories read, then dropped
+    assert after.get("Rows Removed by Filter", 0) == 0
+    if off:  # the upkeep's VACUUM took their entries out of the index: their pages are not read
+        assert "storykeys" in done["vacuum"]["vacuumed"]
+        assert after["Exact Heap Blocks"] < before["Exact Heap Blocks"], (before, after)
 
 
 def test_upkeep_does_nothing_on_sqlite(tmp_path: Path) -> None:

@@ -230,3 +230,31 @@ def test_a_story_keeps_its_keys_in_one_row_and_sqlite_indexes_them_one_row_each(
     assert sorted(bands) == ([] if postgres else sorted(sig.keys))
     found = stories.find_story(session, sig, NOW, POLICY)
     assert found is not None and found[0] == alert_id
+
+
+def test_prune_keys_deletes_the_keys_of_stories_past_the_window_and_finds_the_rest(
+    session: Session, feed: Feed
+) -> None:
+    """A story's keys go once it is older than the window and the margin; its alert stays, and
+    the stories of the window are found as before. SQLite's band rows go with the keys."""
+    text = f"{LEAD}. Topic: " + "detail " * 60
+    gone = add_story(
+        session, feed, "k1", "Old", text, NOW - POLICY.window - stories.PRUNE_MARGIN - timedelta(minutes=1)
+    )
+    margin = add_story(
+        session, feed, "k2", "In the margin", text, NOW - POLICY.window - timedelta(minutes=30)
+    )
+    recent = add_story(session, feed, "k3", "Recent", text, NOW - timedelta(hours=1))
+    copy = stories.signature("Recent (AFP)", text)
+    found_before = stories.find_story(session, copy, NOW, POLICY)
+
+    assert stories.prune_keys(session, NOW, POLICY) == 1
+    assert stories.prune_keys(session, NOW, POLICY) == 0
+    kept = session.execute(select(StoryKeys.alert_id).order_by(col(StoryKeys.alert_id))).scalars().all()
+    assert kept == [margin, recent]
+    bands = set(session.execute(select(StoryBand.alert_id)).scalars().all())
+    assert gone not in bands
+    assert bands == (set() if session.get_bind().dialect.name == "postgresql" else {margin, recent})
+    assert session.get(Alert, gone) is not None
+    assert stories.find_story(session, copy, NOW, POLICY) == found_before
+    assert found_before is not None and found_before[0] == recent  # the margin is outside the window

@@ -139,7 +139,8 @@ def create_app(settings: Settings | None = None) -> Celery:
                 "schedule": settings.digest_check_seconds,
                 "options": {"expires": settings.digest_check_seconds, "queue": "alerts"},
             },
-            # VACUUM and ANALYZE where PostgreSQL's autovacuum is off (feedwatch.db.upkeep).
+            # The story keys past their window deleted, on every database; VACUUM and ANALYZE where
+            # PostgreSQL's autovacuum is off (workers.tasks.db_upkeep).
             **(
                 {
                     "db-upkeep": {
@@ -148,7 +149,7 @@ def create_app(settings: Settings | None = None) -> Celery:
                         "options": {"expires": settings.db_upkeep_seconds, "queue": "default"},
                     }
                 }
-                if settings.db_upkeep_seconds > 0 and not settings.is_sqlite
+                if settings.db_upkeep_seconds > 0
                 else {}
             ),
         },

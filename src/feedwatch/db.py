@@ -206,9 +206,9 @@ def autovacuum_off(conn: Connection) -> bool:
     return conn.dialect.name == "postgresql" and conn.exec_driver_sql("SHOW autovacuum").scalar() == "off"
 
 
-def vacuum_and_analyze(conn: Connection, also: Sequence[str] = ()) -> dict[str, Any]:
+def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str, Any]:
     """``VACUUM (ANALYZE)`` of the tables the service updates in place (:data:`UPDATED_IN_PLACE`)
-    and of ``also``, ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit).
+    and of ``vacuum``, ``ANALYZE`` of the others, on ``conn`` (PostgreSQL, in autocommit).
     ``TRUNCATE false``: the heap is not cut back, which would take the table's exclusive lock;
     the pages VACUUM frees are reused."""
     from sqlmodel import SQLModel
@@ -217,7 +217,7 @@ def vacuum_and_analyze(conn: Connection, also: Sequence[str] = ()) -> dict[str, 
 
     started = time.monotonic()
     quote = conn.dialect.identifier_preparer.quote
-    vacuumed = [*UPDATED_IN_PLACE, *(name for name in also if name not in UPDATED_IN_PLACE)]
+    vacuumed = [*UPDATED_IN_PLACE, *(name for name in vacuum if name not in UPDATED_IN_PLACE)]
     others = [t.name for t in SQLModel.metadata.sorted_tables if t.name not in vacuumed]
     for name in vacuumed:
         conn.exec_driver_sql(f"VACUUM (ANALYZE, TRUNCATE false) {quote(name)}")

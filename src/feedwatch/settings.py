@@ -55,8 +55,8 @@ class Settings(BaseSettings):
         default=60.0,
         ge=0,
         description=(
-            "PostgreSQL, this often (0: never): delete the story keys of stories past the story"
-            " window; where autovacuum is off, VACUUM ANALYZE the tables the service updates in"
+            "This often (0: never): delete the story keys of stories past the story window; where"
+            " PostgreSQL's autovacuum is off, VACUUM ANALYZE the tables the service updates in"
             " place and ANALYZE the others."
         ),
     )

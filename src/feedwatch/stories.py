@@ -321,8 +321,9 @@ def prune_keys(session: Session, now: datetime, policy: StoryPolicy) -> int:
     that ever shared a key with the batch's, and each is read from the heap to be dropped by the
     window's condition on ``created_at``, so a lookup's cost grew with every story the
     deployment had ever stored (round 49 in docs/performance-history.md). SQLite's band rows
-    are read through ``(key, created_at)`` and never were; they go as well, as the same keys.
-    Run by the worker's ``db_upkeep`` task; the index entries of deleted rows go at the next
+    are read through ``(key, created_at)`` and never were; they go as well, as the same keys,
+    so neither table grows without bound on either database. Run by the worker's ``db_upkeep``
+    task, on both; the index entries of deleted rows go at the next
     VACUUM (autovacuum's, or ``db.upkeep``'s where it is off)."""
     cutoff = now - policy.window - PRUNE_MARGIN
     connection = session.connection()

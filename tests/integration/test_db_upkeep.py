@@ -154,3 +154,37 @@ def test_the_upkeep_prunes_the_story_keys_the_lookup_read_to_drop(
 def test_upkeep_does_nothing_on_sqlite(tmp_path: Path) -> None:
     with database_settings("sqlite", tmp_path) as settings:
         assert db.upkeep(settings) is None
+
+
+def test_the_task_prunes_the_story_keys_on_sqlite_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Beat sends the upkeep on SQLite as well (the embedded mode): a story past its window loses
+    its keys and its band rows, one of the window keeps them; there is nothing to vacuum."""
+    from datetime import UTC, timedelta
+
+    from sqlmodel import Session, select
+    from support.settings import migrated_settings
+    from support.stories import add_feed, add_story
+
+    from feedwatch import stories
+    from feedwatch.models import StoryBand, StoryKeys
+    from workers import tasks
+
+    now = datetime.now(UTC)
+    text_ = "Russian and Azerbaijani ministers met in Moscow to discuss transport links. " * 5
+    with migrated_settings(monkeypatch, tmp_path) as settings:
+        assert settings.is_sqlite
+        with Session(db.get_engine(settings)) as session:
+            feed = add_feed(session)
+            add_story(
+                session, feed, "old", "Old", text_, now - stories.StoryPolicy().window - timedelta(hours=2)
+            )
+            recent = add_story(session, feed, "new", "New", text_, now - timedelta(hours=1))
+            session.commit()
+        done = tasks.db_upkeep()
+        with Session(db.get_engine(settings)) as session:
+            keys = session.exec(select(StoryKeys.alert_id)).all()
+            bands = set(session.exec(select(StoryBand.alert_id)).all())
+    assert done == {"story_keys_pruned": 1, "vacuum": None}
+    assert keys == [recent] and bands == {recent}

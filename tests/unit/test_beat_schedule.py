@@ -1,4 +1,4 @@
-"""What beat sends besides the tick: the database upkeep only where it can do something."""
+"""What beat sends besides the tick: the database upkeep, on every database, unless turned off."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from feedwatch.settings import Settings
 from workers.app import create_app
 
 
-def test_beat_sends_the_database_upkeep_on_postgresql_unless_turned_off(tmp_path: Path) -> None:
+def test_beat_sends_the_database_upkeep_unless_turned_off(tmp_path: Path) -> None:
     pg = Settings(
         home=tmp_path,
         database_url="postgresql+psycopg://feedwatch@127.0.0.1:5432/feedwatch",
@@ -23,4 +23,10 @@ def test_beat_sends_the_database_upkeep_on_postgresql_unless_turned_off(tmp_path
     )
     assert app.conf.task_routes["feedwatch.db_upkeep"]["queue"] == "default"
     assert "db-upkeep" not in create_app(pg.model_copy(update={"db_upkeep_seconds": 0})).conf.beat_schedule
-    assert "db-upkeep" not in create_app(Settings(home=tmp_path)).conf.beat_schedule  # SQLite: nothing to do
+    # SQLite: the story keys past their window are pruned there too (no VACUUM: db.upkeep is None).
+    sqlite = Settings(home=tmp_path)
+    assert sqlite.is_sqlite
+    assert create_app(sqlite).conf.beat_schedule["db-upkeep"]["task"] == "feedwatch.db_upkeep"
+    assert (
+        "db-upkeep" not in create_app(sqlite.model_copy(update={"db_upkeep_seconds": 0})).conf.beat_schedule
+    )

@@ -69,7 +69,7 @@ def db_upkeep() -> dict[str, Any]:
     settings = get_settings()
     with db.session_scope(settings) as session:
         pruned = stories.prune_keys(session, utcnow(), stories.StoryPolicy.from_settings(settings))
-    done = db.upkeep(settings, vacuum=("storykeys",) if pruned else ())
+    done = db.upkeep(settings, vacuum=(stories.KEYS_TABLE,) if pruned else ())
     vacuumed = {"seconds": done["seconds"], "vacuumed": done["vacuumed"]} if done is not None else {}
     structlog.get_logger().info("db.upkeep", story_keys_pruned=pruned, **vacuumed)
     return {"story_keys_pruned": pruned, "vacuum": done}

@@ -142,9 +142,13 @@ def find_story(
     return None if found is None else (found[1], found[2])
 
 
-_BAND = _table(StoryBand).c
+_BAND_TABLE = _table(StoryBand)
+_BAND = _BAND_TABLE.c
 _KEYS_TABLE = _table(StoryKeys)
 _KEYS = _KEYS_TABLE.c
+#: The table :func:`prune_keys` deletes from on PostgreSQL, whose VACUUM takes the deleted rows'
+#: entries out of its GIN index (``db.upkeep(vacuum=…)``).
+KEYS_TABLE: Final = _KEYS_TABLE.name
 #: Built once (building costs more CPU than running it): the stories of the window sharing a key
 #: with these. SQLite: the bands with these keys, one row a key.
 _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
@@ -324,12 +328,16 @@ def prune_keys(session: Session, now: datetime, policy: StoryPolicy) -> int:
     are read through ``(key, created_at)`` and never were; they go as well, as the same keys,
     so neither table grows without bound on either database. Run by the worker's ``db_upkeep``
     task, on both; the index entries of deleted rows go at the next
-    VACUUM (autovacuum's, or ``db.upkeep``'s where it is off)."""
+    VACUUM (autovacuum's, or ``db.upkeep``'s where it is off).
+
+    No index has ``created_at`` first, so each run reads the tables whole: with 20,000 stories in
+    the window and nothing to delete, 6.2 ms on PostgreSQL and 51 ms on SQLite (its 400,000 band
+    rows), once a minute; an index would be written with every story instead (round 50)."""
     cutoff = now - policy.window - PRUNE_MARGIN
     connection = session.connection()
     pruned = connection.execute(sa_delete(_KEYS_TABLE).where(_KEYS.created_at < cutoff)).rowcount
     if connection.dialect.name != "postgresql":
-        connection.execute(sa_delete(_table(StoryBand)).where(_BAND.created_at < cutoff))
+        connection.execute(sa_delete(_BAND_TABLE).where(_BAND.created_at < cutoff))
     return int(pruned)
 
 
@@ -370,7 +378,7 @@ def _insert_keys(insert: Any) -> Any:
 
 
 def _insert_bands(insert: Any) -> Any:
-    return insert(_table(StoryBand))
+    return insert(_BAND_TABLE)
 
 
 def _insert_copies(insert: Any) -> Any:

@@ -859,6 +859,25 @@ def insert_feeds(
         rows[i]["entry_fingerprints"], rows[i]["item_spans"] = prints, spans
     with service.engine.begin() as conn:
         conn.execute(insert(Feed), rows)
+        count_conditional_polls(conn, [rows[i]["config_url"] for i in seeded])
+
+
+def count_conditional_polls(conn: Any, urls: list[str]) -> None:
+    """The count of conditional polls of the feeds at ``urls``, seeded as polled once, where the
+    service's first poll puts it (``feedstate.unconditional_phase``), so their unconditional
+    fetches take turns as in service. Counted from zero (until round 51), all 7,000 of the poll
+    group's 304 feeds went without validators on the same poll: a capacity window held all
+    7,000 such fetches or none of them, and its poll ratio moved with it."""
+    from sqlalchemy import bindparam, select, update
+    from sqlmodel import col
+
+    from feedwatch.feedstate import unconditional_phase
+    from feedwatch.models import Feed
+
+    ids = conn.execute(select(col(Feed.id)).where(col(Feed.config_url).in_(urls))).scalars().all()
+    if ids:
+        phase = update(Feed).where(col(Feed.id) == bindparam("fid")).values(conditional_polls=bindparam("n"))
+        conn.execute(phase, [{"fid": i, "n": unconditional_phase(i)} for i in ids])
 
 
 def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[bytes, bytes | None]]:

@@ -85,6 +85,7 @@ def test_conditional_get_with_an_occasional_unconditional_fetch(
 ) -> None:
     """A server whose ETag lies (304 while the feed changed) is caught by the unconditional poll."""
     monkeypatch.setattr(feedstate, "UNCONDITIONAL_EVERY", 3)
+    monkeypatch.setattr(feedstate, "unconditional_phase", lambda feed_id: 0)  # counted from zero
     server.routes["/f.xml"] = Route(feed_body("a"), etag='"v1"')
     feed_id = add_feed(ctx, server.url("/f.xml"))
     report, feed = poll(ctx, feed_id)
@@ -98,6 +99,37 @@ def test_conditional_get_with_an_occasional_unconditional_fetch(
     assert (report.outcome, report.new) == ("ok", 3)
     assert server.conditional_hits["/f.xml"] == 2
     assert feed.poll_history[-1].get("unconditional") is True and feed.conditional_polls == 0
+
+
+def test_feeds_added_together_take_turns_at_the_unconditional_fetch(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four feeds added and polled together, one unconditional poll in four each: a different
+    one of them goes without validators on each poll, not all four on the same one."""
+    monkeypatch.setattr(feedstate, "UNCONDITIONAL_EVERY", 4)
+    paths = [f"/f{k}.xml" for k in range(4)]
+    for k, path in enumerate(paths):
+        server.routes[path] = Route(feed_body(f"f{k}"), etag=f'"v{k}"')
+    urls = [server.url(path) for path in paths]
+    with db.session_scope(ctx.settings) as session:  # one sync: another would disable the rest
+        store.sync_feeds(session, [FeedSpec(url=u, interval_minutes=10) for u in urls], ctx.clock())
+        ids = [int(session.exec(select(Feed.id).where(Feed.config_url == u)).one() or 0) for u in urls]
+    assert sorted(feedstate.unconditional_phase(i) for i in ids) == [0, 1, 2, 3]
+    assert isinstance(ctx.clock, Clock)
+    unconditional_by_round = []
+    for _ in range(9):
+        ctx.clock.advance(10)
+        hits, conditional = server.hits.copy(), server.conditional_hits.copy()
+        reports = pipeline.poll_feeds(ctx, ids)
+        assert all(r.outcome in ("ok", "not_modified", "unchanged") for r in reports)
+        assert [server.hits[p] - hits[p] for p in paths] == [1] * 4, [r.outcome for r in reports]
+        unconditional_by_round.append(
+            sorted(p for p in paths if server.conditional_hits[p] == conditional[p])
+        )
+    assert len(unconditional_by_round[0]) == 4  # the first poll: no validators yet
+    later = unconditional_by_round[1:]
+    assert [len(r) for r in later] == [1] * 8
+    assert sorted(r[0] for r in later[:4]) == paths and later[4:] == later[:4]
 
 
 def test_body_hash_without_validators(ctx: pipeline.Context, server: FeedServer) -> None:

@@ -1515,10 +1515,11 @@ def restart_conditional_count(service: Service, group: str, sampler: RssSampler)
     """Park a group's feeds and count their conditional polls from zero again.
 
     A feed with validators is fetched without them every 20th poll (feedstate's
-    UNCONDITIONAL_EVERY). The runner pre-seeds the 304 feeds as polled but stores none of their
-    items, so that poll stores all 50 as new: a wave of ~35,000 articles at 1,000 feeds that the
-    steady state never sees. The main phases stay below 20 polls per feed in a quick run; with
-    the scale-out phases after them they would not."""
+    UNCONDITIONAL_EVERY). Until the runner seeded the 304 feeds' body hash too (5c80dee), that
+    poll stored all 50 items as new: a wave of ~35,000 articles at 1,000 feeds that the steady
+    state never sees. Now it finds the body unchanged; counted from zero, a scale-out phase of
+    fewer than 20 polls a feed holds no such poll at all, on one node as on two, where the
+    main phases hold their steady share (``count_conditional_polls``, round 51)."""
     ids = park(service, group, sampler)
     service.execute(f"UPDATE feed SET conditional_polls = 0 WHERE id IN ({','.join(map(str, ids))})")
 

@@ -862,12 +862,12 @@ def insert_feeds(
         rows[i]["entry_fingerprints"], rows[i]["item_spans"] = prints, spans
     with service.engine.begin() as conn:
         conn.execute(insert(Feed), rows)
-        count_conditional_polls(conn, [rows[i]["config_url"] for i in seeded])
+        seed_conditional_counts(conn, [rows[i]["config_url"] for i in seeded])
 
 
-def count_conditional_polls(conn: Any, urls: list[str]) -> None:
-    """The count of conditional polls of the feeds at ``urls``, seeded as polled once, where the
-    service's first poll puts it (``feedstate.unconditional_phase``), so their unconditional
+def seed_conditional_counts(conn: Any, urls: list[str]) -> None:
+    """Set the count of conditional polls of the feeds at ``urls``, seeded as polled once, where
+    the service's first poll puts it (``feedstate.unconditional_phase``), so their unconditional
     fetches take turns as in service. Counted from zero (until round 51), all 7,000 of the poll
     group's 304 feeds went without validators on the same poll: a capacity window held all
     7,000 such fetches or none of them, and its poll ratio moved with it."""
@@ -1519,7 +1519,7 @@ def restart_conditional_count(service: Service, group: str, sampler: RssSampler)
     poll stored all 50 items as new: a wave of ~35,000 articles at 1,000 feeds that the steady
     state never sees. Now it finds the body unchanged; counted from zero, a scale-out phase of
     fewer than 20 polls a feed holds no such poll at all, on one node as on two, where the
-    main phases hold their steady share (``count_conditional_polls``, round 51)."""
+    main phases hold their steady share (``seed_conditional_counts``, round 51)."""
     ids = park(service, group, sampler)
     service.execute(f"UPDATE feed SET conditional_polls = 0 WHERE id IN ({','.join(map(str, ids))})")
 

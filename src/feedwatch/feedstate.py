@@ -202,8 +202,9 @@ def _editing(session: Session, feed_id: int) -> Iterator[FeedRow]:
 
 def unconditional_phase(feed_id: int) -> int:
     """Where a feed's count of conditional polls starts while it has no validators (before its
-    first answer with one): its first unconditional fetch comes ``UNCONDITIONAL_EVERY`` − this
-    conditional polls after its validators do, every later one ``UNCONDITIONAL_EVERY`` polls on.
+    first answer with one): its first unconditional fetch is the (``UNCONDITIONAL_EVERY`` −
+    this)-th poll after the one that brought its validators, every later one
+    ``UNCONDITIONAL_EVERY`` polls after the one before.
 
     Feeds added together (an import, a deployment's first start) poll at the same times while
     their intervals agree. Counted from zero, every one of them dropped its validators on the

@@ -14,14 +14,13 @@ import pytest
 import structlog
 from sqlalchemy.exc import OperationalError
 from sqlmodel import func, select
-from support.feeds import item, rss
+from support.feeds import add_feeds, item, rss
 from support.services import FeedServer, Route
 from support.settings import database_settings
 
 from feedwatch import db, parse, pipeline, splice, store
 from feedwatch.models import Alert, Article, Feed, Sighting
 from feedwatch.settings import Settings
-from feedwatch.sources import FeedSpec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -44,13 +43,6 @@ def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[pipeline.Con
     with database_settings(request.param, tmp_path) as settings:
         loopback = {"allow_private_networks": True, "per_host_min_gap_seconds": 0.0}
         yield pipeline.Context(settings.model_copy(update=loopback), rng=random.Random(7))
-
-
-def add_feeds(ctx: pipeline.Context, urls: list[str]) -> list[int]:
-    with db.session_scope(ctx.settings) as session:
-        store.sync_feeds(session, [FeedSpec(url=u, interval_minutes=10) for u in urls], ctx.clock())
-        rows = session.exec(select(Feed)).all()
-        return [f.id for u in urls for f in rows if f.config_url == u and f.id is not None]
 
 
 def seen_by_feed(ctx: pipeline.Context) -> Counter[int]:

@@ -13,15 +13,13 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from sqlmodel import select
-from support.feeds import item, rss
+from support.feeds import add_feeds, item, rss
 from support.services import FeedServer, Route
 
-from feedwatch import db, feedstate, ops, pipeline, store, terminal
+from feedwatch import db, feedstate, ops, pipeline, terminal
 from feedwatch.models import Feed, FeedState
 from feedwatch.schedule import FAILING_AFTER
 from feedwatch.settings import Settings
-from feedwatch.sources import FeedSpec
 from feedwatch.status import feed_status
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -44,11 +42,8 @@ def ctx(pipeline_settings: Settings) -> pipeline.Context:
 
 
 def add_feed(ctx: pipeline.Context, url: str, **spec: Any) -> int:
-    with db.session_scope(ctx.settings) as session:
-        store.sync_feeds(session, [FeedSpec(url=url, interval_minutes=10, **spec)], ctx.clock())
-        feed_id = session.exec(select(Feed.id).where(Feed.config_url == url)).one()
-        assert feed_id is not None
-        return feed_id
+    (feed_id,) = add_feeds(ctx, [url], **spec)
+    return feed_id
 
 
 def poll(ctx: pipeline.Context, feed_id: int, advance: float = 10) -> tuple[pipeline.PollReport, Feed]:
@@ -110,10 +105,7 @@ def test_feeds_added_together_take_turns_at_the_unconditional_fetch(
     paths = [f"/f{k}.xml" for k in range(4)]
     for k, path in enumerate(paths):
         server.routes[path] = Route(feed_body(f"f{k}"), etag=f'"v{k}"')
-    urls = [server.url(path) for path in paths]
-    with db.session_scope(ctx.settings) as session:  # one sync: another would disable the rest
-        store.sync_feeds(session, [FeedSpec(url=u, interval_minutes=10) for u in urls], ctx.clock())
-        ids = [int(session.exec(select(Feed.id).where(Feed.config_url == u)).one() or 0) for u in urls]
+    ids = add_feeds(ctx, [server.url(path) for path in paths])
     assert sorted(feedstate.unconditional_phase(i) for i in ids) == [0, 1, 2, 3]
     assert isinstance(ctx.clock, Clock)
     unconditional_by_round = []

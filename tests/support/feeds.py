@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import format_datetime
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape
 
+from sqlmodel import select
+
+from feedwatch import db, pipeline, store
+from feedwatch.models import Feed
+from feedwatch.sources import FeedSpec
 from feedwatch.timeutil import utcnow
 from support.services import SHARED
 
@@ -79,3 +86,13 @@ def write_feeds_toml(path: Path, urls: list[str], interval_minutes: float = 0.05
         ]
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def add_feeds(ctx: pipeline.Context, urls: Sequence[str], **spec: Any) -> list[int]:
+    """Feeds at ``urls`` (every 10 minutes unless ``spec`` says otherwise), added in one sync
+    (a sync disables the configured feeds it does not list); their ids, in ``urls``' order."""
+    specs = [FeedSpec(url=u, **{"interval_minutes": 10, **spec}) for u in urls]
+    with db.session_scope(ctx.settings) as session:
+        store.sync_feeds(session, specs, ctx.clock())
+        ids = dict(session.exec(select(Feed.config_url, Feed.id)).all())
+    return [int(ids[u]) for u in urls]

@@ -15,9 +15,10 @@ has the same mix:
 One item in ``match_every`` (default 20) mentions Lavrov and Bayramov discussing the peace
 treaty with Armenia, so alerts flow. Item ids are unique per (group, feed, sequence number).
 
-``GET /_stats`` returns hits per group (total, per status, per feed); ``POST /_reset`` zeroes
-them. Run ``python benchmarks/farm.py --config farm.json`` (or ``--feeds N`` for one group
-named ``poll``); the farm prints ``READY <port>`` once it listens on 127.0.0.1.
+``GET /_stats`` returns hits per group (total, per status, per feed) and how many constant
+bodies it holds rendered; ``POST /_reset`` zeroes the hits. Run ``python benchmarks/farm.py
+--config farm.json`` (or ``--feeds N`` for one group named ``poll``); the farm prints
+``READY <port>`` once it listens on 127.0.0.1 and has rendered its constant bodies.
 
 One address is one host to a client: it keeps connections per host name. A group with
 ``hosts: H`` stands for H servers: feed ``i`` is meant to be fetched from ``127.0.0.(1 + i % H)``
@@ -283,6 +284,7 @@ class Farm:
                 "min_hits": min(g.hits, default=0),
                 "statuses": {str(k): v for k, v in g.statuses.items()},
                 "kinds": dict(Counter(g.kinds)),
+                "bodies": len(g.bodies),  # constant bodies rendered (all of them, from READY on)
             }
             if detail:
                 entry["per_feed"] = g.hits

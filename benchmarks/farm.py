@@ -16,7 +16,8 @@ One item in ``match_every`` (default 20) mentions Lavrov and Bayramov discussing
 treaty with Armenia, so alerts flow. Item ids are unique per (group, feed, sequence number).
 
 ``GET /_stats`` returns hits per group (total, per status, per feed) and how many constant
-bodies it holds rendered; ``POST /_reset`` zeroes the hits. Run ``python benchmarks/farm.py
+bodies it holds rendered; with ``?detail=1`` also each ``new`` feed's items offered to the
+service (:meth:`Group.offer`). ``POST /_reset`` zeroes the hits. Run ``python benchmarks/farm.py
 --config farm.json`` (or ``--feeds N`` for one group named ``poll``); the farm prints
 ``READY <port>`` once it listens on 127.0.0.1 and has rendered its constant bodies.
 
@@ -50,6 +51,9 @@ KINDS = ("304", "unchanged", "new", "slow", "error", "real")
 #: The kinds that always serve one body (:func:`constant_body`).
 CONSTANT_KINDS = frozenset({"304", "unchanged", "slow"})
 MAX_HOSTS = 254  # 127.0.0.1 … 127.0.0.254
+#: How the service's requests begin their User-Agent (``Settings.user_agent``): the farm tells
+#: the service's polls from the baselines' by it (:meth:`Group.offer`).
+SERVICE_AGENT = "feedwatch/"
 #: The Content-Type of a farm feed's answer (a parse's item spans record it: feedwatch.splice).
 CONTENT_TYPE = "application/rss+xml; charset=utf-8"
 MATCH_TITLE = "Lavrov and Bayramov discuss the peace treaty with Armenia: {words}"
@@ -89,6 +93,8 @@ class Group:
     real_dir: str | None = None  # the ``real`` kind's feed files (*.xml)
     kinds: list[str] = field(default_factory=list)
     hits: list[int] = field(default_factory=list)
+    offered: list[int] = field(default_factory=list)  # a new feed's items offered to the service
+    last_offered: list[int] = field(default_factory=list)  # the hit that offered the last ones
     statuses: Counter[int] = field(default_factory=Counter)
     bodies: dict[int, bytes] = field(default_factory=dict)
 
@@ -97,8 +103,24 @@ class Group:
             raise ValueError(f"group {self.name}: hosts must be 1..{MAX_HOSTS}")
         self.kinds = assign_kinds(self.feeds, self.mix)
         self.hits = [0] * self.feeds
+        self.offered = [0] * self.feeds
+        self.last_offered = [-1] * self.feeds
         if "real" in self.kinds and not real_bodies(self.real_dir):
             raise ValueError(f"group {self.name}: the real kind needs *.xml files in {self.real_dir!r}")
+
+    def offer(self, feed: int, hit: int) -> None:
+        """Count the items a ``new`` feed's ``hit`` offers the service that its earlier hits to
+        the service did not: hit ``h`` serves the items ``k·h`` … ``k·h + n − 1``, so after a
+        hit ``l`` to the service, ``min(n, k·(h − l))`` of them are new to it.
+
+        The service must store exactly the items offered to it, no fewer (lost) and no more
+        (stored twice): the scale-out's check (``run.duplicates``). A feed's hits alone do not
+        say so: the bare loop hits the poll feeds too, and items served to it alone after the
+        service's last poll, or shifted out of the window before its next, never reach the
+        service."""
+        last = self.last_offered[feed]
+        self.offered[feed] += self.items if last < 0 else min(self.items, self.new_items * (hit - last))
+        self.last_offered[feed] = hit
 
 
 def feed_host(index: int, hosts: int) -> str:
@@ -264,6 +286,8 @@ class Farm:
             return web.Response(body=self._constant(group, index), content_type=None,
                                 headers={"ETag": etag, "Content-Type": xml})  # fmt: skip
         if kind == "new":
+            if request.headers.get("User-Agent", "").startswith(SERVICE_AGENT):
+                group.offer(index, hit)
             body = render_feed(group, index, hit * group.new_items, self.port)
             return web.Response(body=body, headers={"Content-Type": xml})
         if kind == "real":
@@ -288,12 +312,15 @@ class Farm:
             }
             if detail:
                 entry["per_feed"] = g.hits
+                entry["offered"] = g.offered
             out["groups"][g.name] = entry
         return web.json_response(out)
 
     async def reset(self, _: web.Request) -> web.Response:
         for g in self.groups.values():
             g.hits = [0] * g.feeds
+            g.offered = [0] * g.feeds
+            g.last_offered = [-1] * g.feeds
             g.statuses.clear()
         return web.json_response({"reset": True})
 

@@ -1557,10 +1557,11 @@ def scheduled_pass(
 def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[str, Any]:
     """The whole run's articles, alerts and deliveries against what the farm served.
 
-    A ``new`` feed of ``n`` items shifting by ``k`` per hit has served ``n + k × (hits − 1)``
-    distinct items after ``hits`` polls: its stored articles must be exactly that (fewer: lost;
-    more: stored twice). Alerts: one per article, one delivery row per (alert, channel), one
-    JSONL line per idempotency key."""
+    A ``new`` feed's stored articles must be exactly the items the farm offered the service
+    (``Group.offer``: fewer is an article lost, more one stored twice). Counted from the feed's
+    hits instead (``n + k × (hits − 1)``), every poll feed read a few short: the bare loop's
+    hits after the service's last poll serve items no poll of the service saw. Alerts: one per
+    article, one delivery row per (alert, channel), one JSONL line per idempotency key."""
     with contextlib.suppress(RuntimeError):
         wait_until(
             lambda: not service.execute("SELECT 1 FROM alert WHERE status IN ('pending', 'queued') LIMIT 1"),
@@ -1571,6 +1572,7 @@ def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[st
         )
     stats = farm_stats(port, detail=True)
     expected = stored = mismatched = 0
+    shown: list[str] = []
     rows = service.execute(
         "SELECT f.config_url, count(a.id) FROM feed f LEFT JOIN article a ON a.feed_id = f.id "
         "GROUP BY f.config_url"
@@ -1580,9 +1582,12 @@ def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[st
         group = groups[name]
         if group.kinds[index] != "new":
             continue
-        hits = stats[name]["per_feed"][index]
-        served = group.items + group.new_items * (hits - 1) if hits else 0
-        expected, stored, mismatched = expected + served, stored + count, mismatched + (served != count)
+        offered = stats[name]["offered"][index]
+        expected, stored, mismatched = expected + offered, stored + count, mismatched + (offered != count)
+        if offered != count and len(shown) < 3:
+            shown.append(f"{url}: offered {offered}, stored {count}")
+    if shown:
+        log(f"articles stored against offered, the first feeds that differ: {shown}")
     alerts, alerted = service.execute("SELECT count(*), count(DISTINCT article_id) FROM alert")[0]
     deliveries, pairs = service.execute("SELECT count(*), count(DISTINCT (alert_id, channel)) FROM delivery")[
         0

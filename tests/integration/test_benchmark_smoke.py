@@ -212,6 +212,9 @@ def test_quick_json_shape() -> None:
     assert {"polled_once", "missed", "articles_expected", "articles_stored", "alerts"} <= set(correct)
     for key in ("polled_more_than_once", "alerts_duplicate", "deliveries_duplicate", "jsonl_duplicate_keys"):
         assert correct[key] == 0, (key, correct)
+    # Every item the farm offered the service is stored once: none lost, none twice.
+    assert correct["articles_stored"] == correct["articles_expected"] > 0, correct
+    assert correct["feeds_articles_mismatch"] == 0, correct
     assert "feeds_per_s" in result["sqlite"]
     assert all(isinstance(v, bool) for v in result["targets"].values())
     assert result["sizes"]["feeds"] == 60

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from support.bench import bench_module
 
+from feedwatch.settings import Settings
+
 farm = bench_module("farm")
 run = bench_module("run")
 
@@ -25,6 +27,12 @@ def test_a_hit_offers_the_items_the_service_has_not_been_offered() -> None:
     assert group.offered[0] == 62
     group.offer(0, 60)  # 118 … 167: the window moved past everything offered before
     assert group.offered[0] == 112
+
+
+def test_the_farm_knows_the_service_by_its_default_user_agent() -> None:
+    """A User-Agent renamed in the settings, and not in the farm, would count nothing offered:
+    every article stored would read as one stored twice."""
+    assert Settings().user_agent.startswith(farm.SERVICE_AGENT)
 
 
 @pytest.mark.integration

@@ -340,14 +340,39 @@ def machine_cpu(*columns: str) -> float:
 
 def idle_cpu() -> float:
     """CPU seconds the machine's cores have spent idle (``idle`` + ``iowait``). Over a throughput
-    window, ``idle_cores`` (:func:`idle_share`): cores no process wanted, the service's workers
+    window, ``idle_cores`` (:meth:`CpuReading.since`): cores no process wanted, the service's workers
     waiting for work (the tick), for the network or for PostgreSQL."""
     return machine_cpu("idle", "iowait")
 
 
-def idle_share(before: float, seconds: float) -> float:
-    """Cores idle since ``before`` (an :func:`idle_cpu` reading), ``seconds`` ago."""
-    return round((idle_cpu() - before) / seconds, 2)
+@dataclass(frozen=True)
+class CpuReading:
+    """One :func:`cpu_snapshot` and one :func:`idle_cpu`, each with the moment it stands for
+    (monotonic seconds); two readings give a window's cores by role and idle (:meth:`since`)."""
+
+    snap: dict[str, dict[str, float]]
+    at: float  # the middle of the walk of /proc: each process was read somewhere in it
+    idle: float
+    idle_at: float
+
+    def since(self, first: CpuReading) -> tuple[dict[str, float], float, float]:
+        """Cores by role between ``first`` and this reading, idle cores, and the seconds between."""
+        seconds = self.at - first.at
+        idle = round((self.idle - first.idle) / (self.idle_at - first.idle_at), 2)
+        return cpu_share(first.snap["roles"], self.snap["roles"], seconds), idle, seconds
+
+
+def read_cpu(service: Service) -> CpuReading:
+    """Where the machine's CPU has gone so far (:class:`CpuReading`).
+
+    A walk of /proc takes a while on a loaded machine. A window timed from the end of its first
+    walk to the start of its last charged the last walk's CPU to the window's seconds: in a 2 s
+    window of the smoke test, beside a test suite on round 52's slowest machine, the roles and
+    the idle share summed to 1.09 of the cores. Each reading now stands at its walk's middle."""
+    start = time.monotonic()
+    snap = cpu_snapshot(service)
+    at = (start + time.monotonic()) / 2
+    return CpuReading(snap, at, idle_cpu(), time.monotonic())
 
 
 def stolen_cpu() -> float:
@@ -1173,19 +1198,19 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
-    snap0, switches0, t0 = cpu_snapshot(service), switches_by_role(service), time.monotonic()
-    idle0, since = idle_cpu(), log_offsets(nodes or [])
+    first, switches0, t0 = read_cpu(service), switches_by_role(service), time.monotonic()
+    since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
-    snap1 = cpu_snapshot(service)
-    cpu0, cpu1 = snap0["roles"], snap1["roles"]
-    result["cores_used"] = cpu_share(cpu0, cpu1, elapsed)
-    result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], elapsed)
-    result["feeds_cores_by_process"] = cores_between(snap0["feeds"], snap1["feeds"], elapsed)
+    last = read_cpu(service)
+    result["cores_used"], result["idle_cores"], seconds = last.since(first)
+    snap0, snap1 = first.snap, last.snap
+    result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], seconds)
+    result["feeds_cores_by_process"] = cores_between(snap0["feeds"], snap1["feeds"], seconds)
     # The farm's share unrounded: cores_used leaves out a role under 0.01 of a core, as the farm
     # is in a small run, and its CPU a request (``farm_us_per_request``) is read from this.
-    result["farm_cores"] = round((cpu1.get("farm", 0.0) - cpu0.get("farm", 0.0)) / elapsed, 5)
-    result["idle_cores"] = idle_share(idle0, elapsed)
+    farm_cpu = snap1["roles"].get("farm", 0.0) - snap0["roles"].get("farm", 0.0)
+    result["farm_cores"] = round(farm_cpu / seconds, 5)
     result["context_switches"] = switch_rates(switches0, switches_by_role(service), elapsed)
     # Feeds claimed by a tick and not yet reported when the window closed: work waiting for the
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
@@ -1321,16 +1346,15 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
-    snap0, switches0, idle0 = cpu_snapshot(service), switches_by_role(service), idle_cpu()
+    first, switches0 = read_cpu(service), switches_by_role(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
-    snap1 = cpu_snapshot(service)
+    last = read_cpu(service)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
     result["window_s"] = round(t1 - t0, 2)
-    result["cores_used"] = cpu_share(snap0["roles"], snap1["roles"], t1 - t0)
-    result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], t1 - t0)
-    # Near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
-    result["idle_cores"] = idle_share(idle0, t1 - t0)
+    # idle_cores: near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
+    result["cores_used"], result["idle_cores"], seconds = last.since(first)
+    result["postgres_cores_by_kind"] = cores_between(first.snap["postgres"], last.snap["postgres"], seconds)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)
     result["context_switches"] = switch_rates(switches0, switches_by_role(service), t1 - t0)
     if spy is not None:

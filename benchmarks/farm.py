@@ -102,11 +102,17 @@ class Group:
         if not 1 <= self.hosts <= MAX_HOSTS:
             raise ValueError(f"group {self.name}: hosts must be 1..{MAX_HOSTS}")
         self.kinds = assign_kinds(self.feeds, self.mix)
+        self.clear_hits()
+        if "real" in self.kinds and not real_bodies(self.real_dir):
+            raise ValueError(f"group {self.name}: the real kind needs *.xml files in {self.real_dir!r}")
+
+    def clear_hits(self) -> None:
+        """Zero the hits, their statuses and what they offered the service (a new group, and
+        ``POST /_reset``)."""
         self.hits = [0] * self.feeds
         self.offered = [0] * self.feeds
         self.last_offered = [-1] * self.feeds
-        if "real" in self.kinds and not real_bodies(self.real_dir):
-            raise ValueError(f"group {self.name}: the real kind needs *.xml files in {self.real_dir!r}")
+        self.statuses.clear()
 
     def offer(self, feed: int, hit: int) -> None:
         """Count the items a ``new`` feed's ``hit`` offers the service that its earlier hits to
@@ -318,10 +324,7 @@ class Farm:
 
     async def reset(self, _: web.Request) -> web.Response:
         for g in self.groups.values():
-            g.hits = [0] * g.feeds
-            g.offered = [0] * g.feeds
-            g.last_offered = [-1] * g.feeds
-            g.statuses.clear()
+            g.clear_hits()
         return web.json_response({"reset": True})
 
     def app(self) -> web.Application:

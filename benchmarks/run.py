@@ -849,7 +849,6 @@ def insert_feeds(
     is pinned and an hourly one is not."""
     from sqlalchemy import insert
 
-    from feedwatch import pipeline
     from feedwatch.models import Feed, origin_of
     from feedwatch.timeutil import utcnow
 
@@ -877,14 +876,12 @@ def insert_feeds(
         )
         if kind == "304":
             feed.etag = feed_etag(group, i)
-        if kind in CONSTANT_KINDS:
-            # A 304 feed's hash too: its every 20th poll goes without validators
-            # (feedstate.UNCONDITIONAL_EVERY) and must find the body it already stored.
-            feed.body_hash = pipeline.body_hash(constant_body(group, i, port))
         rows.append(feed.model_dump(exclude={"id"}))
     seeded = [i for i, kind in enumerate(group.kinds) if kind in CONSTANT_KINDS]
-    for i, (prints, spans) in zip(seeded, parsed_state(group, seeded, port), strict=True):
-        rows[i]["entry_fingerprints"], rows[i]["item_spans"] = prints, spans
+    # A 304 feed's body hash too: its every 20th poll goes without validators
+    # (feedstate.UNCONDITIONAL_EVERY) and must find the body it already stored.
+    for i, state in zip(seeded, parsed_state(group, seeded, port), strict=True):
+        rows[i]["body_hash"], rows[i]["entry_fingerprints"], rows[i]["item_spans"] = state
     with service.engine.begin() as conn:
         conn.execute(insert(Feed), rows)
         seed_conditional_counts(conn, [rows[i]["config_url"] for i in seeded])
@@ -908,13 +905,17 @@ def seed_conditional_counts(conn: Any, urls: list[str]) -> None:
         conn.execute(phase, [{"fid": i, "n": unconditional_phase(i)} for i in ids])
 
 
-def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[bytes, bytes | None]]:
+def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[str, bytes, bytes | None]]:
     """What a poll that parsed each of these feeds' constant bodies stored in its row: the
-    entries' fingerprints and the item spans (``Feed.entry_fingerprints``, ``Feed.item_spans``),
-    as a feed in service holds them. A 304 or unchanged poll never reads them, but it reads and
-    writes back the row that holds them, ~1.6 KB for 50 items (round 33: seeded bare until then,
-    such rows cost PostgreSQL ~5 µs a 304 less than a deployment's). One parse a feed, on both
-    cores."""
+    body's hash, the entries' fingerprints and the item spans (``Feed.body_hash``,
+    ``Feed.entry_fingerprints``, ``Feed.item_spans``), as a feed in service holds them. A 304 or
+    unchanged poll never reads the last two, but it reads and writes back the row that holds
+    them, ~1.6 KB for 50 items (round 33: seeded bare until then, such rows cost PostgreSQL
+    ~5 µs a 304 less than a deployment's). One render and one parse a feed, on both cores (the
+    hash was taken from a second render in the runner's own process until round 52: ~10 s of
+    setup for the 9,000 seeded feeds on that round's slowest machine)."""
+    from feedwatch import pipeline  # noqa: F401  (loaded before the fork: the children find it)
+
     if not indexes:
         return []
     jobs = [(group, i, port) for i in indexes]
@@ -922,14 +923,15 @@ def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[byte
         return pool.starmap(_parsed_state, jobs, chunksize=64)
 
 
-def _parsed_state(group: Group, index: int, port: int) -> tuple[bytes, bytes | None]:
+def _parsed_state(group: Group, index: int, port: int) -> tuple[str, bytes, bytes | None]:
     from feedwatch import known
     from feedwatch.parse import parse_feed
+    from feedwatch.pipeline import body_hash
 
     body = constant_body(group, index, port)
     url = farm_url(port, group.name, index, group.hosts)
     parsed = parse_feed(body, headers={"content-type": CONTENT_TYPE}, url=url)
-    return known.fingerprints(parsed), parsed.spans
+    return body_hash(body), known.fingerprints(parsed), parsed.spans
 
 
 def feed_ids(service: Service, group: str) -> list[int]:

@@ -427,13 +427,15 @@ def test_seeded_feed_rows_hold_what_a_parse_stored() -> None:
     import run  # type: ignore[import-not-found]
     from farm import CONTENT_TYPE, Group, constant_body  # type: ignore[import-not-found]
 
-    from feedwatch import known
+    from feedwatch import known, pipeline
     from feedwatch.parse import parse_feed
 
     group = Group(name="poll", feeds=12, mix={"304": 0.5, "unchanged": 0.5}, items=50, new_items=2)
     indexes = [1, 4, 7]
     port = 8123
-    for index, (prints, spans) in zip(indexes, run.parsed_state(group, indexes, port), strict=True):
+    for index, (digest, prints, spans) in zip(indexes, run.parsed_state(group, indexes, port), strict=True):
+        # The hash the service takes of the body the farm serves: the unconditional poll finds it.
+        assert digest == pipeline.body_hash(constant_body(group, index, port))
         assert len(prints) == 50 * known.SIZE and spans
         url = run.farm_url(port, group.name, index, group.hosts)
         again = parse_feed(

@@ -1029,16 +1029,21 @@ def settle(progress: Any, amount: float, service: Service, sampler: RssSampler, 
 def measure_hits(
     port: int, group: str, window: float, service: Service, sampler: RssSampler
 ) -> dict[str, Any]:
-    """Feed polls per second seen by the farm over ``window`` seconds."""
+    """Feed polls per second seen by the farm over ``window`` seconds; the window's ``polls``, and
+    its answers by status (``statuses``, the mix, which sets what a poll costs; until round 53
+    they were counted from the group's reset, the bare loop's requests among them)."""
     before = farm_stats(port)[group]
     started = time.monotonic()
     watch(service, sampler, window)
     after = farm_stats(port)[group]
     elapsed = time.monotonic() - started
+    statuses = {k: n - before["statuses"].get(k, 0) for k, n in after["statuses"].items()}
+    polls = after["hits"] - before["hits"]
     return {
-        "feeds_per_s": round((after["hits"] - before["hits"]) / elapsed, 1),
+        "feeds_per_s": round(polls / elapsed, 1),
         "window_s": round(elapsed, 1),
-        "statuses": after["statuses"],
+        "polls": polls,
+        "statuses": {k: n for k, n in statuses.items() if n},
     }
 
 

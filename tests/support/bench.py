@@ -1,11 +1,15 @@
-"""The scripts of ``benchmarks/`` as modules, for tests of their pure parts."""
+"""The scripts of ``benchmarks/``: as modules, for tests of their pure parts, and run whole
+(``bench_json``), for the tests of what they print."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
+import subprocess
 import sys
 from functools import cache
 from types import ModuleType
+from typing import Any
 
 from support.services import REPO
 
@@ -25,3 +29,13 @@ def bench_module(script: str) -> ModuleType:
     finally:
         sys.path[:] = path
     return module
+
+
+def bench_json(script: str, *args: str, timeout: float = 200) -> Any:
+    """``benchmarks/<script> *args`` run to its end; the JSON object it printed."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / script), *args],
+        cwd=REPO, capture_output=True, text=True, timeout=timeout, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return json.loads(proc.stdout)

@@ -2166,13 +2166,21 @@ def main(argv: list[str] | None = None) -> None:
         help="capacity and ingest windows, each between two measurements of its baseline "
         "(poll.windows, ingest.windows)",
     )
+    parser.add_argument(
+        "--baseline-window",
+        type=float,
+        help="seconds of each baseline measurement (the bare loop, feedparser alone; default 5, "
+        "quick 2; at most --window)",
+    )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
     if args.windows < 1:
         parser.error("--windows: at least 1")
+    if args.baseline_window is not None and args.baseline_window <= 0:
+        parser.error("--baseline-window: more than 0 seconds")
     sizes = Sizes(**asdict(QUICK if args.quick else FULL))
     names = ("feeds", "ingest_feeds", "sqlite_feeds", "probes", "rate", "window", "concurrency", "hosts")
-    for name in (*names, "scale_feeds", "history"):
+    for name in (*names, "scale_feeds", "history", "baseline_window"):
         if getattr(args, name) is not None:
             setattr(sizes, name, getattr(args, name))
     from feedwatch.logs import configure_logging

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
         "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real",
-        "--windows", "2"]  # fmt: skip
+        "--windows", "2", "--baseline-window", "0.5"]  # fmt: skip
 
 
 def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> None:

@@ -347,8 +347,9 @@ def idle_cpu() -> float:
 
 @dataclass(frozen=True)
 class CpuReading:
-    """One :func:`cpu_snapshot` and one :func:`idle_cpu`, each with the moment it stands for
-    (monotonic seconds); two readings give a window's cores by role and idle (:meth:`since`)."""
+    """One :func:`cpu_snapshot` with the context switches, and one :func:`idle_cpu`, each with
+    the moment it stands for (monotonic seconds); two readings give a window's cores by role and
+    idle (:meth:`since`) and its switches a second (:meth:`switch_rates`)."""
 
     snap: dict[str, dict[str, float]]
     at: float  # the middle of the walk of /proc: each process was read somewhere in it
@@ -361,16 +362,23 @@ class CpuReading:
         idle = round((self.idle - first.idle) / (self.idle_at - first.idle_at), 2)
         return cpu_share(first.snap["roles"], self.snap["roles"], seconds), idle, seconds
 
+    def switch_rates(self, first: CpuReading) -> dict[str, Any]:
+        """Context switches a second between ``first`` and this reading (:func:`switch_rates`)."""
+        return switch_rates(first.snap["switches"], self.snap["switches"], self.at - first.at)
+
 
 def read_cpu(service: Service) -> CpuReading:
-    """Where the machine's CPU has gone so far (:class:`CpuReading`).
+    """Where the machine's CPU has gone so far, and its context switches (:class:`CpuReading`).
 
     A walk of /proc takes a while on a loaded machine. A window timed from the end of its first
     walk to the start of its last charged the last walk's CPU to the window's seconds: in a 2 s
     window of the smoke test, beside a test suite on round 52's slowest machine, the roles and
-    the idle share summed to 1.09 of the cores. Each reading now stands at its walk's middle."""
+    the idle share summed to 1.09 of the cores. Each reading now stands at its walk's middle.
+    The switches are read in the same walk: until round 53 a second walk after the first
+    reading (~14 ms of CPU on an idle machine) was charged to the window, and the switches were
+    rated over other seconds than the cores."""
     start = time.monotonic()
-    snap = cpu_snapshot(service)
+    snap = cpu_snapshot(service, switches=True)
     at = (start + time.monotonic()) / 2
     return CpuReading(snap, at, idle_cpu(), time.monotonic())
 
@@ -430,7 +438,7 @@ POSTGRES_KINDS = (
 )
 
 
-def cpu_snapshot(service: Service) -> dict[str, dict[str, float]]:
+def cpu_snapshot(service: Service, switches: bool = False) -> dict[str, dict[str, float]]:
     """CPU seconds so far, from one walk of /proc: by role (``roles``, :func:`cpu_by_role`); of
     PostgreSQL's processes by what they do (``postgres``, from their titles: the ``backends``
     that run the service's statements, ``autovacuum``, ``wal_writer``, ``checkpointer``,
@@ -439,14 +447,25 @@ def cpu_snapshot(service: Service) -> dict[str, dict[str, float]]:
     (Celery's consumer: messages, acks, the pool's pipes) and its pool's ``children`` (the
     polls), ``feeds``. The two breakdowns are round 45's: in its full runs the backends were
     0.92–0.97 of PostgreSQL's share, and what a poll's feeds-worker time moved with between runs
-    of the same code was the children's."""
+    of the same code was the children's. With ``switches``, also the context switches of the
+    same walk (``switches``): the machine's (``machine``, /proc/stat's ``ctxt``), and by role
+    the involuntary ones of each process's threads (``nonvoluntary_ctxt_switches``: taken off a
+    core while it still wanted to run). Two snapshots give a phase's rates: with more busy
+    processes than cores, how often they displace each other (round 24 in
+    docs/performance-history.md: what the deployment adds to the work, and does not shrink
+    with the machine's level)."""
     main = next((p.pid for p in service.procs if p.log_path.name == "feeds.log"), None)
     roles: dict[str, float] = {}
     postgres: dict[str, float] = {}
     feeds = {"main": 0.0, "children": 0.0}
+    involuntary: dict[str, float] = {}
     for proc, role, fields, cmdline in processes_by_role(service):
         cpu = stat_cpu(fields)
         roles[role] = roles.get(role, 0.0) + cpu
+        for status in proc.glob("task/*/status") if switches else ():
+            with contextlib.suppress(OSError, KeyError):
+                count = proc_field(status, "nonvoluntary_ctxt_switches")
+                involuntary[role] = involuntary.get(role, 0.0) + count
         if role == "postgres":
             title = cmdline.decode(errors="replace")
             kind = "postmaster"
@@ -456,7 +475,12 @@ def cpu_snapshot(service: Service) -> dict[str, dict[str, float]]:
         elif role == "feeds":
             feeds["main" if int(proc.name) == main else "children"] += cpu
     roles["stolen_by_hypervisor"] = stolen_cpu()
-    return {"roles": roles, "postgres": postgres, "feeds": feeds}
+    snapshot = {"roles": roles, "postgres": postgres, "feeds": feeds}
+    if switches:
+        with open("/proc/stat", encoding="ascii") as fh:
+            machine = float(next(int(line.split()[1]) for line in fh if line.startswith("ctxt ")))
+        snapshot["switches"] = {**involuntary, "machine": machine}
+    return snapshot
 
 
 def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str], bytes]]:
@@ -483,23 +507,6 @@ def processes_by_role(service: Service) -> Iterator[tuple[Path, str, list[str], 
         else:
             role = "rest_of_machine"
         yield stat.parent, role, fields, cmdline
-
-
-def switches_by_role(service: Service) -> dict[str, float]:
-    """Context switches so far: the machine's (``machine``, /proc/stat's ``ctxt``), and by role
-    the involuntary ones of each process's threads (``nonvoluntary_ctxt_switches``: taken off a
-    core while it still wanted to run). Two snapshots give a phase's rates: with more busy
-    processes than cores, how often they displace each other (round 24 in
-    docs/performance.md: what the deployment adds to the work, and does not shrink with the
-    machine's level)."""
-    totals: dict[str, float] = {}
-    for directory, role, _, _ in processes_by_role(service):
-        for status in directory.glob("task/*/status"):
-            with contextlib.suppress(OSError, KeyError):
-                totals[role] = totals.get(role, 0.0) + proc_field(status, "nonvoluntary_ctxt_switches")
-    with open("/proc/stat", encoding="ascii") as fh:
-        totals["machine"] = float(next(int(line.split()[1]) for line in fh if line.startswith("ctxt ")))
-    return totals
 
 
 def switch_rates(before: dict[str, float], after: dict[str, float], seconds: float) -> dict[str, Any]:
@@ -1205,7 +1212,7 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
-    first, switches0, t0 = read_cpu(service), switches_by_role(service), time.monotonic()
+    first, t0 = read_cpu(service), time.monotonic()
     since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
@@ -1218,7 +1225,7 @@ def capacity_phase(
     # is in a small run, and its CPU a request (``farm_us_per_request``) is read from this.
     farm_cpu = snap1["roles"].get("farm", 0.0) - snap0["roles"].get("farm", 0.0)
     result["farm_cores"] = round(farm_cpu / seconds, 5)
-    result["context_switches"] = switch_rates(switches0, switches_by_role(service), elapsed)
+    result["context_switches"] = last.switch_rates(first)
     # Feeds claimed by a tick and not yet reported when the window closed: work waiting for the
     # workers. Near zero, the workers were waiting for the tick, and the figure is its bound.
     in_group = ",".join(map(str, feed_ids(service, group)))
@@ -1353,7 +1360,7 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
-    first, switches0 = read_cpu(service), switches_by_role(service)
+    first = read_cpu(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
     last = read_cpu(service)
@@ -1363,7 +1370,7 @@ def ingest_phase(
     result["cores_used"], result["idle_cores"], seconds = last.since(first)
     result["postgres_cores_by_kind"] = cores_between(first.snap["postgres"], last.snap["postgres"], seconds)
     result["left_at_window_start"], result["left_at_window_end"] = left0, left_behind(service)
-    result["context_switches"] = switch_rates(switches0, switches_by_role(service), t1 - t0)
+    result["context_switches"] = last.switch_rates(first)
     if spy is not None:
         result["profile"] = finish_profile(*spy)
     return result

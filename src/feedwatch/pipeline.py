@@ -184,10 +184,13 @@ def tick(ctx: Context) -> TickReport:
         if c.unreported == 0
     }
     suspect = [c.id for c in claimed if 0 < c.unreported < CRASH_LIMIT]
+    origins = {c.id: c.origin for c in claimed}
+    most_of_origin = origin_most(s)
     batches = [
-        part
+        piece
         for batch in split_batches(list(healthy), s.poll_batch_size, s.poll_min_batches)
         for part in cut_by_bytes(batch, [healthy[f] for f in batch], s.poll_batch_bytes)
+        for piece in cut_by_origin(part, [origins[f] for f in part], most_of_origin)
     ] + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
@@ -267,9 +270,51 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
     return [list(ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
 
 
+#: The share of a poll task's soft time limit that the pacing of one host's requests may take.
+ORIGIN_PACING_SHARE = 0.5
+
+
+def origin_most(s: Settings) -> int | None:
+    """The most feeds of one origin a poll batch takes: as many as the host's pacing
+    (``per_host_min_gap_seconds``) lets start within ``ORIGIN_PACING_SHARE`` of the task's soft
+    time limit, 121 at the defaults (0.5 s apart, 120 s); None without pacing.
+
+    A worker process starts an origin's requests one gap apart, so a batch of n feeds of one
+    origin spends (n - 1) gaps before its last fetch starts, and the task then still needs that
+    fetch (up to ``fetch_deadline``) and the batch's parse and store. Batches of 200 feeds of one
+    origin would spend 100 s of a 120 s limit waiting (a busy origin's due feeds go together:
+    ``_by_origin``); the rest of the limit is left to the fetch, the parse and the store."""
+    gap = s.per_host_min_gap_seconds
+    if gap <= 0:
+        return None
+    return 1 + int(s.task_soft_time_limit * ORIGIN_PACING_SHARE / gap)
+
+
+def cut_by_origin(items: Sequence[T], origins: Sequence[str | None], most: int | None) -> list[list[T]]:
+    """``items`` in consecutive runs with at most ``most`` of any one origin (None: no bound);
+    an item without an origin counts towards none. The tick sorts its feeds by origin, so an
+    origin's feeds are consecutive and a run ends where the next of them would pass ``most``."""
+    if most is None:
+        return [list(items)] if items else []
+    runs: list[list[T]] = []
+    run: list[T] = []
+    counts: Counter[str] = Counter()
+    for item, origin in zip(items, origins, strict=True):
+        if origin is not None and counts[origin] >= most:
+            runs.append(run)
+            run, counts = [], Counter()
+        run.append(item)
+        if origin is not None:
+            counts[origin] += 1
+    if run:
+        runs.append(run)
+    return runs
+
+
 #: What the tick counts for a feed with no ``body_bytes`` yet (never fetched with a 200): about a
 #: real feed (the shared corpus's 26 feeds: 60 KB on average, 31 KB the median, 259 KB the
-#: largest), so that a tick of new feeds still sends batches of ``poll_batch_size``.
+#: largest), so that a tick of new feeds still sends full batches (128 feeds under the default
+#: 8 MiB: ``poll_batch_bytes`` cuts the default 200).
 UNKNOWN_BODY_BYTES = 64 << 10
 
 

@@ -219,6 +219,33 @@ def test_the_tick_sends_an_origin_s_feeds_in_one_batch(pipeline_settings: Settin
     assert beat is not None and beat["early"] == 1
 
 
+def test_the_tick_sends_no_more_of_an_origin_s_feeds_a_batch_than_its_pacing_starts_in_time(
+    pipeline_settings: Settings,
+) -> None:
+    """A busy origin's due feeds go together, but a batch takes only as many of them as the
+    host's pacing lets start within half the task's soft time limit (here 1 + 10 × 0.5 / 0.5 =
+    11); the next batch takes the rest, and the other origin's feeds fill it."""
+    settings = pipeline_settings.model_copy(
+        update={
+            "poll_batch_size": 100,
+            "poll_min_batches": 1,
+            "per_host_min_gap_seconds": 0.5,
+            "task_soft_time_limit": 10,
+        }
+    )
+    assert pipeline.origin_most(settings) == 11
+    published: list[list[int]] = []
+    ctx = pipeline.Context(settings, clock=lambda: NOW, rng=random.Random(7), publish_poll=published.append)
+    urls = [f"https://busy.example/{k}" for k in range(30)] + [f"https://other.example/{k}" for k in range(5)]
+    with db.session_scope(settings) as session:
+        store.sync_feeds(session, [FeedSpec(url=u) for u in urls], NOW)
+        ids = {url: feed_id for url, feed_id in session.execute(select(Feed.url, Feed.id)).all()}
+    report = pipeline.tick(ctx)
+    assert report.claimed == 35 and report.batches == 3
+    busy = sorted(ids[u] for u in urls[:30])
+    assert published == [busy[:11], busy[11:22], busy[22:] + sorted(ids[u] for u in urls[30:])]
+
+
 def test_the_read_of_an_origin_s_soon_feeds_goes_through_the_rounds_index(session: Session) -> None:
     """Among many feeds not in rounds (the partial index holds none of them) and a few in rounds,
     the read of what may go early is an index scan of ``ix_feed_rounds``, not of every feed due

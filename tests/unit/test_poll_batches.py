@@ -1,13 +1,18 @@
-"""How a tick splits its due feeds into poll messages (``pipeline.split_batches``), and how a batch
+"""How a tick splits its due feeds into poll messages (``pipeline.split_batches``), how a batch
 is cut by its feeds' body sizes (``pipeline.cut_by_bytes``: the tick by their last sizes, a worker
-by what it fetched)."""
+by what it fetched), and by how many feeds of one origin its host's pacing lets start in time
+(``pipeline.cut_by_origin``, ``pipeline.origin_most``)."""
 
 from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedwatch.pipeline import cut_by_bytes, split_batches
+from feedwatch.pipeline import cut_by_bytes, cut_by_origin, origin_most, split_batches
+from feedwatch.settings import Settings
 
 
 @given(n=st.integers(0, 1000), most=st.integers(1, 200), least=st.integers(1, 16))
@@ -63,3 +68,36 @@ def test_runs_by_bytes_cover_every_item_once_in_order_and_are_as_long_as_the_bud
 def test_a_feed_larger_than_the_budget_goes_alone() -> None:
     assert cut_by_bytes(["a", "b", "c", "d"], [3, 20, 4, 4], 10) == [["a"], ["b"], ["c", "d"]]
     assert cut_by_bytes([], [], 10) == []
+
+
+@given(
+    origins=st.lists(st.sampled_from(["https://a.example", "https://b.example", "https://c.example", None])),
+    most=st.integers(1, 12),
+)
+def test_runs_by_origin_cover_every_item_once_in_order_and_end_only_at_the_bound(
+    origins: list[str | None], most: int
+) -> None:
+    items = list(range(len(origins)))
+    runs = cut_by_origin(items, origins, most)
+    assert [i for run in runs for i in run] == items
+    for k, run in enumerate(runs):
+        counts = Counter(origins[i] for i in run if origins[i] is not None)
+        assert run and max(counts.values(), default=0) <= most
+        if k + 1 < len(runs):  # a run ends only where the next item's origin is at the bound
+            nxt = origins[runs[k + 1][0]]
+            assert nxt is not None and counts[nxt] == most
+
+
+def test_an_origin_s_feeds_past_what_its_pacing_starts_in_time_go_in_the_next_batch() -> None:
+    a, b = "https://a.example", "https://b.example"
+    assert cut_by_origin(list(range(7)), [a] * 5 + [b] * 2, 2) == [[0, 1], [2, 3], [4, 5, 6]]
+    assert cut_by_origin([1, 2, 3], [None, None, None], 1) == [[1, 2, 3]]  # no origin: no bound
+    assert cut_by_origin([1, 2, 3], [a, a, a], None) == [[1, 2, 3]]  # no pacing: no bound
+    assert cut_by_origin([], [], 3) == [] and cut_by_origin([], [], None) == []
+
+
+def test_a_batch_takes_an_origin_s_feeds_for_half_the_soft_time_limit_of_pacing(tmp_path: Path) -> None:
+    base = {"database_url": f"sqlite:///{tmp_path}/x.db"}
+    assert origin_most(Settings(**base)) == 121  # 0.5 s apart, 120 s: 60 s of pacing
+    assert origin_most(Settings(**base, per_host_min_gap_seconds=2, task_soft_time_limit=120)) == 31
+    assert origin_most(Settings(**base, per_host_min_gap_seconds=0)) is None

@@ -85,7 +85,7 @@ class Settings(BaseSettings):
     )
     # 200, not 100 (round 54 in docs/performance-history.md): a message's fixed cost (Celery's
     # consumer and pool, the batch's read, transaction and publishes) is spread over twice the
-    # feeds; the feeds worker's main process took 14-16 µs a poll at 100, 8-10 at 200. The byte
+    # feeds; the feeds worker's main process took 13-17 µs a poll at 100, 8-10 at 200. The byte
     # bound below still cuts a batch of large or never-fetched feeds (64 KiB each: 128 a
     # message), and ``pipeline.origin_most`` one origin's feeds past what its pacing starts in time.
     poll_batch_size: int = Field(default=200, gt=0, description="Feed ids per poll_feed message, at most.")

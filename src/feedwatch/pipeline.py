@@ -231,8 +231,14 @@ def rounds(s: Settings) -> store.Rounds | None:
     if s.poll_round_share <= 0 or s.poll_round_seconds <= 0:
         return None
     gap = s.per_host_min_gap_seconds
-    per_origin = 1 + int(ROUND_PACING_SECONDS / gap) if gap > 0 else s.per_host_concurrency
+    per_origin = paced_starts(ROUND_PACING_SECONDS, gap) if gap > 0 else s.per_host_concurrency
     return store.Rounds(s.poll_round_share, timedelta(seconds=s.poll_round_seconds), per_origin)
+
+
+def paced_starts(seconds: float, gap: float) -> int:
+    """How many requests to one host start within ``seconds`` when each starts ``gap`` seconds
+    after the one before (``per_host_min_gap_seconds``, more than 0): the first at once."""
+    return 1 + int(seconds / gap)
 
 
 def _by_origin(claim: store.Claim) -> tuple[str, int]:
@@ -287,7 +293,7 @@ def origin_most(s: Settings) -> int | None:
     gap = s.per_host_min_gap_seconds
     if gap <= 0:
         return None
-    return 1 + int(s.task_soft_time_limit * ORIGIN_PACING_SHARE / gap)
+    return paced_starts(s.task_soft_time_limit * ORIGIN_PACING_SHARE, gap)
 
 
 def cut_by_origin(items: Sequence[T], origins: Sequence[str | None], most: int | None) -> list[list[T]]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 from support.bench import bench_json
-from support.services import REPO, SHARED, missing, port_open
+from support.services import REPO, SHARED, require_postgres
 
 from feedwatch import pipeline
 
@@ -33,8 +33,7 @@ def test_real_ingest_json_shape(tmp_path: Path) -> None:
     names = ("azernews-swelbyboy.xml", "meduza-egfedorov.xml", "bbc-chinese-greatfire.xml", "uol-rbren.xml")
     if not all((feeds / name).is_file() for name in names):
         pytest.skip(f"{feeds} holds no corpus feeds (../shared absent)")
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     for name in names:
         (tmp_path / name).write_bytes((feeds / name).read_bytes())
     result = bench_json("real_ingest.py", "--rounds", "1", "--feeds-dir", str(tmp_path), timeout=200)
@@ -58,8 +57,7 @@ def test_batch_memory_json_shape() -> None:
     worker cuts the one batch of new feeds into parts (the fetch keeping the bodies past the
     bound in files), and the tick, knowing the sizes, sends batches of the bound; every item is
     stored in each configuration."""
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     sizes = ("--feeds", "4", "--items", "40", "--item-bytes", "2000")
     result = bench_json("batch_memory.py", *sizes, "--bound", str(4 * pipeline.UNKNOWN_BODY_BYTES))
     # The tick sends the four new feeds together (a feed never fetched counts UNKNOWN_BODY_BYTES);
@@ -81,8 +79,7 @@ def test_poll_costs_json_shape() -> None:
     """``benchmarks/poll_costs.py`` on 100 poll feeds, one round: a CPU figure for each kind of
     poll and the mix, the ingest's and the deliveries', and the tick's claim of every feed (the
     poll feeds and the ingest's 100), once a round."""
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     result = bench_json("poll_costs.py", "--feeds", "100", "--rounds", "1", timeout=180)
     assert set(result["cpu_ms_per_feed"]) == {"304", "unchanged", "new", "mix"}
     assert all(value > 0 for value in result["cpu_ms_per_feed"].values())

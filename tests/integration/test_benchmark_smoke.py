@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from support.bench import bench_json
-from support.services import SHARED, missing, port_open
+from support.services import SHARED, missing, port_open, require_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -81,8 +81,7 @@ def check_verdict(result: dict[str, Any], poll: dict[str, Any], ingest: dict[str
 def test_quick_json_shape() -> None:
     if not port_open("127.0.0.1", 6379):
         missing("Redis not reachable at 127.0.0.1:6379")
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     result = bench_json("run.py", "--quick", "--json", *TINY, timeout=280)
     for key in ("feeds_per_s", "floor_feeds_per_s", "ratio", "all_feeds_polled", "claimed_backlog_at_end"):
         assert key in result["poll"], key
@@ -220,8 +219,7 @@ def test_quick_json_shape() -> None:
 def test_article_bytes_json_shape() -> None:
     """``benchmarks/article_bytes.py`` on two farm feeds: the teaser stored once takes fewer
     bytes of the table, the WAL and the rows sent than the same drafts storing it twice."""
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     farm = bench_json("article_bytes.py", "--farm-feeds", "2", timeout=200)["farm"]
     assert farm["drafts"] == farm["once"]["articles"] == farm["twice"]["articles"] == 100
     assert farm["summary_empty"] == 1.0  # the farm's items have a description only

@@ -43,6 +43,12 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+def require_postgres() -> None:
+    """Skip (fail in CI, :func:`missing`) where the test PostgreSQL server does not answer."""
+    if not port_open("127.0.0.1", 5432):
+        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+
+
 def redis_url(db: int) -> str:
     """A Redis URL on a dedicated database number, flushed first."""
     if not port_open(REDIS_HOST, REDIS_PORT):
@@ -56,8 +62,7 @@ def redis_url(db: int) -> str:
 @contextmanager
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (or module), dropped afterwards."""
-    if not port_open("127.0.0.1", 5432):
-        missing("PostgreSQL not reachable at 127.0.0.1:5432")
+    require_postgres()
     import psycopg
 
     name = f"fw_test_{uuid.uuid4().hex[:10]}"

@@ -9,7 +9,7 @@ from feedwatch.fetch.errors import (
     FetchError,
     parse_retry_after,
 )
-from feedwatch.fetch.guard import AddressPolicy, GuardedResolver, check_url
+from feedwatch.fetch.guard import AddressPolicy, check_url
 from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
 
 __all__ = [
@@ -21,7 +21,6 @@ __all__ = [
     "FetchError",
     "FetchRequest",
     "FetchResult",
-    "GuardedResolver",
     "Redirect",
     "check_url",
     "classify_curl",

@@ -11,7 +11,8 @@ Policy, in the order it is applied:
    connected to: literal-IP URLs are checked before the request; for a host name, the feed
    fetch checks every address libcurl resolved as it opens the socket for it
    (``feedwatch.fetch.client``, ``OPENSOCKETFUNCTION``), and the webhook channel's aiohttp
-   connector resolves through :class:`GuardedResolver`. So a name that re-resolves to
+   connector resolves through its ``GuardedResolver`` (``feedwatch.channels.webhook``), which
+   keeps what :func:`filter_addresses` allows. So a name that re-resolves to
    127.0.0.1 between two requests (DNS rebinding) is caught on the second one. Blocked
    addresses are dropped from a resolution; if none is left the fetch fails.
 
@@ -35,13 +36,13 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Final
 
-from aiohttp.abc import AbstractResolver, ResolveResult
-from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from feedwatch.fetch.errors import ErrorClass, FetchError
 
 if TYPE_CHECKING:
+    from aiohttp.abc import ResolveResult
+
     from feedwatch.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -215,23 +216,6 @@ def filter_addresses(
         detail = "; ".join(refused) or "no addresses"
         raise FetchError("blocked_address", f"{host} resolves only to refused addresses: {detail}")
     return kept
-
-
-class GuardedResolver(AbstractResolver):
-    """aiohttp resolver that only ever hands checked addresses to the connector."""
-
-    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
-        self._policy = policy
-        self._inner = inner if inner is not None else DefaultResolver()
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        # FetchError is not an OSError, so aiohttp lets it through unwrapped.
-        return filter_addresses(host, await self._inner.resolve(host, port, family), self._policy)
-
-    async def close(self) -> None:
-        await self._inner.close()
 
 
 def check_url(url: str, policy: AddressPolicy) -> None:

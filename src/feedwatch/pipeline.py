@@ -403,10 +403,11 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     reason other than the database itself, each feed is written in its own transaction, so one
     bad feed cannot take the batch down. Alerts are published after the commit.
 
-    Bodies that add up to more than ``poll_batch_bytes`` are parsed and stored in parts
+    Changed bodies that add up to more than ``poll_part_bytes`` are parsed and stored in parts
     (``cut_by_bytes``), each part as above, one after another: a part's parsed entries and drafts
-    are let go before the next part is parsed, and the fetch held the bodies past the bound in
-    temporary files, each read back as its feed is parsed.
+    are let go before the next part is parsed. A 304 and a body of the same bytes as last time
+    parse nothing and count nothing. The fetch holds no more than ``poll_batch_bytes`` of bodies
+    in memory: the bodies past it wait in temporary files, each read back as its feed is parsed.
     """
     with read_scope(ctx.settings) as session:
         # In id order: every batch then locks its feed rows in the same order (no deadlocks).
@@ -422,13 +423,20 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         requests, ctx.fetch_config, ctx.address_policy, hold_bytes=ctx.settings.poll_batch_bytes
     )
     fetch_ms = int((time.monotonic() - started) * 1000)
-    sizes = [r.size if isinstance(r, FetchResult) else 0 for r in results]
+    # The bodies in memory are hashed here, once: a body of the same bytes as last time parses
+    # nothing, so it weighs nothing in a part (a spilled body is not read back to find out).
+    hashes = {
+        f.id: body_hash(r.body)
+        for f, r in zip(feeds, results, strict=True)
+        if isinstance(r, FetchResult) and not r.not_modified and r.spilled is None
+    }
+    sizes = [_parsed_bytes(f, r, hashes.get(f.id)) for f, r in zip(feeds, results, strict=True)]
     spilled = sum(1 for r in results if isinstance(r, FetchResult) and r.spilled is not None)
-    parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_batch_bytes)
+    parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_part_bytes)
     del results  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
     reports: list[PollReport] = []
     for part in parts:
-        reports += _poll_part(ctx, part, rows)
+        reports += _poll_part(ctx, part, rows, hashes)
     outcomes = Counter(r.outcome for r in reports)
     log.info(
         "poll.batch",
@@ -442,17 +450,27 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
     return reports
 
 
+def _parsed_bytes(feed: store.PollTarget, result: FetchResult | FetchError, hashed: str | None) -> int:
+    """The bytes a poll of ``feed`` will parse: none for a failure, a 304 or the same bytes as
+    last time (``hashed``: its body's hash, None for a body in a temporary file)."""
+    if isinstance(result, FetchError) or result.not_modified:
+        return 0
+    return 0 if hashed is not None and hashed == feed.body_hash else result.size
+
+
 def _poll_part(
     ctx: Context,
     part: list[tuple[store.PollTarget, FetchResult | FetchError]],
     rows: Mapping[int, feedstate.FeedRow],
+    hashes: Mapping[int, str],
 ) -> list[PollReport]:
     """Parse, normalize and store these fetched feeds (one transaction), then count, log and
-    publish what they stored. ``part`` is emptied once parsed: it held the bodies."""
+    publish what they stored. ``part`` is emptied once parsed: it held the bodies. ``hashes``:
+    the hashes of the bodies held in memory, by feed id."""
     # No feed id bound to the log context around each feed's steps: the parse and normalize
     # log nothing, and a step's failure is logged with its feed id (``_guarded``). Binding and
     # unbinding it for every feed was ~2 % of a feeds worker while polling (round 19).
-    polls = [_prepare(ctx, feed, result) for feed, result in part]
+    polls = [_prepare(ctx, feed, result, hashes.get(feed.id)) for feed, result in part]
     part.clear()  # the bodies: parsed now, and a batch held them all until it ended
     seen = _seen_items(ctx, polls)
     for poll in polls:
@@ -502,15 +520,18 @@ class _Poll:
         self.report.alert_ids, self.report.extract_ids = [], []
 
 
-def _prepare(ctx: Context, feed: store.PollTarget, result: FetchResult | FetchError) -> _Poll:
-    """The pure part of a poll, before any write: skip 304s and unchanged bodies, else parse."""
+def _prepare(
+    ctx: Context, feed: store.PollTarget, result: FetchResult | FetchError, hashed: str | None
+) -> _Poll:
+    """The pure part of a poll, before any write: skip 304s and unchanged bodies, else parse.
+    ``hashed``: the body's hash when the caller took it already."""
     report = PollReport(feed_id=feed.id, url=feed.url, outcome="ok", duration_ms=int(result.elapsed * 1000))
     poll = _Poll(feed, report, ctx.clock())
-    _guarded(poll, partial(_parse, ctx, poll, result))
+    _guarded(poll, partial(_parse, ctx, poll, result, hashed))
     return poll
 
 
-def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
+def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError, hashed: str | None) -> None:
     if isinstance(result, FetchError):
         raise result
     result = result.loaded()  # a body that waited in a temporary file (``poll_feeds``)
@@ -521,7 +542,7 @@ def _parse(ctx: Context, poll: _Poll, result: FetchResult | FetchError) -> None:
     if result.not_modified:
         report.outcome = "not_modified"
         return
-    poll.body_hash = body_hash(result.body)
+    poll.body_hash = hashed or body_hash(result.body)
     if poll.body_hash == poll.feed.body_hash:  # the same bytes as last time: nothing to parse
         report.outcome = "unchanged"
         return

@@ -94,10 +94,21 @@ class Settings(BaseSettings):
         gt=0,
         description=(
             "Feed body bytes a poll batch holds, at most: the tick gives a poll_feed message"
-            " fewer feeds when their last bodies add up to more, and a worker parses and stores"
-            " what it fetched in parts of at most this many bytes, each in its own transaction;"
-            " the fetch keeps the bodies past it in unnamed temporary files (TMPDIR) until"
-            " their part is parsed. A feed larger than this is a batch of its own."
+            " fewer feeds when their last bodies add up to more, and the fetch keeps the bodies"
+            " past it in unnamed temporary files (TMPDIR) until their part is parsed"
+            " (poll_part_bytes). A feed larger than this is a batch of its own."
+        ),
+    )
+    # 2 MiB, under the batch's 8: a worker's peak memory follows what one transaction parses
+    # and stores (its parsed entries and drafts, ~3-5x the bodies), and a 304 or an unchanged
+    # body parses nothing (round 55 in docs/performance-history.md).
+    poll_part_bytes: int = Field(
+        default=2 << 20,
+        gt=0,
+        description=(
+            "Body bytes a worker parses and stores in one transaction, at most: a poll batch's"
+            " changed bodies (not a 304, not the same bytes as last time) past this are parsed"
+            " and stored in parts, one after another. A feed larger than this is a part of its own."
         ),
     )
     poll_synchronous_commit: bool = Field(

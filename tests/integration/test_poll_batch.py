@@ -427,7 +427,8 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
         server.routes[f"/{name}.xml"] = Route(body, etag=f'"{name}"')
     ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in bodies])
     largest = max(map(len, bodies.values()))
-    ctx.settings = ctx.settings.model_copy(update={"poll_batch_bytes": 2 * largest})
+    bound = {"poll_batch_bytes": 2 * largest, "poll_part_bytes": 2 * largest}
+    ctx.settings = ctx.settings.model_copy(update=bound)
     steps: list[tuple[str, Any]] = []
     spilled: list[bool] = []
     real_fetch, real_parse, real_store = pipeline.fetch_all, pipeline.parse_feed, pipeline.store_batch
@@ -482,6 +483,59 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
         assert {f.id: f.body_bytes for f in session.exec(select(Feed)).all()} == expected
 
 
+def test_a_part_weighs_only_the_bodies_it_parses(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The part bound (``poll_part_bytes``) counts the changed bodies alone: the same bytes as
+    last time and 304s parse nothing, so a batch of them is one part however large, while the
+    same batch of changed bodies is cut. The fetch's bound (``poll_batch_bytes``) is apart: under
+    it no body waits in a temporary file."""
+    bodies = {name: feed_body(name, range(4)) for name in "abcdef"}
+    for name, body in bodies.items():
+        server.routes[f"/{name}.xml"] = Route(body, etag=f'"{name}"')
+    ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in bodies])
+    ctx.settings = ctx.settings.model_copy(update={"poll_part_bytes": 3 * max(map(len, bodies.values()))})
+    assert ctx.settings.poll_batch_bytes > sum(map(len, bodies.values()))
+    parsed: list[str] = []
+    spilled: list[bool] = []
+    real_fetch, real_parse = pipeline.fetch_all, pipeline.parse_feed
+
+    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
+        results = real_fetch(*args, **kwargs)
+        spilled.extend(r.spilled is not None for r in results)
+        return results
+
+    def parse_spy(body: bytes, **kwargs: Any) -> Any:
+        parsed.append(kwargs["url"].rsplit("/", 1)[1])
+        return real_parse(body, **kwargs)
+
+    monkeypatch.setattr(pipeline, "fetch_all", fetch_spy)
+    monkeypatch.setattr(pipeline, "parse_feed", parse_spy)
+    capture = structlog.testing.LogCapture()
+    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+
+    def batch_logged() -> dict[str, Any]:
+        [entry] = [e for e in capture.entries if e["event"] == "poll.batch"]
+        capture.entries.clear()
+        return entry
+
+    assert [r.new for r in pipeline.poll_feeds(ctx, ids)] == [4] * 6
+    assert batch_logged()["parts"] == 2 and len(parsed) == 6 and not any(spilled)
+    # New validators: the same bytes come back as 200s, every one unchanged, in one part.
+    for name, body in bodies.items():
+        server.routes[f"/{name}.xml"] = Route(body, etag=f'"{name}-2"')
+    parsed.clear()
+    assert [r.outcome for r in pipeline.poll_feeds(ctx, ids)] == ["unchanged"] * 6
+    entry = batch_logged()
+    assert "parts" not in entry and entry["unchanged"] == 6 and parsed == []
+    # Two feeds change among them: one part again, and only those two are parsed.
+    for name in "be":
+        server.routes[f"/{name}.xml"] = Route(feed_body(name, range(5)), etag=f'"{name}-3"')
+    reports = pipeline.poll_feeds(ctx, ids)
+    assert [r.new for r in reports] == [0, 1, 0, 0, 1, 0]
+    assert "parts" not in batch_logged() and parsed == ["b.xml", "e.xml"]
+
+
 def test_a_part_that_fails_on_the_database_keeps_the_parts_stored_before_it(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -493,7 +547,7 @@ def test_a_part_that_fails_on_the_database_keeps_the_parts_stored_before_it(
     ids = add_feeds(ctx, [server.url(f"/{n}.xml") for n in bodies])
     with db.session_scope(ctx.settings) as session:
         store.claim_due_feeds(session, datetime.now(UTC), 10, 300)
-    ctx.settings = ctx.settings.model_copy(update={"poll_batch_bytes": 2 * max(map(len, bodies.values()))})
+    ctx.settings = ctx.settings.model_copy(update={"poll_part_bytes": 2 * max(map(len, bodies.values()))})
     real = pipeline.store_batch
 
     def store_batch(session: Any, rulebook: Any, feeds: Any, *args: Any, **kwargs: Any) -> None:

@@ -6,18 +6,20 @@ A poll batch holds its feeds' bodies, their parsed entries and their drafts toge
 feed with its drafts is ~2x its body), so ``FEEDWATCH_POLL_BATCH_SIZE`` alone bounds a worker's
 memory only for feeds of a known size: the farm's 50 KB feeds or the shared corpus's 60 KB on
 average, not a deployment of outlets that put whole articles in their feeds.
-``FEEDWATCH_POLL_BATCH_BYTES`` bounds it by bytes (``pipeline.cut_by_bytes``). This serves
+``FEEDWATCH_POLL_BATCH_BYTES`` bounds it by bytes (``pipeline.cut_by_bytes``), and
+``FEEDWATCH_POLL_PART_BYTES`` what a worker parses and stores at a time. This serves
 ``--feeds`` generated feeds of ``--items`` items with ~``--item-bytes`` of article text each
 (``content:encoded``, one in 20 items about a watched topic) from a loopback ``http.server``
 (stopped by its pid) and runs the real tick and ``pipeline.poll_feeds`` in a fresh child
 process for each configuration, every item new, each into its own PostgreSQL database:
 
-- ``unbounded``: ``poll_batch_bytes`` 1 TiB: one batch of every feed, as before round 24;
-- ``parts``: the default bound, the feeds never fetched (the tick counts each as 64 KiB and
-  sends one batch): the fetch keeps the bodies past the bound in temporary files (``fetch_all``'s
-  ``hold_bytes``, since round 26) and the worker parses and stores them in parts of the bound;
-- ``tick``: the default bound, every feed's last size known (``Feed.body_bytes``, as its
-  previous poll leaves it): the tick sends batches of the bound, polled one after another.
+- ``unbounded``: both bounds 1 TiB: one batch of every feed, as before round 24;
+- ``parts``: the default bounds (or ``--bound``, ``--part-bound``), the feeds never fetched
+  (the tick counts each as 64 KiB and sends one batch): the fetch keeps the bodies past the
+  batch's bound in temporary files (``fetch_all``'s ``hold_bytes``, since round 26) and the
+  worker parses and stores them in parts of the part bound (the batch's bound until round 55);
+- ``tick``: the same bounds, every feed's last size known (``Feed.body_bytes``, as its
+  previous poll leaves it): the tick sends batches of the batch's bound, polled one after another.
 
 Prints one JSON object: each configuration's peak RSS (the child's ``VmHWM``), its RSS before
 the tick (the same process warmed by one small poll: its imports, the language model, the
@@ -107,12 +109,13 @@ class BatchLines(logging.Handler):
 
 
 def child(
-    config: str, db_url: str, port: int, names: list[str], sizes: list[int], bound: int
+    config: str, db_url: str, port: int, names: list[str], sizes: list[int], bound: int, part_bound: int
 ) -> dict[str, Any]:
     """One configuration in this (fresh) process: the tick, then each batch it sent."""
     from poll_costs import checked
     from run import Service
     from sqlalchemy import update
+    from sqlmodel import col
 
     from feedwatch import pipeline
     from feedwatch.logs import configure_logging
@@ -121,9 +124,15 @@ def child(
     with tempfile.TemporaryDirectory(prefix="fw-batch-memory-") as home:
         service = Service(Path(home), db_url, "memory://", 1)
         configure_logging(service.settings.model_copy(update={"log_level": "WARNING"}))
-        bound = 1 << 40 if config == "unbounded" else bound
+        if config == "unbounded":
+            bound = part_bound = 1 << 40
         settings = service.settings.model_copy(
-            update={"poll_batch_bytes": bound, "poll_min_batches": 1, "poll_batch_size": 100}
+            update={
+                "poll_batch_bytes": bound,
+                "poll_part_bytes": part_bound,
+                "poll_min_batches": 1,
+                "poll_batch_size": 100,
+            }
         )
         ids = served_feeds(service, port, ["warm.xml", *names])
         published: list[list[int]] = []
@@ -132,7 +141,7 @@ def child(
         if config == "tick":  # as each feed's previous poll leaves it
             with service.engine.begin() as conn:
                 for feed_id, size in zip(ids[1:], sizes, strict=True):
-                    conn.execute(update(Feed).where(Feed.id == feed_id).values(body_bytes=size))
+                    conn.execute(update(Feed).where(col(Feed.id) == feed_id).values(body_bytes=size))
         lines = BatchLines.attached()
         rss_before = proc_field(STATUS, "VmRSS")
         cpu = time.process_time()
@@ -164,8 +173,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--items", type=int, default=250, help="items a feed")
     parser.add_argument("--item-bytes", type=int, default=4000, help="article text an item, about")
     parser.add_argument(
-        "--bound", type=int, help="poll_batch_bytes of parts and tick (default: the service's default)"
+        "--bound",
+        type=int,
+        help="poll_batch_bytes (the tick's and the fetch's bound) and, unless --part-bound, poll_part_bytes"
+        " (default: the service's defaults)",
     )
+    parser.add_argument("--part-bound", type=int, help="poll_part_bytes: the bytes a part parses")
     parser.add_argument("--child", choices=CONFIGS, help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
@@ -175,8 +188,10 @@ def main(argv: list[str] | None = None) -> None:
 
     names = [f"large-{i}.xml" for i in range(args.feeds)]
     bound = args.bound or Settings.model_fields["poll_batch_bytes"].default
+    part_bound = args.part_bound or args.bound or Settings.model_fields["poll_part_bytes"].default
     if args.child:
-        print(json.dumps(child(args.child, args.db, args.port, names, json.loads(args.sizes), bound)))
+        sizes = json.loads(args.sizes)
+        print(json.dumps(child(args.child, args.db, args.port, names, sizes, bound, part_bound)))
         return
     with tempfile.TemporaryDirectory(prefix="fw-batch-memory-feeds-") as tmp:
         directory = Path(tmp)
@@ -207,6 +222,8 @@ def main(argv: list[str] | None = None) -> None:
                         json.dumps(sizes),
                         "--bound",
                         str(bound),
+                        "--part-bound",
+                        str(part_bound),
                     ]
                     proc = subprocess.run(command, check=False, capture_output=True, text=True)
                     if proc.returncode != 0:
@@ -219,6 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         "bytes_a_feed": round(sum(sizes) / len(sizes)),
         "bytes": sum(sizes),
         "poll_batch_bytes": bound,
+        "poll_part_bytes": part_bound,
         **results,
     }
     for config in CONFIGS[1:]:

@@ -368,19 +368,48 @@ def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) 
     read of the page prunes the dead one. Here 150 pages became 300 (each row alone on its page)
     and stayed there. At the default fillfactor every version went to the table's end: 82 pages
     became ~5,800 in these 40 rounds and kept growing (round 48 in docs/performance-history.md:
-    372-380 MB for 10,600 feeds at the end of a benchmark run with autovacuum off)."""
-    from sqlalchemy import text
+    372-380 MB for 10,600 feeds at the end of a benchmark run with autovacuum off).
+
+    A transaction that holds an id anywhere in the cluster, another database included, stops
+    that pruning while it is open (6,150 pages here with one open in ``postgres`` throughout;
+    a snapshot without an id does not): the suite's other worker runs such tests. So each try
+    starts once no other session holds one, and a try that still grew past the bound is
+    repeated, three at most; lost fillfactor fails all three (round 55)."""
     from support import polls
 
-    with database_settings("postgresql", tmp_path) as settings:
-        engine = db.get_engine(settings)
+    tries: list[tuple[int, int]] = []
+    for _ in range(3):
+        with database_settings("postgresql", tmp_path / str(len(tries))) as settings:
+            engine = db.get_engine(settings)
+            ids = polls.seed(engine, 300)
+            before = _heap_pages(engine)
+            _wait_for_no_open_transaction_id(engine)
+            polls.poll(engine, ids, 40)
+            tries.append((before, _heap_pages(engine)))
+        if tries[-1][1] <= 3 * tries[-1][0]:
+            break
+    before, after = tries[-1]
+    assert after <= 3 * before, tries
 
-        def heap_pages() -> int:
-            with engine.connect() as conn:
-                return int(conn.execute(text("SELECT pg_relation_size('feed') / 8192")).scalar_one())
 
-        ids = polls.seed(engine, 300)
-        before = heap_pages()
-        polls.poll(engine, ids, 40)
-        after = heap_pages()
-    assert after <= 3 * before, (before, after)
+def _heap_pages(engine: Any) -> int:
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        return int(conn.execute(text("SELECT pg_relation_size('feed') / 8192")).scalar_one())
+
+
+def _wait_for_no_open_transaction_id(engine: Any, seconds: float = 60) -> None:
+    """Until no other session of the cluster holds a transaction id (or ``seconds`` passed)."""
+    import time
+
+    from sqlalchemy import text
+
+    others = "pid <> pg_backend_pid() AND backend_xid IS NOT NULL"
+    query = text(f"SELECT count(*) FROM pg_stat_activity WHERE {others}")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with engine.connect() as conn:
+            if not conn.execute(query).scalar_one():
+                return
+        time.sleep(0.1)

@@ -423,20 +423,21 @@ def poll_feeds(ctx: Context, feed_ids: Sequence[int]) -> list[PollReport]:
         requests, ctx.fetch_config, ctx.address_policy, hold_bytes=ctx.settings.poll_batch_bytes
     )
     fetch_ms = int((time.monotonic() - started) * 1000)
-    # The bodies in memory are hashed here, once: a body of the same bytes as last time parses
-    # nothing, so it weighs nothing in a part (a spilled body is not read back to find out).
-    hashes = {
-        f.id: body_hash(r.body)
-        for f, r in zip(feeds, results, strict=True)
-        if isinstance(r, FetchResult) and not r.not_modified and r.spilled is None
-    }
-    sizes = [_parsed_bytes(f, r, hashes.get(f.id)) for f, r in zip(feeds, results, strict=True)]
+    # The bodies in memory are hashed here, once (the parse is handed the hash): a body of the
+    # same bytes as last time parses nothing, so it weighs nothing in a part (a spilled body is
+    # not read back to find out).
+    hashes = [
+        body_hash(r.body) if isinstance(r, FetchResult) and not r.not_modified and r.spilled is None else None
+        for r in results
+    ]
+    fetched = list(zip(feeds, results, hashes, strict=True))
     spilled = sum(1 for r in results if isinstance(r, FetchResult) and r.spilled is not None)
-    parts = cut_by_bytes(list(zip(feeds, results, strict=True)), sizes, ctx.settings.poll_part_bytes)
-    del results  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
+    sizes = [_parsed_bytes(*polled) for polled in fetched]
+    parts = cut_by_bytes(fetched, sizes, ctx.settings.poll_part_bytes)
+    del results, fetched  # each part's bodies go once that part is parsed (``_poll_part`` empties it)
     reports: list[PollReport] = []
     for part in parts:
-        reports += _poll_part(ctx, part, rows, hashes)
+        reports += _poll_part(ctx, part, rows)
     outcomes = Counter(r.outcome for r in reports)
     log.info(
         "poll.batch",
@@ -460,17 +461,16 @@ def _parsed_bytes(feed: store.PollTarget, result: FetchResult | FetchError, hash
 
 def _poll_part(
     ctx: Context,
-    part: list[tuple[store.PollTarget, FetchResult | FetchError]],
+    part: list[tuple[store.PollTarget, FetchResult | FetchError, str | None]],
     rows: Mapping[int, feedstate.FeedRow],
-    hashes: Mapping[int, str],
 ) -> list[PollReport]:
-    """Parse, normalize and store these fetched feeds (one transaction), then count, log and
-    publish what they stored. ``part`` is emptied once parsed: it held the bodies. ``hashes``:
-    the hashes of the bodies held in memory, by feed id."""
+    """Parse, normalize and store these fetched feeds (each with its body's hash when it was
+    taken: :func:`poll_feeds`) in one transaction, then count, log and publish what they stored.
+    ``part`` is emptied once parsed: it held the bodies."""
     # No feed id bound to the log context around each feed's steps: the parse and normalize
     # log nothing, and a step's failure is logged with its feed id (``_guarded``). Binding and
     # unbinding it for every feed was ~2 % of a feeds worker while polling (round 19).
-    polls = [_prepare(ctx, feed, result, hashes.get(feed.id)) for feed, result in part]
+    polls = [_prepare(ctx, feed, result, hashed) for feed, result, hashed in part]
     part.clear()  # the bodies: parsed now, and a batch held them all until it ended
     seen = _seen_items(ctx, polls)
     for poll in polls:

@@ -36,6 +36,29 @@ def feed_body(prefix: str, seqs: range, match: int | None = None) -> bytes:
     return rss(items)
 
 
+def pipeline_log(monkeypatch: pytest.MonkeyPatch) -> structlog.testing.LogCapture:
+    """The pipeline's own logger, capturing. Not ``structlog.testing.capture_logs``: it changes
+    the global configuration, which a logger cached by an earlier test (logs.configure caches
+    them on first use) no longer reads, so a test passed or failed by the order tests ran in."""
+    capture = structlog.testing.LogCapture()
+    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    return capture
+
+
+def spilled_bodies(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """From now on, for every body a batch fetches: whether it waited in a temporary file."""
+    spilled: list[bool] = []
+    real = pipeline.fetch_all
+
+    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
+        results = real(*args, **kwargs)
+        spilled.extend(r.spilled is not None for r in results)
+        return results
+
+    monkeypatch.setattr(pipeline, "fetch_all", fetch_spy)
+    return spilled
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def ctx(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[pipeline.Context]:
     """On both databases: PostgreSQL stores a batch's articles and sightings through its own
@@ -192,8 +215,7 @@ def test_a_feed_that_breaks_the_batchs_language_detection_fails_alone(
         real(drafts)
 
     monkeypatch.setattr(pipeline, "set_languages", breaks_on_russian)
-    capture = structlog.testing.LogCapture()  # the pipeline's own logger (see the quiet-poll test)
-    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    capture = pipeline_log(monkeypatch)
     reports = pipeline.poll_feeds(ctx, ids)
     # The batch's call, then one call a feed: only the feed whose text breaks it fails.
     assert calls == [3, 1, 1, 1]
@@ -384,11 +406,7 @@ def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
 def test_a_quiet_poll_is_counted_in_the_batch_line_not_logged_alone(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The pipeline's own logger, capturing: structlog.testing.capture_logs changes the global
-    # configuration, which a logger cached by an earlier test (logs.configure caches them on
-    # first use) no longer reads, so the test passed or failed by the order tests ran in.
-    capture = structlog.testing.LogCapture()
-    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    capture = pipeline_log(monkeypatch)
     server.routes["/a.xml"] = Route(feed_body("a", range(3)))
     server.routes["/b.xml"] = Route(feed_body("b", range(3)))
     ids = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])
@@ -430,13 +448,8 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
     bound = {"poll_batch_bytes": 2 * largest, "poll_part_bytes": 2 * largest}
     ctx.settings = ctx.settings.model_copy(update=bound)
     steps: list[tuple[str, Any]] = []
-    spilled: list[bool] = []
-    real_fetch, real_parse, real_store = pipeline.fetch_all, pipeline.parse_feed, pipeline.store_batch
-
-    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
-        results = real_fetch(*args, **kwargs)
-        spilled.extend(r.spilled is not None for r in results)
-        return results
+    spilled = spilled_bodies(monkeypatch)
+    real_parse, real_store = pipeline.parse_feed, pipeline.store_batch
 
     def parse_spy(body: bytes, **kwargs: Any) -> Any:
         name = kwargs["url"].rsplit("/", 1)[1]
@@ -448,11 +461,9 @@ def test_bodies_past_the_byte_budget_are_parsed_and_stored_in_parts(
         steps.append(("store", [ids.index(f.feed_id) for f in feeds]))
         real_store(session, rulebook, feeds, *args, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fetch_all", fetch_spy)
     monkeypatch.setattr(pipeline, "parse_feed", parse_spy)
     monkeypatch.setattr(pipeline, "store_batch", store_spy)
-    capture = structlog.testing.LogCapture()
-    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    capture = pipeline_log(monkeypatch)
     reports = pipeline.poll_feeds(ctx, ids)
     # The fetch held two bodies at most (the bound is twice the largest): the rest waited in
     # temporary files until their part was parsed.
@@ -497,22 +508,15 @@ def test_a_part_weighs_only_the_bodies_it_parses(
     ctx.settings = ctx.settings.model_copy(update={"poll_part_bytes": 3 * max(map(len, bodies.values()))})
     assert ctx.settings.poll_batch_bytes > sum(map(len, bodies.values()))
     parsed: list[str] = []
-    spilled: list[bool] = []
-    real_fetch, real_parse = pipeline.fetch_all, pipeline.parse_feed
-
-    def fetch_spy(*args: Any, **kwargs: Any) -> Any:
-        results = real_fetch(*args, **kwargs)
-        spilled.extend(r.spilled is not None for r in results)
-        return results
+    spilled = spilled_bodies(monkeypatch)
+    real_parse = pipeline.parse_feed
 
     def parse_spy(body: bytes, **kwargs: Any) -> Any:
         parsed.append(kwargs["url"].rsplit("/", 1)[1])
         return real_parse(body, **kwargs)
 
-    monkeypatch.setattr(pipeline, "fetch_all", fetch_spy)
     monkeypatch.setattr(pipeline, "parse_feed", parse_spy)
-    capture = structlog.testing.LogCapture()
-    monkeypatch.setattr(pipeline, "log", structlog.wrap_logger(None, processors=[capture]))
+    capture = pipeline_log(monkeypatch)
 
     def batch_logged() -> dict[str, Any]:
         [entry] = [e for e in capture.entries if e["event"] == "poll.batch"]

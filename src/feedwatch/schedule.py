@@ -38,6 +38,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import suppress
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from typing import Any
 
 from feedwatch.immutable import immutable
@@ -140,14 +141,14 @@ def sy_minutes(period: str | None, frequency: int | None) -> float | None:
 def hints_from(
     headers: Mapping[str, str],
     now: datetime,
-    ttl_minutes: int | None = None,
-    update_period: str | None = None,
-    update_frequency: int | None = None,
+    ttl_minutes: float | None = None,
+    update_minutes: float | None = None,
 ) -> Hints:
-    """The server's hints from a response's (lowercased) headers and the feed's own fields."""
+    """The server's hints from a response's (lowercased) headers, with the feed's own: its RSS
+    ``ttl`` and its ``sy:update`` period (:func:`sy_minutes`), in minutes, as a parse found them."""
     max_age: float | None = None
     cache_control = headers.get("cache-control", "").lower()
-    if "no-cache" not in cache_control and "no-store" not in cache_control:
+    if cache_control and "no-cache" not in cache_control and "no-store" not in cache_control:
         for directive in cache_control.split(","):
             name, _, value = directive.strip().partition("=")
             if name == "max-age" and value.strip().strip('"').isdigit():
@@ -158,7 +159,7 @@ def hints_from(
             when = to_utc(parsedate_to_datetime(headers["expires"]))
             expires = max((when - now).total_seconds() / 60, 0.0) or None
     ttl = float(ttl_minutes) if ttl_minutes and ttl_minutes > 0 else None
-    return Hints(ttl, sy_minutes(update_period, update_frequency), max_age or None, expires)
+    return Hints(ttl, update_minutes or None, max_age or None, expires)
 
 
 def _latest(history: Sequence[Mapping[str, Any]], key: str) -> Any:
@@ -177,7 +178,7 @@ def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tup
         assert start is not None
         hours = (now - start).total_seconds() / 3600
         # The first poll's new items were published before the window opened: not counted.
-        new = sum(int(p.get("new") or 0) for p in polls[1:])
+        new = sum([int(p.get("new") or 0) for p in polls[1:]])
         if new >= MIN_OBSERVED_NEW and hours > 0:
             count = sum(int(p.get("n") or 1) for p in polls)
             rate, how = new / hours, f"{new / hours:.3g} items/h seen over {count} polls"
@@ -191,12 +192,13 @@ def publication_rate(history: Sequence[Mapping[str, Any]], now: datetime) -> tup
     if declared is None and newest is None:
         return None, "no publication rate yet"
     rate = float(declared) / 24 if declared else math.inf
-    how = f"{rate:.3g} items/h by entry dates" if declared else "entry dates"
     if newest is not None:
         age_hours = max((now - newest).total_seconds() / 3600, 1 / 60)
         if 1 / age_hours < rate:
-            rate, how = 1 / age_hours, f"newest item {_human(age_hours * 60)} old"
-    return (None, "no publication rate yet") if math.isinf(rate) else (rate, how)
+            return 1 / age_hours, f"newest item {_human(age_hours * 60)} old"
+    if math.isinf(rate):
+        return None, "no publication rate yet"
+    return rate, f"{rate:.3g} items/h by entry dates"
 
 
 def _human(minutes: float) -> str:
@@ -205,6 +207,15 @@ def _human(minutes: float) -> str:
     if minutes < 2880:
         return f"{minutes / 60:.3g} h"
     return f"{minutes / 1440:.3g} d"
+
+
+@lru_cache(maxsize=256)
+def _bounded(low: float, high: float) -> str:
+    """A bounded interval's note: a feed's bounds are the same on every poll (its ``Timing``)."""
+    return f"bounded [{_human(low)}, {_human(high)}]"
+
+
+_JITTERED = f"±{JITTER:.0%} jitter"
 
 
 def _overflowed(history: Sequence[Mapping[str, Any]]) -> bool:
@@ -247,14 +258,14 @@ def after_success(
         parts.append(f"grows ×{MAX_GROWTH:g} at most")
     if not low <= minutes <= high:
         minutes = min(max(minutes, low), high)
-        parts.append(f"bounded [{_human(low)}, {_human(high)}]")
+        parts.append(_bounded(low, high))
     floor = (hints or Hints()).floor()
     if timing.priority and _priority_active(history, now):
         minutes, parts = low, [f"priority, active: minimum {_human(low)}"]
     elif floor is not None and floor[0] > minutes:
         minutes = min(floor[0], high)
         parts.append(f"server {floor[1]} {_human(floor[0])}" + (" (capped)" if floor[0] > high else ""))
-    parts.append(f"±{JITTER:.0%} jitter")
+    parts.append(_JITTERED)
     jittered = minutes * (1 + rng.uniform(-JITTER, JITTER))
     state = FeedState.NOT_MODIFIED if not_modified else FeedState.OK
     return NextCheck(now + timedelta(minutes=jittered), state, "; ".join(parts), minutes)

@@ -37,10 +37,11 @@ def _parse_iso(value: str) -> datetime | None:
 
 
 def stamp(value: datetime) -> str:
-    """An aware ``value`` in ISO 8601 to the second, as a poll history holds its times. A poll
-    batch's feeds are polled within a second or two, so the string is made once a second
-    (:func:`_second`): ``isoformat(timespec="seconds")`` took 1.2–2.6 µs a call, the cached
-    string of its whole second 0.6–0.8 (``timeit``, round 56)."""
+    """``value.isoformat(timespec="seconds")``, for a poll's own time in the poll history. A
+    poll batch's feeds are polled within a second or two, so the string is made once a second
+    (:func:`_second`): the format took 1.2–2.6 µs a call, the cached string of its whole second
+    0.6–0.8 (``timeit``, round 56). A time that differs from feed to feed (a trimmed run's
+    start, a feed's newest item) is formatted directly: this cache would miss on it."""
     if value.tzinfo is None:  # not a poll's time (those are aware): no cache
         return value.isoformat(timespec="seconds")
     return _second(math.floor(value.timestamp()), value.tzinfo)

@@ -1,5 +1,5 @@
 """``timeutil.parse_utc``: the one reader of the ISO stamps the poll history and heartbeats hold;
-``timeutil.stamp``, their writer."""
+``timeutil.stamp``, the cached writer of a poll's own time there."""
 
 from __future__ import annotations
 

@@ -228,7 +228,7 @@ def parse_feed(
     if not fast:
         return _parse_feedparser(body, lowered, url, known)
     last = splice.Record.decode(spans)
-    found = splice.cut(body, last.tag, url, lowered) if last is not None else None
+    found = splice.cut(body, last.tag, url, lowered, last) if last is not None else None
     if last is not None and found is not None and found.context == last.context:
         spliced = _splice(body, lowered, url, known, last, found)
         if spliced is not None:
@@ -268,10 +268,10 @@ def _splice(
         return None  # not one entry per new span
     new = iter(parsed.entries)
     items = []
-    for span, item in zip(found.hashes, old, strict=True):
+    for span, (start, end), item in zip(found.hashes, found.spans, old, strict=True):
         if item is None:  # the entry parsed from this span
             entry = next(new)
-            item = splice.item(span, entry.fingerprint, entry.date)
+            item = splice.item(span, entry.fingerprint, entry.date, end - start)
         items.append(item)
     kept = tuple(item for item in old if item is not None)
     record = splice.Record(last.tag, found.context, last.base, tuple(items)).encode()

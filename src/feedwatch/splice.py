@@ -11,8 +11,10 @@ and only the rest of the document — the feed's own elements and the new items 
 transaction, as ``entry_fingerprints`` is): after a parse by the fast path whose items are cut
 one to one into spans, for each item in document order its span's 64-bit hash (xxh3), its
 fingerprint (:func:`feedwatch.known.fingerprint`; zero for an item without guid and link, which
-is never known) and the one date the schedule reads of it (``published``, else ``updated``);
-before them the item tag, the **context** and a hash of the entries' base URL.
+is never known), the one date the schedule reads of it (``published``, else ``updated``) and
+its span's length; before them the item tag, the **context** and a hash of the entries' base
+URL. A record of version 1 (before the lengths) is not read: a feed's first changed poll after
+the upgrade parses its whole body, as a feed's first poll does.
 
 **When a span counts as known.** Its hash is in the record, its fingerprint is not zero, and the
 context is the same. The context is what, outside an item's own bytes, can change how the fast
@@ -30,11 +32,22 @@ items themselves (``ParsedFeed.kept``: fingerprint and date), which is all a pol
 known entry. If that parse is not the fast path's, or does not give one entry per new span, or
 the base moved, the caller parses the whole body as before.
 
-**Cutting.** One regular-expression walk (``finditer``) from item boundary to item boundary,
-CDATA sections, comments and processing instructions matched whole (so the cut is linear in the
-body): an ``<item`` or ``</item>`` inside them is text. A nested or unclosed item, a section
+**Cutting.** One regular-expression walk from item boundary to item boundary, CDATA sections,
+comments and processing instructions matched whole (so the cut is linear in the body): an
+``<item`` or ``</item>`` inside them is text. A nested or unclosed item, a section
 never closed, or an empty ``<item/>`` (feedparser makes two entries of the item around it),
 gives no cut.
+
+**Known items are not walked.** Where an item starts, the walk first looks for the recorded
+item it expects there (the one after the last it recognized, in the record's order): if that
+many bytes from the item's start have the recorded span's hash, they are that item, and the walk
+goes on after them without stopping at each of their tags (a farm item has 14 of them). This
+is exact: a recorded span was cut by this walk, from an item's start outside any item to its
+close, every section in it closed in it; standing at an item's start outside any item, the walk
+reads the same bytes the same way and would close the item at their end. Where the expected
+item is not there (a new item, an edited one, one moved), the walk reads the item tag by tag
+and then expects the recorded item after the one it found, if it found one. A changed farm
+feed's cut: 1.14 → 0.50 M instructions, 79 → 38 µs (docs/performance-history.md, round 57).
 
 Collisions: a new item mistaken for a known one needs equal 64-bit hashes of different spans:
 ~2^-58 per changed poll of 50 items.
@@ -52,6 +65,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from itertools import starmap
+from operator import itemgetter
 from typing import NamedTuple
 
 import xxhash
@@ -59,9 +73,10 @@ import xxhash
 from feedwatch.immutable import immutable
 from feedwatch.known import SIZE as FINGERPRINT_SIZE
 
-_VERSION = 1
+_VERSION = 2
 _HEADER = struct.Struct("<BB2xQQ")  # version, tag kind, context hash, base hash
-_ITEM = struct.Struct("<Q8sq")  # span hash, fingerprint, date (µs since 1970, or NO_DATE)
+#: Span hash, fingerprint, date (µs since 1970, or NO_DATE), span length.
+_ITEM = struct.Struct("<Q8sqI")
 NO_DATE = -(1 << 63)
 NO_FINGERPRINT = bytes(FINGERPRINT_SIZE)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -73,12 +88,13 @@ _MARKUP = re.compile(rb"<[^>]*>")
 
 
 class Item(NamedTuple):
-    """One item of a record: its span's hash, its fingerprint (zero: never known) and its date
-    (µs since 1970, or ``NO_DATE``)."""
+    """One item of a record: its span's hash, its fingerprint (zero: never known), its date
+    (µs since 1970, or ``NO_DATE``) and its span's length in bytes."""
 
     span: int
     fingerprint: bytes
     micros: int
+    length: int
 
     @property
     def date(self) -> datetime | None:
@@ -95,7 +111,8 @@ def date_of(micros: int) -> datetime:
     return _EPOCH + timedelta(microseconds=micros)
 
 
-#: ``Item._make`` without its Python frame (the tuples come from ``_ITEM``: three fields each).
+_SPAN = itemgetter(0)  # an item's span hash
+#: ``Item._make`` without its Python frame (the tuples come from ``_ITEM``: four fields each).
 _new_item = partial(tuple.__new__, Item)
 
 
@@ -147,44 +164,81 @@ class Cut:
         return b"".join(parts)
 
 
-def cut(body: bytes, tag: bytes, url: str, headers: Mapping[str, str]) -> Cut | None:
+def cut(
+    body: bytes, tag: bytes, url: str, headers: Mapping[str, str], last: Record | None = None
+) -> Cut | None:
     """``body`` cut at its ``tag`` elements, or None where the cut would not be safe (module
-    docstring). ``headers`` have lower-case names."""
-    spans = _spans(body, tag)
-    if spans is None:
+    docstring). ``headers`` have lower-case names. ``last``, the feed's record, names the items
+    the walk can recognize by their bytes instead of walking them."""
+    walked = _walk(body, tag, last.items if last is not None and last.tag == tag else ())
+    if walked is None:
         return None
-    bounds = [0, *(x for span in spans for x in span), len(body)]
-    pieces = tuple(body[bounds[i] : bounds[i + 1]] for i in range(0, len(bounds), 2))
-    hashes = tuple(xxhash.xxh3_64_intdigest(body[a:b]) for a, b in spans)
-    return Cut(tag, tuple(spans), hashes, pieces, _context(pieces, url, headers))
+    return Cut(
+        tag,
+        tuple(walked.spans),
+        tuple(walked.hashes),
+        tuple(walked.pieces),
+        _context(walked.pieces, url, headers),
+    )
 
 
-def _spans(body: bytes, tag: bytes) -> list[tuple[int, int]] | None:
+class _Walk(NamedTuple):
+    spans: list[tuple[int, int]]
+    hashes: list[int]
+    pieces: list[bytes]  # the bytes before each span, and after the last
+
+
+def _walk(body: bytes, tag: bytes, expected: Sequence[Item] = ()) -> _Walk | None:
     """Where each ``tag`` element starts and ends. CDATA sections, comments and processing
     instructions (the XML declaration too) are matched whole, so an item tag in their text is
-    text; one never closed gives no cut."""
-    spans = []
-    start = -1
-    for found in _tokens(tag).finditer(body):
+    text; one never closed gives no cut. Where an item starts, the next of the ``expected``
+    items, if its bytes are there, is taken without its tags being walked (module docstring)."""
+    search = _tokens(tag).search
+    spans: list[tuple[int, int]] = []
+    hashes: list[int] = []
+    pieces: list[bytes] = []
+    order: tuple[int, ...] = ()  # the expected items' hashes, once an item has been walked
+    following = 0  # the expected item looked for next
+    end = at = 0  # the last item's end; where the walk goes on
+    while (found := search(body, at)) is not None:  # between items, to the next one's start
         kind = found.lastgroup
         if kind is None:  # a CDATA section, comment or processing instruction
+            at = found.end()
             continue
-        if kind == "close":
-            if start < 0:
-                return None
-            spans.append((start, found.end()))
-            start = -1
-        elif kind == "open" and start < 0:
-            start = found.start()
-        else:  # an item inside an item, or one that never closed; or an unclosed section
+        if kind != "open":  # a close outside an item, or a section never closed
             return None
-    return None if start >= 0 else spans
+        start, at = found.span()
+        pieces.append(body[end:start])
+        if following < len(expected):
+            span, _, _, length = expected[following]
+            if xxhash.xxh3_64_intdigest(body[start : start + length]) == span:
+                end = at = start + length
+                spans.append((start, end))
+                hashes.append(span)
+                following += 1
+                continue
+        while (found := search(body, at)) is not None and found.lastgroup is None:
+            at = found.end()  # a section inside the item
+        if found is None or found.lastgroup != "close":  # never closed, an item inside it, or
+            return None  # a section never closed
+        end = at = found.end()
+        span = xxhash.xxh3_64_intdigest(body[start:end])
+        spans.append((start, end))
+        hashes.append(span)
+        if expected:
+            order = order or tuple(map(_SPAN, expected))
+            if span in order:
+                following = order.index(span) + 1
+    pieces.append(body[end:])
+    return _Walk(spans, hashes, pieces)
 
 
 @cache
 def _tokens(tag: bytes) -> re.Pattern[bytes]:
-    """One pattern for the whole walk: ``finditer`` runs it in C from token to token, where a
-    ``search`` per token and a ``bytes.find`` per section cost ~1.3x as much. The sections are
+    """One pattern for the whole walk: each ``search`` runs it in C to the next token, passing
+    over every other tag without a match, where a ``search`` per token with a ``bytes.find`` per
+    section cost ~1.3x as much (a ``finditer`` over the body was no faster than a ``search`` a
+    token; round 57 needs the walk to jump over known items). The sections are
     written as unrolled loops (``[^]]*(?:](?!]>)[^]]*)*``: up to the first ``]]>``), which stay
     linear, also when one never closes; lazy ``.*?`` was ~15x slower (round 33 in
     docs/performance-history.md). Every alternative starts with the one ``<``, which the engine
@@ -208,8 +262,9 @@ def _context(pieces: Sequence[bytes], url: str, headers: Mapping[str, str]) -> i
         digest.update(value.encode("utf-8", errors="surrogatepass"))
         digest.update(b"\0")
     for piece in pieces:  # the markup only: not how many pieces (items), nor the text between
-        for markup in _MARKUP.findall(piece):
-            digest.update(markup)
+        if piece:
+            for markup in _MARKUP.findall(piece):
+                digest.update(markup)
     return digest.intdigest()
 
 
@@ -217,10 +272,10 @@ def base_hash(base: str) -> int:
     return xxhash.xxh3_64_intdigest(base.encode("utf-8", errors="surrogatepass"))
 
 
-def item(span: int, fingerprint: bytes | None, date: datetime | None) -> Item:
+def item(span: int, fingerprint: bytes | None, date: datetime | None, length: int) -> Item:
     """The record of one parsed item: its span's hash, its entry's fingerprint (None: no guid
-    and no link, never known) and date."""
-    return Item(span, fingerprint or NO_FINGERPRINT, micros(date))
+    and no link, never known), its date and its span's length."""
+    return Item(span, fingerprint or NO_FINGERPRINT, micros(date), length)
 
 
 def record(found: Cut, base: str, entries: Sequence[tuple[bytes | None, datetime | None]]) -> bytes | None:
@@ -228,5 +283,8 @@ def record(found: Cut, base: str, entries: Sequence[tuple[bytes | None, datetime
     date); None if they are not one per span."""
     if len(entries) != len(found.spans):
         return None
-    items = tuple(item(span, *entry) for span, entry in zip(found.hashes, entries, strict=True))
+    items = tuple(
+        item(span, fingerprint, date, end - start)
+        for span, (fingerprint, date), (start, end) in zip(found.hashes, entries, found.spans, strict=True)
+    )
     return Record(found.tag, found.context, base_hash(base), items).encode()

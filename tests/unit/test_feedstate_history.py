@@ -57,9 +57,9 @@ def test_kept_items_count_with_the_new_ones_and_undated_or_future_items_do_not()
     new = [NOW - timedelta(hours=1, microseconds=7), None, NOW + timedelta(hours=2)]
     kept_dates = [NOW - timedelta(hours=h, seconds=13) for h in (30, 6, 3)]
     kept = (
-        *(splice.item(i, None, d) for i, d in enumerate(kept_dates)),
-        splice.item(9, None, None),  # undated
-        splice.item(10, None, NOW + timedelta(minutes=61)),  # ahead of the clock
+        *(splice.item(i, None, d, 100) for i, d in enumerate(kept_dates)),
+        splice.item(9, None, None, 100),  # undated
+        splice.item(10, None, NOW + timedelta(minutes=61), 100),  # ahead of the clock
     )
     parsed = replace(_feed(new), kept=kept)
     entry: dict[str, object] = {}
@@ -68,7 +68,7 @@ def test_kept_items_count_with_the_new_ones_and_undated_or_future_items_do_not()
     days = (counted[-1] - counted[0]).total_seconds() / 86400
     assert entry == {"newest": counted[-1].isoformat(timespec="seconds"), "rate": round(3 / days, 4)}
     # Within the hour ahead still counts.
-    parsed = replace(parsed, kept=(splice.item(11, None, NOW + timedelta(minutes=59)),))
+    parsed = replace(parsed, kept=(splice.item(11, None, NOW + timedelta(minutes=59), 100),))
     feedstate.describe_parsed(entry, parsed, NOW)
     assert entry["newest"] == (NOW + timedelta(minutes=59)).isoformat(timespec="seconds")
 

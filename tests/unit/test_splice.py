@@ -56,6 +56,8 @@ def _check(
         lowered = {k.lower(): v for k, v in headers.items()}
         found = splice.cut(new, record.tag, url, lowered)
         assert found is not None
+        # The walk that recognizes the record's items by their bytes cuts as the one that does not.
+        assert splice.cut(new, record.tag, url, lowered, record) == found
         recorded = record.known()
         kept_here = [span in recorded for span in found.hashes]
         assert len(kept_here) == len(whole.entries)
@@ -229,7 +231,43 @@ _PIECES = st.sampled_from(
 @example([b"<item>", b"<![CDATA[", b"]", b"]]", b"</item>", b"]]>", b"</item>"])
 def test_the_walk_finds_what_a_search_per_token_found(pieces: list[bytes]) -> None:
     body = b"".join(pieces)
-    assert splice._spans(body, b"item") == _token_walk(body, b"item")
+    assert _spans(body, b"item") == _token_walk(body, b"item")
+
+
+def _spans(body: bytes, tag: bytes, expected: tuple[splice.Item, ...] = ()) -> list[tuple[int, int]] | None:
+    walked = splice._walk(body, tag, expected)
+    return walked.spans if walked is not None else None
+
+
+def _recorded(body: bytes, tag: bytes = b"item") -> tuple[splice.Item, ...]:
+    """The items a record of ``body`` would hold (their spans' hashes and lengths)."""
+    walked = splice._walk(body, tag)
+    assert walked is not None
+    return tuple(
+        splice.item(span, None, None, end - start)
+        for span, (start, end) in zip(walked.hashes, walked.spans, strict=True)
+    )
+
+
+@given(st.lists(_PIECES, max_size=30), st.lists(st.tuples(st.integers(0, 30), _PIECES), max_size=6))
+@example([b"<item>", b"x", b"</item>"], [(0, b"<![CDATA["), (3, b"]]>"), (3, b"<item>x</item>")])
+@example([b"<item>", b"x", b"</item>"], [(0, b"<!--"), (3, b"-->")])  # a known item inside a comment
+@example([b"<item>", b"</item>", b"<item>", b"x", b"</item>"], [(0, b"<item>"), (5, b"</item>")])
+def test_items_recognized_by_their_bytes_are_cut_as_the_walk_cuts_them(
+    old: list[bytes], inserted: list[tuple[int, bytes]]
+) -> None:
+    """The walk with a record's items expected gives the spans, hashes and pieces of the walk
+    without: where a recorded item's bytes recur in another context (inside a section, inside
+    an item, half of them) they are not taken for it."""
+    old_body = b"".join(old)
+    walked = splice._walk(old_body, b"item")
+    if walked is None:
+        return
+    new = list(old)
+    for at, piece in inserted:
+        new.insert(min(at, len(new)), piece)
+    body = b"".join(new)
+    assert splice._walk(body, b"item", _recorded(old_body)) == splice._walk(body, b"item")
 
 
 @pytest.mark.skipif(not (SHARED / "corpus" / "feeds").is_dir(), reason="the shared corpus is absent")
@@ -237,7 +275,34 @@ def test_the_walk_finds_what_a_search_per_token_found_in_real_feeds() -> None:
     for path in sorted((SHARED / "corpus" / "feeds").glob("*.xml")):
         body = path.read_bytes()
         for tag in (b"item", b"entry"):
-            assert splice._spans(body, tag) == _token_walk(body, tag), (path.name, tag)
+            assert _spans(body, tag) == _token_walk(body, tag), (path.name, tag)
+            if _spans(body, tag):  # and with its own items expected
+                assert splice._walk(body, tag, _recorded(body, tag)) == splice._walk(body, tag), path.name
+
+
+class _CountingTokens:
+    """``splice._tokens``'s pattern, counting the tokens its walks find."""
+
+    def __init__(self, pattern: re.Pattern[bytes]) -> None:
+        self.pattern, self.tokens = pattern, 0
+
+    def search(self, body: bytes, at: int) -> re.Match[bytes] | None:
+        found = self.pattern.search(body, at)
+        self.tokens += found is not None
+        return found
+
+
+def test_recognized_items_are_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A changed feed of 50 items, 2 of them new: the walk matches the XML declaration, the new
+    items' opening and closing tags and each known item's opening tag; a known item's close is
+    not looked for (nor any tag inside it, which the pattern passes over without a match)."""
+    old = _rss([_item(n) for n in range(49, -1, -1)])
+    new = _rss([_item(n) for n in range(51, 1, -1)])
+    recorded = _recorded(old)
+    counting = _CountingTokens(splice._tokens(b"item"))
+    monkeypatch.setattr(splice, "_tokens", lambda tag: counting)
+    assert splice._walk(new, b"item") == splice._walk(new, b"item", recorded)
+    assert counting.tokens == (1 + 50 * 2) + (1 + 2 * 2 + 48)
 
 
 def test_an_empty_item_gives_no_record_and_the_whole_parse() -> None:
@@ -279,7 +344,7 @@ def test_a_record_that_does_not_decode_is_ignored() -> None:
     decoded = splice.Record.decode(record)
     assert decoded is not None and decoded.encode() == record
     assert len(decoded.items) == 3 and decoded.items[0].date == datetime(2026, 11, 1, tzinfo=UTC)
-    for damaged in (b"", record[:5], record[:-1], b"\x02" + record[1:], record[:1] + b"\x07" + record[2:]):
+    for damaged in (b"", record[:5], record[:-1], b"\x03" + record[1:], record[:1] + b"\x07" + record[2:]):
         assert splice.Record.decode(damaged) is None
         assert parse_feed(body, headers=HEADERS, url=URL, spans=damaged) == _parse(body)
 

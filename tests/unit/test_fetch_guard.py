@@ -5,9 +5,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from feedwatch.fetch import AddressPolicy, FetchError, check_url
-from feedwatch.fetch.guard import blocked_reason, filter_addresses, legacy_ipv4, validate_url
+from feedwatch.fetch import AddressPolicy, FetchError, check_url, guard
+from feedwatch.fetch.guard import blocked_reason, filter_addresses, legacy_ipv4, validate_text, validate_url
 
 DEFAULT = AddressPolicy()
 
@@ -215,3 +217,64 @@ def test_check_url_refuses(url: str, error_class: str) -> None:
 def test_check_url_accepts_public_literal_and_allowed_loopback() -> None:
     check_url("https://8.8.8.8/hook", DEFAULT)
     check_url("http://localhost:8080/hook", AddressPolicy(allow_private=True))
+
+
+# --- validate_text: a plain URL checked as written ------------------------------------------
+
+_POLICIES = (
+    DEFAULT,
+    AddressPolicy(allow_private=True),
+    AddressPolicy(allowed=frozenset({("127.0.0.1", 8080)})),
+)
+
+
+def _by_yarl(url: str, policy: AddressPolicy) -> tuple[str, str] | tuple[str, str, str]:
+    """What ``validate_text`` must give: ``validate_url``'s URL written by yarl and its host, or
+    its error."""
+    try:
+        parsed = validate_url(url, policy)
+    except FetchError as exc:
+        return ("error", exc.error_class, str(exc))
+    return str(parsed), parsed.raw_host or ""
+
+
+def _by_text(url: str, policy: AddressPolicy) -> tuple[str, str] | tuple[str, str, str]:
+    try:
+        return validate_text(url, policy)
+    except FetchError as exc:
+        return ("error", exc.error_class, str(exc))
+
+
+_PLAIN_LIKE = st.from_regex(guard._PLAIN, fullmatch=True) | st.builds(
+    lambda scheme, host, port, path: f"{scheme}://{host}{port}{path}",
+    st.sampled_from(["http", "https", "HTTP", "ftp"]),
+    st.sampled_from(["127.0.0.1", "10.0.0.1", "93.184.216.34", "0x7f.1", "2130706433", "127.1",
+                     "news.example", "News.Example", "news.example.", "xn--p1ai", "[::1]", "u@h"]),
+    st.sampled_from(["", ":80", ":443", ":8080", ":0", ":080", ":65535", ":65536", ":99999", ":"]),
+    st.sampled_from(["", "/", "/feed.xml", "/a/./b", "/a/../b", "/.well-known/x", "/a?b=c&d=e",
+                     "/a?", "/%7e", "/a b", "/a#f", "/Ünï", "/a?x=/y?z"]),
+)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(_PLAIN_LIKE, st.sampled_from(_POLICIES))
+def test_validate_text_gives_what_yarl_gives(url: str, policy: AddressPolicy) -> None:
+    """Every URL, plain or not, comes out of ``validate_text`` as ``validate_url`` writes it,
+    with its host, or with the same error."""
+    assert _by_text(url, policy) == _by_yarl(url, policy)
+
+
+def test_a_plain_url_is_not_parsed_by_yarl(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(url: object, policy: object) -> None:
+        raise AssertionError(f"yarl's parse of {url}")
+
+    monkeypatch.setattr(guard, "validate_url", refuse)
+    assert validate_text("http://127.0.0.1:8080/poll/17?x=1", _POLICIES[2]) == (
+        "http://127.0.0.1:8080/poll/17?x=1",
+        "127.0.0.1",
+    )
+    with pytest.raises(FetchError) as refused:
+        validate_text("http://127.0.0.1:8081/poll/17", DEFAULT)
+    assert refused.value.error_class == "blocked_address"
+    with pytest.raises(AssertionError):  # a default port written out: yarl drops it
+        validate_text("http://127.0.0.1:80/poll/17", DEFAULT)

@@ -8,7 +8,8 @@ connections kept for the next batches. Per fetch:
   a batch), then its host's turn (:class:`HostPacer`), then a global slot (``config.concurrency``);
   only then does the deadline start (``config.deadline``), which covers every redirect hop and
   every body byte, so a trickling server costs at most the deadline however slowly it drips;
-- each hop's URL is checked by the address policy (:func:`~feedwatch.fetch.guard.validate_url`),
+- each hop's URL is checked by the address policy (:func:`~feedwatch.fetch.guard.validate_text`
+  for the first, :func:`~feedwatch.fetch.guard.validate_url` for a redirect's),
   and every address libcurl is about to connect to is checked again as it opens the socket
   (``OPENSOCKETFUNCTION``): the address checked is the one connected to, so a name that
   re-resolves to 127.0.0.1 (DNS rebinding) is caught. Redirects are followed here, not by
@@ -78,7 +79,7 @@ from feedwatch.fetch.body import (
     not_a_feed_reason,
 )
 from feedwatch.fetch.errors import ErrorClass, FetchError, classify_status, parse_retry_after
-from feedwatch.fetch.guard import AddressPolicy, validate_url
+from feedwatch.fetch.guard import AddressPolicy, validate_text, validate_url
 from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -159,8 +160,8 @@ class HostPacer:
 PACER = HostPacer()
 
 
-def _host_key(url: URL) -> str:
-    return (url.raw_host or "").lower().rstrip(".")
+def _host_key(host: str) -> str:
+    return host.lower().rstrip(".")
 
 
 def _short(text: str) -> str:
@@ -228,6 +229,7 @@ class _Fetch:
         "first_host",
         "headers",
         "hop_host",
+        "host",
         "host_held",
         "index",
         "redirects",
@@ -236,11 +238,12 @@ class _Fetch:
         "url",
     )
 
-    def __init__(self, index: int, request: FetchRequest, url: URL) -> None:
+    def __init__(self, index: int, request: FetchRequest, url: str, host: str) -> None:
         self.index = index
         self.request = request
-        self.url = url
-        self.first_host = _host_key(url)
+        self.url = url  # this hop's, as libcurl fetches it
+        self.host = host  # its host, as written
+        self.first_host = _host_key(host)
         self.hop_host: str | None = None  # a redirect's host slot, when not the first host
         self.host_held = False
         self.started: float | None = None  # set when a global slot is taken: the deadline runs
@@ -337,7 +340,7 @@ class _Handle:
         self.bound = bound
         self._clear()
         curl = self.curl
-        curl.setopt(pycurl.URL, str(fetch.url))
+        curl.setopt(pycurl.URL, fetch.url)
         curl.setopt(pycurl.HTTPHEADER, fetch.headers)
         curl.setopt(pycurl.TIMEOUT_MS, timeout_ms)
         if fresh != self.fresh:
@@ -553,9 +556,9 @@ class _Batch:
         self._seq = 0
         for index, request in enumerate(requests):
             try:
-                fetch = _Fetch(index, request, validate_url(request.url, session.policy))
+                fetch = _Fetch(index, request, *validate_text(request.url, session.policy))
             except FetchError as exc:
-                self._fail(_Fetch(index, request, URL()), exc)
+                self._fail(_Fetch(index, request, "", ""), exc)
                 continue
             self._want_host(fetch, fetch.first_host)
 
@@ -717,7 +720,7 @@ class _Batch:
             if code == 7 and refused:  # every address libcurl tried was refused by the guard
                 error = FetchError(
                     "blocked_address",
-                    f"{fetch.url.raw_host} reaches only refused addresses: {'; '.join(refused)}",
+                    f"{fetch.host} reaches only refused addresses: {'; '.join(refused)}",
                 )
             else:
                 error = classify_curl(code, message)
@@ -742,7 +745,7 @@ class _Batch:
             fetch,
             FetchResult(
                 request=request,
-                url=str(fetch.url),
+                url=fetch.url,
                 status=status,
                 not_modified=status == 304,
                 body=kept,
@@ -758,10 +761,9 @@ class _Batch:
         )
 
     def _redirect(self, fetch: _Fetch, status: int, headers: dict[str, str]) -> None:
-        url = fetch.url
         try:
-            target = _redirect_target(url, status, headers.get("location"))
-            hop = Redirect(status, str(url), str(target))
+            target = _redirect_target(URL(fetch.url), status, headers.get("location"))
+            hop = Redirect(status, fetch.url, str(target))
             fetch.redirects.append(hop)
             # Every URL visited is the source of one hop (a handful at most).
             if any(earlier.source == hop.target for earlier in fetch.redirects):
@@ -769,14 +771,15 @@ class _Batch:
             if len(fetch.redirects) > self.config.max_redirects:
                 raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects")
             # Every hop passes the same guard as the first one, and waits its host's turn.
-            fetch.url = validate_url(target, self.session.policy)
+            checked = validate_url(target, self.session.policy)
+            fetch.url, fetch.host = str(checked), checked.raw_host or ""
         except FetchError as exc:
             self._fail(fetch, exc)
             return
         if fetch.hop_host is not None:
             held, fetch.hop_host = fetch.hop_host, None
             self._release_host(held)
-        host = _host_key(fetch.url)
+        host = _host_key(fetch.host)
         if host == fetch.first_host:
             self._pace(fetch, host)
         else:

@@ -179,13 +179,14 @@ def validate_url(url: str | URL, policy: AddressPolicy) -> URL:
     return parsed
 
 
-#: An http(s) URL that yarl writes back as it is: a host of lower-case labels (no user, no
-#: trailing dot), a port other than the scheme's with no leading zero, path segments of
-#: characters that need no quoting and that do not start with a dot, after them a query of such
-#: characters that is not empty, no fragment. ``tests/unit/test_fetch_guard.py`` holds it to yarl.
+#: An http(s) URL that yarl writes back as it is, with no dot segment (``/.``, checked apart):
+#: a host of lower-case letters, digits, dots and hyphens (no user), a port other than the
+#: scheme's with no leading zero, a path of characters that need no quoting and after it a
+#: query of such characters that is not empty, no fragment. ``tests/unit/test_fetch_guard.py``
+#: holds it to yarl.
 _PLAIN = re.compile(
-    r"(https?)://([a-z0-9-]+(?:\.[a-z0-9-]+)*)(?::([1-9][0-9]{0,4}))?"
-    r"(?:(?:/(?!\.)[A-Za-z0-9._~!$&'()*+,;=:@-]*)+(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]+)?)?"
+    r"(https?)://([a-z0-9.-]+)(?::([1-9][0-9]{0,4}))?"
+    r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]+)?)?"
 )
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
@@ -196,7 +197,7 @@ def validate_text(url: str, policy: AddressPolicy) -> tuple[str, str]:
     without yarl's parse, which cost a 304's poll ~7 % of its instructions (round 57 in
     docs/performance-history.md); any other goes through :func:`validate_url`."""
     plain = _PLAIN.fullmatch(url)
-    if plain is not None:
+    if plain is not None and "/." not in url:
         scheme, host, written = plain.groups()
         port = int(written) if written else _DEFAULT_PORTS[scheme]
         if port <= 65535 and not (written and port == _DEFAULT_PORTS[scheme]):  # else yarl's errors

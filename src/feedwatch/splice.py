@@ -50,7 +50,8 @@ and then expects the recorded item after the one it found, if it found one. A ch
 feed's cut: 1.14 → 0.50 M instructions, 79 → 38 µs (docs/performance-history.md, round 57).
 
 Collisions: a new item mistaken for a known one needs equal 64-bit hashes of different spans:
-~2^-58 per changed poll of 50 items.
+~2^-58 per changed poll of 50 items. So does the walk taking other bytes for an expected item
+(one comparison at each item's start).
 
 ``tests/unit/test_splice.py`` holds a spliced parse to the whole parse's meaning (the same feed
 fields, entries, fingerprints, schedule dates and next record) on generated RSS and Atom edited

@@ -344,7 +344,15 @@ def test_a_record_that_does_not_decode_is_ignored() -> None:
     decoded = splice.Record.decode(record)
     assert decoded is not None and decoded.encode() == record
     assert len(decoded.items) == 3 and decoded.items[0].date == datetime(2026, 11, 1, tzinfo=UTC)
-    for damaged in (b"", record[:5], record[:-1], b"\x03" + record[1:], record[:1] + b"\x07" + record[2:]):
+    # Version 1 (before the spans' lengths) is not read either: the whole body is parsed.
+    for damaged in (
+        b"",
+        record[:5],
+        record[:-1],
+        b"\x01" + record[1:],
+        b"\x03" + record[1:],
+        record[:1] + b"\x07" + record[2:],
+    ):
         assert splice.Record.decode(damaged) is None
         assert parse_feed(body, headers=HEADERS, url=URL, spans=damaged) == _parse(body)
 

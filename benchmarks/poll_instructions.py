@@ -25,7 +25,10 @@ Repeatability: three runs at the default sizes counted a 304 at 0.806 / 0.809 / 
 instructions (1.2 % apart; the setup alone varies by ~20 M, as the waits on the network and on
 PostgreSQL loop a varying number of times). The figure depends on the sizes, since a feed's
 later polls cost other than its first ones (0.76–0.86 M a 304 at 2–6 extra rounds): compare
-two checkouts at the same sizes.
+two checkouts at the same sizes. At the default 100 feeds every feed's URL stays in yarl's
+cache of 128 parsed URLs, where a deployment's thousands of feeds miss it: with ``--feeds 400
+--rounds 4`` a 304 counted 0.5669 M with yarl's parse of each URL and 0.5231 M with round 57's
+check of a plain URL, at 100 feeds 0.5485 and 0.5501 (docs/performance-history.md, round 57).
 
 Compare two checkouts by running each one's copy of this script (``PYTHONPATH=<tree>/src``);
 what it counts does not see cache misses or PostgreSQL, so a change it shows must still be

@@ -27,6 +27,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlmodel import Field, SQLModel
 
 from feedwatch.timeutil import utcnow
+from feedwatch.urls import DEFAULT_PORTS
 
 #: A hash written as text (hex digits, a prefix): compared byte by byte on PostgreSQL. The
 #: database's collation (C.UTF-8, en_US.UTF-8: the locale's rules through strcoll) orders such
@@ -43,9 +44,6 @@ def declared_on(item: Any, dialect: str) -> bool:
     return condition is None or condition.dialect in (None, dialect)
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def origin_of(url: str) -> str | None:
     """The origin a feed's URL is fetched from: ``scheme://host``, with ``:port`` when it is not
     the scheme's default; host and scheme in lower case. A kept connection carries requests of
@@ -60,7 +58,7 @@ def origin_of(url: str) -> str | None:
         return None
     if ":" in host:
         host = f"[{host}]"
-    if port is None or port == _DEFAULT_PORTS.get(parts.scheme):
+    if port is None or port == DEFAULT_PORTS.get(parts.scheme):
         return f"{parts.scheme}://{host}"
     return f"{parts.scheme}://{host}:{port}"
 

@@ -35,6 +35,7 @@ from w3lib.url import canonicalize_url
 
 from feedwatch.parse import ParsedEntry, ParsedFeed
 from feedwatch.textnorm import collapse_space, fold
+from feedwatch.urls import DEFAULT_PORTS, kept_port
 
 if TYPE_CHECKING:
     from feedwatch.langmodel import LanguageModel
@@ -242,7 +243,7 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
     Others are cached: a feed re-polled after a change shows mostly the links it showed last
     time, and w3lib's canonicalization (~20-40 µs) was a tenth of a poll batch's CPU."""
     plain = _PLAIN_URL.fullmatch(url)
-    if plain and (not plain["port"] or _non_default_port(plain["scheme"], plain["port"])):
+    if plain and kept_port(plain["scheme"], plain["port"]) is not None:
         return url
     return _canonical_url(url, base)
 
@@ -251,10 +252,6 @@ _PLAIN_URL = re.compile(
     r"(?P<scheme>https?)://(?:[a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}(?::(?P<port>[1-9][0-9]{0,4}))?"
     r"/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?"
 )
-
-
-def _non_default_port(scheme: str, port: str) -> bool:
-    return int(port) <= 65535 and int(port) != (443 if scheme == "https" else 80)
 
 
 @lru_cache(maxsize=32_768)
@@ -280,8 +277,7 @@ def _netloc(parts: SplitResult) -> str:
     if ":" in host:
         host = f"[{host}]"
     port = parts.port  # ValueError on a bad port, handled by the caller
-    default = 443 if parts.scheme.lower() == "https" else 80
-    return f"{host}:{port}" if port is not None and port != default else host
+    return f"{host}:{port}" if port is not None and port != DEFAULT_PORTS[parts.scheme.lower()] else host
 
 
 def _keep(param: str) -> bool:

@@ -8,8 +8,7 @@ connections kept for the next batches. Per fetch:
   a batch), then its host's turn (:class:`HostPacer`), then a global slot (``config.concurrency``);
   only then does the deadline start (``config.deadline``), which covers every redirect hop and
   every body byte, so a trickling server costs at most the deadline however slowly it drips;
-- each hop's URL is checked by the address policy (:func:`~feedwatch.fetch.guard.validate_text`
-  for the first, :func:`~feedwatch.fetch.guard.validate_url` for a redirect's),
+- each hop's URL is checked by the address policy (:func:`~feedwatch.fetch.guard.validate_text`),
   and every address libcurl is about to connect to is checked again as it opens the socket
   (``OPENSOCKETFUNCTION``): the address checked is the one connected to, so a name that
   re-resolves to 127.0.0.1 (DNS rebinding) is caught. Redirects are followed here, not by
@@ -79,7 +78,7 @@ from feedwatch.fetch.body import (
     not_a_feed_reason,
 )
 from feedwatch.fetch.errors import ErrorClass, FetchError, classify_status, parse_retry_after
-from feedwatch.fetch.guard import AddressPolicy, validate_text, validate_url
+from feedwatch.fetch.guard import AddressPolicy, validate_text
 from feedwatch.fetch.values import FetchConfig, FetchRequest, FetchResult, Redirect
 
 REDIRECT_STATUSES: Final = frozenset({301, 302, 303, 307, 308})
@@ -771,8 +770,7 @@ class _Batch:
             if len(fetch.redirects) > self.config.max_redirects:
                 raise FetchError("too_many_redirects", f"more than {self.config.max_redirects} redirects")
             # Every hop passes the same guard as the first one, and waits its host's turn.
-            checked = validate_url(target, self.session.policy)
-            fetch.url, fetch.host = str(checked), checked.raw_host or ""
+            fetch.url, fetch.host = validate_text(target, self.session.policy)
         except FetchError as exc:
             self._fail(fetch, exc)
             return

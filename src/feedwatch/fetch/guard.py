@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 from yarl import URL
 
 from feedwatch.fetch.errors import ErrorClass, FetchError
+from feedwatch.urls import DEFAULT_PORTS, kept_port
 
 if TYPE_CHECKING:
     from aiohttp.abc import ResolveResult
@@ -172,37 +173,35 @@ def validate_url(url: str | URL, policy: AddressPolicy) -> URL:
     host = parsed.raw_host
     if not host:
         raise FetchError("invalid_url", f"no host in {str(parsed)[:200]!r}")
-    port = parsed.port or (443 if scheme == "https" else 80)
+    port = parsed.port or DEFAULT_PORTS[scheme]
     refused = _host_refusal(host, port, policy)
     if refused is not None:
         raise FetchError(*refused)
     return parsed
 
 
-#: An http(s) URL that yarl writes back as it is, with no dot segment (``/.``, checked apart):
-#: a host of lower-case letters, digits, dots and hyphens (no user), a port other than the
-#: scheme's with no leading zero, a path of characters that need no quoting and after it a
-#: query of such characters that is not empty, no fragment. ``tests/unit/test_fetch_guard.py``
-#: holds it to yarl.
+#: An http(s) URL that yarl writes back as it is, with no dot segment (``/.``) and a port it
+#: keeps (:func:`feedwatch.urls.kept_port`), both checked apart: a host of lower-case letters,
+#: digits, dots and hyphens (no user), a port with no leading zero, a path of characters that
+#: need no quoting and after it a query of such characters that is not empty, no fragment.
+#: ``tests/unit/test_fetch_guard.py`` holds it to yarl. (``normalize._PLAIN_URL`` is the like
+#: pattern for w3lib's canonical form, a narrower set held to w3lib.)
 _PLAIN = re.compile(
-    r"(https?)://([a-z0-9.-]+)(?::([1-9][0-9]{0,4}))?"
+    r"(?P<scheme>https?)://(?P<host>[a-z0-9.-]+)(?::(?P<port>[1-9][0-9]{0,4}))?"
     r"(?:/[A-Za-z0-9._~!$&'()*+,;=:@/-]*(?:\?[A-Za-z0-9._~!$&'()*+,;=:@/?-]+)?)?"
 )
-_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 
 
-def validate_text(url: str, policy: AddressPolicy) -> tuple[str, str]:
-    """:func:`validate_url` for a URL as text: the URL as it is to be fetched (yarl's writing of
-    it) and its host. A plain URL (``_PLAIN``: a feed's URL as a rule) is checked as written,
+def validate_text(url: str | URL, policy: AddressPolicy) -> tuple[str, str]:
+    """:func:`validate_url`, giving the URL as it is to be fetched (yarl's writing of it) and
+    its host as written. A plain URL (``_PLAIN``: a feed's URL as a rule) is checked as written,
     without yarl's parse: yarl caches 128 URLs, which a worker polling thousands of feeds
     misses on every poll, and then its parse cost a 304's poll 7.7 % of its instructions (round
     57 in docs/performance-history.md). Any other URL goes through :func:`validate_url`."""
-    plain = _PLAIN.fullmatch(url)
-    if plain is not None and "/." not in url:
+    if isinstance(url, str) and "/." not in url and (plain := _PLAIN.fullmatch(url)) is not None:
         scheme, host, written = plain.groups()
-        port = int(written) if written else _DEFAULT_PORTS[scheme]
-        # A port out of range is yarl's error to give; a default port written out, yarl drops.
-        if port <= 65535 and not (written and port == _DEFAULT_PORTS[scheme]):
+        # A port yarl refuses (past 65535) or drops (the default) leaves the URL to yarl.
+        if (port := kept_port(scheme, written)) is not None:
             refused = _host_refusal(host, port, policy)
             if refused is not None:
                 raise FetchError(*refused)

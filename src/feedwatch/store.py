@@ -141,40 +141,6 @@ def _binary(sql: str, name: str, compiler: Any) -> str:
     return sql.replace(f"%({name})s", f"%({name})b")
 
 
-class Overlaps(ColumnElement[bool]):
-    """PostgreSQL's ``array_column && (SELECT the list given at execution as parameter name)``,
-    the list bound as one array as :class:`InList` binds it (a GIN index on the column serves
-    it). PostgreSQL only: nothing else has array columns.
-
-    The sub-select hides the list's values from the planner, so every plan of the statement is
-    the one a generic plan would be. Seen, PostgreSQL estimates ``&&`` at 0.5 % of the rows a
-    listed value when the column's values have no most-common elements (hashes have none): 10 %
-    of the rows for 21 values, 96 % for 630. It then scans the table, comparing every element of
-    every row with every value (``arrayoverlap`` is a nested loop): 228 ms for 21 keys over
-    30,000 stories, 5.8 s for 630, where the GIN index takes 0.18 and 2.6 ms. psycopg sends a
-    statement's first five runs on a connection unprepared, and PostgreSQL plans a prepared
-    statement's next five with its values: ten such plans a connection (round 27 in
-    docs/performance-history.md)."""
-
-    type = Boolean()
-    _is_implicitly_boolean = True
-    _traverse_internals = InList._traverse_internals
-
-    def __init__(self, column: Any, name: str) -> None:
-        self.column = column
-        self.name = name
-
-
-@compiles(Overlaps, "postgresql")
-def _overlaps(element: Overlaps, compiler: Any, **kw: Any) -> str:
-    # The column's own array type on this dialect (a JSON-or-ARRAY variant gives its ARRAY), so
-    # the list is cast to it, its elements' collation included.
-    array_type = postgresql.ARRAY(element.column.type.dialect_impl(compiler.dialect).item_type)
-    column = compiler.process(element.column, **kw)
-    array = compiler.process(bindparam(element.name, type_=array_type), **kw)
-    return _binary(f"{column} && (SELECT {array})", element.name, compiler)
-
-
 def in_list(column: Any, name: str = "b_ids") -> InList:
     """``column IN`` the list given at execution as ``name`` (:class:`InList`)."""
     return InList(column, name)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import structlog
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, text
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -138,7 +138,7 @@ def find_story(
 ) -> tuple[int, float] | None:
     """The earliest alert within the policy's window that ``sig`` is a copy of, with its score
     (:func:`settle` decides a whole batch this way)."""
-    found = _Stories(session, [sig], now, policy).find(sig)
+    found = _Stories(session, [sig], now, policy).find(0, sig)
     return None if found is None else (found[1], found[2])
 
 
@@ -149,14 +149,36 @@ _KEYS = _KEYS_TABLE.c
 #: The table :func:`prune_keys` deletes from on PostgreSQL, whose VACUUM takes the deleted rows'
 #: entries out of its GIN index (``db.upkeep(vacuum=…)``).
 KEYS_TABLE: Final = _KEYS_TABLE.name
-#: Built once (building costs more CPU than running it): the stories of the window sharing a key
-#: with these. SQLite: the bands with these keys, one row a key.
+#: SQLite: the bands with these keys, one row a key (``ix_storyband_key_created``'s scan). Built
+#: once: building costs more CPU than running it.
 _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
     store.in_list(_BAND.key, "b_keys"), _BAND.created_at >= bindparam("b_since")
 )
-#: PostgreSQL: the stories whose keys overlap these, with all their keys (the GIN index's scan).
-_STORIES_BY_KEYS = sa_select(_KEYS.band_keys, _KEYS.alert_id).where(
-    store.Overlaps(_KEYS.band_keys, "b_keys"), _KEYS.created_at >= bindparam("b_since")
+#: PostgreSQL: for each signature of a batch (the ``n``-th of ``b_sigs``, its keys joined by commas:
+#: a key is ``<band>:<hex>`` or ``t:<hex>``, never a comma), the stories of the window sharing one
+#: of its keys, each with its last key (its title key when it has one). One scan of the GIN index
+#: a signature, returning no keys but that one (round 59 in docs/performance-history.md):
+#:
+#: - one scan of all of a batch's keys (~1,600 for 77 flagged articles) cost its bitmap index scan
+#:   13.6 of the statement's 14.5 ms for 642 stories (``EXPLAIN ANALYZE``), its time growing with
+#:   the stories found times the keys asked for; 77 scans of 21 keys each cost 7.1 ms in all where
+#:   the one scan took 22.6;
+#: - the stories' 21 keys each, sent as text and read by psycopg, doubled that statement's time in
+#:   the worker (39.3 ms against 25.5 without them, 1,482 stories).
+#:
+#: The keys reach the planner only through ``c.keys``, a column of the outer row, so no plan is
+#: made with their values in hand: PostgreSQL, shown them, guesses that most stories match and
+#: would read the table whole (the reason the single scan's array sat behind a sub-select).
+#: ``OFFSET 0`` keeps the inner query a query of its own, run once a signature: pulled up into the
+#: join, its ``&&`` became a join filter over the window's stories read once and kept in memory,
+#: each compared with each signature (59 ms for 77 signatures over 52,577 stories where the
+#: planner expected 36 in the window, and ~3.6 s once a cached plan took that shape).
+_STORIES_BY_SIGNATURE = text(
+    "SELECT c.n, k.alert_id, k.band_keys[array_upper(k.band_keys, 1)]"
+    " FROM unnest(CAST(:b_sigs AS TEXT[])) WITH ORDINALITY AS c(keys, n)"
+    f" CROSS JOIN LATERAL (SELECT alert_id, band_keys FROM {_KEYS_TABLE.name}"
+    " WHERE band_keys && CAST(string_to_array(c.keys, ',') AS VARCHAR(64)[]) AND created_at >= :b_since"
+    " OFFSET 0) AS k"
 )
 #: Keys per candidates query on SQLite (an expanding ``IN``): a batch's flagged articles bring ~21
 #: each.
@@ -164,50 +186,56 @@ _KEYS_PER_QUERY: Final = 2_000
 
 
 class _Stories:
-    """The stories a batch of signatures may be copies of: the alerts of the window whose keys
-    collide with any of them (PostgreSQL: one query, the GIN index's scan of
-    ``ix_storykeys_band_keys``; SQLite: one query per :data:`_KEYS_PER_QUERY` keys, the indexed
-    scan of ``ix_storyband_key_created``), and the stories the batch itself starts
+    """The stories a batch of signatures may be copies of: for each signature, the alerts of the
+    window whose keys collide with its keys (PostgreSQL: one query, a scan of the GIN index
+    ``ix_storykeys_band_keys`` a signature; SQLite: one query per :data:`_KEYS_PER_QUERY` keys,
+    the indexed scan of ``ix_storyband_key_created``), and the stories the batch itself starts
     (:meth:`add`), which a later signature of the same batch may copy."""
 
     def __init__(
         self, session: Session, sigs: Sequence[Signature], now: datetime, policy: StoryPolicy
     ) -> None:
         self.threshold = policy.threshold
-        keys = sorted({key for sig in sigs for key in sig.keys})
-        self.alerts_by_key: dict[str, list[int]] = {}
         since = now - policy.window
+        #: Per signature, in the order given: its stored candidates, each with whether its title
+        #: key collided.
+        self.stored: list[dict[int, bool]] = [{} for _ in sigs]
         if session.get_bind().dialect.name == "postgresql":
-            wanted = set(keys)
-            params = {"b_keys": keys, "b_since": since}  # one array parameter, however long
-            for band_keys, alert_id in session.execute(_STORIES_BY_KEYS, params).all():
-                for key in wanted.intersection(band_keys):
-                    self.alerts_by_key.setdefault(key, []).append(alert_id)
+            titles = [_title_key(sig) for sig in sigs]
+            params = {"b_sigs": [",".join(sig.keys) for sig in sigs], "b_since": since}
+            for n, alert_id, last in session.execute(_STORIES_BY_SIGNATURE, params):
+                title = titles[n - 1]
+                self.stored[n - 1][alert_id] = title is not None and last == title
         else:
+            by_key: dict[str, list[int]] = {}
+            keys = sorted({key for sig in sigs for key in sig.keys})
             for start in range(0, len(keys), _KEYS_PER_QUERY):
                 params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
                 for key, alert_id in session.execute(_BANDS_BY_KEY, params).all():
-                    self.alerts_by_key.setdefault(key, []).append(alert_id)
-        ids = sorted({a for alert_ids in self.alerts_by_key.values() for a in alert_ids})
+                    by_key.setdefault(key, []).append(alert_id)
+            for sig, candidates in zip(sigs, self.stored, strict=True):
+                for key in sig.keys:
+                    title = key.startswith("t:")
+                    for alert_id in by_key.get(key, ()):
+                        candidates[alert_id] = candidates.get(alert_id, False) or title
+        ids = sorted({a for candidates in self.stored for a in candidates})
         self.values = dict(zip(ids, _minhashes(session, ids), strict=True))
         self.new_by_key: dict[str, list[int]] = {}
         self.new: list[np.ndarray] = []
 
-    def find(self, sig: Signature) -> tuple[str, int, float] | None:
-        """The earliest story ``sig`` is a copy of: ``("alert", alert id, score)`` for a stored
-        alert, ``("new", index, score)`` for the batch's ``index``-th new story; else None. A
-        candidate is a copy when enough MinHash values agree, or when a title band collided."""
-        alerts: dict[int, bool] = {}  # candidate → whether its title band collided
+    def find(self, index: int, sig: Signature) -> tuple[str, int, float] | None:
+        """The earliest story ``sig`` (the ``index``-th signature given) is a copy of:
+        ``("alert", alert id, score)`` for a stored alert, ``("new", index, score)`` for the
+        batch's ``index``-th new story; else None. A candidate is a copy when enough MinHash
+        values agree, or when a title key collided."""
         new: dict[int, bool] = {}
         for key in sig.keys:
             title = key.startswith("t:")
-            for alert_id in self.alerts_by_key.get(key, ()):
-                alerts[alert_id] = alerts.get(alert_id, False) or title
-            for index in self.new_by_key.get(key, ()):
-                new[index] = new.get(index, False) or title
+            for ref in self.new_by_key.get(key, ()):
+                new[ref] = new.get(ref, False) or title
         mine = np.asarray(sig.hashvalues, dtype=np.uint32)
         # Stored alerts first (they are older than the batch), each in id (creation) order.
-        for kind, candidates, values in (("alert", alerts, self.values), ("new", new, self.new)):
+        for kind, candidates, values in (("alert", self.stored[index], self.values), ("new", new, self.new)):
             for ref in sorted(candidates):
                 theirs = values[ref]
                 score = int(np.count_nonzero(theirs == mine)) / len(mine) if len(theirs) == len(mine) else 0.0
@@ -222,6 +250,11 @@ class _Stories:
         for key in sig.keys:
             self.new_by_key.setdefault(key, []).append(index)
         return index
+
+
+def _title_key(sig: Signature) -> str | None:
+    """The signature's title key (its last key, when the title was long enough), else None."""
+    return sig.keys[-1] if sig.keys and sig.keys[-1].startswith("t:") else None
 
 
 @immutable
@@ -249,8 +282,8 @@ def settle(
         return []
     known = _Stories(session, [f.sig for f in flagged], now, policy)
     found: list[tuple[str, int, float] | None] = []
-    for f in flagged:
-        story = known.find(f.sig)
+    for index, f in enumerate(flagged):
+        story = known.find(index, f.sig)
         if story is None:
             known.add(f.sig)  # later articles of the batch may copy it
         found.append(story)

@@ -85,7 +85,9 @@ def _samples(conn: Connection) -> dict[str, Any]:
         "flagged_ids": newest("SELECT id FROM article WHERE flagged ORDER BY id DESC LIMIT 25"),
         "keys": newest("SELECT identity_key FROM article ORDER BY id DESC LIMIT 500"),
         "alert_ids": alert_ids,
-        "bands": newest("SELECT unnest(band_keys) FROM storykeys ORDER BY alert_id DESC LIMIT 200"),
+        "signatures": newest(
+            "SELECT array_to_string(band_keys, ',') FROM storykeys ORDER BY alert_id DESC LIMIT 10"
+        ),
         "finish": {
             "b_id": alert_ids[0],
             "b_change": True,
@@ -114,8 +116,8 @@ STATEMENTS: dict[tuple[Any, str], Any] = {
     (store, "_IDS_BY_KEY"): lambda v: {"b_ids": v["keys"]},
     (store, "_SIGHTED"): lambda v: {"b_keys": v["keys"]},
     (store, "_REQUEST_FULL_TEXT"): lambda v: {"b_ids": v["article_ids"], "b_now": v["now"]},
-    (stories, "_STORIES_BY_KEYS"): lambda v: {
-        "b_keys": v["bands"],
+    (stories, "_STORIES_BY_SIGNATURE"): lambda v: {
+        "b_sigs": v["signatures"],
         "b_since": v["now"] - timedelta(hours=48),
     },
     (stories, "_MINHASHES"): lambda v: {"b_ids": v["alert_ids"]},

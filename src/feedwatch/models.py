@@ -306,9 +306,10 @@ class Delivery(SQLModel, table=True):
 
 class StoryKeys(SQLModel, table=True):
     """A story's band keys (``feedwatch.stories``), written with its alert. On PostgreSQL an array
-    of hash keys under a GIN index (``band_keys && (SELECT :keys)`` finds the alerts sharing a
-    key, ``store.Overlaps``): one row an alert where :class:`StoryBand` took 21, for about a
-    quarter of the database CPU those took (migration 0011). On SQLite a JSON list that the
+    of hash keys under a GIN index (``band_keys && <a signature's keys>``, one scan a signature,
+    finds the alerts sharing a key: ``stories._STORIES_BY_SIGNATURE``): one row an alert where
+    :class:`StoryBand` took 21, for about a quarter of the database CPU those took (migration
+    0011). A story's title key, when it has one, is its last. On SQLite a JSON list that the
     service does not search (:class:`StoryBand` serves the lookups there), kept so that a
     story's keys are one row on both databases."""
 

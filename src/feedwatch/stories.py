@@ -171,8 +171,8 @@ _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
 #: would read the table whole (the reason the single scan's array sat behind a sub-select).
 #: ``OFFSET 0`` keeps the inner query a query of its own, run once a signature: pulled up into the
 #: join, its ``&&`` became a join filter over the window's stories read once and kept in memory,
-#: each compared with each signature (59 ms for 77 signatures over 52,577 stories where the
-#: planner expected 36 in the window; 3.6 s of the backend's CPU a batch of 77 in a harness run).
+#: each compared with each signature: the plan PostgreSQL chose expecting few stories in the
+#: window, 3.6 s of the backend's CPU a batch of 77 signatures in a harness run with 52,577.
 _STORIES_BY_SIGNATURE = text(
     "SELECT c.n, k.alert_id, k.band_keys[array_upper(k.band_keys, 1)]"
     " FROM unnest(CAST(:b_sigs AS TEXT[])) WITH ORDINALITY AS c(keys, n)"
@@ -225,8 +225,8 @@ class _Stories:
 
     def find(self, index: int, sig: Signature) -> tuple[str, int, float] | None:
         """The earliest story ``sig`` (the ``index``-th signature given) is a copy of:
-        ``("alert", alert id, score)`` for a stored alert, ``("new", index, score)`` for the
-        batch's ``index``-th new story; else None. A candidate is a copy when enough MinHash
+        ``("alert", alert id, score)`` for a stored alert, ``("new", n, score)`` for the batch's
+        ``n``-th new story; else None. A candidate is a copy when enough MinHash
         values agree, or when a title key collided."""
         new: dict[int, bool] = {}
         for key in sig.keys:

@@ -39,6 +39,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.elements import TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import LargeBinary, TypeDecorator
 from sqlmodel import Session, col, select
@@ -139,6 +140,31 @@ def _binary(sql: str, name: str, compiler: Any) -> str:
     if compiler.dialect.driver != "psycopg":
         return sql  # ``%(name)b`` is psycopg 3's placeholder; other drivers bind as they do
     return sql.replace(f"%({name})s", f"%({name})b")
+
+
+class TextWithArrays(TextClause):
+    """``text(sql)`` whose array parameters ``arrays`` go in psycopg's binary format
+    (:func:`_binary`), as :class:`InList` binds its list: for a statement whose SQL is clearer
+    written out than built (the story lookup's lateral query). Dumped as text, a batch's 77
+    signatures of ~560 characters cost psycopg 428 µs a call, in binary 19.5 (round 59)."""
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012  (as SQLAlchemy declares it)
+        *TextClause._traverse_internals,
+        ("arrays", InternalTraversal.dp_string_list),
+    ]
+
+    def __init__(self, sql: str, *arrays: str) -> None:
+        super().__init__(sql)
+        self.arrays = list(arrays)
+
+
+@compiles(TextWithArrays, "postgresql")
+def _text_with_arrays(element: TextWithArrays, compiler: Any, **kw: Any) -> str:
+    sql = str(compiler.visit_textclause(element, **kw))
+    for name in element.arrays:
+        sql = _binary(sql, name, compiler)
+    return sql
 
 
 def in_list(column: Any, name: str = "b_ids") -> InList:

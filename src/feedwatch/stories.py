@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 import numpy as np
 import structlog
-from sqlalchemy import bindparam, text
+from sqlalchemy import bindparam
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select as sa_select
 from sqlalchemy.engine import Engine
@@ -62,6 +62,7 @@ SEED: Final = 20240501
 SHINGLE: Final = 3
 TITLE_MIN_WORDS: Final = 6
 _MAX_WORDS: Final = 3000  # syndication shows in the opening; bounds the hashing cost
+_TITLE: Final = "t:"  # a title key's prefix; a band key's is its band's number
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def signatures(
     for values, title_words in zip(minhash_many(shingles, NUM_PERM, SEED), titles, strict=True):
         keys = [f"{b}:{_digest(','.join(map(str, values[b * ROWS : (b + 1) * ROWS])))}" for b in range(BANDS)]
         if len(title_words) >= TITLE_MIN_WORDS:
-            keys.append(f"t:{_digest(' '.join(title_words))}")
+            keys.append(f"{_TITLE}{_digest(' '.join(title_words))}")
         out.append(Signature(values, keys))
     return out
 
@@ -173,12 +174,13 @@ _BANDS_BY_KEY = sa_select(_BAND.key, _BAND.alert_id).where(
 #: join, its ``&&`` became a join filter over the window's stories read once and kept in memory,
 #: each compared with each signature: the plan PostgreSQL chose expecting few stories in the
 #: window, 3.6 s of the backend's CPU a batch of 77 signatures in a harness run with 52,577.
-_STORIES_BY_SIGNATURE = text(
+_STORIES_BY_SIGNATURE = store.TextWithArrays(
     "SELECT c.n, k.alert_id, k.band_keys[array_upper(k.band_keys, 1)]"
     " FROM unnest(CAST(:b_sigs AS TEXT[])) WITH ORDINALITY AS c(keys, n)"
     f" CROSS JOIN LATERAL (SELECT alert_id, band_keys FROM {_KEYS_TABLE.name}"
     " WHERE band_keys && CAST(string_to_array(c.keys, ',') AS VARCHAR(64)[]) AND created_at >= :b_since"
-    " OFFSET 0) AS k"
+    " OFFSET 0) AS k",
+    "b_sigs",
 )
 #: Keys per candidates query on SQLite (an expanding ``IN``): a batch's flagged articles bring ~21
 #: each.
@@ -213,11 +215,7 @@ class _Stories:
                 params = {"b_keys": keys[start : start + _KEYS_PER_QUERY], "b_since": since}
                 for key, alert_id in session.execute(_BANDS_BY_KEY, params).all():
                     by_key.setdefault(key, []).append(alert_id)
-            for sig, candidates in zip(sigs, self.stored, strict=True):
-                for key in sig.keys:
-                    title = key.startswith("t:")
-                    for alert_id in by_key.get(key, ()):
-                        candidates[alert_id] = candidates.get(alert_id, False) or title
+            self.stored = [_candidates(sig, by_key) for sig in sigs]
         ids = sorted({a for candidates in self.stored for a in candidates})
         self.values = dict(zip(ids, _minhashes(session, ids), strict=True))
         self.new_by_key: dict[str, list[int]] = {}
@@ -228,11 +226,7 @@ class _Stories:
         ``("alert", alert id, score)`` for a stored alert, ``("new", n, score)`` for the batch's
         ``n``-th new story; else None. A candidate is a copy when enough MinHash
         values agree, or when a title key collided."""
-        new: dict[int, bool] = {}
-        for key in sig.keys:
-            title = key.startswith("t:")
-            for ref in self.new_by_key.get(key, ()):
-                new[ref] = new.get(ref, False) or title
+        new = _candidates(sig, self.new_by_key)
         mine = np.asarray(sig.hashvalues, dtype=np.uint32)
         # Stored alerts first (they are older than the batch), each in id (creation) order.
         for kind, candidates, values in (("alert", self.stored[index], self.values), ("new", new, self.new)):
@@ -252,9 +246,20 @@ class _Stories:
         return index
 
 
+def _candidates(sig: Signature, by_key: Mapping[str, Sequence[int]]) -> dict[int, bool]:
+    """The stories ``by_key`` holds under any of ``sig``'s keys, each with whether its title key
+    was one of them."""
+    found: dict[int, bool] = {}
+    for key in sig.keys:
+        title = key.startswith(_TITLE)
+        for ref in by_key.get(key, ()):
+            found[ref] = found.get(ref, False) or title
+    return found
+
+
 def _title_key(sig: Signature) -> str | None:
     """The signature's title key (its last key, when the title was long enough), else None."""
-    return sig.keys[-1] if sig.keys and sig.keys[-1].startswith("t:") else None
+    return sig.keys[-1] if sig.keys and sig.keys[-1].startswith(_TITLE) else None
 
 
 @immutable

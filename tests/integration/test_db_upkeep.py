@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 from support import polls
+from support.plans import reads
 from support.settings import database_settings
 
 from feedwatch import db
@@ -97,13 +98,7 @@ def _lookup_plan(engine: Engine, sigs: list[str], since: datetime) -> dict[str, 
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         cursor.execute("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, {"b_sigs": sigs, "b_since": since})
         plan = cursor.fetchone()[0]
-
-    def nodes(node: dict[str, Any]) -> Any:
-        yield node
-        for child in node.get("Plans", []):
-            yield from nodes(child)
-
-    return dict(next(n for n in nodes(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Heap Scan"))
+    return dict(next(n for n in reads(plan[0]["Plan"]) if n["Node Type"] == "Bitmap Heap Scan"))
 
 
 def test_the_upkeep_prunes_the_story_keys_the_lookup_read_to_drop(

@@ -153,6 +153,40 @@ def test_the_story_lookup_reads_the_gin_index_of_the_keys(tmp_path: Path) -> Non
     assert "ix_storykeys_band_keys" in plan, plan
 
 
+def _stories(conn: Any, count: int, window_from: int = 1) -> None:
+    """``count`` alerted articles with stories of 21 distinct keys each; the stories from
+    ``window_from`` on made at ``NOW``, the ones before it three days earlier; analyzed."""
+    from sqlalchemy import text
+
+    _alerted_articles(conn, count)
+    conn.execute(
+        text(
+            "INSERT INTO storykeys (alert_id, band_keys, created_at)"
+            " SELECT n, ARRAY(SELECT md5(n || ':' || b) || md5(b || ':' || n)"
+            " FROM generate_series(1, 21) AS b),"
+            " CASE WHEN n >= :from THEN :at ELSE :old END FROM generate_series(1, :count) AS n"
+        ),
+        {"at": NOW, "old": NOW - timedelta(hours=72), "from": window_from, "count": count},
+    )
+    conn.execute(text("ANALYZE storykeys"))
+
+
+def _plan_and_find(conn: Any, sigs: list[str]) -> tuple[str, list[tuple[int, int]]]:
+    """The story lookup's plan made with its values in hand (as a connection's first runs are),
+    and what it finds: (signature number, alert id) pairs, the window 48 hours to ``NOW``."""
+    from feedwatch import stories
+
+    lookup = str(stories._STORIES_BY_SIGNATURE.compile(conn))
+    params = {"b_sigs": sigs, "b_since": NOW - timedelta(hours=48)}
+    raw = conn.connection.dbapi_connection
+    assert raw is not None
+    with raw.cursor() as cursor:
+        cursor.execute(f"EXPLAIN {lookup}", params, prepare=False)
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(lookup, params, prepare=False)
+        return plan, [(n, alert_id) for n, alert_id, _ in cursor.fetchall()]
+
+
 def test_the_story_lookup_reads_the_gin_index_when_planned_with_its_keys(tmp_path: Path) -> None:
     """A plan made with the keys in hand (a connection's first runs of the lookup) reads the
     index too. Shown the keys, PostgreSQL guesses that 0.5 % of the stories hold each (hashes have
@@ -162,31 +196,13 @@ def test_the_story_lookup_reads_the_gin_index_when_planned_with_its_keys(tmp_pat
     no plan sees them: nine signatures' keys that match no story here, then story 7's own."""
     from sqlalchemy import text
 
-    from feedwatch import stories
-
     with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).begin() as conn:
-        _alerted_articles(conn, 1000)
-        conn.execute(
-            text(
-                "INSERT INTO storykeys (alert_id, band_keys, created_at)"
-                " SELECT n, ARRAY(SELECT md5(n || ':' || b) || md5(b || ':' || n)"
-                " FROM generate_series(1, 21) AS b), :at FROM generate_series(1, 1000) AS n"
-            ),
-            {"at": NOW},
-        )
-        conn.execute(text("ANALYZE storykeys"))
+        _stories(conn, 1000)
         keys = [f"{n:064x}" for n in range(189)] + list(
             conn.execute(text("SELECT band_keys FROM storykeys WHERE alert_id = 7")).scalar_one()
         )
         sigs = [",".join(keys[n : n + 21]) for n in range(0, len(keys), 21)]
-        lookup = str(stories._STORIES_BY_SIGNATURE.compile(conn))
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        with raw.cursor() as cursor:
-            cursor.execute(f"EXPLAIN {lookup}", {"b_sigs": sigs, "b_since": NOW}, prepare=False)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            cursor.execute(lookup, {"b_sigs": sigs, "b_since": NOW}, prepare=False)
-            found = [(n, alert_id) for n, alert_id, _ in cursor.fetchall()]
+        plan, found = _plan_and_find(conn, sigs)
     assert "ix_storykeys_band_keys" in plan, plan
     assert "Seq Scan on storykeys" not in plan, plan
     assert found == [(len(sigs), 7)]
@@ -203,31 +219,10 @@ def test_the_story_lookup_scans_a_signature_at_a_time_when_few_stories_are_in_th
     connection's first runs are."""
     from sqlalchemy import text
 
-    from feedwatch import stories
-
     with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).begin() as conn:
-        _alerted_articles(conn, 3000)
-        conn.execute(
-            text(
-                "INSERT INTO storykeys (alert_id, band_keys, created_at)"
-                " SELECT n, ARRAY(SELECT md5(n || ':' || b) || md5(b || ':' || n)"
-                " FROM generate_series(1, 21) AS b),"
-                " CASE WHEN n > 2990 THEN :at ELSE :old END FROM generate_series(1, 3000) AS n"
-            ),
-            {"at": NOW, "old": NOW - timedelta(hours=72)},
-        )
-        conn.execute(text("ANALYZE storykeys"))
+        _stories(conn, 3000, window_from=2991)
         rows = conn.execute(text("SELECT band_keys FROM storykeys WHERE alert_id > 2990 ORDER BY alert_id"))
-        sigs = [",".join(keys) for (keys,) in rows]
-        lookup = str(stories._STORIES_BY_SIGNATURE.compile(conn))
-        raw = conn.connection.dbapi_connection
-        assert raw is not None
-        params = {"b_sigs": sigs, "b_since": NOW - timedelta(hours=48)}
-        with raw.cursor() as cursor:
-            cursor.execute(f"EXPLAIN {lookup}", params, prepare=False)
-            plan = "\n".join(row[0] for row in cursor.fetchall())
-            cursor.execute(lookup, params, prepare=False)
-            found = [(n, alert_id) for n, alert_id, _ in cursor.fetchall()]
+        plan, found = _plan_and_find(conn, [",".join(keys) for (keys,) in rows])
     assert "Bitmap Index Scan on ix_storykeys_band_keys" in plan, plan
     assert "Join Filter" not in plan and "Seq Scan on storykeys" not in plan, plan
     assert sorted(found) == [(n, 2990 + n) for n in range(1, 11)]

@@ -1163,36 +1163,92 @@ def schedule_probes(service: Service, group: str, window: float) -> dict[int, da
 
 
 def probe_latencies(service: Service, due: dict[int, datetime], sampler: RssSampler) -> dict[str, Any]:
-    """Each probe's alert ``delivered_at`` minus the ``next_check_at`` it was given: quantiles."""
+    """Each probe's alert ``delivered_at`` minus the ``next_check_at`` it was given: quantiles;
+    and the same wait cut at the two times the rows keep on the way (``stages``), so that a slow
+    probe says where it waited: its article's ``fetched_at`` (the poll's clock once its batch
+    was fetched) and its alert's ``queued_at`` (published after the batch's commit).
+
+    - ``due_to_fetched``: the tick's claim, the poll message's wait in the ``feeds`` queue, the
+      batch's read of its rows and its fetch;
+    - ``fetched_to_queued``: the batch's parse, normalize, write and commit, and the publish;
+    - ``queued_to_delivered``: the alert message's wait in the ``alerts`` queue and the delivery.
+
+    ``slowest`` lists the five slowest probes by their stages, in seconds."""
     from feedwatch.timeutil import to_utc, utcnow
 
     in_probes = ",".join(map(str, due))
 
-    def delivered() -> dict[int, Any]:
+    def delivered() -> dict[int, tuple[datetime, datetime | None, datetime]]:
         # The probes' few articles first, then their alerts, each by an index: the join of the
         # two tables cost PostgreSQL ~13 ms, five times a second, while latency was measured.
-        articles = dict(service.execute(f"SELECT id, feed_id FROM article WHERE feed_id IN ({in_probes})"))
+        articles = {
+            article_id: (feed_id, fetched_at)
+            for article_id, feed_id, fetched_at in service.execute(
+                f"SELECT id, feed_id, fetched_at FROM article WHERE feed_id IN ({in_probes})"
+            )
+        }
         if not articles:
             return {}
         rows = service.execute(
-            "SELECT article_id, delivered_at FROM alert WHERE delivered_at IS NOT NULL "
+            "SELECT article_id, queued_at, delivered_at FROM alert WHERE delivered_at IS NOT NULL "
             f"AND article_id IN ({','.join(map(str, articles))})"
         )
-        return {articles[article_id]: to_utc(at) for article_id, at in rows}
+        return {
+            articles[article_id][0]: (
+                to_utc(articles[article_id][1]),
+                to_utc(queued) if queued is not None else None,
+                to_utc(at),
+            )
+            for article_id, queued, at in rows
+        }
 
     # the last probe falls due at max(due); each then has 20 s to be delivered
     timeout = 20 + max(0.0, (max(due.values()) - utcnow()).total_seconds())
     with contextlib.suppress(RuntimeError):
         wait_until(lambda: len(delivered()) == len(due), timeout, "probe alerts", service, sampler)
     got = delivered()
-    lat = sorted((got[f] - due[f]).total_seconds() for f in due if f in got)
-    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else lat * 100
+    waits = {f: probe_stages(due[f], *got[f]) for f in due if f in got}
+    lat = sorted(w["total"] for w in waits.values())
+    slowest = sorted(waits.values(), key=lambda w: w["total"], reverse=True)[:5]
     return {
-        "p50_s": round(statistics.median(lat), 3) if lat else None,
-        "p95_s": round(q[94], 3) if lat else None,
-        "max_s": round(max(lat), 3) if lat else None,
+        **quantiles(lat),
         "probes": len(due),
         "delivered": len(lat),
+        "stages": {
+            stage: quantiles(sorted(w[stage] for w in waits.values() if w[stage] is not None))
+            for stage in PROBE_STAGES
+        },
+        "slowest": [{k: (round(v, 3) if v is not None else None) for k, v in w.items()} for w in slowest],
+    }
+
+
+#: A probe's wait, cut at the times its article and alert rows keep (:func:`probe_latencies`).
+PROBE_STAGES = ("due_to_fetched", "fetched_to_queued", "queued_to_delivered")
+
+
+def probe_stages(
+    due: datetime, fetched: datetime, queued: datetime | None, delivered: datetime
+) -> dict[str, float | None]:
+    """A probe's wait from due to delivered, in seconds, whole and by stage (``PROBE_STAGES``);
+    the last two are None where the alert was delivered before its publisher recorded
+    ``queued_at``. An alert the tick's sweep sent again keeps the later ``queued_at``."""
+    return {
+        "total": (delivered - due).total_seconds(),
+        "due_to_fetched": (fetched - due).total_seconds(),
+        "fetched_to_queued": (queued - fetched).total_seconds() if queued else None,
+        "queued_to_delivered": (delivered - queued).total_seconds() if queued else None,
+    }
+
+
+def quantiles(values: list[float]) -> dict[str, float | None]:
+    """p50, p95 and max of sorted ``values`` in seconds (None for none)."""
+    if not values:
+        return {"p50_s": None, "p95_s": None, "max_s": None}
+    q = statistics.quantiles(values, n=100) if len(values) >= 2 else values * 100
+    return {
+        "p50_s": round(statistics.median(values), 3),
+        "p95_s": round(q[94], 3),
+        "max_s": round(max(values), 3),
     }
 
 

@@ -176,6 +176,15 @@ def test_quick_json_shape() -> None:
         assert key in latency, key
     for key in ("p50_s", "p95_s", "probes", "delivered"):
         assert key in latency["unloaded"], key  # the same probes with the poll feeds parked
+    # A probe's wait cut at its article's fetched_at and its alert's queued_at: each stage is
+    # part of the whole, and the slowest probe's stages add up to its wait.
+    for stage in ("due_to_fetched", "fetched_to_queued", "queued_to_delivered"):
+        assert latency["stages"][stage]["max_s"] <= latency["max_s"] + 0.001, (stage, latency)
+    slowest = latency["slowest"][0]
+    assert slowest["total"] == latency["max_s"], latency
+    if slowest["fetched_to_queued"] is not None:
+        parts = slowest["due_to_fetched"] + slowest["fetched_to_queued"] + slowest["queued_to_delivered"]
+        assert abs(parts - slowest["total"]) <= 0.003, slowest
     memory = result["memory"]
     assert memory["peak_rss_mb_max"] > 0
     assert memory["idle"]["peak_rss_mb_max"] > 0  # the same workers before any work

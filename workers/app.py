@@ -123,7 +123,11 @@ def create_app(settings: Settings | None = None) -> Celery:
             # Full text runs on its own queue and workers: a slow page never delays polling.
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
-            "feedwatch.db_upkeep": {"queue": "default", "routing_key": "default"},
+            # On the feeds workers, not `default`: its VACUUM takes seconds (1-4 s a minute in a
+            # benchmark run, growing with the tables), and on an alerts process it held every
+            # delivery that long (docs/performance-history.md, round 60). A poll batch waits
+            # for it no longer than for one more batch.
+            "feedwatch.db_upkeep": {"queue": "feeds", "routing_key": "feeds"},
         },
         beat_schedule={
             "schedule-tick": {
@@ -146,7 +150,7 @@ def create_app(settings: Settings | None = None) -> Celery:
                     "db-upkeep": {
                         "task": "feedwatch.db_upkeep",
                         "schedule": settings.db_upkeep_seconds,
-                        "options": {"expires": settings.db_upkeep_seconds, "queue": "default"},
+                        "options": {"expires": settings.db_upkeep_seconds, "queue": "feeds"},
                     }
                 }
                 if settings.db_upkeep_seconds > 0

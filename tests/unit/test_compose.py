@@ -102,6 +102,24 @@ def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) ->
     }
 
 
+def test_the_database_upkeep_runs_on_the_feeds_workers_never_on_the_alerts_workers(
+    services: dict[str, dict[str, Any]], tmp_path: Path
+) -> None:
+    """Its VACUUM holds a process for seconds: on an alerts process it held every delivery that
+    long (round 60 in docs/performance-history.md), so no alerts worker consumes its queue, and
+    the feeds workers do."""
+    from workers.app import create_app
+
+    app = create_app(Settings(home=tmp_path))
+    queue = app.conf.task_routes["feedwatch.db_upkeep"]["queue"]
+    assert app.conf.beat_schedule["db-upkeep"]["options"]["queue"] == queue
+    assert queue in option(command(services["worker-feeds"]), "-Q").split(",")
+    assert queue not in option(command(services["worker-alerts"]), "-Q").split(",")
+    run = bench_module("run")
+    queues = {name: q.split(",") for name, q, _ in run.Service.WORKERS}
+    assert queue in queues["feeds"] and queue not in queues["other"]  # the benchmark's shape too
+
+
 def test_the_benchmark_measures_the_compose_workers(services: dict[str, dict[str, Any]]) -> None:
     """benchmarks/run.py starts the deployment's feeds worker: the same number of processes."""
     run = bench_module("run")

@@ -123,10 +123,10 @@ def create_app(settings: Settings | None = None) -> Celery:
             # Full text runs on its own queue and workers: a slow page never delays polling.
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
-            # On the feeds workers, not `default`: its VACUUM takes seconds (1-4 s a minute in a
-            # benchmark run, growing with the tables), and on an alerts process it held every
-            # delivery that long (docs/performance-history.md, round 60). A poll batch waits
-            # for it no longer than for one more batch.
+            # On the feeds workers, not `default`: where autovacuum is off its VACUUM takes
+            # seconds (0.5-3.6 s in a benchmark run, growing with the tables), and on an alerts
+            # process it held every delivery that long (docs/performance-history.md, round 60).
+            # A poll batch waits for it no longer than for one more batch.
             "feedwatch.db_upkeep": {"queue": "feeds", "routing_key": "feeds"},
         },
         beat_schedule={

@@ -124,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Celery:
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
             # On the feeds workers, not `default`: where autovacuum is off its VACUUM takes
-            # seconds (0.5-3.6 s in a benchmark run, growing with the tables), and on an alerts
+            # seconds (0.5-4.0 s in a benchmark run, growing with the tables), and on an alerts
             # process it held every delivery that long (docs/performance-history.md, round 60).
             # A poll batch waits for it no longer than for one more batch.
             "feedwatch.db_upkeep": {"queue": "feeds", "routing_key": "feeds"},

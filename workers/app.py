@@ -8,6 +8,7 @@ socket timeouts, hard time limits below the broker's visibility timeout.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from celery import Celery, signals
@@ -15,7 +16,9 @@ from kombu import Queue  # type: ignore[attr-defined]
 
 from feedwatch.settings import Settings, get_settings
 
-QUEUES = ("feeds", "alerts", "default", "articles")
+QUEUES = ("feeds", "alerts", "default", "articles", "upkeep")
+#: The queues a worker consumes because it consumes another (``consumed_queues``).
+FOLLOWERS = {"feeds": ("upkeep",)}
 #: Longest countdown a task schedules for itself (deliver_alert's retry backoff), in seconds.
 MAX_COUNTDOWN = 300
 
@@ -123,11 +126,14 @@ def create_app(settings: Settings | None = None) -> Celery:
             # Full text runs on its own queue and workers: a slow page never delays polling.
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
-            # On the feeds workers, not `default`: where autovacuum is off its VACUUM takes
-            # seconds (0.5-4.0 s in a benchmark run, growing with the tables), and on an alerts
-            # process it held every delivery that long (docs/performance-history.md, round 60).
-            # A poll batch waits for it no longer than for one more batch.
-            "feedwatch.db_upkeep": {"queue": "feeds", "routing_key": "feeds"},
+            # A queue of its own, which every feeds worker consumes (``FOLLOWERS``) and no alerts
+            # worker does: where autovacuum is off its VACUUM takes seconds (0.5-4.0 s in a
+            # benchmark run, growing with the tables), and on an alerts process it held every
+            # delivery that long (round 60); in the `feeds` queue it waited behind the whole
+            # backlog of poll batches, and expired unrun behind a minute of them (round 61).
+            # Its own queue is taken at a feeds process's next free turn: kombu's Redis
+            # transport asks a worker's queues in turn, the one it last took from last.
+            "feedwatch.db_upkeep": {"queue": "upkeep", "routing_key": "upkeep"},
         },
         beat_schedule={
             "schedule-tick": {
@@ -150,7 +156,7 @@ def create_app(settings: Settings | None = None) -> Celery:
                     "db-upkeep": {
                         "task": "feedwatch.db_upkeep",
                         "schedule": settings.db_upkeep_seconds,
-                        "options": {"expires": settings.db_upkeep_seconds, "queue": "feeds"},
+                        "options": {"expires": settings.db_upkeep_seconds, "queue": "upkeep"},
                     }
                 }
                 if settings.db_upkeep_seconds > 0
@@ -186,6 +192,28 @@ def _setup_logging(**_: Any) -> None:
 @signals.beat_init.connect
 def _check_on_start(**_: Any) -> None:
     check_config(get_settings())
+
+
+def consumed_queues(selected: Iterable[str]) -> list[str]:
+    """The queues a worker started with ``-Q selected`` consumes: those, and each one's
+    ``FOLLOWERS`` (a feeds worker takes the database upkeep, however it was started: a
+    deployment that left ``upkeep`` out of its workers' ``-Q`` would otherwise never run it)."""
+    names = list(dict.fromkeys(selected))
+    for name in list(names):
+        names += [f for f in FOLLOWERS.get(name, ()) if f not in names]
+    return names
+
+
+@signals.celeryd_after_setup.connect
+def _follow_queues(instance: Any = None, **_: Any) -> None:
+    # Sent once ``-Q`` has been applied, before the consumer starts (Celery's documented place
+    # to add a queue whatever ``-Q`` says); ``consume_from`` then names every queue consumed.
+    if instance is None:
+        return
+    queues = instance.app.amqp.queues
+    for name in consumed_queues(queues.consume_from):
+        if name not in queues.consume_from:
+            queues.select_add(name)
 
 
 @signals.worker_init.connect

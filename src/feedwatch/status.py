@@ -33,7 +33,7 @@ from feedwatch.timeutil import isoformat_utc, to_utc, utcnow
 if TYPE_CHECKING:
     from celery import Celery
 
-QUEUES = ("feeds", "alerts", "default", "articles")  # the same names as workers.app.QUEUES
+QUEUES = ("feeds", "alerts", "default", "articles", "upkeep")  # the same names as workers.app.QUEUES
 WORST_FEEDS = 10
 REDIS_TIMEOUT = 2.0  # seconds, for connect and for every command
 

@@ -16,10 +16,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import yaml
 from support.faults import GatedFeedServer, story_feed
 from support.feeds import write_feeds_toml
-from support.services import REPO, wait_for
+from support.services import compose_queues, wait_for
 from support.stack import Stack
 
 from feedwatch.models import Feed
@@ -69,12 +68,6 @@ def receiver() -> Iterator[HangingReceiver]:
     hanging.thread.start()
     yield hanging
     hanging.stop()
-
-
-def compose_queues(service: str) -> str:
-    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
-    command = [str(part) for part in compose["services"][service]["command"]]
-    return command[command.index("-Q") + 1]
 
 
 def test_a_hanging_channel_does_not_stop_the_ticks(

@@ -212,7 +212,8 @@ def test_worker_answers_and_is_listed(settings: Settings, worker: subprocess.Pop
     workers = _wait_for("the worker to answer a ping", answered)
     assert len(workers) == 1
     assert workers[0]["name"] == f"status-test-{os.getpid()}@localhost"
-    assert workers[0]["queues"] == ["alerts", "default", "feeds"]
+    # Started with `-Q feeds,alerts,default`: a feeds worker consumes the upkeep's queue unasked.
+    assert workers[0]["queues"] == ["alerts", "default", "feeds", "upkeep"]
 
     with db.session_scope(settings) as s:
         s.add(Heartbeat(name="beat", at=utcnow()))

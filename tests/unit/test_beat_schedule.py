@@ -19,9 +19,9 @@ def test_beat_sends_the_database_upkeep_unless_turned_off(tmp_path: Path) -> Non
     assert (entry["task"], entry["schedule"], entry["options"]["queue"]) == (
         "feedwatch.db_upkeep",
         60.0,
-        "feeds",
+        "upkeep",
     )
-    assert app.conf.task_routes["feedwatch.db_upkeep"]["queue"] == "feeds"
+    assert app.conf.task_routes["feedwatch.db_upkeep"]["queue"] == "upkeep"
     assert "db-upkeep" not in create_app(pg.model_copy(update={"db_upkeep_seconds": 0})).conf.beat_schedule
     # SQLite: the story keys past their window are pruned there too (no VACUUM: db.upkeep is None).
     sqlite = Settings(home=tmp_path)

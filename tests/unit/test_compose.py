@@ -82,12 +82,13 @@ def test_every_feedwatch_env_name_is_a_setting(services: dict[str, dict[str, Any
 
 
 def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) -> None:
+    from workers.app import QUEUES, consumed_queues
+
     queues: set[str] = set()
     for service in services.values():
         cmd = command(service)
         if "worker" in cmd:
-            queues |= set(option(cmd, "-Q").split(","))
-    from workers.app import QUEUES
+            queues |= set(consumed_queues(option(cmd, "-Q").split(",")))
 
     assert set(QUEUES) <= queues
     assert option(command(services["worker-articles"]), "-Q") == "articles"
@@ -107,17 +108,34 @@ def test_the_database_upkeep_runs_on_the_feeds_workers_never_on_the_alerts_worke
 ) -> None:
     """Its VACUUM holds a process for seconds: on an alerts process it held every delivery that
     long (round 60 in docs/performance-history.md), so no alerts worker consumes its queue, and
-    the feeds workers do."""
-    from workers.app import create_app
+    the feeds workers do. Its queue is not the poll batches' (round 61: there it waited behind
+    their whole backlog), and a feeds worker takes it without naming it in ``-Q``."""
+    from workers.app import consumed_queues, create_app
 
     app = create_app(Settings(home=tmp_path))
     queue = app.conf.task_routes["feedwatch.db_upkeep"]["queue"]
     assert app.conf.beat_schedule["db-upkeep"]["options"]["queue"] == queue
-    assert queue in option(command(services["worker-feeds"]), "-Q").split(",")
-    assert queue not in option(command(services["worker-alerts"]), "-Q").split(",")
+    assert queue != app.conf.task_routes["feedwatch.poll_feed"]["queue"]
+
+    def consumes(queues: str) -> bool:
+        return queue in consumed_queues(queues.split(","))
+
+    assert consumes(option(command(services["worker-feeds"]), "-Q"))
+    assert not consumes(option(command(services["worker-alerts"]), "-Q"))
+    assert not consumes(option(command(services["worker-articles"]), "-Q"))
     run = bench_module("run")
-    queues = {name: q.split(",") for name, q, _ in run.Service.WORKERS}
-    assert queue in queues["feeds"] and queue not in queues["other"]  # the benchmark's shape too
+    queues = {name: q for name, q, _ in run.Service.WORKERS}
+    assert consumes(queues["feeds"]) and not consumes(queues["other"])  # the benchmark's shape too
+
+
+def test_a_feeds_worker_takes_the_upkeep_however_it_was_started() -> None:
+    """``-Q`` as given, in its order, then the queues that follow one given; nothing twice."""
+    from workers.app import consumed_queues
+
+    assert consumed_queues(["feeds", "default"]) == ["feeds", "default", "upkeep"]
+    assert consumed_queues(["upkeep", "feeds"]) == ["upkeep", "feeds"]
+    assert consumed_queues(["alerts", "default", "alerts"]) == ["alerts", "default"]
+    assert consumed_queues(["articles"]) == ["articles"]
 
 
 def test_the_benchmark_measures_the_compose_workers(services: dict[str, dict[str, Any]]) -> None:

@@ -288,7 +288,7 @@ def test_status_json_and_check(populated: Settings) -> None:
     report = json.loads(result.output)
     for key in ("queues", "workers", "beat", "feeds", "alerts", "articles", "broker", "database"):
         assert key in report
-    assert set(report["queues"]) == {"feeds", "alerts", "default", "articles"}
+    assert set(report["queues"]) == {"feeds", "alerts", "default", "articles", "upkeep"}
     # the pending alert is 400 s old, over the 300 s default: the check fails and says why
     result = _run("status", "--check", "--ping-timeout", "0")
     assert result.exit_code == 1

@@ -63,14 +63,19 @@ def schedule_tick() -> dict[str, int]:
 
 @app.task(name="feedwatch.db_upkeep", acks_late=False)
 def db_upkeep() -> dict[str, Any]:
-    """The keys of stories past their window deleted (``stories.prune_keys``), then VACUUM and
-    ANALYZE where PostgreSQL's autovacuum is off (``db.upkeep``; ``vacuum`` is None elsewhere),
-    the story keys' table among the vacuumed when keys went."""
+    """The keys of stories past their window deleted (``stories.prune_keys``), then what
+    autovacuum would do where PostgreSQL's is off (``db.upkeep``: VACUUM and ANALYZE of the
+    tables past the server's thresholds; ``vacuum`` is None elsewhere), the story keys' table
+    among the vacuumed when keys went."""
     settings = get_settings()
     with db.session_scope(settings) as session:
         pruned = stories.prune_keys(session, utcnow(), stories.StoryPolicy.from_settings(settings))
     done = db.upkeep(settings, vacuum=(stories.KEYS_TABLE,) if pruned else ())
-    vacuumed = {"seconds": done["seconds"], "vacuumed": done["vacuumed"]} if done is not None else {}
+    vacuumed = (
+        {"seconds": done["seconds"], "vacuumed": done["vacuumed"], "analyzed": done["analyzed"]}
+        if done is not None
+        else {}
+    )
     structlog.get_logger().info("db.upkeep", story_keys_pruned=pruned, **vacuumed)
     return {"story_keys_pruned": pruned, "vacuum": done}
 

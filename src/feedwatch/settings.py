@@ -56,8 +56,8 @@ class Settings(BaseSettings):
         ge=0,
         description=(
             "This often (0: never): delete the story keys of stories past the story window; where"
-            " PostgreSQL's autovacuum is off, VACUUM ANALYZE the tables the service updates in"
-            " place and ANALYZE the others."
+            " PostgreSQL's autovacuum is off, do what it would: VACUUM and ANALYZE the tables whose"
+            " changes passed the server's autovacuum thresholds."
         ),
     )
     default_interval_minutes: float = Field(default=10.0, gt=0)

@@ -430,8 +430,9 @@ def database_warnings(session: Session, settings: Settings) -> list[str]:
         return []
     if settings.db_upkeep_seconds > 0:
         return [
-            "PostgreSQL's autovacuum is off: feedwatch vacuums and analyzes its own tables every"
-            f" {settings.db_upkeep_seconds:g} s instead (FEEDWATCH_DB_UPKEEP_SECONDS)"
+            "PostgreSQL's autovacuum is off: feedwatch checks its tables every"
+            f" {settings.db_upkeep_seconds:g} s and vacuums and analyzes those autovacuum would"
+            " (FEEDWATCH_DB_UPKEEP_SECONDS)"
         ]
     return [
         "PostgreSQL's autovacuum is off and FEEDWATCH_DB_UPKEEP_SECONDS is 0: the tables are never"

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import Engine, text
 from support import polls
 from support.plans import reads
+from support.services import wait_for
 from support.settings import database_settings
 
 from feedwatch import db
@@ -44,6 +45,21 @@ def _never_analyzed(engine: Engine) -> list[str]:
         return [r[0] for r in rows]
 
 
+def _dead_rows(engine: Engine, table: str) -> int:
+    """The dead rows PostgreSQL's statistics count in ``table``: what the upkeep decides by. A
+    backend sends its counts a second or so after its transaction ends."""
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = :t"), {"t": table}
+        ).scalar_one()
+    return int(found)
+
+
+def _upkeep(engine: Engine) -> dict[str, Any]:
+    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        return db.vacuum_and_analyze(conn)
+
+
 def test_vacuum_and_analyze_clears_the_dead_entries_under_the_claim(tmp_path: Path) -> None:
     """Polled 30 rounds with nothing vacuuming, the claim's read steps over every dead version's
     index entry; after the upkeep it reads what the live rows take. And every table has been
@@ -53,16 +69,68 @@ def test_vacuum_and_analyze_clears_the_dead_entries_under_the_claim(tmp_path: Pa
         ids = polls.seed(engine, 300)
         now = polls.poll(engine, ids, 30)
         assert "article" in _never_analyzed(engine)
+        wait_for(lambda: _dead_rows(engine, "feed") > 9_000, 30, "the polls' dead rows counted")
         _claim_buffers(engine, now)  # its first read marks the dead entries it meets: the claims' state
         before = _claim_buffers(engine, now)
-        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            done = db.vacuum_and_analyze(conn)
+        done = _upkeep(engine)
         after = _claim_buffers(engine, now)
         assert _never_analyzed(engine) == []
-    assert done["vacuumed"] == ["feed", "alert", "delivery"]
-    assert {"article", "match", "sighting", "storykeys"} <= set(done["analyzed"])
-    assert not set(done["vacuumed"]) & set(done["analyzed"])
+    assert done["vacuumed"] == ["feed"]  # the only table with dead rows
+    assert {"feed", "article", "match", "sighting", "storykeys", "alert", "delivery"} <= set(done["analyzed"])
     assert after * 5 < before, (before, after)
+
+
+def test_the_upkeep_does_what_changed_not_what_is_stored(tmp_path: Path) -> None:
+    """Round 61: a run vacuums and analyzes only the tables whose changes passed the server's
+    autovacuum thresholds (and any never analyzed). Run again with nothing changed, it does
+    nothing; after the feeds were polled, it vacuums and analyzes their table alone."""
+    with database_settings("postgresql", tmp_path) as settings:
+        engine = db.get_engine(settings)
+        ids = polls.seed(engine, 300)
+        wait_for(lambda: _dead_rows(engine, "feed") >= 300, 30, "the seed's dead rows counted")
+        first = _upkeep(engine)
+        assert first["vacuumed"] == ["feed"]  # the seed wrote every row twice
+        assert _never_analyzed(engine) == []
+        again = _upkeep(engine)
+        polls.poll(engine, ids, 5)  # each poll's state UPDATE moves next_check_at: no HOT update
+        wait_for(lambda: _dead_rows(engine, "feed") >= 1_500, 30, "the polls' dead rows counted")
+        polled = _upkeep(engine)
+    assert (again["vacuumed"], again["analyzed"]) == ([], [])
+    assert (polled["vacuumed"], polled["analyzed"]) == (["feed"], ["feed"])
+
+
+@pytest.mark.parametrize(
+    ("activity", "vacuum", "analyze"),
+    [
+        # rows, dead, modified since ANALYZE, inserted since VACUUM
+        ((1_000, 250, 150, 0), False, False),  # 250 dead of 1,000: under 50 + 0.2 × 1,000
+        ((1_000, 251, 151, 0), True, True),
+        ((1_000_000, 150_000, 90_000, 0), False, False),  # a big table: its scale rules
+        ((1_000_000, 0, 0, 201_001), True, False),  # inserts alone: VACUUM (the visibility map)
+        ((-1, 0, 0, 0), False, True),  # never analyzed: analyzed once, however quiet
+        ((0, 51, 0, 0), True, False),
+    ],
+)
+def test_a_table_is_due_past_autovacuums_thresholds(
+    activity: tuple[int, int, int, int], vacuum: bool, analyze: bool
+) -> None:
+    """PostgreSQL's defaults: VACUUM past 50 + 0.2 × rows dead (or 1,000 + 0.2 × rows
+    inserted), ANALYZE past 50 + 0.1 × rows changed."""
+    rows, dead, modified, inserted = activity
+    table = db.TableActivity("t", rows, dead, modified, inserted)
+    due = db.AutovacuumRules().due([table])
+    assert due == (["t"] if vacuum else [], ["t"] if analyze else [])
+    no_inserts = db.AutovacuumRules(insert_threshold=-1).due([table])
+    assert no_inserts[0] == (["t"] if vacuum and dead > 50 + 0.2 * max(rows, 0) else [])
+
+
+def test_the_rules_are_the_servers(tmp_path: Path) -> None:
+    """Read from the server's settings, as an operator tuned them (here the defaults, as this
+    machine's server has them), not written into the service."""
+    with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
+        rules = db.autovacuum_rules(conn)
+        scale = float(conn.execute(text("SHOW autovacuum_vacuum_scale_factor")).scalar_one())
+    assert rules.vacuum_scale == scale
 
 
 def test_the_task_runs_the_upkeep_only_where_autovacuum_is_off(
@@ -82,8 +150,9 @@ def test_the_task_runs_the_upkeep_only_where_autovacuum_is_off(
         done = tasks.db_upkeep()
     assert done["story_keys_pruned"] == 0  # a new database: no story yet
     assert (done["vacuum"] is not None) == off
-    if done["vacuum"] is not None:
-        assert done["vacuum"]["vacuumed"] == list(db.UPDATED_IN_PLACE)
+    if done["vacuum"] is not None:  # a new database: nothing to vacuum, every table to analyze
+        assert done["vacuum"]["vacuumed"] == []
+        assert {"feed", "article", "alert", "delivery"} <= set(done["vacuum"]["analyzed"])
 
 
 def _lookup_plan(engine: Engine, sigs: list[str], since: datetime) -> dict[str, Any]:

@@ -31,8 +31,8 @@ def test_the_report_warns_when_postgresqls_autovacuum_is_off(
             with db.get_engine(settings).connect() as conn:
                 off = conn.execute(text("SHOW autovacuum")).scalar() == "off"
     expected = {
-        60.0: "PostgreSQL's autovacuum is off: feedwatch vacuums and analyzes its own tables every 60 s"
-        " instead (FEEDWATCH_DB_UPKEEP_SECONDS)",
+        60.0: "PostgreSQL's autovacuum is off: feedwatch checks its tables every 60 s and vacuums and"
+        " analyzes those autovacuum would (FEEDWATCH_DB_UPKEEP_SECONDS)",
         0.0: "PostgreSQL's autovacuum is off and FEEDWATCH_DB_UPKEEP_SECONDS is 0: the tables are never"
         " vacuumed or analyzed (turn either on, or run VACUUM ANALYZE on a schedule)",
     }

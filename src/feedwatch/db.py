@@ -263,9 +263,9 @@ WHERE s.schemaname = current_schema() AND c.relname = ANY(%(names)s)
 
 
 def table_activity(conn: Connection, names: Sequence[str]) -> list[TableActivity]:
-    """``names``' activity (PostgreSQL 13 and later), in ``names``' order. The counts reach the
-    statistics when a backend's transaction ends, a second or so later at most while it works
-    (up to ten once it idles): a task run every minute reads them close enough."""
+    """``names``' activity (PostgreSQL 13 and later), in ``names``' order. A backend sends its
+    counts to the statistics a second or so after its transaction ends: a task run every minute
+    reads them close enough."""
     rows = {r[0]: r for r in conn.exec_driver_sql(_ACTIVITY, {"names": list(names)})}
     return [
         TableActivity(name, float(r[1]), int(r[2]), int(r[3]), int(r[4]))
@@ -289,8 +289,9 @@ def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str
     exclusive lock; the pages VACUUM frees are reused.
 
     Until round 61 every run vacuumed ``feed``, ``alert`` and ``delivery`` and analyzed every
-    other table, a minute apart: its time grew with the tables (0.5-4.0 s a run within one
-    benchmark run), where this one's grows with what changed."""
+    other table: its time grew with what the tables held, not with what changed (1.4-1.7 s a
+    minute on a benchmark run's database of 837,000 articles, 0.2-0.3 s this way;
+    docs/performance-history.md, round 61)."""
     from sqlmodel import SQLModel
 
     from feedwatch import models  # noqa: F401 - registers the tables

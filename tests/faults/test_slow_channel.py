@@ -19,7 +19,7 @@ import pytest
 from support.faults import GatedFeedServer, story_feed
 from support.feeds import write_feeds_toml
 from support.services import compose_queues, wait_for
-from support.stack import Stack
+from support.stack import PATIENT, Stack
 
 from feedwatch.models import Feed
 
@@ -96,9 +96,7 @@ def test_a_hanging_channel_does_not_stop_the_ticks(
         FEEDWATCH_BROKER_URL=broker,
         FEEDWATCH_CHANNELS_FILE=str(channels),
         FEEDWATCH_DELIVERY_LEASE_SECONDS="600",
-        FEEDWATCH_TASK_SOFT_TIME_LIMIT="200",
-        FEEDWATCH_TASK_HARD_TIME_LIMIT="240",
-        FEEDWATCH_CLAIM_LEASE_SECONDS="300",
+        **PATIENT,
     )
     stacks.append(stack)
     alerts = stack.worker(

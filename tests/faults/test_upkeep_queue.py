@@ -21,7 +21,7 @@ import pytest
 from support.faults import GatedFeedServer, story_feed
 from support.feeds import write_feeds_toml
 from support.services import compose_queues, wait_for
-from support.stack import Stack
+from support.stack import PATIENT, Stack
 
 from feedwatch.settings import Settings
 from workers.app import create_app
@@ -49,9 +49,7 @@ def test_the_upkeep_runs_at_the_next_free_turn_not_behind_the_poll_backlog(
         pg_url,
         FEEDWATCH_BROKER_URL=broker,
         FEEDWATCH_READ_TIMEOUT="200",
-        FEEDWATCH_TASK_SOFT_TIME_LIMIT="200",
-        FEEDWATCH_TASK_HARD_TIME_LIMIT="240",
-        FEEDWATCH_CLAIM_LEASE_SECONDS="300",
+        **PATIENT,
     )
     stacks.append(stack)
     worker = stack.worker(

@@ -31,6 +31,14 @@ FAST_RECOVERY = {
     "FEEDWATCH_TICK_SECONDS": "1",
 }
 
+#: Time limits and leases longer than anything a test holds on purpose (a hanging channel, a
+#: parked fetch): nothing gives up or is claimed again while the test runs.
+PATIENT = {
+    "FEEDWATCH_TASK_SOFT_TIME_LIMIT": "200",
+    "FEEDWATCH_TASK_HARD_TIME_LIMIT": "240",
+    "FEEDWATCH_CLAIM_LEASE_SECONDS": "300",
+}
+
 
 class Stack:
     def __init__(self, tmp: Path, feeds_file: Path, db_url: str | None, **env: str) -> None:

@@ -7,6 +7,7 @@ On PostgreSQL, with autovacuum off for the feed table, so that only what a test 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
@@ -42,14 +43,19 @@ def seed(engine: Engine, feeds: int) -> list[int]:
     return ids
 
 
-def poll(engine: Engine, ids: list[int], rounds: int) -> datetime:
+def poll(
+    engine: Engine, ids: list[int], rounds: int, before_round: Callable[[], None] | None = None
+) -> datetime:
     """``rounds`` polls of every feed in ``ids``, each a 304: claimed, read, its state written
     and its next poll set 1 to 9 minutes on; the rounds ten minutes apart from :data:`NOW`.
     Two new versions of each row a round, each with an entry in ``next_check_at``'s index, as a
     service's polls leave them: spread over the times they fall due, so each time's index pages
-    take no more entries once it has passed. When all the feeds are due again."""
+    take no more entries once it has passed. ``before_round`` is called before each round. When
+    all the feeds are due again."""
     rng = random.Random(rounds)
     for n in range(rounds):
+        if before_round is not None:
+            before_round()
         now = NOW + timedelta(minutes=10 * n)
         with Session(engine) as session:
             claimed = store.claim_due_feeds(session, now, limit=len(ids), lease_seconds=30)

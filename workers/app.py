@@ -14,9 +14,8 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue  # type: ignore[attr-defined]
 
-from feedwatch.settings import Settings, get_settings
+from feedwatch.settings import QUEUES, Settings, get_settings
 
-QUEUES = ("feeds", "alerts", "default", "articles", "upkeep")
 #: The queues a worker consumes because it consumes another (``consumed_queues``).
 FOLLOWERS = {"feeds": ("upkeep",)}
 #: Longest countdown a task schedules for itself (deliver_alert's retry backoff), in seconds.
@@ -127,9 +126,9 @@ def create_app(settings: Settings | None = None) -> Celery:
             "feedwatch.fetch_article": {"queue": "articles", "routing_key": "articles"},
             "feedwatch.send_digests": {"queue": "alerts", "routing_key": "alerts"},
             # A queue of its own, which every feeds worker consumes (``FOLLOWERS``) and no alerts
-            # worker does: where autovacuum is off its VACUUM takes seconds (0.5-4.0 s in a
-            # benchmark run, growing with the tables), and on an alerts process it held every
-            # delivery that long (round 60); in the `feeds` queue it waited behind the whole
+            # worker does: where autovacuum is off its VACUUM can take seconds (0.5-4.0 s a run in
+            # a benchmark run, whose tables grow from empty), and on an alerts process it held
+            # every delivery that long (round 60); in the `feeds` queue it waited behind the whole
             # backlog of poll batches, and expired unrun behind a minute of them (round 61).
             # Its own queue is taken at a feeds process's next free turn: kombu's Redis
             # transport asks a worker's queues in turn, the one it last took from last.

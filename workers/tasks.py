@@ -71,12 +71,7 @@ def db_upkeep() -> dict[str, Any]:
     with db.session_scope(settings) as session:
         pruned = stories.prune_keys(session, utcnow(), stories.StoryPolicy.from_settings(settings))
     done = db.upkeep(settings, vacuum=(stories.KEYS_TABLE,) if pruned else ())
-    vacuumed = (
-        {"seconds": done["seconds"], "vacuumed": done["vacuumed"], "analyzed": done["analyzed"]}
-        if done is not None
-        else {}
-    )
-    structlog.get_logger().info("db.upkeep", story_keys_pruned=pruned, **vacuumed)
+    structlog.get_logger().info("db.upkeep", story_keys_pruned=pruned, **(done or {}))
     return {"story_keys_pruned": pruned, "vacuum": done}
 
 

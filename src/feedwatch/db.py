@@ -243,17 +243,16 @@ class AutovacuumRules:
         return vacuum, analyze
 
 
-_RULES = tuple(
-    f"autovacuum_{name}"
-    for name in (
-        "vacuum_threshold",
-        "vacuum_scale_factor",
-        "vacuum_insert_threshold",
-        "vacuum_insert_scale_factor",
-        "analyze_threshold",
-        "analyze_scale_factor",
-    )
-)
+#: ``AutovacuumRules``' fields by the server setting each is read from.
+_RULES = {
+    "vacuum_threshold": "autovacuum_vacuum_threshold",
+    "vacuum_scale": "autovacuum_vacuum_scale_factor",
+    "insert_threshold": "autovacuum_vacuum_insert_threshold",
+    "insert_scale": "autovacuum_vacuum_insert_scale_factor",
+    "analyze_threshold": "autovacuum_analyze_threshold",
+    "analyze_scale": "autovacuum_analyze_scale_factor",
+}
+_SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%(names)s)"
 
 _ACTIVITY = """
 SELECT c.relname, c.reltuples, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum
@@ -275,8 +274,10 @@ def table_activity(conn: Connection, names: Sequence[str]) -> list[TableActivity
 
 
 def autovacuum_rules(conn: Connection) -> AutovacuumRules:
-    values = [float(conn.exec_driver_sql(f"SHOW {name}").scalar_one()) for name in _RULES]
-    return AutovacuumRules(*values)
+    """The server's autovacuum thresholds, in one round trip."""
+    rows = conn.exec_driver_sql(_SETTINGS, {"names": list(_RULES.values())})
+    found = {str(name): str(setting) for name, setting in rows}
+    return AutovacuumRules(**{field: float(found[name]) for field, name in _RULES.items()})
 
 
 def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str, Any]:

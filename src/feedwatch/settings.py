@@ -16,6 +16,9 @@ from feedwatch import __version__
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_CONFIG_DIR = PACKAGE_DIR.parent.parent / "config"
+#: The broker's queues (workers.app routes to them; ``feedwatch status`` counts them): poll
+#: batches, alert deliveries, beat's ticks, full-text pages, the database upkeep.
+QUEUES = ("feeds", "alerts", "default", "articles", "upkeep")
 
 
 def _default_config_file(name: str) -> Path:

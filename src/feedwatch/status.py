@@ -27,13 +27,12 @@ from sqlmodel import Session, col
 
 from feedwatch.db import autovacuum_off, session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, FullTextStatus, Heartbeat, Match
-from feedwatch.settings import Settings
+from feedwatch.settings import QUEUES, Settings
 from feedwatch.timeutil import isoformat_utc, to_utc, utcnow
 
 if TYPE_CHECKING:
     from celery import Celery
 
-QUEUES = ("feeds", "alerts", "default", "articles", "upkeep")  # the same names as workers.app.QUEUES
 WORST_FEEDS = 10
 REDIS_TIMEOUT = 2.0  # seconds, for connect and for every command
 

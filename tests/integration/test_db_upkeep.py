@@ -125,12 +125,30 @@ def test_a_table_is_due_past_autovacuums_thresholds(
 
 
 def test_the_rules_are_the_servers(tmp_path: Path) -> None:
-    """Read from the server's settings, as an operator tuned them (here the defaults, as this
-    machine's server has them), not written into the service."""
+    """Each threshold is read from the server setting of its name, as ``SHOW`` gives it. (The
+    settings are the server's, reloaded on SIGHUP: no test may change them, so on a server at
+    its defaults this cannot tell the readings from PostgreSQL's defaults written in.)"""
     with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
         rules = db.autovacuum_rules(conn)
-        scale = float(conn.execute(text("SHOW autovacuum_vacuum_scale_factor")).scalar_one())
-    assert rules.vacuum_scale == scale
+        shown = {
+            name: float(conn.execute(text(f"SHOW autovacuum_{name}")).scalar_one())
+            for name in (
+                "vacuum_threshold",
+                "vacuum_scale_factor",
+                "vacuum_insert_threshold",
+                "vacuum_insert_scale_factor",
+                "analyze_threshold",
+                "analyze_scale_factor",
+            )
+        }
+    assert (
+        rules.vacuum_threshold,
+        rules.vacuum_scale,
+        rules.insert_threshold,
+        rules.insert_scale,
+        rules.analyze_threshold,
+        rules.analyze_scale,
+    ) == tuple(shown.values())
 
 
 def test_the_task_runs_the_upkeep_only_where_autovacuum_is_off(

@@ -23,6 +23,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+SHARED = REPO.parent / "shared"
+REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
+PG_ADMIN_URL = os.environ.get("FEEDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def compose_queues(service: str) -> str:
@@ -32,11 +35,6 @@ def compose_queues(service: str) -> str:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
     command = [str(part) for part in compose["services"][service]["command"]]
     return command[command.index("-Q") + 1]
-
-
-SHARED = REPO.parent / "shared"
-REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-PG_ADMIN_URL = os.environ.get("FEEDWATCH_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def missing(reason: str) -> None:

@@ -82,7 +82,8 @@ def test_every_feedwatch_env_name_is_a_setting(services: dict[str, dict[str, Any
 
 
 def test_worker_queues_cover_every_queue(services: dict[str, dict[str, Any]]) -> None:
-    from workers.app import QUEUES, consumed_queues
+    from feedwatch.settings import QUEUES
+    from workers.app import consumed_queues
 
     queues: set[str] = set()
     for service in services.values():

@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -204,7 +204,8 @@ def autovacuum_off(conn: Connection) -> bool:
 @dataclass(frozen=True, slots=True)
 class TableActivity:
     """What PostgreSQL's statistics say happened to a table since it was last vacuumed and
-    analyzed (``pg_stat_user_tables``), and its size as the last of those counted it."""
+    analyzed (``pg_stat_user_tables``), its size as the last of those counted it, and the
+    storage parameters an operator set on it."""
 
     name: str
     #: ``pg_class.reltuples``: -1 until the table's first VACUUM or ANALYZE.
@@ -212,50 +213,87 @@ class TableActivity:
     dead: int
     modified_since_analyze: int
     inserted_since_vacuum: int
+    #: ``pg_class.reloptions``, as ``name=value`` (``ALTER TABLE … SET (autovacuum_… = …)``).
+    options: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class AutovacuumRules:
-    """The server's own autovacuum thresholds (``autovacuum_*`` settings, as an operator tuned
-    them): a table is due when what happened to it passes ``threshold + scale × rows``."""
+    """Autovacuum's thresholds (``autovacuum_*``, as an operator tuned them): a table is due
+    when what happened to it passes ``threshold + scale × rows``. The server's settings, and a
+    table's own storage parameters of the same names in their place (:meth:`for_table`)."""
 
     vacuum_threshold: float = 50
     vacuum_scale: float = 0.2
+    #: PostgreSQL 18's cap on ``threshold + scale × rows`` for dead rows; -1: none (and before 18).
+    vacuum_max_threshold: float = -1
     insert_threshold: float = 1000  # -1: inserts alone never make a table due (PostgreSQL's meaning)
     insert_scale: float = 0.2
     analyze_threshold: float = 50
     analyze_scale: float = 0.1
+    #: ``autovacuum_enabled``, a storage parameter only: off, autovacuum leaves the table alone.
+    enabled: bool = True
+
+    def for_table(self, options: Iterable[str]) -> AutovacuumRules:
+        """These rules with a table's own storage parameters in place of the server's settings,
+        as autovacuum reads them: each ``autovacuum_*`` parameter set on the table wins."""
+        changes: dict[str, Any] = {}
+        for option in options:
+            name, _, value = option.partition("=")
+            if name == "autovacuum_enabled":
+                changes["enabled"] = _on(value)
+            elif (field := _FIELDS.get(name)) is not None:
+                changes[field] = float(value)
+        return replace(self, **changes) if changes else self
 
     def due(self, tables: Iterable[TableActivity]) -> tuple[list[str], list[str]]:
-        """The tables autovacuum would vacuum, and those it would analyze, in ``tables``' order.
-        A table never analyzed (``rows`` -1) is analyzed whatever its counts: round 47 found a
-        generic plan made on such a table reading a whole index on every call."""
+        """The tables autovacuum would vacuum, and those it would analyze, in ``tables``' order,
+        each by its own rules (:meth:`for_table`). A table never analyzed (``rows`` -1) is
+        analyzed whatever its counts: round 47 found a generic plan made on such a table
+        reading a whole index on every call. A table whose ``autovacuum_enabled`` is off is in
+        neither: it is left to whoever turned it off."""
         vacuum, analyze = [], []
         for t in tables:
+            rules = self.for_table(t.options)
+            if not rules.enabled:
+                continue
             rows = max(t.rows, 0.0)
-            if t.dead > self.vacuum_threshold + self.vacuum_scale * rows or (
-                self.insert_threshold >= 0
-                and t.inserted_since_vacuum > self.insert_threshold + self.insert_scale * rows
+            dead_limit = rules.vacuum_threshold + rules.vacuum_scale * rows
+            if rules.vacuum_max_threshold >= 0:
+                dead_limit = min(dead_limit, rules.vacuum_max_threshold)
+            if t.dead > dead_limit or (
+                rules.insert_threshold >= 0
+                and t.inserted_since_vacuum > rules.insert_threshold + rules.insert_scale * rows
             ):
                 vacuum.append(t.name)
-            if t.rows < 0 or t.modified_since_analyze > self.analyze_threshold + self.analyze_scale * rows:
+            if t.rows < 0 or t.modified_since_analyze > rules.analyze_threshold + rules.analyze_scale * rows:
                 analyze.append(t.name)
         return vacuum, analyze
 
 
-#: ``AutovacuumRules``' fields by the server setting each is read from.
+def _on(value: str) -> bool:
+    """A boolean storage parameter's value as PostgreSQL reads it (``parse_bool``): ``on``,
+    ``1``, or a prefix of ``true`` or ``yes``; stored as the operator wrote it."""
+    value = value.strip().lower()
+    return value in ("on", "1") or (value != "" and ("true".startswith(value) or "yes".startswith(value)))
+
+
+#: ``AutovacuumRules``' numeric fields by the server setting each is read from; a table's storage
+#: parameters of the same names override them.
 _RULES = {
     "vacuum_threshold": "autovacuum_vacuum_threshold",
     "vacuum_scale": "autovacuum_vacuum_scale_factor",
+    "vacuum_max_threshold": "autovacuum_vacuum_max_threshold",
     "insert_threshold": "autovacuum_vacuum_insert_threshold",
     "insert_scale": "autovacuum_vacuum_insert_scale_factor",
     "analyze_threshold": "autovacuum_analyze_threshold",
     "analyze_scale": "autovacuum_analyze_scale_factor",
 }
+_FIELDS = {name: field for field, name in _RULES.items()}
 _SETTINGS = "SELECT name, setting FROM pg_settings WHERE name = ANY(%(names)s)"
 
 _ACTIVITY = """
-SELECT c.relname, c.reltuples, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum
+SELECT c.relname, c.reltuples, s.n_dead_tup, s.n_mod_since_analyze, s.n_ins_since_vacuum, c.reloptions
 FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
 WHERE s.schemaname = current_schema() AND c.relname = ANY(%(names)s)
 """
@@ -267,27 +305,31 @@ def table_activity(conn: Connection, names: Sequence[str]) -> list[TableActivity
     reads them close enough."""
     rows = {r[0]: r for r in conn.exec_driver_sql(_ACTIVITY, {"names": list(names)})}
     return [
-        TableActivity(name, float(r[1]), int(r[2]), int(r[3]), int(r[4]))
+        TableActivity(name, float(r[1]), int(r[2]), int(r[3]), int(r[4]), tuple(r[5] or ()))
         for name in names
         if (r := rows.get(name)) is not None
     ]
 
 
 def autovacuum_rules(conn: Connection) -> AutovacuumRules:
-    """The server's autovacuum thresholds, in one round trip."""
+    """The server's autovacuum thresholds, in one round trip. A setting this server does not
+    have (``autovacuum_vacuum_max_threshold`` before PostgreSQL 18) keeps its meaning of none."""
     rows = conn.exec_driver_sql(_SETTINGS, {"names": list(_RULES.values())})
-    found = {str(name): str(setting) for name, setting in rows}
-    return AutovacuumRules(**{field: float(found[name]) for field, name in _RULES.items()})
+    found = {str(name): float(setting) for name, setting in rows}
+    read: dict[str, Any] = {field: found[name] for field, name in _RULES.items() if name in found}
+    return AutovacuumRules(**read)
 
 
 def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str, Any]:
     """What autovacuum would do now, done on ``conn`` (PostgreSQL, in autocommit): ``VACUUM``
     of the service's tables whose dead rows (or rows inserted since their last VACUUM) passed
-    the server's autovacuum thresholds, and of ``vacuum`` (tables the caller deleted rows
-    from), whatever their counts; ``ANALYZE`` of those whose changes since their last ANALYZE
-    passed theirs, and of any never analyzed. Both in one ``VACUUM (ANALYZE)`` where a table is
-    due for both. ``TRUNCATE false``: the heap is not cut back, which would take the table's
-    exclusive lock; the pages VACUUM frees are reused.
+    the autovacuum thresholds, and of ``vacuum`` (tables the caller deleted rows from),
+    whatever their counts; ``ANALYZE`` of those whose changes since their last ANALYZE passed
+    theirs, and of any never analyzed. Both in one ``VACUUM (ANALYZE)`` where a table is due
+    for both. The thresholds are the server's settings, or a table's own storage parameters
+    where it has them; a table whose ``autovacuum_enabled`` is off is not touched, not even
+    when it is in ``vacuum`` (``left``). ``TRUNCATE false``: the heap is not cut back, which
+    would take the table's exclusive lock; the pages VACUUM frees are reused.
 
     Until round 61 every run vacuumed ``feed``, ``alert`` and ``delivery`` and analyzed every
     other table: its time grew with what the tables held, not with what changed (1.4-1.7 s a
@@ -300,8 +342,11 @@ def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str
     started = time.monotonic()
     quote = conn.dialect.identifier_preparer.quote
     names = [t.name for t in SQLModel.metadata.sorted_tables]
-    due_vacuum, analyzed = autovacuum_rules(conn).due(table_activity(conn, names))
-    vacuumed = [*due_vacuum, *(name for name in vacuum if name not in due_vacuum)]
+    rules = autovacuum_rules(conn)
+    tables = table_activity(conn, names)
+    left = [t.name for t in tables if not rules.for_table(t.options).enabled]
+    due_vacuum, analyzed = rules.due(tables)
+    vacuumed = [*due_vacuum, *(name for name in vacuum if name not in due_vacuum and name not in left)]
     for name in vacuumed:
         options = "ANALYZE, TRUNCATE false" if name in analyzed else "TRUNCATE false"
         conn.exec_driver_sql(f"VACUUM ({options}) {quote(name)}")
@@ -311,5 +356,6 @@ def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str
     return {
         "vacuumed": vacuumed,
         "analyzed": analyzed,
+        "left": left,
         "seconds": round(time.monotonic() - started, 3),
     }

@@ -60,7 +60,7 @@ class Settings(BaseSettings):
         description=(
             "This often (0: never): delete the story keys of stories past the story window; where"
             " PostgreSQL's autovacuum is off, do what it would: VACUUM and ANALYZE the tables whose"
-            " changes passed the server's autovacuum thresholds."
+            " changes passed autovacuum's thresholds (the server's, or a table's own)."
         ),
     )
     default_interval_minutes: float = Field(default=10.0, gt=0)

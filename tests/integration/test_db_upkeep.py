@@ -55,9 +55,23 @@ def _dead_rows(engine: Engine, table: str) -> int:
     return int(found)
 
 
-def _upkeep(engine: Engine) -> dict[str, Any]:
+def _upkeep(engine: Engine, vacuum: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The upkeep of the seeded database. ``polls.seed`` turns the feed table's
+    ``autovacuum_enabled`` off, to keep a server's own autovacuum (where it is on) away from it,
+    and the upkeep leaves such a table alone as autovacuum does: so the option is lifted first.
+    (Where the server's autovacuum is on it could take the table in between: not on this
+    project's machines, where it is off.)"""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        return db.vacuum_and_analyze(conn)
+        conn.exec_driver_sql("ALTER TABLE feed RESET (autovacuum_enabled)")
+        try:
+            return db.vacuum_and_analyze(conn, vacuum)
+        finally:
+            conn.exec_driver_sql("ALTER TABLE feed SET (autovacuum_enabled = false)")
+
+
+def _set(engine: Engine, table: str, options: str) -> None:
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {table} SET ({options})")
 
 
 def test_vacuum_and_analyze_clears_the_dead_entries_under_the_claim(tmp_path: Path) -> None:
@@ -97,6 +111,73 @@ def test_the_upkeep_does_what_changed_not_what_is_stored(tmp_path: Path) -> None
         polled = _upkeep(engine)
     assert (again["vacuumed"], again["analyzed"]) == ([], [])
     assert (polled["vacuumed"], polled["analyzed"]) == (["feed"], ["feed"])
+
+
+def test_a_tables_own_storage_parameters_rule_it(tmp_path: Path) -> None:
+    """Where an operator set a table's own ``autovacuum_*`` storage parameters, the upkeep reads
+    them as autovacuum does, in place of the server's settings: polled five rounds, the feed
+    table's 1,500 dead rows of 300 pass the server's 50 + 20 % but not its own threshold of
+    100,000, so it is analyzed, not vacuumed; under its own 0 + 50 % they are past it. With
+    ``autovacuum_enabled`` off it is left alone, even when the caller asks for its VACUUM (the
+    pruned story keys' case)."""
+    with database_settings("postgresql", tmp_path) as settings:
+        engine = db.get_engine(settings)
+        ids = polls.seed(engine, 300)
+        wait_for(lambda: _dead_rows(engine, "feed") >= 300, 30, "the seed's dead rows counted")
+        _upkeep(engine)
+        polls.poll(engine, ids, 5)
+        wait_for(lambda: _dead_rows(engine, "feed") >= 1_500, 30, "the polls' dead rows counted")
+        _set(engine, "feed", "autovacuum_vacuum_threshold = 100000")
+        own_threshold = _upkeep(engine)
+        _set(engine, "feed", "autovacuum_vacuum_threshold = 0, autovacuum_vacuum_scale_factor = 0.5")
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            left = db.vacuum_and_analyze(conn, vacuum=("feed",))  # the seed's autovacuum_enabled = false
+        dead_after = _dead_rows(engine, "feed")
+        own_scale = _upkeep(engine)
+    assert (own_threshold["vacuumed"], own_threshold["analyzed"], own_threshold["left"]) == ([], ["feed"], [])
+    assert (left["vacuumed"], left["analyzed"], left["left"]) == ([], [], ["feed"])
+    assert dead_after >= 1_500  # nothing vacuumed it
+    assert own_scale["vacuumed"] == ["feed"]  # 1,500 dead past 0 + 0.5 × 300
+
+
+@pytest.mark.parametrize(
+    ("options", "rules"),
+    [
+        ((), db.AutovacuumRules()),
+        (
+            ("autovacuum_vacuum_threshold=10", "autovacuum_vacuum_scale_factor=0.01", "fillfactor=50"),
+            db.AutovacuumRules(vacuum_threshold=10, vacuum_scale=0.01),
+        ),
+        (
+            ("autovacuum_vacuum_insert_threshold=-1", "autovacuum_analyze_scale_factor=0.5"),
+            db.AutovacuumRules(insert_threshold=-1, analyze_scale=0.5),
+        ),
+        (("autovacuum_vacuum_max_threshold=5000",), db.AutovacuumRules(vacuum_max_threshold=5000)),
+        *(
+            (("autovacuum_enabled=" + off,), db.AutovacuumRules(enabled=False))
+            for off in ("off", "false", "f", "no", "0")
+        ),
+        *((("autovacuum_enabled=" + on,), db.AutovacuumRules()) for on in ("on", "true", "t", "Yes", "1")),
+    ],
+)
+def test_a_tables_parameters_replace_the_servers(options: tuple[str, ...], rules: db.AutovacuumRules) -> None:
+    """``pg_class.reloptions`` as PostgreSQL stores them (as the operator wrote them): each
+    ``autovacuum_*`` parameter replaces the setting of its name; others are not autovacuum's."""
+    assert db.AutovacuumRules().for_table(options) == rules
+
+
+def test_a_table_with_autovacuum_disabled_is_never_due() -> None:
+    quiet = db.TableActivity("quiet", -1, 0, 0, 0, ("autovacuum_enabled=off",))
+    busy = db.TableActivity("busy", 1_000, 900, 900, 900, ("autovacuum_enabled=false",))
+    assert db.AutovacuumRules().due([quiet, busy]) == ([], [])
+
+
+def test_postgresql_18s_cap_on_the_vacuum_threshold() -> None:
+    """``autovacuum_vacuum_max_threshold`` (PostgreSQL 18): a big table is due at the cap's dead
+    rows, however far under 20 % they are; -1 (and the server before 18) sets no cap."""
+    big = db.TableActivity("big", 10_000_000, 100_001, 0, 0)
+    assert db.AutovacuumRules(vacuum_max_threshold=100_000).due([big])[0] == ["big"]
+    assert db.AutovacuumRules().due([big])[0] == []
 
 
 @pytest.mark.parametrize(

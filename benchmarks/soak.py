@@ -1,0 +1,326 @@
+"""Days of a deployment's polls in an hour: the real service at an offered rate, step by step,
+to show what grows with time and what the upkeep keeps flat.
+
+    .venv/bin/python benchmarks/soak.py [--minutes 30] [--rate 1000] [--feeds 10000] [--keep DIR]
+
+``run.py`` measures the service from an empty database for a few minutes. An operator runs it
+for months, and what wears a long-running service down grows slowly: dead row versions under
+the tick's claim, the feed table's heap and indexes, plans made on tables of another size, the
+articles stored. Where PostgreSQL's autovacuum is off (as on this project's machines) the
+service's own upkeep stands in for it (``feedwatch.db_upkeep``, docs/operations.md); this is
+where it is watched at work over many of its runs.
+
+The real service (docker-compose.yml's workers and beat, Redis db 7, a scratch PostgreSQL
+database) polls ``--feeds`` feeds of the farm's steady mix (70 % 304, 20 % unchanged, 10 % with
+2 new items of 50) at ``--rate`` polls/s, each feed every ``feeds / rate`` seconds. 1,000
+polls/s for 30 minutes is 1.8 million polls: 10,000 feeds polled every ten minutes for 50
+hours. Every step (``--step``, 60 s) it records:
+
+- ``polls_per_s``, the farm's count, and ``behind``: feeds due more than five seconds ago and
+  not yet claimed at the step's end (the service not keeping up with the offer);
+- ``cores`` by role, and the feeds worker's and PostgreSQL's CPU a poll (``us_a_poll``);
+- ``latency``: due → delivered of ``--probes`` probe feeds falling due over the step (each a
+  new flagged item, as ``run.py``'s latency phase), p50 / p95 / max;
+- ``claim_read``: the tick's read of the first ``claim_batch`` due feeds, its buffers and
+  milliseconds (``EXPLAIN ANALYZE``): what the dead index entries under it cost;
+- ``feed_heap_mb``, ``feed_indexes_mb``, ``feed_dead_rows``, ``articles``, ``database_mb``;
+- ``upkeeps``: each ``db.upkeep`` the feeds worker logged in the step, its seconds and what it
+  vacuumed and analyzed;
+- ``feeds_rss_mb``: the feeds worker's pool children, their resident memory at the step's end.
+
+``drift`` divides each figure's median over the last third of the steps by the first third's
+(the first step, the schedule's ramp, left out): a ratio in the same run, near 1 where nothing
+grows. Prints one JSON object; ``--keep`` copies the logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import (
+    FULL,
+    Proc,
+    RssSampler,
+    Service,
+    farm_config,
+    farm_process,
+    farm_stats,
+    feed_ids,
+    flush_redis,
+    insert_feeds,
+    log,
+    machine,
+    postgres_database,
+    probe_latencies,
+    proc_field,
+    read_cpu,
+    reschedule,
+    role_of,
+    wait_until,
+    watch,
+)
+
+#: A feed counts as ``behind`` when it has been due this long and is still not claimed.
+BEHIND_S = 5
+
+#: The figures ``drift`` compares, each a path into a step's record.
+DRIFTING = {
+    "polls_per_s": ("polls_per_s",),
+    "feeds_us_a_poll": ("us_a_poll", "feeds"),
+    "postgres_us_a_poll": ("us_a_poll", "postgres"),
+    "latency_p95_s": ("latency", "p95_s"),
+    "claim_read_buffers": ("claim_read", "buffers"),
+    "claim_read_ms": ("claim_read", "ms"),
+    "feed_heap_mb": ("feed_heap_mb",),
+    "feed_indexes_mb": ("feed_indexes_mb",),
+    "feeds_rss_mb": ("feeds_rss_mb",),
+}
+
+
+def schedule(service: Service, ids: list[int], window: float) -> dict[int, Any]:
+    """These probe feeds fall due one by one over the next ``window`` seconds, from a second on."""
+    from feedwatch.timeutil import utcnow
+
+    start = utcnow() + timedelta(seconds=1)
+    due = {fid: start + timedelta(seconds=k * window / len(ids)) for k, fid in enumerate(ids)}
+    service.execute(
+        "UPDATE feed SET next_check_at = :at WHERE id = :id", [{"id": f, "at": at} for f, at in due.items()]
+    )
+    return due
+
+
+def claim_read(service: Service) -> dict[str, float]:
+    """The tick's read of due feeds (``store.claim_due_feeds``, without its locks), as the
+    planner runs it now: the buffers it touched and its milliseconds."""
+    (plan,) = service.execute(
+        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM feed WHERE enabled AND state <> 'disabled'"
+        f" AND next_check_at <= now() ORDER BY next_check_at LIMIT {service.settings.claim_batch}"
+    )[0]
+    plan = plan if isinstance(plan, list) else json.loads(plan)
+    top = plan[0]["Plan"]
+    return {
+        "buffers": int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"]),
+        "ms": round(float(plan[0]["Execution Time"]), 3),
+    }
+
+
+def tables(service: Service) -> dict[str, Any]:
+    """The feed table's size and dead rows, the articles stored, the database's size."""
+    ((heap, indexes, dead, articles, database),) = service.execute(
+        "SELECT pg_relation_size('feed'), pg_indexes_size('feed'),"
+        " (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'feed'),"
+        " (SELECT coalesce(max(id), 0) FROM article), pg_database_size(current_database())"
+    )
+    mb = 1024 * 1024
+    return {
+        "feed_heap_mb": round(heap / mb, 2),
+        "feed_indexes_mb": round(indexes / mb, 2),
+        "feed_dead_rows": int(dead or 0),
+        "articles": int(articles),
+        "database_mb": round(database / mb, 1),
+    }
+
+
+def behind(service: Service) -> int:
+    ((n,),) = service.execute(
+        "SELECT count(*) FROM feed WHERE enabled AND claimed_at IS NULL"
+        f" AND next_check_at < now() - interval '{BEHIND_S} seconds'"
+    )
+    return int(n)
+
+
+def upkeeps(log_path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
+    """The ``db.upkeep`` lines the worker logged after ``offset`` (JSON logs), and the new offset."""
+    with log_path.open("rb") as fh:
+        fh.seek(offset)
+        text = fh.read()
+    found = []
+    for line in text.splitlines():
+        if b'"db.upkeep"' not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            entry = json.loads(line[line.index(b"{") :])
+            if entry.get("event") == "db.upkeep":
+                keys = ("seconds", "vacuumed", "analyzed", "left", "story_keys_pruned")
+                found.append({k: entry[k] for k in keys if k in entry})
+    return found, offset + len(text)
+
+
+def children_rss_mb(leader: Proc) -> list[float]:
+    """The resident memory of a worker's pool children now (its main process left out)."""
+    sizes = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != leader.pid:
+            with contextlib.suppress(OSError, ValueError):
+                if os.getpgid(int(entry.name)) == leader.pid:
+                    sizes.append(round(proc_field(entry / "status", "VmRSS") / 1024, 1))
+    return sorted(sizes)
+
+
+def pick(step: dict[str, Any], path: tuple[str, ...]) -> float | None:
+    value: Any = step
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    return float(value) if isinstance(value, int | float) else None
+
+
+def drift(steps: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each :data:`DRIFTING` figure's median over the last third of the steps ÷ the first third's
+    (the first step left out: the schedule's ramp). None where a third holds no value."""
+    measured = steps[1:] if len(steps) > 3 else steps
+    third = max(1, len(measured) // 3)
+    out: dict[str, Any] = {}
+    for name, path in DRIFTING.items():
+        first = [v for s in measured[:third] if (v := pick(s, path)) is not None]
+        last = [v for s in measured[-third:] if (v := pick(s, path)) is not None]
+        if first and last:
+            a, b = statistics.median(first), statistics.median(last)
+            out[name] = {"first": round(a, 3), "last": round(b, 3), "ratio": round(b / a, 3) if a else None}
+        else:
+            out[name] = None
+    return out
+
+
+def summary(steps: list[dict[str, Any]], polls: int, feeds: int) -> dict[str, Any]:
+    runs = [u for s in steps for u in s["upkeeps"]]
+    seconds = [u["seconds"] for u in runs if "seconds" in u]
+    vacuumed: dict[str, int] = {}
+    for u in runs:
+        for name in u.get("vacuumed", ()):
+            vacuumed[name] = vacuumed.get(name, 0) + 1
+    p95 = [v for s in steps if (v := pick(s, ("latency", "p95_s"))) is not None]
+    return {
+        "polls": polls,
+        # The same polls of a deployment whose feeds are polled every ten minutes.
+        "hours_of_feeds_every_10_min": round(polls / (feeds / 600) / 3600, 1),
+        "articles": steps[-1]["articles"] if steps else 0,
+        "latency_p95_s_max": max(p95, default=None),
+        "behind_max": max((s["behind"] for s in steps), default=0),
+        "upkeep": {
+            "runs": len(runs),
+            "seconds_min": min(seconds, default=None),
+            "seconds_median": round(statistics.median(seconds), 3) if seconds else None,
+            "seconds_max": max(seconds, default=None),
+            "vacuumed_runs_by_table": dict(sorted(vacuumed.items())),
+        },
+    }
+
+
+def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    sizes = replace(FULL, feeds=args.feeds, rate=args.rate, probes=args.probes * args.steps)
+    config = farm_config(sizes)
+    for unused in ("ingest", "probe_idle", "sqlite"):
+        config["groups"].pop(unused)
+    from farm import groups_from_config
+
+    groups = {g.name: g for g in groups_from_config(config)}
+    sampler = RssSampler()
+    steps: list[dict[str, Any]] = []
+    with farm_process(config, workdir) as (port, _), postgres_database() as db_url:
+        service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency, migrate=False)
+        try:
+            workers = service.start_workers()
+            service.migrate()
+            interval_min = args.feeds / args.rate / 60
+            insert_feeds(
+                service, groups["poll"], port, interval_min, True, history=sizes.history, pinned=True
+            )
+            insert_feeds(service, groups["probe"], port, 24 * 60, True, due_in=86_400)
+            service.wait_ready(workers)
+            service.start_beat()
+            warm = wait_until(
+                lambda: farm_stats(port)["poll"]["feeds_hit"] == args.feeds,
+                600,
+                "every poll feed polled once",
+                service,
+                sampler,
+            )
+            log(f"soak: every feed polled once in {warm:.1f}s; offering {args.rate:g} polls/s")
+            reschedule(service, "poll", args.feeds / args.rate, sampler, rate=args.rate)
+            probes = feed_ids(service, "probe")
+            feeds_log = next(p for p in service.procs if role_of(p) == "feeds")
+            offset = feeds_log.log_path.stat().st_size
+            pending: dict[int, Any] = {}
+            for n in range(args.steps):
+                due = schedule(service, probes[n * args.probes : (n + 1) * args.probes], args.step)
+                hits, cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)
+                watch(service, sampler, args.step)
+                end_hits, end_cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)
+                cores, idle, seconds = end_cpu.since(cpu)
+                rate = (end_hits - hits) / seconds
+                found, offset = upkeeps(feeds_log.log_path, offset)
+                step: dict[str, Any] = {
+                    "step": n + 1,
+                    "polls_per_s": round(rate, 1),
+                    "behind": behind(service),
+                    "cores": cores,
+                    "idle_cores": idle,
+                    "us_a_poll": {
+                        role: round(cores.get(role, 0.0) * 1e6 / rate, 1) if rate else None
+                        for role in ("feeds", "postgres")
+                    },
+                    "claim_read": claim_read(service),
+                    **tables(service),
+                    "upkeeps": found,
+                    "feeds_rss_mb": max(children_rss_mb(feeds_log), default=None),
+                }
+                if pending:  # the last step's probes: all due a step ago, delivered by now
+                    steps[-1]["latency"] = probe_latencies(service, pending, sampler)
+                steps.append(step)
+                pending = due
+                log(f"soak: step {json.dumps(step)}")
+            if pending:
+                steps[-1]["latency"] = probe_latencies(service, pending, sampler)
+            polls = farm_stats(port)["poll"]["hits"]
+        finally:
+            service.stop()
+    return {
+        "sizes": {"feeds": args.feeds, "rate": args.rate, "steps": args.steps, "step_s": args.step},
+        "machine": machine(),
+        "summary": summary(steps, polls, args.feeds),
+        "drift": drift(steps),
+        "steps": steps,
+        "memory": sampler.report(),
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=30, help="how long to offer the load (default 30)")
+    parser.add_argument("--step", type=float, default=60, help="seconds a recorded step (default 60)")
+    parser.add_argument("--rate", type=float, default=1000, help="offered polls/s (default 1,000)")
+    parser.add_argument("--feeds", type=int, default=10_000, help="poll feeds, steady mix (default 10,000)")
+    parser.add_argument("--probes", type=int, default=60, help="latency probes a step (default 60)")
+    parser.add_argument("--keep", help="copy the work directory (the service's logs) here")
+    args = parser.parse_args(argv)
+    if args.minutes <= 0 or args.step <= 0 or args.rate <= 0 or args.feeds < 1 or args.probes < 1:
+        parser.error("--minutes, --step, --rate, --feeds and --probes: more than 0")
+    args.steps = max(1, round(args.minutes * 60 / args.step))
+    from feedwatch.logs import configure_logging
+    from feedwatch.settings import Settings
+
+    configure_logging(Settings(log_level="WARNING", log_format="console"))  # stdout holds the JSON only
+    with tempfile.TemporaryDirectory(prefix="fw-soak-") as tmp:
+        try:
+            result = soak(args, Path(tmp))
+        finally:
+            if args.keep:
+                shutil.copytree(tmp, args.keep, dirs_exist_ok=True)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -21,8 +21,9 @@ hours. Every step (``--step``, 60 s) it records:
 - ``cores`` by role, and the feeds worker's and PostgreSQL's CPU a poll (``us_a_poll``);
 - ``latency``: due → delivered of ``--probes`` probe feeds falling due over the step (each a
   new flagged item, as ``run.py``'s latency phase), p50 / p95 / max;
-- ``claim_read``: the tick's read of the first ``claim_batch`` due feeds, its buffers and
-  milliseconds (``EXPLAIN ANALYZE``): what the dead index entries under it cost;
+- ``claim``: the tick's claim of up to ``claim_batch`` due feeds, run under ``EXPLAIN
+  ANALYZE`` and rolled back: the rows it would claim, its buffers and milliseconds (what the
+  dead index entries under it cost);
 - ``feed_heap_mb``, ``feed_indexes_mb``, ``feed_dead_rows``, ``articles``, ``database_mb``;
 - ``upkeeps``: each ``db.upkeep`` the feeds worker logged in the step, its seconds and what it
   vacuumed and analyzed;
@@ -40,6 +41,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -82,8 +84,8 @@ DRIFTING = {
     "feeds_us_a_poll": ("us_a_poll", "feeds"),
     "postgres_us_a_poll": ("us_a_poll", "postgres"),
     "latency_p95_s": ("latency", "p95_s"),
-    "claim_read_buffers": ("claim_read", "buffers"),
-    "claim_read_ms": ("claim_read", "ms"),
+    "claim_buffers": ("claim", "buffers"),
+    "claim_ms": ("claim", "ms"),
     "feed_heap_mb": ("feed_heap_mb",),
     "feed_indexes_mb": ("feed_indexes_mb",),
     "feeds_rss_mb": ("feeds_rss_mb",),
@@ -102,16 +104,32 @@ def schedule(service: Service, ids: list[int], window: float) -> dict[int, Any]:
     return due
 
 
-def claim_read(service: Service) -> dict[str, float]:
-    """The tick's read of due feeds (``store.claim_due_feeds``, without its locks), as the
-    planner runs it now: the buffers it touched and its milliseconds."""
-    (plan,) = service.execute(
-        "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) SELECT id FROM feed WHERE enabled AND state <> 'disabled'"
-        f" AND next_check_at <= now() ORDER BY next_check_at LIMIT {service.settings.claim_batch}"
-    )[0]
+def claim(service: Service) -> dict[str, float]:
+    """The tick's claim (``store.claim_statement``, as ``claim_due_feeds`` builds it) run now
+    under ``EXPLAIN ANALYZE`` and rolled back: the rows it would claim, the buffers it touched,
+    its milliseconds. What the dead index entries under its read cost, and, until round 62,
+    the whole table it read to find the rows it had chosen."""
+    from feedwatch import store
+    from feedwatch.models import Feed
+    from feedwatch.timeutil import utcnow
+
+    settings, now = service.settings, utcnow()
+    statement = store.claim_statement(
+        "postgresql",
+        Feed,
+        store.due_feeds(now, settings.claim_batch),
+        store.claim_values(now, settings.claim_lease_seconds),
+        *store.CLAIM_RETURNING,
+    )
+    with service.engine.connect() as conn:
+        compiled = statement.compile(dialect=conn.dialect)
+        sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {compiled}"
+        plan = conn.exec_driver_sql(sql, compiled.params).scalar_one()
+        conn.rollback()
     plan = plan if isinstance(plan, list) else json.loads(plan)
     top = plan[0]["Plan"]
     return {
+        "rows": int(top["Actual Rows"]),
         "buffers": int(top["Shared Hit Blocks"]) + int(top["Shared Read Blocks"]),
         "ms": round(float(plan[0]["Execution Time"]), 3),
     }
@@ -272,7 +290,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                         role: round(cores.get(role, 0.0) * 1e6 / rate, 1) if rate else None
                         for role in ("feeds", "postgres")
                     },
-                    "claim_read": claim_read(service),
+                    "claim": claim(service),
                     **tables(service),
                     "upkeeps": found,
                     "feeds_rss_mb": max(children_rss_mb(feeds_log), default=None),
@@ -289,6 +307,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             service.stop()
     return {
         "sizes": {"feeds": args.feeds, "rate": args.rate, "steps": args.steps, "step_s": args.step},
+        "upkeep_seconds": service.settings.db_upkeep_seconds,
         "machine": machine(),
         "summary": summary(steps, polls, args.feeds),
         "drift": drift(steps),
@@ -304,15 +323,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rate", type=float, default=1000, help="offered polls/s (default 1,000)")
     parser.add_argument("--feeds", type=int, default=10_000, help="poll feeds, steady mix (default 10,000)")
     parser.add_argument("--probes", type=int, default=60, help="latency probes a step (default 60)")
+    parser.add_argument(
+        "--upkeep-seconds",
+        type=float,
+        help="the service's FEEDWATCH_DB_UPKEEP_SECONDS (default 60; 0: none, to see what it keeps flat)",
+    )
     parser.add_argument("--keep", help="copy the work directory (the service's logs) here")
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.step <= 0 or args.rate <= 0 or args.feeds < 1 or args.probes < 1:
         parser.error("--minutes, --step, --rate, --feeds and --probes: more than 0")
     args.steps = max(1, round(args.minutes * 60 / args.step))
+    if args.upkeep_seconds is not None:  # the Service passes the runner's FEEDWATCH_* on
+        os.environ["FEEDWATCH_DB_UPKEEP_SECONDS"] = f"{args.upkeep_seconds:g}"
     from feedwatch.logs import configure_logging
     from feedwatch.settings import Settings
 
     configure_logging(Settings(log_level="WARNING", log_format="console"))  # stdout holds the JSON only
+    # Stopped by SIGTERM (or SIGINT, which a shell leaves ignored in a job it started in the
+    # background), it stops the service, drops its database and copies the logs on its way out.
+    for stop in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop, lambda number, _: sys.exit(128 + number))
     with tempfile.TemporaryDirectory(prefix="fw-soak-") as tmp:
         try:
             result = soak(args, Path(tmp))

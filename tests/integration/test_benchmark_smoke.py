@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.bench import bench_json
+from support.bench import bench_json, bench_module
 from support.services import SHARED, missing, port_open, require_postgres
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -237,3 +237,34 @@ def test_article_bytes_json_shape() -> None:
     assert farm["summary_empty"] == 1.0  # the farm's items have a description only
     for key in ("table_bytes", "wal_bytes", "sent_bytes"):
         assert 0 < farm[f"{key}_ratio"] < 1, key
+
+
+def test_soak_json_shape() -> None:
+    """``benchmarks/soak.py`` for three steps of 10 s, the upkeep every 3 s: a record a step, every
+    probe delivered (nothing lost on the way), each upkeep the worker logged in the step it ran,
+    and ``drift`` as its docstring defines it."""
+    if not port_open("127.0.0.1", 6379):
+        missing("Redis not reachable at 127.0.0.1:6379")
+    require_postgres()
+    soak = bench_module("soak")
+    args = ("--minutes", "0.5", "--step", "10", "--feeds", "200", "--rate", "50", "--probes", "3")
+    result = bench_json("soak.py", *args, "--upkeep-seconds", "3", timeout=200)
+    steps = result["steps"]
+    assert [s["step"] for s in steps] == [1, 2, 3]
+    assert result["upkeep_seconds"] == 3
+    for step in steps:
+        assert step["polls_per_s"] > 0 and step["claim"]["buffers"] > 0, step
+        assert step["latency"]["probes"] == step["latency"]["delivered"] == 3, step
+        assert set(step["us_a_poll"]) == {"feeds", "postgres"}
+    runs = [u for s in steps for u in s["upkeeps"]]
+    summary = result["summary"]
+    assert summary["upkeep"]["runs"] == len(runs) >= 3  # the task logs, where autovacuum is on too
+    assert summary["articles"] == steps[-1]["articles"] > 0
+    assert set(result["drift"]) == set(soak.DRIFTING)
+    for name, figure in result["drift"].items():
+        path = soak.DRIFTING[name]
+        first = [v for s in steps[:1] if (v := soak.pick(s, path)) is not None]
+        if figure is not None:  # three steps: the first third is the first step
+            assert figure["first"] == round(statistics.median(first), 3), name
+            ratio = round(figure["last"] / figure["first"], 3) if figure["first"] else None
+            assert figure["ratio"] == ratio, name

@@ -554,11 +554,12 @@ def claim_statement(dialect: str, model: Any, due: Any, values: dict[str, Any], 
 
     On PostgreSQL the rows ``due`` selects (and locks) go to the UPDATE as one array, which it
     finds through the primary key: ``id = ANY(ARRAY(SELECT …))``. Written ``id IN (SELECT …)``
-    until round 62, it was planned as a hash join of the selected ids against a sequential
-    scan of the whole table wherever the planner believed many rows due (its statistics of
-    ``next_check_at`` are a minute old, and every feed of the benchmark falls due within ten
-    seconds): every tick read every page of ``feed``, 27 ms for 373 claimed rows of 11,800 in
-    a soak run, 9 ms this way (docs/performance-history.md, round 62).
+    until round 62, it was a join, planned as a hash join of the selected ids against a
+    sequential scan of the whole table wherever the planner believed many rows due (its
+    statistics of ``next_check_at`` are up to a minute old, and the benchmark's feeds fall due
+    every ten seconds): every tick of a soak run read every page of ``feed`` twice. This way
+    the claim cost PostgreSQL 4.5-11.7 % less CPU (``benchmarks/claim_forms.py``: 20.0 -> 18.2
+    ms a claim of 500 of 10,000 feeds; docs/performance-history.md, round 62).
 
     On the table, not the model: the ORM's UPDATE would also match the returned rows against
     the session's objects, which cost a tick more than the statement (~14 against ~8 µs a

@@ -54,24 +54,24 @@ HISTORY = [
 
 
 def statement(form: str, now: datetime, limit: int) -> Any:
-    """The claim in ``form``, as ``store.claim_due_feeds`` builds it."""
+    """The claim in ``form``: ``array`` is the tick's (``store.due_claim``), ``in`` the same
+    pieces as the tick joined them until round 62."""
     from sqlalchemy import update
 
     from feedwatch import store
     from feedwatch.models import Feed
 
-    due, values = store.due_feeds(now, limit), store.claim_values(now, 300)
     if form.startswith("array"):
-        claim = store.claim_statement("postgresql", Feed, due, values, *store.CLAIM_RETURNING)
+        claim = store.due_claim("postgresql", now, limit, 300)
         # A text of its own: a prepared statement keeps the generic plan made under the settings
         # of its time, so array_index's is made with sequential scans off.
         return claim.prefix_with("/* index */") if form == "array_index" else claim
     table = store._table(Feed)
-    chosen = due.with_for_update(skip_locked=True).scalar_subquery()
+    chosen = store.due_feeds(now, limit).with_for_update(skip_locked=True).scalar_subquery()
     return (
         update(table)
         .where(table.c.id.in_(chosen))
-        .values(**values)
+        .values(**store.claim_values(now, 300))
         .returning(table.c.id, *store.CLAIM_RETURNING)
     )
 

@@ -1150,12 +1150,16 @@ PROBE_LEAD_S = 1.0
 def schedule_probes(service: Service, group: str, window: float) -> dict[int, datetime]:
     """A group's probe feeds fall due one by one over ``window`` seconds, from ``PROBE_LEAD_S``
     from now."""
+    return schedule_due(service, feed_ids(service, group), window)
+
+
+def schedule_due(service: Service, ids: list[int], window: float) -> dict[int, datetime]:
+    """These feeds fall due one by one over ``window`` seconds, from ``PROBE_LEAD_S`` from now."""
     from feedwatch.timeutil import utcnow
 
-    probe_ids = feed_ids(service, group)
     start = utcnow() + timedelta(seconds=PROBE_LEAD_S)
-    gap = window / len(probe_ids)
-    due = {fid: start + timedelta(seconds=j * gap) for j, fid in enumerate(probe_ids)}
+    gap = window / len(ids)
+    due = {fid: start + timedelta(seconds=j * gap) for j, fid in enumerate(ids)}
     service.execute(
         "UPDATE feed SET next_check_at = :at WHERE id = :id", [{"id": f, "at": at} for f, at in due.items()]
     )

@@ -49,8 +49,8 @@ import signal
 import statistics
 import sys
 import tempfile
+from collections import Counter
 from dataclasses import replace
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +75,7 @@ from run import (
     read_cpu,
     reschedule,
     role_of,
+    schedule_due,
     wait_until,
     watch,
 )
@@ -96,35 +97,18 @@ DRIFTING = {
 }
 
 
-def schedule(service: Service, ids: list[int], window: float) -> dict[int, Any]:
-    """These probe feeds fall due one by one over the next ``window`` seconds, from a second on."""
-    from feedwatch.timeutil import utcnow
-
-    start = utcnow() + timedelta(seconds=1)
-    due = {fid: start + timedelta(seconds=k * window / len(ids)) for k, fid in enumerate(ids)}
-    service.execute(
-        "UPDATE feed SET next_check_at = :at WHERE id = :id", [{"id": f, "at": at} for f, at in due.items()]
-    )
-    return due
-
-
 def claim(service: Service) -> dict[str, float]:
-    """The tick's claim (``store.claim_statement``, as ``claim_due_feeds`` builds it) run now
-    under ``EXPLAIN ANALYZE`` and rolled back: the rows it would claim, the buffers it touched,
-    its milliseconds. What the dead index entries under its read cost, and, until round 62,
-    the whole table it read to find the rows it had chosen."""
+    """The tick's claim (``store.due_claim``, the statement the tick runs) run now under
+    ``EXPLAIN ANALYZE`` and rolled back: the rows it would claim, the buffers it touched, its
+    milliseconds. What the dead index entries under its read cost, and, until round 62, the
+    whole table it read to find the rows it had chosen. A custom plan, made for the values; the
+    tick's connection prepares the statement and mostly runs its generic plan, the same plan
+    for the claim's form since round 62 (not for the old one: docs/performance-history.md)."""
     from feedwatch import store
-    from feedwatch.models import Feed
     from feedwatch.timeutil import utcnow
 
     settings, now = service.settings, utcnow()
-    statement = store.claim_statement(
-        "postgresql",
-        Feed,
-        store.due_feeds(now, settings.claim_batch),
-        store.claim_values(now, settings.claim_lease_seconds),
-        *store.CLAIM_RETURNING,
-    )
+    statement = store.due_claim("postgresql", now, settings.claim_batch, settings.claim_lease_seconds)
     with service.engine.connect() as conn:
         compiled = statement.compile(dialect=conn.dialect)
         sql = f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {compiled}"
@@ -140,7 +124,9 @@ def claim(service: Service) -> dict[str, float]:
 
 
 def tables(service: Service) -> dict[str, Any]:
-    """The feed table's size and dead rows, the articles stored, the database's size."""
+    """The feed table's size and dead rows, the articles stored (the highest article id: a
+    count would read the table each minute; it runs ahead of the count only by the ids a
+    ``COPY`` that lost a race drew and left unused), the database's size."""
     ((heap, indexes, dead, articles, database),) = service.execute(
         "SELECT pg_relation_size('feed'), pg_indexes_size('feed'),"
         " (SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'feed'),"
@@ -219,10 +205,7 @@ def drift(steps: list[dict[str, Any]]) -> dict[str, Any]:
 def summary(steps: list[dict[str, Any]], polls: int, feeds: int) -> dict[str, Any]:
     runs = [u for s in steps for u in s["upkeeps"]]
     seconds = [u["seconds"] for u in runs if "seconds" in u]
-    vacuumed: dict[str, int] = {}
-    for u in runs:
-        for name in u.get("vacuumed", ()):
-            vacuumed[name] = vacuumed.get(name, 0) + 1
+    vacuumed = Counter(name for u in runs for name in u.get("vacuumed", ()))
     p95 = [v for s in steps if (v := pick(s, ("latency", "p95_s"))) is not None]
     return {
         "polls": polls,
@@ -277,7 +260,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             offset = feeds_log.log_path.stat().st_size
             pending: dict[int, Any] = {}
             for n in range(args.steps):
-                due = schedule(service, probes[n * args.probes : (n + 1) * args.probes], args.step)
+                due = schedule_due(service, probes[n * args.probes : (n + 1) * args.probes], args.step)
                 hits, cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)
                 watch(service, sampler, args.step)
                 end_hits, end_cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)

@@ -246,16 +246,17 @@ class AutovacuumRules:
                 changes[field] = float(value)
         return replace(self, **changes) if changes else self
 
-    def due(self, tables: Iterable[TableActivity]) -> tuple[list[str], list[str]]:
-        """The tables autovacuum would vacuum, and those it would analyze, in ``tables``' order,
+    def due(self, tables: Iterable[TableActivity]) -> tuple[list[str], list[str], list[str]]:
+        """The tables autovacuum would vacuum, those it would analyze, and those it leaves alone
+        (their ``autovacuum_enabled`` off: left to whoever turned it off), in ``tables``' order,
         each by its own rules (:meth:`for_table`). A table never analyzed (``rows`` -1) is
         analyzed whatever its counts: round 47 found a generic plan made on such a table
-        reading a whole index on every call. A table whose ``autovacuum_enabled`` is off is in
-        neither: it is left to whoever turned it off."""
-        vacuum, analyze = [], []
+        reading a whole index on every call."""
+        vacuum, analyze, left = [], [], []
         for t in tables:
             rules = self.for_table(t.options)
             if not rules.enabled:
+                left.append(t.name)
                 continue
             rows = max(t.rows, 0.0)
             dead_limit = rules.vacuum_threshold + rules.vacuum_scale * rows
@@ -268,7 +269,7 @@ class AutovacuumRules:
                 vacuum.append(t.name)
             if t.rows < 0 or t.modified_since_analyze > rules.analyze_threshold + rules.analyze_scale * rows:
                 analyze.append(t.name)
-        return vacuum, analyze
+        return vacuum, analyze, left
 
 
 def _on(value: str) -> bool:
@@ -342,10 +343,7 @@ def vacuum_and_analyze(conn: Connection, vacuum: Sequence[str] = ()) -> dict[str
     started = time.monotonic()
     quote = conn.dialect.identifier_preparer.quote
     names = [t.name for t in SQLModel.metadata.sorted_tables]
-    rules = autovacuum_rules(conn)
-    tables = table_activity(conn, names)
-    left = [t.name for t in tables if not rules.for_table(t.options).enabled]
-    due_vacuum, analyzed = rules.due(tables)
+    due_vacuum, analyzed, left = autovacuum_rules(conn).due(table_activity(conn, names))
     vacuumed = [*due_vacuum, *(name for name in vacuum if name not in due_vacuum and name not in left)]
     for name in vacuumed:
         options = "ANALYZE, TRUNCATE false" if name in analyzed else "TRUNCATE false"

@@ -423,12 +423,11 @@ def claim_due_feeds(
     once the lease runs out. Each claim counts in ``unreported_claims`` until a poll reports;
     the caller isolates or fails feeds whose polls keep dying.
     """
-    values = claim_values(now, lease_seconds)
-    returning = CLAIM_RETURNING
-    claimed = [
-        Claim(int(feed_id), int(claims) - 1, size, origin)
-        for feed_id, claims, size, origin in _claim(session, Feed, due_feeds(now, limit), values, *returning)
-    ]
+    connection = session.connection()
+    rows = connection.execute(due_claim(connection.dialect.name, now, limit, lease_seconds)).all()
+    claimed = sorted(
+        Claim(int(feed_id), int(claims) - 1, size, origin) for feed_id, claims, size, origin in rows
+    )
     if rounds is None or not claimed or len(claimed) >= limit:
         return claimed
     early = _early_ids(session, now, claimed, limit - len(claimed), rounds)
@@ -438,7 +437,7 @@ def claim_due_feeds(
     unclaimed = select(col(Feed.id)).where(
         col(Feed.id).in_(early), col(Feed.next_check_at) > now, col(Feed.unreported_claims) == 0
     )
-    taken = _claim(session, Feed, unclaimed, values, *returning)
+    taken = _claim(session, Feed, unclaimed, claim_values(now, lease_seconds), *CLAIM_RETURNING)
     claimed += [Claim(int(i), int(claims) - 1, size, origin, early=True) for i, claims, size, origin in taken]
     return sorted(claimed)
 
@@ -464,6 +463,14 @@ def claim_values(now: datetime, lease_seconds: int) -> dict[str, Any]:
 
 #: What a claim returns of each claimed feed besides its id.
 CLAIM_RETURNING = (col(Feed.unreported_claims), col(Feed.body_bytes), col(Feed.origin))
+
+
+def due_claim(dialect: str, now: datetime, limit: int, lease_seconds: int) -> Any:
+    """:func:`claim_due_feeds`' claim of the due feeds (those taken early come after it), on
+    ``dialect``: the statement the tick runs, and the benchmarks and plan tests explain."""
+    return claim_statement(
+        dialect, Feed, due_feeds(now, limit), claim_values(now, lease_seconds), *CLAIM_RETURNING
+    )
 
 
 def _early_ids(
@@ -558,8 +565,10 @@ def claim_statement(dialect: str, model: Any, due: Any, values: dict[str, Any], 
     sequential scan of the whole table wherever the planner believed many rows due (its
     statistics of ``next_check_at`` are up to a minute old, and the benchmark's feeds fall due
     every ten seconds): every tick of a soak run read every page of ``feed`` twice. This way
-    the claim cost PostgreSQL 4.5-11.7 % less CPU (``benchmarks/claim_forms.py``: 20.0 -> 18.2
-    ms a claim of 500 of 10,000 feeds; docs/performance-history.md, round 62).
+    the claim runs one plan, custom or generic, and cost PostgreSQL 4.5-11.7 % less CPU as the
+    service prepares it (``benchmarks/claim_forms.py``: 20.0 -> 18.2 ms a claim of 500 of
+    10,000 feeds), a quarter less than the old form's custom plan (32.8 -> 24.5 ms;
+    docs/performance-history.md, round 62).
 
     On the table, not the model: the ORM's UPDATE would also match the returned rows against
     the session's objects, which cost a tick more than the statement (~14 against ~8 µs a

@@ -169,7 +169,7 @@ def test_a_tables_parameters_replace_the_servers(options: tuple[str, ...], rules
 def test_a_table_with_autovacuum_disabled_is_never_due() -> None:
     quiet = db.TableActivity("quiet", -1, 0, 0, 0, ("autovacuum_enabled=off",))
     busy = db.TableActivity("busy", 1_000, 900, 900, 900, ("autovacuum_enabled=false",))
-    assert db.AutovacuumRules().due([quiet, busy]) == ([], [])
+    assert db.AutovacuumRules().due([quiet, busy]) == ([], [], ["quiet", "busy"])
 
 
 def test_postgresql_18s_cap_on_the_vacuum_threshold() -> None:
@@ -200,7 +200,7 @@ def test_a_table_is_due_past_autovacuums_thresholds(
     rows, dead, modified, inserted = activity
     table = db.TableActivity("t", rows, dead, modified, inserted)
     due = db.AutovacuumRules().due([table])
-    assert due == (["t"] if vacuum else [], ["t"] if analyze else [])
+    assert due == (["t"] if vacuum else [], ["t"] if analyze else [], [])
     no_inserts = db.AutovacuumRules(insert_threshold=-1).due([table])
     assert no_inserts[0] == (["t"] if vacuum and dead > 50 + 0.2 * max(rows, 0) else [])
 

@@ -39,7 +39,6 @@ from support.plans import TABLES, add_feeds, generic_plan, grow, leading_columns
 from support.settings import database_settings
 
 from feedwatch import alerts, db, store, stories
-from feedwatch.models import Feed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -180,9 +179,7 @@ def test_the_tick_writes_its_claims_through_the_primary_key(tmp_path: Path, due:
             raw(f"UPDATE feed SET {later} WHERE id > (SELECT min(id) FROM feed) + {due - 1}")
             conn.commit()
             now = datetime.now(UTC)
-            claim = store.claim_statement(
-                "postgresql", Feed, store.due_feeds(now, 5_000), store.claim_values(now, 300)
-            )
+            claim = store.due_claim("postgresql", now, 5_000, 300)
             compiled = claim.compile(dialect=conn.dialect)
             custom = raw(f"EXPLAIN (FORMAT JSON) {compiled}", compiled.params).scalar_one()
             plans = {"custom": custom[0]["Plan"], "generic": generic_plan(conn, claim, {})}

@@ -76,12 +76,9 @@ def statement(form: str, now: datetime, limit: int) -> Any:
     )
 
 
-def seed(engine: Any, feeds: int) -> list[int]:
-    """``feeds`` rows of the service's width, every one due, analyzed so; their ids."""
-    from sqlmodel import Session
-
-    from feedwatch import store
-
+def insert_feed_rows(engine: Any, feeds: int) -> list[int]:
+    """``feeds`` enabled feed rows (``autovacuum_enabled`` off on the table), all due now, their
+    wide columns empty; their ids."""
     with engine.connect() as conn:
         conn.exec_driver_sql("ALTER TABLE feed SET (autovacuum_enabled = false)")
         conn.exec_driver_sql(
@@ -94,6 +91,16 @@ def seed(engine: Any, feeds: int) -> list[int]:
         )
         ids = [int(i) for i in conn.exec_driver_sql("SELECT id FROM feed ORDER BY id").scalars()]
         conn.commit()
+    return ids
+
+
+def seed(engine: Any, feeds: int) -> list[int]:
+    """``feeds`` rows of the service's width, every one due, analyzed so; their ids."""
+    from sqlmodel import Session
+
+    from feedwatch import store
+
+    ids = insert_feed_rows(engine, feeds)
     rng = random.Random(62)
     with Session(engine) as session:
         store.update_feeds(
@@ -142,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     claimed: dict[str, list[int]] = {form: [] for form in FORMS}
     with postgres_database() as url:
         engine = db.make_engine(url)
-        _migrate(url)
+        migrate(url)
         ids = seed(engine, args.feeds)
         with (
             engine.connect() as conn,
@@ -208,7 +215,7 @@ def _form_of(text: str) -> str:
     return "array_index" if "/* index */" in text else "array" if "ANY (array(" in text else "in"
 
 
-def _migrate(url: str) -> None:
+def migrate(url: str) -> None:
     from feedwatch import db
     from feedwatch.settings import Settings
 

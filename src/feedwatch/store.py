@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from weakref import WeakKeyDictionary
 
 import structlog
+from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -25,13 +26,16 @@ from sqlalchemy import (
     ColumnElement,
     DateTime,
     Integer,
+    Text,
     and_,
     any_,
     bindparam,
     case,
+    cast,
     column,
     func,
     literal_column,
+    type_coerce,
     union_all,
     update,
 )
@@ -39,12 +43,13 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.elements import TextClause
+from sqlalchemy.sql.elements import Grouping, TextClause
 from sqlalchemy.sql.visitors import InternalTraversal
 from sqlalchemy.types import LargeBinary, TypeDecorator
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from feedwatch.db import json_bytes
 from feedwatch.immutable import immutable
 from feedwatch.models import (
     Alert,
@@ -683,6 +688,12 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     docs/performance-history.md). PostgreSQL finds the rows through the primary key, in id order, so a
     batch locks them in id order as before (``changes`` come sorted by id).
 
+    The poll history, the one wide value every poll sets, goes apart from the JSON rows: the
+    chunk's histories as one ``text[]`` parameter in binary, a row holding its history's place
+    in it (:func:`_history_apart`). Nested in its row it was lexed twice by PostgreSQL (as part
+    of the document, then by ``json``'s input function), and a ``text[]`` in psycopg's text
+    format escapes each of a history's quotes in a Python callback.
+
     On SQLite, consecutive rows that set the same columns share one ``UPDATE … WHERE id = :id``
     executemany (as an ORM flush groups its UPDATEs); the SET clause is the parameters' keys,
     so each column set compiles once per process.
@@ -693,33 +704,76 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     connection = session.connection()
     table = _table(Feed)
     if connection.dialect.name == "postgresql":
-        stmt, bits, encode = _feed_update()
-        rows = [
-            {"id": i, "mask": sum(map(bits.__getitem__, values)), **encode(values)} for i, values in changes
-        ]
-        for chunk in chunks(rows):
-            connection.execute(stmt, {"rows": chunk, "ids": [row["id"] for row in chunk]})
+        sql, bits, encode = _feed_update()
+        for chunk in chunks(changes):
+            histories: list[str] = []
+            rows = [
+                {
+                    "id": i,
+                    "mask": sum(map(bits.__getitem__, values)),
+                    **encode(_history_apart(values, histories)),
+                }
+                for i, values in chunk
+            ]
+            connection.exec_driver_sql(
+                sql,
+                {"rows": Json(rows, dumps=json_bytes), "ids": [i for i, _ in chunk], "histories": histories},
+            )
         return
     stmt = update(table).where(table.c.id == bindparam("feed_id"))
     for _, run in groupby(changes, key=lambda c: tuple(c[1])):
         connection.execute(stmt, [{"feed_id": feed_id, **values} for feed_id, values in run])
 
 
+def _history_apart(values: dict[str, Any], histories: list[str]) -> dict[str, Any]:
+    """A row's values with its ``poll_history`` replaced by ``h``, the history's place (from 1)
+    in ``histories``, where its JSON text is appended."""
+    history = values.get(_HISTORY, _NO_HISTORY)
+    if history is _NO_HISTORY:
+        return values
+    histories.append(json_bytes(history).decode())
+    row = values.copy()
+    del row[_HISTORY]
+    row["h"] = len(histories)
+    return row
+
+
+_HISTORY = "poll_history"
+_NO_HISTORY = object()
+
+
 @cache
-def _feed_update() -> tuple[Any, dict[str, int], Callable[[dict[str, Any]], dict[str, Any]]]:
-    """``UPDATE feed SET c = CASE WHEN r.mask & <c's bit> != 0 THEN r.c ELSE feed.c END, …
-    FROM json_to_recordset(%(rows)s::JSON) AS r(id INTEGER, mask BIGINT, c type, …)
-    WHERE feed.id = ANY(%(ids)s) AND feed.id = r.id`` over every column but the id; the bit of
-    each column; the encoder of its values."""
+def _feed_update() -> tuple[str, dict[str, int], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """The text (psycopg's) of ``UPDATE feed SET c = CASE WHEN r.mask & <c's bit> != 0 THEN r.c
+    ELSE feed.c END, … FROM json_to_recordset(%(rows)s::JSON) AS r(id INTEGER, mask BIGINT, h
+    INTEGER, c type, …) WHERE feed.id = ANY(%(ids)s) AND feed.id = r.id`` over every column but
+    the id, where ``poll_history``'s value is ``(SELECT %(histories)b::TEXT[]::JSON[])[r.h]``; the
+    bit of each column; the encoder of the rows' other values.
+
+    The histories' array is cast in a scalar subquery, which PostgreSQL runs once (an
+    InitPlan): in the row's expression a generic plan (psycopg prepares a statement after its
+    fifth run) cast the whole array again for every row, ~15× the statement's time
+    (``benchmarks/state_forms.py``). ``%(histories)b``: psycopg sends the strings in binary,
+    as their bytes."""
     table = _table(Feed)
     names = [c.name for c in table.c if c.name != "id"]
     if len(names) > 63:
         raise RuntimeError("update_feeds: more feed columns than bits in a BIGINT mask")
     bits = {name: 1 << i for i, name in enumerate(names)}
-    rows = _json_rows(table, names, column("id", Integer), column("mask", BigInteger))
+    others = [name for name in names if name != _HISTORY]
+    rows = _json_rows(table, others, column("id", Integer), column("mask", BigInteger), column("h", Integer))
+    json_array = postgresql.ARRAY(postgresql.JSON)
+    texts = cast(bindparam("histories", type_=postgresql.ARRAY(Text)), json_array)
+    histories = type_coerce(Grouping(sa_select(texts).scalar_subquery()), json_array)
     zero: Any = literal_column("0")
     values = {
-        name: case((rows.c.mask.op("&")(literal_column(str(bit))) != zero, rows.c[name]), else_=table.c[name])
+        name: case(
+            (
+                rows.c.mask.op("&")(literal_column(str(bit))) != zero,
+                histories[rows.c.h] if name == _HISTORY else rows.c[name],
+            ),
+            else_=table.c[name],
+        )
         for name, bit in bits.items()
     }
     # The ids again as an array: PostgreSQL then reads the rows through the primary key (in id
@@ -727,7 +781,10 @@ def _feed_update() -> tuple[Any, dict[str, int], Callable[[dict[str, Any]], dict
     # scan of the whole table (10,000 feeds, EXPLAIN), which also locks in the table's order.
     ids = any_(bindparam("ids", type_=postgresql.ARRAY(Integer)))
     stmt = update(table).where(table.c.id == ids, table.c.id == rows.c.id).values(values)
-    return stmt, bits, _json_encoder(table, names)
+    sql = str(stmt.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
+    if sql.count("%(histories)s") != 1:
+        raise RuntimeError("update_feeds: the histories' placeholder is not in the statement once")
+    return sql.replace("%(histories)s", "%(histories)b"), bits, _json_encoder(table, others)
 
 
 def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:

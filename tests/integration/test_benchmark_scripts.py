@@ -89,6 +89,44 @@ def test_poll_costs_json_shape() -> None:
     assert claim["feeds"] == 200 and claim["cpu_ms_per_feed"] > 0 and claim["postgres_cpu_ms_per_feed"] >= 0
 
 
+def test_state_forms_json_shape() -> None:
+    """``benchmarks/state_forms.py`` on 300 feeds, two rounds of each form: every form's figures,
+    each of the forms that store a history reads it back as written, and the service's form is
+    ``store.update_feeds`` itself."""
+    require_postgres()
+    result = bench_json(
+        "state_forms.py",
+        "--feeds",
+        "300",
+        "--batch",
+        "50",
+        "--rounds",
+        "2",
+        "--vacuum-every",
+        "3",
+        timeout=180,
+    )
+    forms = ("nested", "string", "apart_text", "apart", "none")
+    assert tuple(result["forms"]) == forms
+    assert result["histories_read_back_as_written"] == {"string": True, "apart_text": True, "apart": True}
+    for figures in result["forms"].values():
+        assert figures["rows"] == 100 and figures["postgres_us_a_row"] >= 0 and figures["wall_us_a_row"] > 0
+    assert all(f"{form}_vs_nested" in result for form in forms[1:])
+
+
+def test_claim_forms_json_shape() -> None:
+    """``benchmarks/claim_forms.py`` on 300 feeds, 20 made due before each claim, three claims of
+    each form: each claims at least those (the seed leaves every feed due within ten seconds, so
+    a quick run claims some more), and the plans PostgreSQL chose are counted."""
+    require_postgres()
+    result = bench_json(
+        "claim_forms.py", "--feeds", "300", "--due", "20", "--claims", "3", "--vacuum-every", "4", timeout=180
+    )
+    for figures in result["forms"].values():
+        assert figures["claims"] == 3 and figures["claimed_feeds"] >= 60
+    assert set(result["prepared_plans"]) <= {"in", "array", "array_index"}
+
+
 def test_level_probe_json_shape() -> None:
     """``benchmarks/level_probe.py`` for a moment: every stage timed, the ratios its figures give."""
     result = bench_json("level_probe.py", "--seconds", "0.5", timeout=120)

@@ -192,3 +192,40 @@ def test_the_tick_writes_its_claims_through_the_primary_key(tmp_path: Path, due:
             json.dumps(plan, indent=1),
         )
     assert len(claimed) == due
+
+
+def test_a_batchs_histories_are_cast_once_a_statement(tmp_path: Path) -> None:
+    """The feed-state write's histories (one ``text[]`` parameter, ``store.update_feeds``) are
+    cast to ``json[]`` in an InitPlan, once a statement, also in the generic plan that
+    PostgreSQL may choose once psycopg has prepared the statement: written in the row's
+    expression, a generic plan cast the whole array again for every row it wrote, ~15× the
+    statement's time (``benchmarks/state_forms.py``, round 63)."""
+    with database_settings("postgresql", tmp_path) as settings:
+        engine = db.get_engine(settings)
+        ids = polls.seed(engine, 300)[: store.INSERT_CHUNK]
+        sql, bits, _ = store._feed_update()
+        mask = bits["poll_history"] | bits["claimed_at"]
+        values = {
+            "rows": json.dumps(
+                [{"id": i, "mask": mask, "claimed_at": None, "h": n + 1} for n, i in enumerate(ids)]
+            ),
+            "ids": ids,
+            "histories": [json.dumps(polls.HISTORY)] * len(ids),
+        }
+        with engine.connect() as conn:
+            conn.exec_driver_sql("ANALYZE feed")
+            plan = generic_plan(conn, sql, values, verbose=True)
+    init_plans = [n for n in _nodes(plan) if n.get("Parent Relationship") == "InitPlan"]
+    assert any("json[]" in " ".join(n.get("Output", [])).lower() for n in init_plans), json.dumps(
+        plan, indent=1
+    )
+    per_row = [
+        n["Node Type"] for n in _outside_init_plans(plan) if "json[]" in " ".join(n.get("Output", [])).lower()
+    ]
+    assert per_row == [], json.dumps(plan, indent=1)
+
+
+def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    yield node
+    for child in node.get("Plans", []):
+        yield from _nodes(child)

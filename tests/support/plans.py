@@ -81,11 +81,18 @@ def grow(conn: Connection, sizes: Iterable[int]) -> Iterator[int]:
         yield size
 
 
-def generic_plan(conn: Connection, statement: Any, values: dict[str, Any]) -> dict[str, Any]:
+def generic_plan(
+    conn: Connection, statement: Any, values: dict[str, Any], verbose: bool = False
+) -> dict[str, Any]:
     """PostgreSQL's generic plan of ``statement`` as the service's engine sends it (prepared,
-    its parameters numbered), explained for ``values``."""
-    compiled = statement.compile(dialect=conn.dialect)
-    params = {**compiled.params, **values}
+    its parameters numbered), explained for ``values``. A ``str`` is psycopg's text of a
+    statement the service runs on the driver (``store.update_feeds``). ``verbose``: each node
+    with its ``Output``, the expressions it computes."""
+    if isinstance(statement, str):
+        text, params = statement, values
+    else:
+        compiled = statement.compile(dialect=conn.dialect)
+        text, params = str(compiled), {**compiled.params, **values}
     args: list[Any] = []
 
     def number(m: re.Match[str]) -> str:
@@ -99,7 +106,7 @@ def generic_plan(conn: Connection, statement: Any, values: dict[str, Any]) -> di
         return ", ".join(f"${first + i}" for i in range(len(params[expanding])))
 
     # psycopg placeholders: %(name)s, or %(name)b where the value goes in binary (store.in_list).
-    text = re.sub(r"%\((\w+)\)[sb]|__\[POSTCOMPILE_(\w+)\]", number, str(compiled))
+    text = re.sub(r"%\((\w+)\)[sb]|__\[POSTCOMPILE_(\w+)\]", number, text)
     raw = conn.exec_driver_sql
     raw(f"PREPARE plan_under_test AS {text}")
     try:
@@ -107,7 +114,8 @@ def generic_plan(conn: Connection, statement: Any, values: dict[str, Any]) -> di
         # EXECUTE's arguments as literals: bound ones would have no type of their own.
         driver = conn.connection.driver_connection
         literals = ", ".join(sql.Literal(arg).as_string(driver) for arg in args)
-        row = raw(f"EXPLAIN (FORMAT JSON) EXECUTE plan_under_test({literals})").scalar_one()
+        options = "FORMAT JSON, VERBOSE" if verbose else "FORMAT JSON"
+        row = raw(f"EXPLAIN ({options}) EXECUTE plan_under_test({literals})").scalar_one()
     finally:
         raw("RESET plan_cache_mode")
         raw("DEALLOCATE plan_under_test")

@@ -18,11 +18,13 @@ hours. Every step (``--step``, 60 s) it records:
 
 - ``polls_per_s``, the farm's count, and ``behind``: feeds due more than five seconds ago and
   not yet claimed at the step's end (the service not keeping up with the offer);
-- ``cores`` by role, and the feeds worker's and PostgreSQL's CPU a poll (``us_a_poll``). No
-  baseline beside them: the machine's level moves within minutes, so a drift of a few per cent
-  in these is not the service's until another run repeats it (a bare loop timed in this
-  process each minute read 26-87 ns a step while the service's costs held within 15 %: it
-  measured its own luck at getting a core, and was taken out; round 62);
+- ``cores`` by role, and the CPU a poll (``us_a_poll``) of the feeds worker, PostgreSQL and
+  the farm, from the CPU seconds read (not from ``cores``, rounded to a hundredth: round 63).
+  The machine's level moves within minutes; the farm's cost a poll moves with it alone (its
+  work a poll is the same all run), so ``feeds_over_farm`` is the feeds worker's cost over the
+  farm's (a bare loop timed in this process each minute read 26-87 ns a step while the
+  service's costs held within 15 %: it measured its own luck at getting a core, and was taken
+  out; round 62);
 - ``latency``: due → delivered of ``--probes`` probe feeds falling due over the step (each a
   new flagged item, as ``run.py``'s latency phase), p50 / p95 / max;
 - ``claim``: the tick's claim of up to ``claim_batch`` due feeds, run under ``EXPLAIN
@@ -88,6 +90,8 @@ DRIFTING = {
     "polls_per_s": ("polls_per_s",),
     "feeds_us_a_poll": ("us_a_poll", "feeds"),
     "postgres_us_a_poll": ("us_a_poll", "postgres"),
+    "farm_us_a_poll": ("us_a_poll", "farm"),
+    "feeds_over_farm": ("us_a_poll", "feeds_over_farm"),
     "latency_p95_s": ("latency", "p95_s"),
     "claim_buffers": ("claim", "buffers"),
     "claim_ms": ("claim", "ms"),
@@ -95,6 +99,26 @@ DRIFTING = {
     "feed_indexes_mb": ("feed_indexes_mb",),
     "feeds_rss_mb": ("feeds_rss_mb",),
 }
+
+
+#: The roles whose CPU a poll a step records: the service's two that poll, and the farm.
+COSTING = ("feeds", "postgres", "farm")
+
+
+def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
+    """CPU µs a poll of each :data:`COSTING` role between two ``run.read_cpu`` readings, from
+    their CPU seconds as read (``cores`` rounds to a hundredth of a core, which at 1,000 polls/s
+    is 10 µs a poll: 7 % of PostgreSQL's, 2.5 % of the feeds worker's; round 63). The farm does
+    the same work for every poll in every minute of a run, so its µs a poll moves with the
+    machine's level alone: ``feeds_over_farm`` is the feeds worker's cost with that level taken
+    out, as far as the two move alike."""
+    if not polls:
+        return {role: None for role in (*COSTING, "feeds_over_farm")}
+    before, after = start.snap["roles"], end.snap["roles"]
+    costs = {role: (after.get(role, 0.0) - before.get(role, 0.0)) * 1e6 / polls for role in COSTING}
+    out: dict[str, float | None] = {role: round(value, 1) for role, value in costs.items()}
+    out["feeds_over_farm"] = round(costs["feeds"] / costs["farm"], 3) if costs["farm"] else None
+    return out
 
 
 def claim(service: Service) -> dict[str, float]:
@@ -267,10 +291,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 cores, idle, seconds = end_cpu.since(cpu)
                 rate = (end_hits - hits) / seconds
                 found, offset = upkeeps(feeds_log.log_path, offset)
-                costs = {
-                    role: round(cores.get(role, 0.0) * 1e6 / rate, 1) if rate else None
-                    for role in ("feeds", "postgres")
-                }
+                costs = us_a_poll(cpu, end_cpu, end_hits - hits)
                 step: dict[str, Any] = {
                     "step": n + 1,
                     "polls_per_s": round(rate, 1),

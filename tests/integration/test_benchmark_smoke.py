@@ -255,7 +255,15 @@ def test_soak_json_shape() -> None:
     for step in steps:
         assert step["polls_per_s"] > 0 and step["claim"]["buffers"] > 0, step
         assert step["latency"]["probes"] == step["latency"]["delivered"] == 3, step
-        assert set(step["us_a_poll"]) == {"feeds", "postgres"}
+        costs = step["us_a_poll"]
+        assert set(costs) == {"feeds", "postgres", "farm", "feeds_over_farm"}, step
+        for role in ("feeds", "postgres", "farm"):  # from the CPU read, not from the rounded cores
+            if role in step["cores"]:
+                assert abs(costs[role] - step["cores"][role] * 1e6 / step["polls_per_s"]) <= (
+                    0.006e6 / step["polls_per_s"]
+                ), (role, step)
+        # The ratio of the unrounded costs: near the ratio of the rounded ones.
+        assert abs(costs["feeds_over_farm"] - costs["feeds"] / costs["farm"]) < 0.01, step
     runs = [u for s in steps for u in s["upkeeps"]]
     summary = result["summary"]
     assert summary["upkeep"]["runs"] == len(runs) >= 3  # the task logs, where autovacuum is on too

@@ -76,6 +76,13 @@ def statement(form: str, now: datetime, limit: int) -> Any:
     )
 
 
+def alternated(forms: tuple[str, ...], each: int) -> list[str]:
+    """``each`` runs of every form, alternated so that each form runs first and last in turn:
+    a, b, c, c, b, a, a, b, …"""
+    cycle = [*forms, *reversed(forms)]
+    return [cycle[k % len(cycle)] for k in range(len(forms) * each)]
+
+
 def insert_feed_rows(engine: Any, feeds: int) -> list[int]:
     """``feeds`` enabled feed rows (``autovacuum_enabled`` off on the table), all due now, their
     wide columns empty; their ids."""
@@ -156,10 +163,7 @@ def main(argv: list[str] | None = None) -> None:
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin,
         ):
             backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            # in, array, array_index, array_index, array, in, in, …: each form first and last in turn
-            cycle = [*FORMS, *reversed(FORMS)]
-            order = [cycle[k % len(cycle)] for k in range(len(FORMS) * args.claims)]
-            for k, form in enumerate(order):
+            for k, form in enumerate(alternated(FORMS, args.claims)):
                 due = rng.sample(ids, args.due)
                 conn.exec_driver_sql(
                     "UPDATE feed SET next_check_at = now() - interval '1 second' WHERE id = ANY(%(ids)s)",

@@ -44,7 +44,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from claim_forms import migrate
+from claim_forms import alternated, migrate
 from run import hourly_history, postgres_database, proc_cpu  # also puts this checkout's src/ first
 
 FORMS = ("nested", "string", "apart_text", "apart", "none")
@@ -227,9 +227,7 @@ def main(argv: list[str] | None = None) -> None:
             engine.connect().execution_options(isolation_level="AUTOCOMMIT") as admin,
         ):
             backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
-            cycle = [*FORMS, *reversed(FORMS)]
-            order = [cycle[k % len(cycle)] for k in range(len(FORMS) * args.rounds)]
-            for k, form in enumerate(order):
+            for k, form in enumerate(alternated(FORMS, args.rounds)):
                 now += timedelta(seconds=1)
                 changes = changes_of(sorted(rng.sample(ids, args.batch)), histories, now)
                 cpu0, own0, t0 = proc_cpu(backend), time.process_time(), time.perf_counter()

@@ -72,10 +72,12 @@ def statement(form: str) -> tuple[Any, dict[str, int], Any]:
     elif form == "apart_text":
         extra.append(column("h", Integer))
     rows = store._json_rows(table, inside, *extra)
-    history: Any = rows.c.poll_history if form != "apart_text" else None
-    if form == "string":
+    history: Any
+    if form == "nested":
+        history = rows.c.poll_history
+    elif form == "string":
         history = cast(rows.c.poll_history, table.c.poll_history.type)
-    elif form == "apart_text":
+    else:  # apart_text: the service's statement, its array bound in the text format
         json_array = postgresql.ARRAY(postgresql.JSON)
         texts = cast(bindparam("histories", type_=postgresql.ARRAY(Text)), json_array)
         history = type_coerce(Grouping(select(texts).scalar_subquery()), json_array)[rows.c.h]
@@ -100,16 +102,14 @@ def write(conn: Any, form: str, changes: list[tuple[int, dict[str, Any]]]) -> No
     from sqlmodel import Session
 
     from feedwatch import store
-    from feedwatch.db import json_bytes
+    from feedwatch.db import json_dumps
 
     if form == "apart":
         store.update_feeds(Session(bind=conn), changes)
         return
     if form == "none":
-        form, changes = (
-            "nested",
-            [(i, {k: v for k, v in c.items() if k != "poll_history"}) for i, c in changes],
-        )
+        form = "nested"
+        changes = [(i, {k: v for k, v in c.items() if k != "poll_history"}) for i, c in changes]
     stmt, bits, encode = statement(form)
     params: dict[str, Any] = {"ids": [i for i, _ in changes]}
     if form == "nested":
@@ -119,7 +119,7 @@ def write(conn: Any, form: str, changes: list[tuple[int, dict[str, Any]]]) -> No
             {
                 "id": i,
                 "mask": sum(map(bits.__getitem__, v)),
-                **encode({k: json_bytes(x).decode() if k == "poll_history" else x for k, x in v.items()}),
+                **encode({k: json_dumps(x) if k == "poll_history" else x for k, x in v.items()}),
             }
             for i, v in changes
         ]

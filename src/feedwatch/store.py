@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from weakref import WeakKeyDictionary
 
 import structlog
-from psycopg.types.json import Json
 from sqlalchemy import (
     JSON,
     BigInteger,
@@ -49,7 +48,7 @@ from sqlalchemy.types import LargeBinary, TypeDecorator
 from sqlmodel import Session, col, select
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from feedwatch.db import json_bytes
+from feedwatch.db import json_dumps
 from feedwatch.immutable import immutable
 from feedwatch.models import (
     Alert,
@@ -132,8 +131,30 @@ def _in_expanding(element: InList, compiler: Any, **kw: Any) -> str:
 
 @compiles(InList, "postgresql")
 def _in_array(element: InList, compiler: Any, **kw: Any) -> str:
-    array = bindparam(element.name, type_=postgresql.ARRAY(element.column.type))
-    return _binary(str(compiler.process(element.column == any_(array), **kw)), element.name, compiler)
+    array = ArrayParameter(element.name, postgresql.ARRAY(element.column.type))
+    return str(compiler.process(element.column == any_(array), **kw))
+
+
+class ArrayParameter(ColumnElement[Any]):
+    """The bind parameter ``name`` of an array type, bound in psycopg's binary format on
+    PostgreSQL (:func:`_binary`): :class:`InList`'s list, a batch's poll histories
+    (:func:`update_feeds`). Elsewhere a plain bind parameter."""
+
+    inherit_cache = True
+    _traverse_internals = [  # noqa: RUF012  (as SQLAlchemy declares it)
+        ("name", InternalTraversal.dp_string),
+        ("type", InternalTraversal.dp_type),
+    ]
+
+    def __init__(self, name: str, type_: Any) -> None:
+        self.name = name
+        self.type = type_
+
+
+@compiles(ArrayParameter)
+def _array_parameter(element: ArrayParameter, compiler: Any, **kw: Any) -> str:
+    sql = str(compiler.process(bindparam(element.name, type_=element.type), **kw))
+    return _binary(sql, element.name, compiler) if compiler.dialect.name == "postgresql" else sql
 
 
 def _binary(sql: str, name: str, compiler: Any) -> str:
@@ -691,8 +712,8 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     The poll history, the one wide value every poll sets, goes apart from the JSON rows: the
     chunk's histories as one ``text[]`` parameter in binary, a row holding its history's place
     in it (:func:`_history_apart`). Nested in its row it was lexed twice by PostgreSQL (as part
-    of the document, then by ``json``'s input function), and a ``text[]`` in psycopg's text
-    format escapes each of a history's quotes in a Python callback.
+    of the document, then by ``json``'s input function); in psycopg's text format a ``text[]``
+    escapes each of a history's quotes in a Python callback (round 63).
 
     On SQLite, consecutive rows that set the same columns share one ``UPDATE … WHERE id = :id``
     executemany (as an ORM flush groups its UPDATEs); the SET clause is the parameters' keys,
@@ -704,21 +725,14 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
     connection = session.connection()
     table = _table(Feed)
     if connection.dialect.name == "postgresql":
-        sql, bits, encode = _feed_update()
+        stmt, bits, encode = _feed_update()
         for chunk in chunks(changes):
             histories: list[str] = []
             rows = [
-                {
-                    "id": i,
-                    "mask": sum(map(bits.__getitem__, values)),
-                    **encode(_history_apart(values, histories)),
-                }
-                for i, values in chunk
+                {"id": i, "mask": sum(map(bits.__getitem__, v)), **encode(_history_apart(v, histories))}
+                for i, v in chunk
             ]
-            connection.exec_driver_sql(
-                sql,
-                {"rows": Json(rows, dumps=json_bytes), "ids": [i for i, _ in chunk], "histories": histories},
-            )
+            connection.execute(stmt, {"rows": rows, "ids": [i for i, _ in chunk], "histories": histories})
         return
     stmt = update(table).where(table.c.id == bindparam("feed_id"))
     for _, run in groupby(changes, key=lambda c: tuple(c[1])):
@@ -728,33 +742,30 @@ def update_feeds(session: Session, changes: Sequence[tuple[int, dict[str, Any]]]
 def _history_apart(values: dict[str, Any], histories: list[str]) -> dict[str, Any]:
     """A row's values with its ``poll_history`` replaced by ``h``, the history's place (from 1)
     in ``histories``, where its JSON text is appended."""
-    history = values.get(_HISTORY, _NO_HISTORY)
-    if history is _NO_HISTORY:
+    if _HISTORY not in values:
         return values
-    histories.append(json_bytes(history).decode())
     row = values.copy()
-    del row[_HISTORY]
+    histories.append(json_dumps(row.pop(_HISTORY)))
     row["h"] = len(histories)
     return row
 
 
 _HISTORY = "poll_history"
-_NO_HISTORY = object()
 
 
 @cache
-def _feed_update() -> tuple[str, dict[str, int], Callable[[dict[str, Any]], dict[str, Any]]]:
-    """The text (psycopg's) of ``UPDATE feed SET c = CASE WHEN r.mask & <c's bit> != 0 THEN r.c
-    ELSE feed.c END, … FROM json_to_recordset(%(rows)s::JSON) AS r(id INTEGER, mask BIGINT, h
-    INTEGER, c type, …) WHERE feed.id = ANY(%(ids)s) AND feed.id = r.id`` over every column but
-    the id, where ``poll_history``'s value is ``(SELECT %(histories)b::TEXT[]::JSON[])[r.h]``; the
-    bit of each column; the encoder of the rows' other values.
+def _feed_update() -> tuple[Any, dict[str, int], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """``UPDATE feed SET c = CASE WHEN r.mask & <c's bit> != 0 THEN r.c ELSE feed.c END, …
+    FROM json_to_recordset(%(rows)s::JSON) AS r(id INTEGER, mask BIGINT, h INTEGER, c type, …)
+    WHERE feed.id = ANY(%(ids)s) AND feed.id = r.id`` over every column but the id, where
+    ``poll_history``'s value is ``(SELECT CAST(%(histories)b::TEXT[] AS JSON[]))[r.h]``; the bit
+    of each column; the encoder of the rows' other values.
 
     The histories' array is cast in a scalar subquery, which PostgreSQL runs once (an
     InitPlan): in the row's expression a generic plan (psycopg prepares a statement after its
     fifth run) cast the whole array again for every row, ~15× the statement's time
-    (``benchmarks/state_forms.py``). ``%(histories)b``: psycopg sends the strings in binary,
-    as their bytes."""
+    (``benchmarks/state_forms.py``). The array goes in binary (:class:`ArrayParameter`), the
+    strings as their bytes."""
     table = _table(Feed)
     names = [c.name for c in table.c if c.name != "id"]
     if len(names) > 63:
@@ -763,7 +774,7 @@ def _feed_update() -> tuple[str, dict[str, int], Callable[[dict[str, Any]], dict
     others = [name for name in names if name != _HISTORY]
     rows = _json_rows(table, others, column("id", Integer), column("mask", BigInteger), column("h", Integer))
     json_array = postgresql.ARRAY(postgresql.JSON)
-    texts = cast(bindparam("histories", type_=postgresql.ARRAY(Text)), json_array)
+    texts = cast(ArrayParameter("histories", postgresql.ARRAY(Text)), json_array)
     histories = type_coerce(Grouping(sa_select(texts).scalar_subquery()), json_array)
     zero: Any = literal_column("0")
     values = {
@@ -781,10 +792,7 @@ def _feed_update() -> tuple[str, dict[str, int], Callable[[dict[str, Any]], dict
     # scan of the whole table (10,000 feeds, EXPLAIN), which also locks in the table's order.
     ids = any_(bindparam("ids", type_=postgresql.ARRAY(Integer)))
     stmt = update(table).where(table.c.id == ids, table.c.id == rows.c.id).values(values)
-    sql = str(stmt.compile(dialect=postgresql.psycopg.dialect()))  # type: ignore[no-untyped-call]
-    if sql.count("%(histories)s") != 1:
-        raise RuntimeError("update_feeds: the histories' placeholder is not in the statement once")
-    return sql.replace("%(histories)s", "%(histories)b"), bits, _json_encoder(table, others)
+    return stmt, bits, _json_encoder(table, others)
 
 
 def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:

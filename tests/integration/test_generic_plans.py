@@ -153,12 +153,13 @@ def test_no_index_is_read_whole_on_tables_never_analyzed(tmp_path: Path) -> None
                 )
 
 
-def _outside_init_plans(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    """The plan's nodes but those of its InitPlans (what runs once, before the rest)."""
+def _nodes(node: dict[str, Any], init_plans: bool = False) -> Iterator[dict[str, Any]]:
+    """The plan's nodes; those of its InitPlans (what runs once, before the rest) only with
+    ``init_plans``."""
     yield node
     for child in node.get("Plans", []):
-        if child.get("Parent Relationship") != "InitPlan":
-            yield from _outside_init_plans(child)
+        if init_plans or child.get("Parent Relationship") != "InitPlan":
+            yield from _nodes(child, init_plans)
 
 
 @pytest.mark.parametrize("due", [10, 1_500])
@@ -186,7 +187,7 @@ def test_the_tick_writes_its_claims_through_the_primary_key(tmp_path: Path, due:
             claimed = conn.execute(claim).all()
             conn.rollback()
     for kind, plan in plans.items():
-        finding = [n for n in _outside_init_plans(plan) if n["Node Type"] != "ModifyTable"]
+        finding = [n for n in _nodes(plan) if n["Node Type"] != "ModifyTable"]
         assert [(n["Node Type"], n.get("Index Name")) for n in finding] == [("Index Scan", "feed_pkey")], (
             kind,
             json.dumps(plan, indent=1),
@@ -203,7 +204,7 @@ def test_a_batchs_histories_are_cast_once_a_statement(tmp_path: Path) -> None:
     with database_settings("postgresql", tmp_path) as settings:
         engine = db.get_engine(settings)
         ids = polls.seed(engine, 300)[: store.INSERT_CHUNK]
-        sql, bits, _ = store._feed_update()
+        statement, bits, _ = store._feed_update()
         mask = bits["poll_history"] | bits["claimed_at"]
         values = {
             "rows": json.dumps(
@@ -214,18 +215,8 @@ def test_a_batchs_histories_are_cast_once_a_statement(tmp_path: Path) -> None:
         }
         with engine.connect() as conn:
             conn.exec_driver_sql("ANALYZE feed")
-            plan = generic_plan(conn, sql, values, verbose=True)
-    init_plans = [n for n in _nodes(plan) if n.get("Parent Relationship") == "InitPlan"]
-    assert any("json[]" in " ".join(n.get("Output", [])).lower() for n in init_plans), json.dumps(
-        plan, indent=1
-    )
-    per_row = [
-        n["Node Type"] for n in _outside_init_plans(plan) if "json[]" in " ".join(n.get("Output", [])).lower()
-    ]
+            plan = generic_plan(conn, statement, values, verbose=True)
+    once = [n for n in _nodes(plan, init_plans=True) if n.get("Parent Relationship") == "InitPlan"]
+    assert any("json[]" in " ".join(n.get("Output", [])).lower() for n in once), json.dumps(plan, indent=1)
+    per_row = [n["Node Type"] for n in _nodes(plan) if "json[]" in " ".join(n.get("Output", [])).lower()]
     assert per_row == [], json.dumps(plan, indent=1)
-
-
-def _nodes(node: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    yield node
-    for child in node.get("Plans", []):
-        yield from _nodes(child)

@@ -85,14 +85,10 @@ def generic_plan(
     conn: Connection, statement: Any, values: dict[str, Any], verbose: bool = False
 ) -> dict[str, Any]:
     """PostgreSQL's generic plan of ``statement`` as the service's engine sends it (prepared,
-    its parameters numbered), explained for ``values``. A ``str`` is psycopg's text of a
-    statement the service runs on the driver (``store.update_feeds``). ``verbose``: each node
-    with its ``Output``, the expressions it computes."""
-    if isinstance(statement, str):
-        text, params = statement, values
-    else:
-        compiled = statement.compile(dialect=conn.dialect)
-        text, params = str(compiled), {**compiled.params, **values}
+    its parameters numbered), explained for ``values``. ``verbose``: each node with its
+    ``Output``, the expressions it computes."""
+    compiled = statement.compile(dialect=conn.dialect)
+    params = {**compiled.params, **values}
     args: list[Any] = []
 
     def number(m: re.Match[str]) -> str:
@@ -106,7 +102,7 @@ def generic_plan(
         return ", ".join(f"${first + i}" for i in range(len(params[expanding])))
 
     # psycopg placeholders: %(name)s, or %(name)b where the value goes in binary (store.in_list).
-    text = re.sub(r"%\((\w+)\)[sb]|__\[POSTCOMPILE_(\w+)\]", number, text)
+    text = re.sub(r"%\((\w+)\)[sb]|__\[POSTCOMPILE_(\w+)\]", number, str(compiled))
     raw = conn.exec_driver_sql
     raw(f"PREPARE plan_under_test AS {text}")
     try:

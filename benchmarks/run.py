@@ -1353,6 +1353,17 @@ def py_spy(
     )
 
 
+def frames_of(stack: str) -> list[str]:
+    """A py-spy collapsed stack's Python frames, outermost first, each as ``function (file)``:
+    its thread's entry (and with ``--subprocesses`` its process's) and the line numbers left
+    out, so that one function's samples add up whatever line they were on."""
+    return [
+        f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
+        for f in stack.split(";")[1:]
+        if " (" in f
+    ]
+
+
 def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> dict[str, Any]:
     """Inclusive share of samples per function (a function counted once per stack)."""
     spy.wait(60)
@@ -1363,12 +1374,7 @@ def finish_profile(spy: subprocess.Popen[bytes], out: Path, top: int = 25) -> di
         if not count.isdigit():
             continue
         total += int(count)
-        frames = {
-            f.split(" (")[0] + " (" + f.split(" (")[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-            for f in stack.split(";")[1:]
-            if " (" in f
-        }
-        for frame in frames:
+        for frame in set(frames_of(stack)):
             inclusive[frame] = inclusive.get(frame, 0) + int(count)
     ranked = sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]
     return {

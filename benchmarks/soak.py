@@ -68,12 +68,14 @@ from run import (
     farm_stats,
     feed_ids,
     flush_redis,
+    frames_of,
     insert_feeds,
     log,
     machine,
     postgres_database,
     probe_latencies,
     proc_field,
+    py_spy,
     read_cpu,
     reschedule,
     role_of,
@@ -119,6 +121,54 @@ def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
     out: dict[str, float | None] = {role: round(value, 1) for role, value in costs.items()}
     out["feeds_over_farm"] = round(costs["feeds"] / costs["farm"], 3) if costs["farm"] else None
     return out
+
+
+#: py-spy's samples a second in a profiled window (``--spy-steps``). The feeds worker holds the
+#: GIL ~0.37 s a second at 1,000 polls/s here: ~5,500 samples a 60 s step.
+SPY_RATE = 250
+
+
+def spy_steps(steps: int, each: int) -> dict[str, range]:
+    """The steps (0-based) of the two profiled windows: ``each`` steps after the first (the
+    schedule's ramp) and the last ``each``; none where the run is too short to keep them apart."""
+    if each < 1 or 2 * each + 1 > steps:
+        return {}
+    return {"first": range(1, 1 + each), "last": range(steps - each, steps)}
+
+
+def spy_costs(raw: Path, polls: int) -> dict[str, dict[str, float]]:
+    """Each function's CPU µs a poll in one window's py-spy samples (GIL held, :data:`SPY_RATE`
+    a second): ``inclusive`` counts a sample once for every function on its stack, ``self``
+    for the innermost only."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    for line in raw.read_text().splitlines() if raw.exists() else []:
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit() or not (frames := frames_of(stack)):
+            continue
+        inclusive.update(dict.fromkeys(set(frames), int(count)))
+        own[frames[-1]] += int(count)
+    us = 1e6 / SPY_RATE / max(polls, 1)
+    return {name: {"inclusive": inclusive[name] * us, "self": own[name] * us} for name in inclusive}
+
+
+def spy_drift(windows: dict[str, dict[str, Any]], top: int = 30) -> dict[str, Any]:
+    """The functions whose inclusive CPU a poll moved most from the first window to the last,
+    the largest moves first (signed: a rise is positive), each with its figures in both."""
+    first, last = (windows[w].pop("costs") for w in ("first", "last"))
+    zero = {"inclusive": 0.0, "self": 0.0}
+    moved = sorted(
+        set(first) | set(last),
+        key=lambda name: -abs(last.get(name, zero)["inclusive"] - first.get(name, zero)["inclusive"]),
+    )
+    return {
+        name: {
+            f"{kind}_{w}": round(costs.get(name, zero)[kind], 2)
+            for kind in ("inclusive", "self")
+            for w, costs in (("first", first), ("last", last))
+        }
+        for name in moved[:top]
+    }
 
 
 def claim(service: Service) -> dict[str, float]:
@@ -283,11 +333,30 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             feeds_log = next(p for p in service.procs if role_of(p) == "feeds")
             offset = feeds_log.log_path.stat().st_size
             pending: dict[int, Any] = {}
+            windows = spy_steps(args.steps, args.spy_steps)
+            spied: dict[str, dict[str, Any]] = {}
             for n in range(args.steps):
                 due = schedule_due(service, probes[n * args.probes : (n + 1) * args.probes], args.step)
                 hits, cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)
+                window = next((w for w, ns in windows.items() if n in ns), None)
+                if window and n == windows[window][0]:
+                    raw = workdir / f"spy-{window}.txt"
+                    spy = py_spy(feeds_log.pid, raw, "gil", SPY_RATE, subprocesses=True)
+                    spied[window] = {"steps": [n + 1, windows[window][-1] + 1], "raw": str(raw)}
+                    spy_start = (hits, cpu)
                 watch(service, sampler, args.step)
                 end_hits, end_cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)
+                if window and n == windows[window][-1]:
+                    spy.send_signal(signal.SIGINT)
+                    spy.wait(60)
+                    spied_polls = end_hits - spy_start[0]
+                    functions = spy_costs(raw, spied_polls)
+                    spied[window].update(
+                        polls=spied_polls,
+                        gil_us_a_poll=round(sum(c["self"] for c in functions.values()), 1),
+                        us_a_poll=us_a_poll(spy_start[1], end_cpu, spied_polls),
+                        costs=functions,
+                    )
                 cores, idle, seconds = end_cpu.since(cpu)
                 rate = (end_hits - hits) / seconds
                 found, offset = upkeeps(feeds_log.log_path, offset)
@@ -314,6 +383,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             polls = farm_stats(port)["poll"]["hits"]
         finally:
             service.stop()
+    if len(spied) == 2:
+        spied["moved"] = spy_drift(spied)
     return {
         "sizes": {"feeds": args.feeds, "rate": args.rate, "steps": args.steps, "step_s": args.step},
         "upkeep_seconds": service.settings.db_upkeep_seconds,
@@ -322,6 +393,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "drift": drift(steps),
         "steps": steps,
         "memory": sampler.report(),
+        **({"spy": spied} if spied else {}),
     }
 
 
@@ -338,6 +410,13 @@ def main(argv: list[str] | None = None) -> None:
         help="the service's FEEDWATCH_DB_UPKEEP_SECONDS (default 60; 0: none, to see what it keeps flat)",
     )
     parser.add_argument("--keep", help="copy the work directory (the service's logs) here")
+    parser.add_argument(
+        "--spy-steps",
+        type=int,
+        default=0,
+        help="py-spy the feeds worker over this many steps after the first and over the last as many;"
+        " `spy` gives each function's CPU a poll in both (default 0: no profile)",
+    )
     args = parser.parse_args(argv)
     if args.minutes <= 0 or args.step <= 0 or args.rate <= 0 or args.feeds < 1 or args.probes < 1:
         parser.error("--minutes, --step, --rate, --feeds and --probes: more than 0")

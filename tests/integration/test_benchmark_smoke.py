@@ -13,6 +13,7 @@ server's WAL position, which other tests' writes would move. The other scripts' 
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from pathlib import Path
 from typing import Any
@@ -242,13 +243,14 @@ def test_article_bytes_json_shape() -> None:
 def test_soak_json_shape() -> None:
     """``benchmarks/soak.py`` for three steps of 10 s, the upkeep every 3 s: a record a step, every
     probe delivered (nothing lost on the way), each upkeep the worker logged in the step it ran,
-    and ``drift`` as its docstring defines it."""
+    ``drift`` as its docstring defines it, and py-spy's window of the second step and of the
+    third (``--spy-steps 1``), its functions' CPU a poll from samples of the feeds worker's tasks."""
     if not port_open("127.0.0.1", 6379):
         missing("Redis not reachable at 127.0.0.1:6379")
     require_postgres()
     soak = bench_module("soak")
     args = ("--minutes", "0.5", "--step", "10", "--feeds", "200", "--rate", "50", "--probes", "3")
-    result = bench_json("soak.py", *args, "--upkeep-seconds", "3", timeout=200)
+    result = bench_json("soak.py", *args, "--upkeep-seconds", "3", "--spy-steps", "1", timeout=200)
     steps = result["steps"]
     assert [s["step"] for s in steps] == [1, 2, 3]
     assert result["upkeep_seconds"] == 3
@@ -276,3 +278,17 @@ def test_soak_json_shape() -> None:
             assert figure["first"] == round(statistics.median(first), 3), name
             ratio = round(figure["last"] / figure["first"], 3) if figure["first"] else None
             assert figure["ratio"] == ratio, name
+    spy = result["spy"]
+    for window, step in (("first", steps[1]), ("last", steps[2])):
+        assert spy[window]["steps"] == [step["step"]] * 2, spy[window]
+        assert spy[window]["polls"] > 0 and spy[window]["gil_us_a_poll"] > 0, spy[window]
+        assert "costs" not in spy[window]  # only what moved between them is printed
+    moved = spy["moved"]
+    assert 0 < len(moved) <= 30
+    shifts = [abs(f["inclusive_last"] - f["inclusive_first"]) for f in moved.values()]
+    # The largest moves first (each figure rounded to 0.01 after they were sorted).
+    assert all(a >= b - 0.011 for a, b in itertools.pairwise(shifts)), shifts
+    for name, figure in moved.items():
+        assert set(figure) == {f"{k}_{w}" for k in ("inclusive", "self") for w in ("first", "last")}
+        assert figure["self_first"] <= figure["inclusive_first"], name
+        assert figure["self_last"] <= figure["inclusive_last"], name

@@ -50,14 +50,16 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
+
+T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parents[1]
 #: The shared corpus's real feeds (``ingest_real``); the phase is skipped without them.
@@ -926,8 +928,25 @@ def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[str,
     if not indexes:
         return []
     jobs = [(group, i, port) for i in indexes]
-    with multiprocessing.get_context("fork").Pool(min(2, os.cpu_count() or 1)) as pool:
-        return pool.starmap(_parsed_state, jobs, chunksize=64)
+    return pool_starmap("fork", min(2, os.cpu_count() or 1), _parsed_state, jobs, chunksize=64)
+
+
+def pool_starmap(
+    start: str, processes: int, function: Callable[..., T], jobs: list[tuple[Any, ...]], chunksize: int = 1
+) -> list[T]:
+    """``multiprocessing.Pool.starmap`` in a pool started by ``start`` ("fork", "spawn"), then
+    closed and joined: its workers take the end of the queue and exit by themselves. Pool's
+    ``with`` terminates them by SIGTERM instead, and a forked worker inherits its parent's
+    handlers. soak.py's is a Python one (it cleans up on the way out), run at the worker's next
+    bytecode: a SIGTERM between a worker's last task and its wait for the next left it pending
+    while the worker slept on the queue's lock, and the runner waited for that worker forever
+    (round 64: three smoke soaks in twelve)."""
+    pool = multiprocessing.get_context(start).Pool(processes)
+    try:
+        return pool.starmap(function, jobs, chunksize)
+    finally:
+        pool.close()
+        pool.join()
 
 
 def _parsed_state(group: Group, index: int, port: int) -> tuple[str, bytes, bytes | None]:
@@ -1744,8 +1763,7 @@ def parse_only(
     per second. ``defaults``: with feedparser's default options rather than the service's."""
     if bodies is None:
         bodies = [render_feed(group, i, i * group.items, 8080) for i in range(20)]
-    with multiprocessing.get_context("spawn").Pool(processes) as pool:
-        rates = pool.starmap(_parse_worker, [(bodies, seconds, defaults)] * processes)
+    rates = pool_starmap("spawn", processes, _parse_worker, [(bodies, seconds, defaults)] * processes)
     return round(sum(rates), 1)
 
 

@@ -319,13 +319,15 @@ def proc_stat(text: str) -> tuple[str, list[str]]:
     return text[text.index("(") + 1 : text.rindex(")")], text[text.rindex(")") + 2 :].split()
 
 
-def stat_cpu(fields: list[str]) -> float:
-    """CPU seconds (user + system) in the fields :func:`proc_stat` gives (clock ticks), its
-    children's that it waited for included: a PostgreSQL backend or a pool child that exits
-    between two snapshots would otherwise take its CPU out of its role's sum, which then fell
-    (a baseline's `service_cores` read -0.16 while other tests' connections came and went, in
-    round 32). Their reaper (the postmaster, Celery's main process) is in the same role."""
-    return sum(int(fields[k]) for k in (11, 12, 13, 14)) / os.sysconf("SC_CLK_TCK")
+def stat_cpu(fields: list[str], system: bool = False) -> float:
+    """CPU seconds (user + system; with ``system``, the kernel's part alone) in the fields
+    :func:`proc_stat` gives (clock ticks), its children's that it waited for included: a
+    PostgreSQL backend or a pool child that exits between two snapshots would otherwise take
+    its CPU out of its role's sum, which then fell (a baseline's `service_cores` read -0.16
+    while other tests' connections came and went, in round 32). Their reaper (the postmaster,
+    Celery's main process) is in the same role."""
+    columns = (12, 14) if system else (11, 12, 13, 14)
+    return sum(int(fields[k]) for k in columns) / os.sysconf("SC_CLK_TCK")
 
 
 #: The columns of /proc/stat's first line ("cpu", then clock ticks over all CPUs).
@@ -441,7 +443,8 @@ POSTGRES_KINDS = (
 
 
 def cpu_snapshot(service: Service, switches: bool = False) -> dict[str, dict[str, float]]:
-    """CPU seconds so far, from one walk of /proc: by role (``roles``, :func:`cpu_by_role`); of
+    """CPU seconds so far, from one walk of /proc: by role (``roles``, :func:`cpu_by_role`), and
+    the kernel's part of them (``kernel``: system calls, page faults, the network stack); of
     PostgreSQL's processes by what they do (``postgres``, from their titles: the ``backends``
     that run the service's statements, ``autovacuum``, ``wal_writer``, ``checkpointer``,
     ``background_writer``, and the ``postmaster``, whose sum holds the CPU of the children that
@@ -461,9 +464,11 @@ def cpu_snapshot(service: Service, switches: bool = False) -> dict[str, dict[str
     postgres: dict[str, float] = {}
     feeds = {"main": 0.0, "children": 0.0}
     involuntary: dict[str, float] = {}
+    kernel: dict[str, float] = {}
     for proc, role, fields, cmdline in processes_by_role(service):
         cpu = stat_cpu(fields)
         roles[role] = roles.get(role, 0.0) + cpu
+        kernel[role] = kernel.get(role, 0.0) + stat_cpu(fields, system=True)
         for status in proc.glob("task/*/status") if switches else ():
             with contextlib.suppress(OSError, KeyError):
                 count = proc_field(status, "nonvoluntary_ctxt_switches")
@@ -477,7 +482,7 @@ def cpu_snapshot(service: Service, switches: bool = False) -> dict[str, dict[str
         elif role == "feeds":
             feeds["main" if int(proc.name) == main else "children"] += cpu
     roles["stolen_by_hypervisor"] = stolen_cpu()
-    snapshot = {"roles": roles, "postgres": postgres, "feeds": feeds}
+    snapshot = {"roles": roles, "postgres": postgres, "feeds": feeds, "kernel": kernel}
     if switches:
         with open("/proc/stat", encoding="ascii") as fh:
             machine = float(next(int(line.split()[1]) for line in fh if line.startswith("ctxt ")))

@@ -94,6 +94,8 @@ DRIFTING = {
     "postgres_us_a_poll": ("us_a_poll", "postgres"),
     "farm_us_a_poll": ("us_a_poll", "farm"),
     "feeds_over_farm": ("us_a_poll", "feeds_over_farm"),
+    "feeds_kernel_us_a_poll": ("us_a_poll", "feeds_kernel"),
+    "feeds_main_us_a_poll": ("us_a_poll", "feeds_main"),
     "latency_p95_s": ("latency", "p95_s"),
     "claim_buffers": ("claim", "buffers"),
     "claim_ms": ("claim", "ms"),
@@ -113,13 +115,21 @@ def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
     is 10 µs a poll: 7 % of PostgreSQL's, 2.5 % of the feeds worker's; round 63). The farm does
     the same work for every poll in every minute of a run, so its µs a poll moves with the
     machine's level alone: ``feeds_over_farm`` is the feeds worker's cost with that level taken
-    out, as far as the two move alike."""
+    out, as far as the two move alike (round 64's soak: not far). ``feeds_kernel`` is the part
+    of the feeds worker's spent in the kernel (its sockets, pipes and page faults), and
+    ``feeds_main`` the part of its main process (Celery's consumer), both in its ``feeds``."""
     if not polls:
-        return {role: None for role in (*COSTING, "feeds_over_farm")}
-    before, after = start.snap["roles"], end.snap["roles"]
-    costs = {role: (after.get(role, 0.0) - before.get(role, 0.0)) * 1e6 / polls for role in COSTING}
+        return {role: None for role in (*COSTING, "feeds_over_farm", "feeds_kernel", "feeds_main")}
+
+    def cost(part: str, role: str) -> float:
+        before, after = start.snap[part], end.snap[part]
+        return (after.get(role, 0.0) - before.get(role, 0.0)) * 1e6 / polls
+
+    costs = {role: cost("roles", role) for role in COSTING}
     out: dict[str, float | None] = {role: round(value, 1) for role, value in costs.items()}
     out["feeds_over_farm"] = round(costs["feeds"] / costs["farm"], 3) if costs["farm"] else None
+    out["feeds_kernel"] = round(cost("kernel", "feeds"), 1)
+    out["feeds_main"] = round(cost("feeds", "main"), 1)
     return out
 
 
@@ -153,19 +163,35 @@ def spy_costs(raw: Path, polls: int) -> dict[str, dict[str, float]]:
 
 
 def spy_drift(windows: dict[str, dict[str, Any]], top: int = 30) -> dict[str, Any]:
-    """The functions whose inclusive CPU a poll moved most from the first window to the last,
-    the largest moves first (signed: a rise is positive), each with its figures in both."""
-    first, last = (windows[w].pop("costs") for w in ("first", "last"))
-    zero = {"inclusive": 0.0, "self": 0.0}
-    moved = sorted(
-        set(first) | set(last),
-        key=lambda name: -abs(last.get(name, zero)["inclusive"] - first.get(name, zero)["inclusive"]),
-    )
+    """The functions whose share of the window's samples (inclusive) moved most from the first
+    window to the last, the largest moves first, each with its share (``pct``, ``self_pct``)
+    and its CPU a poll (``us``) in both. Shares, not µs: in round 64's first soak with a
+    profile the farm's cost a poll fell 31 % between the windows, and every function's µs with
+    it."""
+    figures: dict[str, dict[str, dict[str, float]]] = {}  # window → function → figure
+    for window in ("first", "last"):
+        costs = windows[window].pop("costs")
+        total = sum(c["self"] for c in costs.values()) or 1.0
+        figures[window] = {
+            name: {
+                "pct": 100 * c["inclusive"] / total,
+                "self_pct": 100 * c["self"] / total,
+                "us": c["inclusive"],
+            }
+            for name, c in costs.items()
+        }
+    absent = dict.fromkeys(("pct", "self_pct", "us"), 0.0)
+
+    def figure(window: str, name: str) -> dict[str, float]:
+        return figures[window].get(name, absent)
+
+    names = set(figures["first"]) | set(figures["last"])
+    moved = sorted(names, key=lambda n: -abs(figure("last", n)["pct"] - figure("first", n)["pct"]))
     return {
         name: {
-            f"{kind}_{w}": round(costs.get(name, zero)[kind], 2)
-            for kind in ("inclusive", "self")
-            for w, costs in (("first", first), ("last", last))
+            f"{key}_{window}": round(figure(window, name)[key], 2)
+            for key in ("pct", "self_pct", "us")
+            for window in ("first", "last")
         }
         for name in moved[:top]
     }

@@ -258,7 +258,10 @@ def test_soak_json_shape() -> None:
         assert step["polls_per_s"] > 0 and step["claim"]["buffers"] > 0, step
         assert step["latency"]["probes"] == step["latency"]["delivered"] == 3, step
         costs = step["us_a_poll"]
-        assert set(costs) == {"feeds", "postgres", "farm", "feeds_over_farm"}, step
+        assert set(costs) == {"feeds", "postgres", "farm", "feeds_over_farm", "feeds_kernel", "feeds_main"}
+        assert 0 <= costs["feeds_kernel"] <= costs["feeds"] and 0 <= costs["feeds_main"] <= costs["feeds"], (
+            step
+        )
         for role in ("feeds", "postgres", "farm"):  # from the CPU read, not from the rounded cores
             if role in step["cores"]:
                 assert abs(costs[role] - step["cores"][role] * 1e6 / step["polls_per_s"]) <= (
@@ -285,10 +288,16 @@ def test_soak_json_shape() -> None:
         assert "costs" not in spy[window]  # only what moved between them is printed
     moved = spy["moved"]
     assert 0 < len(moved) <= 30
-    shifts = [abs(f["inclusive_last"] - f["inclusive_first"]) for f in moved.values()]
+    shifts = [abs(f["pct_last"] - f["pct_first"]) for f in moved.values()]
     # The largest moves first (each figure rounded to 0.01 after they were sorted).
     assert all(a >= b - 0.011 for a, b in itertools.pairwise(shifts)), shifts
+    keys = {f"{k}_{w}" for k in ("pct", "self_pct", "us") for w in ("first", "last")}
     for name, figure in moved.items():
-        assert set(figure) == {f"{k}_{w}" for k in ("inclusive", "self") for w in ("first", "last")}
-        assert figure["self_first"] <= figure["inclusive_first"], name
-        assert figure["self_last"] <= figure["inclusive_last"], name
+        assert set(figure) == keys, name
+        for window in ("first", "last"):
+            assert 0 <= figure[f"self_pct_{window}"] <= figure[f"pct_{window}"] <= 100.01, name
+            # A share of the window's samples, and its µs a poll of the same samples.
+            gil = spy[window]["gil_us_a_poll"]
+            assert abs(figure[f"us_{window}"] - gil * figure[f"pct_{window}"] / 100) <= 0.06 + gil * 1e-3, (
+                name
+            )

@@ -133,8 +133,8 @@ def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
     return out
 
 
-#: py-spy's samples a second in a profiled window (``--spy-steps``). The feeds worker holds the
-#: GIL ~0.37 s a second at 1,000 polls/s here: ~5,500 samples a 60 s step.
+#: py-spy's samples a second in a profiled window (``--spy-steps``). The feeds worker held the
+#: GIL ~0.5 s a second at 1,000 polls/s in round 64: ~7,800 samples a 60 s step.
 SPY_RATE = 250
 
 
@@ -147,9 +147,10 @@ def spy_steps(steps: int, each: int) -> dict[str, range]:
 
 
 def spy_costs(raw: Path, polls: int) -> dict[str, dict[str, float]]:
-    """Each function's CPU µs a poll in one window's py-spy samples (GIL held, :data:`SPY_RATE`
+    """Each function's µs a poll holding the GIL in one window's py-spy samples (:data:`SPY_RATE`
     a second): ``inclusive`` counts a sample once for every function on its stack, ``self``
-    for the innermost only."""
+    for the innermost only. Not CPU time: a process preempted while it holds the GIL still
+    counts (round 64: 1.16–1.37× the CPU /proc counts), so these are the base of the shares."""
     inclusive: Counter[str] = Counter()
     own: Counter[str] = Counter()
     for line in raw.read_text().splitlines() if raw.exists() else []:
@@ -368,7 +369,7 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                 if window and n == windows[window][0]:
                     raw = workdir / f"spy-{window}.txt"
                     spy = py_spy(feeds_log.pid, raw, "gil", SPY_RATE, subprocesses=True)
-                    spied[window] = {"steps": [n + 1, windows[window][-1] + 1], "raw": str(raw)}
+                    spied[window] = {"steps": [n + 1, windows[window][-1] + 1], "raw": raw.name}
                     spy_start = (hits, cpu)
                 watch(service, sampler, args.step)
                 end_hits, end_cpu = farm_stats(port)["poll"]["hits"], read_cpu(service)

@@ -286,6 +286,7 @@ def test_soak_json_shape() -> None:
         assert spy[window]["steps"] == [step["step"]] * 2, spy[window]
         assert spy[window]["polls"] > 0 and spy[window]["gil_us_a_poll"] > 0, spy[window]
         assert "costs" not in spy[window]  # only what moved between them is printed
+        assert spy[window]["raw"] == f"spy-{window}.txt", spy[window]
     moved = spy["moved"]
     assert 0 < len(moved) <= 30
     shifts = [abs(f["pct_last"] - f["pct_first"]) for f in moved.values()]

@@ -54,10 +54,9 @@ FORMS = ("nested", "string", "apart_text", "apart", "none")
 def statement(form: str) -> tuple[Any, dict[str, int], Any]:
     """The ``UPDATE`` of ``nested``, ``string`` or ``apart_text``; the columns' bits; the encoder
     of the rows' values (``store._json_encoder``)."""
-    from sqlalchemy import BigInteger, Integer, Text, case, cast, column, literal_column, type_coerce, update
+    from sqlalchemy import BigInteger, Integer, Text, case, cast, column, literal_column, update
     from sqlalchemy.dialects import postgresql
-    from sqlalchemy.sql import any_, bindparam, select
-    from sqlalchemy.sql.elements import Grouping
+    from sqlalchemy.sql import any_, bindparam
 
     from feedwatch import store
     from feedwatch.models import Feed
@@ -78,9 +77,7 @@ def statement(form: str) -> tuple[Any, dict[str, int], Any]:
     elif form == "string":
         history = cast(rows.c.poll_history, table.c.poll_history.type)
     else:  # apart_text: the service's statement, its array bound in the text format
-        json_array = postgresql.ARRAY(postgresql.JSON)
-        texts = cast(bindparam("histories", type_=postgresql.ARRAY(Text)), json_array)
-        history = type_coerce(Grouping(select(texts).scalar_subquery()), json_array)[rows.c.h]
+        history = store._histories_as_json(bindparam("histories", type_=postgresql.ARRAY(Text)))[rows.c.h]
     zero: Any = literal_column("0")
     values = {
         name: case(

@@ -773,9 +773,7 @@ def _feed_update() -> tuple[Any, dict[str, int], Callable[[dict[str, Any]], dict
     bits = {name: 1 << i for i, name in enumerate(names)}
     others = [name for name in names if name != _HISTORY]
     rows = _json_rows(table, others, column("id", Integer), column("mask", BigInteger), column("h", Integer))
-    json_array = postgresql.ARRAY(postgresql.JSON)
-    texts = cast(ArrayParameter("histories", postgresql.ARRAY(Text)), json_array)
-    histories = type_coerce(Grouping(sa_select(texts).scalar_subquery()), json_array)
+    histories = _histories_as_json(ArrayParameter("histories", postgresql.ARRAY(Text)))
     zero: Any = literal_column("0")
     values = {
         name: case(
@@ -793,6 +791,15 @@ def _feed_update() -> tuple[Any, dict[str, int], Callable[[dict[str, Any]], dict
     ids = any_(bindparam("ids", type_=postgresql.ARRAY(Integer)))
     stmt = update(table).where(table.c.id == ids, table.c.id == rows.c.id).values(values)
     return stmt, bits, _json_encoder(table, others)
+
+
+def _histories_as_json(texts: Any) -> Any:
+    """``(SELECT CAST(texts AS JSON[]))``, a ``text[]`` parameter's strings as an array of
+    ``json`` that an index (``[r.h]``) reads: cast in a scalar subquery, an InitPlan, once a
+    statement (:func:`_feed_update`; ``benchmarks/state_forms.py`` binds it in the text
+    format to compare)."""
+    json_array = postgresql.ARRAY(postgresql.JSON)
+    return type_coerce(Grouping(sa_select(cast(texts, json_array)).scalar_subquery()), json_array)
 
 
 def get_or_create_adhoc_feed(session: Session, url: str, now: datetime) -> Feed:

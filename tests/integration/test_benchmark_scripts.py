@@ -267,3 +267,36 @@ def test_seeded_feed_rows_hold_what_a_parse_stored() -> None:
         )
         assert (len(again.kept), len(again.entries)) == (50, 0)
         assert known.fingerprints(again) == prints
+
+
+def test_article_scale_json_shape() -> None:
+    """``benchmarks/article_scale.py`` on a large database grown to 3,000 and then 6,000
+    articles, four feeds, two rounds of each database at each size: the load holds what it was
+    asked for (a flagged article in fifty, each with its match and alert), every round stored
+    every feed's 50 new items, and each ratio is the large database's median over the small
+    one's."""
+    require_postgres()
+    result = bench_json(
+        "article_scale.py", "--sizes", "3000,6000", "--rounds", "2", "--feeds", "4", timeout=240
+    )
+    assert [step["articles"] for step in result["steps"]] == [3000, 6000]
+    for step in result["steps"]:
+        flagged = step["articles"] // 50
+        assert step["loaded"] == {"articles": step["articles"], "matches": flagged, "alerts": flagged}
+        assert step["large_mb"]["heap"] > 0 and len(step["large_mb"]["indexes"]) >= 4
+        for name in ("small", "large"):
+            figures = step[name]
+            assert figures["articles"] == 2 * 4 * 50 and len(figures["each"]) == 2
+            assert figures["cpu_ms"] > 0 and figures["wal_bytes"] > 0
+            assert set(figures["status_ms"]) == {
+                "beat",
+                "feeds",
+                "alerts",
+                "articles",
+                "full_text",
+                "matches",
+                "total",
+            }
+        ratios = step["large_over_small"]
+        for key in ("cpu_ms", "wall_ms", "wal_bytes"):
+            assert ratios[key] == round(step["large"][key] / step["small"][key], 3)

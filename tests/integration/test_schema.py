@@ -400,6 +400,41 @@ def test_migration_0014_sets_the_feed_tables_fillfactor_on_postgresql(tmp_path: 
         assert options() == ["fillfactor=50"]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migration_0015_indexes_the_full_text_candidates_by_status_and_finish(
+    kind: str, tmp_path: Path
+) -> None:
+    """0015 rebuilds the candidates' partial index on ``(full_text_status, extracted_at)``; the
+    downgrade puts it back on the status alone. Partial either way: an article that never was a
+    candidate has no entry."""
+    from alembic import command
+    from sqlalchemy import inspect, text
+
+    def index() -> list[str]:
+        with engine.connect() as conn:
+            found = {i["name"]: i["column_names"] for i in inspect(conn).get_indexes("article")}
+            return found["ix_article_full_text_status"]
+
+    def partial() -> bool:
+        query = (
+            "SELECT indexdef LIKE '%WHERE%full_text_status IS NOT NULL%' FROM pg_indexes"
+            " WHERE indexname = 'ix_article_full_text_status'"
+            if kind == "postgresql"
+            else "SELECT sql LIKE '%WHERE full_text_status IS NOT NULL%' FROM sqlite_master"
+            " WHERE name = 'ix_article_full_text_status'"
+        )
+        with engine.connect() as conn:
+            return bool(conn.execute(text(query)).scalar_one())
+
+    with database_settings(kind, tmp_path) as settings:
+        cfg, engine = db.alembic_config(settings), db.get_engine(settings)
+        assert index() == ["full_text_status", "extracted_at"] and partial()
+        command.downgrade(cfg, "0014")
+        assert index() == ["full_text_status"] and partial()
+        command.upgrade(cfg, "head")
+        assert index() == ["full_text_status", "extracted_at"] and partial()
+
+
 def test_a_polled_feed_tables_heap_stops_growing_without_vacuum(tmp_path: Path) -> None:
     """Migration 0014, what it is for: every poll writes two versions of its feed's ~2.5 KB row
     (the claim, the poll's state), neither heap-only. Polled round after round with VACUUM never

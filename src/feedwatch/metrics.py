@@ -241,9 +241,18 @@ def _db_metrics(report: dict[str, Any]) -> list[Metric]:
         metrics.append(recent)
     full_text = report.get("full_text")
     if full_text is not None:
-        stage = _gauge("feedwatch_full_text_articles", "Full-text candidates by stage status.", ["status"])
-        for status in ("pending", "ok", "failed"):
-            stage.add_metric([status], float(full_text[status]))
+        waiting = GaugeMetricFamily(
+            "feedwatch_full_text_pending",
+            "Full-text candidates waiting for their page's fetch and extraction.",
+            value=float(full_text["pending"]),
+        )
+        finished = _gauge(
+            "feedwatch_full_text_finished_last_day",
+            "Full-text candidates finished in the last day, by outcome.",
+            ["status"],
+        )
+        for status in ("ok", "failed"):
+            finished.add_metric([status], float(full_text[f"{status}_last_day"]))
         failed = _gauge(
             "feedwatch_full_text_failures_last_day",
             "Articles whose full text failed in the last day, by error class.",
@@ -251,7 +260,7 @@ def _db_metrics(report: dict[str, Any]) -> list[Metric]:
         )
         for error_class, n in sorted(full_text["failed_last_day_by_class"].items()):
             failed.add_metric([error_class], float(n))
-        metrics += [stage, failed]
+        metrics += [waiting, finished, failed]
     matches = report.get("matches")
     if matches is not None:
         total = CounterMetricFamily(

@@ -31,6 +31,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import Connection
@@ -222,12 +223,14 @@ def test_a_batchs_histories_are_cast_once_a_statement(tmp_path: Path) -> None:
     assert per_row == [], json.dumps(plan, indent=1)
 
 
-def test_status_reads_a_days_full_text_failures_alone(tmp_path: Path) -> None:
-    """``feedwatch status`` (and the metrics endpoint at every scrape) counts the last day's
-    full-text failures by class. Among 40,000 articles, 6,000 of them candidates that failed two
-    days ago and 20 that failed in the last hour, analyzed, its read of ``article`` is bounded by
-    an index condition on the time a candidate finished, in the plan made for the values and in
-    the generic one. With the index on the status alone (until migration 0015) the plans read
+def test_status_reads_the_full_text_stages_day_and_backlog_alone(tmp_path: Path) -> None:
+    """``feedwatch status`` (and the metrics endpoint at every scrape) counts the full-text
+    candidates waiting, and those that finished in the last day by outcome and the day's
+    failures by class. Among 40,000 articles, 6,000 of them candidates that failed two days ago,
+    20 that failed in the last hour and 10 waiting, analyzed, each of its reads of ``article``
+    is bounded by an index condition: on the status and the time a candidate finished for the
+    day's counts, on the status for the waiting ones; in the plan made for the values and in the
+    generic one. With the index on the status alone (until migration 0015) the day's plans read
     every failed candidate's row to test its time (checked: the test fails), 2.5 s with 10
     million articles (round 65 in docs/performance-history.md)."""
     with database_settings("postgresql", tmp_path) as settings, db.get_engine(settings).connect() as conn:
@@ -239,21 +242,32 @@ def test_status_reads_a_days_full_text_failures_alone(tmp_path: Path) -> None:
             " extracted_at = now() - CASE WHEN id > 6000 THEN interval '1 hour' ELSE interval '2 days' END"
             " WHERE id <= 6020"
         )
+        raw(
+            "UPDATE article SET full_text_status = 'pending', full_text_requested_at = now() WHERE id > 39990"
+        )
         raw("ANALYZE article")
         conn.commit()
-        since = datetime.now(UTC) - timedelta(days=1)
-        compiled = status.FAILURES_SINCE.compile(dialect=conn.dialect)
-        custom = raw(f"EXPLAIN (FORMAT JSON) {compiled}", {**compiled.params, "b_since": since}).scalar_one()
-        plans = {
-            "custom": custom[0]["Plan"],
-            "generic": generic_plan(conn, status.FAILURES_SINCE, {"b_since": since}),
+        day = {"b_since": datetime.now(UTC) - timedelta(days=1)}
+        statements = {
+            "FAILURES_SINCE": (status.FAILURES_SINCE, day, "extracted_at"),
+            "FINISHED_SINCE": (status.FINISHED_SINCE, day, "extracted_at"),
+            "WAITING": (status.WAITING, {}, "full_text_status"),
         }
-        counted = dict(conn.execute(status.FAILURES_SINCE, {"b_since": since}).all())
-    assert counted == {"http": 20}
-    for kind, plan in plans.items():
+        plans = {
+            (name, kind): (generic_plan(conn, stmt, values, custom=kind == "custom"), bound)
+            for name, (stmt, values, bound) in statements.items()
+            for kind in ("custom", "generic")
+        }
+        counted = [conn.execute(stmt, values).all() for stmt, values, _ in statements.values()]
+    assert [sorted(map(tuple, rows)) for rows in counted] == [
+        [("http", 20)],
+        [("failed", 20)],
+        [(10, mock.ANY)],
+    ]
+    for key, (plan, bound) in plans.items():
         found = list(reads(plan))
         conditions = [
             n.get("Index Cond", "") for n in found if n.get("Index Name") == "ix_article_full_text_status"
         ]
-        assert conditions and all("extracted_at" in c for c in conditions), (kind, json.dumps(plan, indent=1))
-        assert all(n["Node Type"] != "Seq Scan" for n in found), (kind, json.dumps(plan, indent=1))
+        assert conditions and all(bound in c for c in conditions), (key, json.dumps(plan, indent=1))
+        assert all(n["Node Type"] != "Seq Scan" for n in found), (key, json.dumps(plan, indent=1))

@@ -82,11 +82,12 @@ def grow(conn: Connection, sizes: Iterable[int]) -> Iterator[int]:
 
 
 def generic_plan(
-    conn: Connection, statement: Any, values: dict[str, Any], verbose: bool = False
+    conn: Connection, statement: Any, values: dict[str, Any], verbose: bool = False, custom: bool = False
 ) -> dict[str, Any]:
     """PostgreSQL's generic plan of ``statement`` as the service's engine sends it (prepared,
     its parameters numbered), explained for ``values``. ``verbose``: each node with its
-    ``Output``, the expressions it computes."""
+    ``Output``, the expressions it computes. ``custom``: the plan made for ``values`` instead,
+    as PostgreSQL makes one for a prepared statement's first five runs."""
     compiled = statement.compile(dialect=conn.dialect)
     params = {**compiled.params, **values}
     args: list[Any] = []
@@ -106,7 +107,7 @@ def generic_plan(
     raw = conn.exec_driver_sql
     raw(f"PREPARE plan_under_test AS {text}")
     try:
-        raw("SET plan_cache_mode = force_generic_plan")
+        raw(f"SET plan_cache_mode = {'force_custom_plan' if custom else 'force_generic_plan'}")
         # EXECUTE's arguments as literals: bound ones would have no type of their own.
         driver = conn.connection.driver_connection
         literals = ", ".join(sql.Literal(arg).as_string(driver) for arg in args)

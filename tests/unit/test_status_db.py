@@ -161,6 +161,48 @@ def test_db_status_counts(populated: Settings) -> None:
     assert beat["age_seconds"] == 5.0 and beat["late"] is False and beat["detail"] == {"claimed": 2}
 
 
+def test_full_text_status_counts_what_waits_and_the_last_days_finished(settings: Settings) -> None:
+    """The candidates waiting, however old; the ones that finished in the last day, by outcome,
+    and the day's failures by class; none of the stage's older history (the report is read at
+    every scrape of ``/metrics``, and the totals of every candidate ever finished grew with the
+    table: round 65). The gauges carry the same figures."""
+    candidates = [
+        ("pending", None, NOW - timedelta(days=2), None),
+        ("pending", None, NOW - timedelta(minutes=1), None),
+        ("ok", None, NOW - timedelta(hours=2), NOW - timedelta(hours=1)),
+        ("ok", None, NOW - timedelta(days=3), NOW - timedelta(days=3)),
+        ("failed", "http_5xx", NOW - timedelta(hours=3), NOW - timedelta(hours=2)),
+        ("failed", "timeout", NOW - timedelta(days=2), NOW - timedelta(days=2)),
+        (None, None, None, None),  # never a candidate
+    ]
+    with db.session_scope(settings) as s:
+        feed = _feed(1)
+        s.add(feed)
+        s.flush()
+        assert feed.id is not None
+        for n, (status, error, requested, extracted) in enumerate(candidates):
+            article = _article(feed.id, f"ft-{n}", NOW - timedelta(days=3))
+            article.full_text_status, article.full_text_error = status, error
+            article.full_text_requested_at, article.extracted_at = requested, extracted
+            s.add(article)
+    with db.session_scope(settings) as s:
+        report = db_status(s, NOW, settings)["full_text"]
+    assert report == {
+        "pending": 2,
+        "ok_last_day": 1,
+        "failed_last_day": 1,
+        "failed_last_day_by_class": {"http_5xx": 1},
+        "oldest_pending_age_seconds": 2 * 86_400.0,
+    }
+    (settings.broker_dir / "queue").mkdir(parents=True)
+    fams = _families(metrics.exposition_registry(settings, ping_timeout=0))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value for f in fams.values() for s in f.samples}
+    assert samples[("feedwatch_full_text_pending", ())] == 2
+    assert samples[("feedwatch_full_text_finished_last_day", (("status", "ok"),))] == 1
+    assert samples[("feedwatch_full_text_finished_last_day", (("status", "failed"),))] == 1
+    assert samples[("feedwatch_full_text_failures_last_day", (("error_class", "http_5xx"),))] == 1
+
+
 def test_beat_missing_or_late(settings: Settings) -> None:
     with db.session_scope(settings) as s:
         assert db_status(s, NOW, settings)["beat"]["late"] is True

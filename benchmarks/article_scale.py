@@ -13,11 +13,13 @@ each with ``--feeds`` ingest feeds of 50 items, every item new on every hit:
 
 - ``small``: nothing stored but what its rounds store;
 - ``large``: grown to each of ``--sizes`` articles in turn, in SQL, as a deployment's rows
-  would lie: a sha256 identity key each (random in its index, as the service's are), spread
-  over 1,000 archive feeds, ``fetched_at`` rising with the id, ~700 bytes of text, every fifth
-  a full-text candidate (three of four extracted, one failed), every fiftieth flagged with a
-  match and a sent alert. Then ``VACUUM ANALYZE`` of the tables grown, as the upkeep (or
-  autovacuum) would after so many inserts, and a ``CHECKPOINT``.
+  would lie but for their order: a sha256 identity key each (random in its index, as the
+  service's are), spread over 1,000 archive feeds, ``fetched_at`` a second apart counted back
+  from the run's start as the ids rise (so at every size the last day holds 86,400 of them; a
+  deployment's times rise with its ids), ~700 bytes of text, every fifth a full-text candidate
+  (three of four extracted, one failed), every fiftieth flagged with a match and a sent alert.
+  Then ``VACUUM ANALYZE`` of the tables grown, as the upkeep (or autovacuum) would after so
+  many inserts, and a ``CHECKPOINT``.
 
 At each size the rounds alternate between the two databases (the machine's level moves by a
 third within minutes here, and moves both alike). A round polls every ingest feed once through
@@ -63,8 +65,9 @@ from run import QUICK, Service, farm_config, farm_process, insert_feeds, log, po
 ARCHIVE_FEEDS = 1_000
 #: Articles a statement while growing the large database (progress is logged after each).
 LOAD_CHUNK = 250_000
-#: Seconds of ``fetched_at`` between two preloaded articles: a million span ~12 days, the last
-#: one a second before the load (so ``status``'s last hour and day hold some of them).
+#: Seconds of ``fetched_at`` between two preloaded articles, counted back from the run's start:
+#: the first is the newest, so at every size the last day holds 86,400 of them (what ``status``
+#: counts of the last hour and day), and a million span ~12 days.
 LOAD_SPACING = 1.0
 #: ``status.db_status`` runs a database a size (the median is reported).
 STATUS_RUNS = 5
@@ -92,7 +95,7 @@ SELECT encode(sha256(convert_to('archive:' || g, 'UTF8')), 'hex'),
     CASE WHEN g % 5 = 0 THEN 1 ELSE 0 END,
     CASE WHEN g % 5 = 0 THEN t.at + interval '1 minute' END
 FROM generate_series(CAST(:lo AS BIGINT), CAST(:hi AS BIGINT)) AS g,
-    LATERAL (SELECT CAST(:end AS TIMESTAMPTZ) - (:total - g) * :spacing * interval '1 second' AS at) AS t
+    LATERAL (SELECT CAST(:end AS TIMESTAMPTZ) - (g - 1) * :spacing * interval '1 second' AS at) AS t
 """
 _GROW_MATCHES = """
 INSERT INTO match (article_id, topic, score, terms, snippet, explanation, stage, created_at)
@@ -116,9 +119,10 @@ def checkpoints(service: Service) -> int:
     return int(service.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")[0][0])
 
 
-def grow(service: Service, first_feed: int, have: int, want: int, total: int, end: str) -> None:
-    """Add articles ``have + 1`` … ``want`` (of ``total`` the run will load, the last one at
-    ``end``) with their matches and alerts, then vacuum and analyze, then a checkpoint."""
+def grow(service: Service, first_feed: int, have: int, want: int, end: str) -> None:
+    """Add articles ``have + 1`` … ``want`` (the first at ``end``, each later one ``LOAD_SPACING``
+    before the one before) with their matches and alerts, then vacuum and analyze, then a
+    checkpoint."""
     (after,) = service.execute("SELECT coalesce(max(id), 0) FROM article")[0]
     started = time.monotonic()
     for lo in range(have + 1, want + 1, LOAD_CHUNK):
@@ -129,7 +133,6 @@ def grow(service: Service, first_feed: int, have: int, want: int, total: int, en
             "first_feed": first_feed,
             "feeds": ARCHIVE_FEEDS,
             "end": end,
-            "total": total,
             "spacing": LOAD_SPACING,
         }
         service.execute(_GROW_ARTICLES, params)
@@ -321,7 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         end = utcnow().isoformat()
         have = 0
         for size in sizes:
-            grow(services["large"], int(first_archive), have, size, sizes[-1], end)
+            grow(services["large"], int(first_archive), have, size, end)
             have = size
             rounds: dict[str, list[dict[str, Any]]] = {"small": [], "large": []}
             for n in range(args.rounds):

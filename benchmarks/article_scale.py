@@ -293,7 +293,8 @@ def main(argv: list[str] | None = None) -> None:
             service = Service(tmp / name, stack.enter_context(postgres_database()), "memory://", 1)
             stack.callback(service.stop)
             for setting, value in settings_given.items():
-                service.execute(f"ALTER DATABASE {service.engine.url.database} SET {setting} = '{value}'")
+                quoted = value.replace("'", "''")
+                service.execute(f"ALTER DATABASE {service.engine.url.database} SET {setting} = '{quoted}'")
             insert_feeds(service, ingest, port, 10.0, True)
             insert_feeds(service, archive, port, 10.0, False)
             services[name] = service

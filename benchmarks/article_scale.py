@@ -195,30 +195,20 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
 
 
 def status_ms(service: Service) -> dict[str, float]:
-    """``status.db_status``'s parts, ms each: the median of ``STATUS_RUNS`` runs."""
+    """``status.db_status``'s parts (``status.DB_PARTS``), ms each, and their total: the median
+    of ``STATUS_RUNS`` runs."""
     from feedwatch import db, status
     from feedwatch.timeutil import utcnow
 
-    parts = {
-        "beat": lambda s, now: status.beat_status(s, now, service.settings),
-        "feeds": lambda s, now: status.feed_status(s, now, service.settings),
-        "alerts": status.alert_status,
-        "articles": status.article_status,
-        "full_text": status.full_text_status,
-        "matches": status.match_status,
-    }
-    runs: dict[str, list[float]] = {name: [] for name in (*parts, "total")}
+    runs: dict[str, list[float]] = {name: [] for name in (*status.DB_PARTS, "total")}
     for _ in range(STATUS_RUNS):
         with db.session_scope(service.settings) as session:
             now = utcnow()
-            total = 0.0
-            for name, part in parts.items():
+            for name, part in status.DB_PARTS.items():
                 started = time.perf_counter()
-                part(session, now)
-                took = (time.perf_counter() - started) * 1000
-                runs[name].append(took)
-                total += took
-            runs["total"].append(total)
+                part(session, now, service.settings)
+                runs[name].append((time.perf_counter() - started) * 1000)
+            runs["total"].append(sum(ms[-1] for name, ms in runs.items() if name != "total"))
     return {name: round(statistics.median(ms), 2) for name, ms in runs.items()}
 
 

@@ -166,9 +166,9 @@ def spy_costs(raw: Path, polls: int) -> dict[str, dict[str, float]]:
 def spy_drift(windows: dict[str, dict[str, Any]], top: int = 30) -> dict[str, Any]:
     """The functions whose share of the window's samples (inclusive) moved most from the first
     window to the last, the largest moves first, each with its share (``pct``, ``self_pct``)
-    and its CPU a poll (``us``) in both. Shares, not µs: in round 64's first soak with a
-    profile the farm's cost a poll fell 31 % between the windows, and every function's µs with
-    it."""
+    and its µs a poll holding the GIL (``us``, :func:`spy_costs`) in both. Shares, not µs: in
+    round 64's first soak with a profile the farm's cost a poll fell 31 % between the windows,
+    and every function's µs with it."""
     figures: dict[str, dict[str, dict[str, float]]] = {}  # window → function → figure
     for window in ("first", "last"):
         costs = windows[window].pop("costs")

@@ -225,9 +225,9 @@ def test_a_batchs_histories_are_cast_once_a_statement(tmp_path: Path) -> None:
 
 def test_status_reads_the_full_text_stages_day_and_backlog_alone(tmp_path: Path) -> None:
     """``feedwatch status`` (and the metrics endpoint at every scrape) counts the full-text
-    candidates waiting, and those that finished in the last day by outcome and the day's
-    failures by class. Among 40,000 articles, 6,000 of them candidates that failed two days ago,
-    20 that failed in the last hour and 10 waiting, analyzed, each of its reads of ``article``
+    candidates waiting, those extracted in the last day and the day's failures by class. Among
+    40,000 articles, 6,000 of them candidates that failed two days ago, 20 that failed and 5 that
+    were extracted in the last hour and 10 waiting, analyzed, each of its reads of ``article``
     is bounded by an index condition: on the status and the time a candidate finished for the
     day's counts, on the status for the waiting ones; in the plan made for the values and in the
     generic one. With the index on the status alone (until migration 0015) the day's plans read
@@ -243,6 +243,10 @@ def test_status_reads_the_full_text_stages_day_and_backlog_alone(tmp_path: Path)
             " WHERE id <= 6020"
         )
         raw(
+            "UPDATE article SET full_text_status = 'ok', extracted_at = now() - interval '1 hour'"
+            " WHERE id BETWEEN 6021 AND 6025"
+        )
+        raw(
             "UPDATE article SET full_text_status = 'pending', full_text_requested_at = now() WHERE id > 39990"
         )
         raw("ANALYZE article")
@@ -250,7 +254,7 @@ def test_status_reads_the_full_text_stages_day_and_backlog_alone(tmp_path: Path)
         day = {"b_since": datetime.now(UTC) - timedelta(days=1)}
         statements = {
             "FAILURES_SINCE": (status.FAILURES_SINCE, day, "extracted_at"),
-            "FINISHED_SINCE": (status.FINISHED_SINCE, day, "extracted_at"),
+            "OK_SINCE": (status.OK_SINCE, day, "extracted_at"),
             "WAITING": (status.WAITING, {}, "full_text_status"),
         }
         plans = {
@@ -261,7 +265,7 @@ def test_status_reads_the_full_text_stages_day_and_backlog_alone(tmp_path: Path)
         counted = [conn.execute(stmt, values).all() for stmt, values, _ in statements.values()]
     assert [sorted(map(tuple, rows)) for rows in counted] == [
         [("http", 20)],
-        [("failed", 20)],
+        [(5,)],
         [(10, mock.ANY)],
     ]
     for key, (plan, bound) in plans.items():

@@ -13,13 +13,10 @@ each with ``--feeds`` ingest feeds of 50 items, every item new on every hit:
 
 - ``small``: nothing stored but what its rounds store;
 - ``large``: grown to each of ``--sizes`` articles in turn, in SQL, as a deployment's rows
-  would lie but for their order: a sha256 identity key each (random in its index, as the
-  service's are), spread over 1,000 archive feeds, ``fetched_at`` a second apart counted back
-  from the run's start as the ids rise (so at every size the last day holds 86,400 of them; a
-  deployment's times rise with its ids), ~700 bytes of text, every fifth a full-text candidate
-  (three of four extracted, one failed), every fiftieth flagged with a match and a sent alert.
-  Then ``VACUUM ANALYZE`` of the tables grown, as the upkeep (or autovacuum) would after so
-  many inserts, and a ``CHECKPOINT``.
+  would lie but for their order (``archive.py``: sha256 identity keys, random in their index
+  as the service's are; a day of 86,400 in the last day at every size; a fifth full-text
+  candidates; a fiftieth flagged with a match and a delivered alert; then ``VACUUM ANALYZE``
+  and a ``CHECKPOINT``).
 
 At each size the rounds alternate between the two databases (the machine's level moves by a
 third within minutes here, and moves both alike). A round polls every ingest feed once through
@@ -57,116 +54,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import archive
 from farm import Group
 from poll_costs import checked, postgres_cpu
-from run import QUICK, Service, farm_config, farm_process, insert_feeds, log, postgres_database
+from run import QUICK, Service, farm_config, farm_process, insert_feeds, log, postgres_database, wal_reading
 
-#: Feeds that hold the large database's preloaded articles (disabled: never polled).
-ARCHIVE_FEEDS = 1_000
-#: Articles a statement while growing the large database (progress is logged after each).
-LOAD_CHUNK = 250_000
-#: Seconds of ``fetched_at`` between two preloaded articles, counted back from the run's start:
-#: the first is the newest, so at every size the last day holds 86,400 of them (what ``status``
-#: counts of the last hour and day), and a million span ~12 days.
-LOAD_SPACING = 1.0
 #: ``status.db_status`` runs a database a size (the median is reported).
 STATUS_RUNS = 5
-
-_GROW_ARTICLES = """
-INSERT INTO article (identity_key, feed_id, guid, url, title, summary, text, author, language,
-    published_at, published_from_feed, fetched_at, content_hash, flagged, full_text,
-    full_text_status, full_text_error, full_text_requested_at, full_text_attempts, extracted_at)
-SELECT encode(sha256(convert_to('archive:' || g, 'UTF8')), 'hex'),
-    :first_feed + g % :feeds,
-    NULL,
-    'https://archive' || (g % 997) || '.example/news/' || g,
-    'Archived story ' || g || ' on the region and its neighbours',
-    '',
-    repeat(md5(g::text) || ' ', 21),
-    NULL,
-    'en',
-    t.at, true, t.at,
-    encode(sha256(convert_to('content:' || g, 'UTF8')), 'hex'),
-    g % 50 = 0,
-    NULL,
-    CASE WHEN g % 5 <> 0 THEN NULL WHEN g % 20 = 0 THEN 'failed' ELSE 'ok' END,
-    CASE WHEN g % 20 = 0 THEN 'http' END,
-    CASE WHEN g % 5 = 0 THEN t.at END,
-    CASE WHEN g % 5 = 0 THEN 1 ELSE 0 END,
-    CASE WHEN g % 5 = 0 THEN t.at + interval '1 minute' END
-FROM generate_series(CAST(:lo AS BIGINT), CAST(:hi AS BIGINT)) AS g,
-    LATERAL (SELECT CAST(:end AS TIMESTAMPTZ) - (g - 1) * :spacing * interval '1 second' AS at) AS t
-"""
-_GROW_MATCHES = """
-INSERT INTO match (article_id, topic, score, terms, snippet, explanation, stage, created_at)
-SELECT id, 'russia_azerbaijan', 1.0, '["Russia", "Azerbaijan"]', left(title, 60), '{}', 'feed', fetched_at
-FROM article WHERE id > :after AND flagged
-"""
-_GROW_ALERTS = """
-INSERT INTO alert (article_id, topics, status, attempts, created_at, queued_at, delivered_at, minhash)
-SELECT id, '["russia_azerbaijan"]', 'sent', 1, fetched_at, fetched_at, fetched_at, '[]'
-FROM article WHERE id > :after AND flagged
-"""
-
-
-def wal_lsn(service: Service) -> int:
-    """The server's WAL insert position, in bytes."""
-    return int(service.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')")[0][0])
-
-
-def checkpoints(service: Service) -> int:
-    """Checkpoints the server has begun (timed and requested)."""
-    return int(service.execute("SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter")[0][0])
-
-
-def grow(service: Service, first_feed: int, have: int, want: int, end: str) -> None:
-    """Add articles ``have + 1`` … ``want`` (the first at ``end``, each later one ``LOAD_SPACING``
-    before the one before) with their matches and alerts, then vacuum and analyze, then a
-    checkpoint."""
-    (after,) = service.execute("SELECT coalesce(max(id), 0) FROM article")[0]
-    started = time.monotonic()
-    for lo in range(have + 1, want + 1, LOAD_CHUNK):
-        hi = min(lo + LOAD_CHUNK - 1, want)
-        params = {
-            "lo": lo,
-            "hi": hi,
-            "first_feed": first_feed,
-            "feeds": ARCHIVE_FEEDS,
-            "end": end,
-            "spacing": LOAD_SPACING,
-        }
-        service.execute(_GROW_ARTICLES, params)
-        log(f"large: {hi:,} articles ({time.monotonic() - started:.0f} s)")
-    service.execute(_GROW_MATCHES, {"after": after})
-    service.execute(_GROW_ALERTS, {"after": after})
-    with service.engine.connect() as conn:
-        conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-        for table in ("article", "match", "alert"):
-            conn.exec_driver_sql(f"VACUUM (ANALYZE) {table}")
-        conn.exec_driver_sql("CHECKPOINT")
-    log(f"large: grown to {want:,} articles, vacuumed, analyzed ({time.monotonic() - started:.0f} s)")
-
-
-def loaded(service: Service, first_feed: int) -> dict[str, int]:
-    """What the large database holds of the archive: its articles, matches and alerts."""
-    archive = "SELECT id FROM article WHERE feed_id >= :first"
-    counts = service.execute(
-        f"SELECT (SELECT count(*) FROM ({archive}) AS a),"
-        f" (SELECT count(*) FROM match WHERE article_id IN ({archive})),"
-        f" (SELECT count(*) FROM alert WHERE article_id IN ({archive}))",
-        {"first": first_feed},
-    )[0]
-    return dict(zip(("articles", "matches", "alerts"), map(int, counts), strict=True))
-
-
-def table_mb(service: Service) -> dict[str, Any]:
-    """The article table's heap (with its TOAST) and each of its indexes, MB."""
-    (heap,) = service.execute("SELECT pg_table_size('article')")[0]
-    indexes = service.execute(
-        "SELECT indexname, pg_relation_size(quote_ident(indexname)::regclass) FROM pg_indexes"
-        " WHERE tablename = 'article' ORDER BY indexname"
-    )
-    return {"heap": round(heap / 2**20, 1), "indexes": {name: round(b / 2**20, 1) for name, b in indexes}}
 
 
 def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, Any]:
@@ -174,7 +68,7 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
     from feedwatch import pipeline
 
     size = service.settings.poll_batch_size
-    cpu, pg, wal, ck = time.process_time(), postgres_cpu(service), wal_lsn(service), checkpoints(service)
+    cpu, pg, wal = time.process_time(), postgres_cpu(service), wal_reading(service)
     wall = time.perf_counter()
     stored = 0
     for k in range(0, len(feed_ids), size):
@@ -182,6 +76,8 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
     pg = postgres_cpu(service) - pg
+    wal_after = wal_reading(service)
+    assert wal is not None and wal_after is not None  # PostgreSQL
     if stored == 0:
         raise SystemExit("a round stored no article: the farm's ingest feeds brought nothing new")
     return {
@@ -189,8 +85,8 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
         "cpu_ms": cpu / stored * 1000,
         "postgres_ms": pg / stored * 1000,
         "wall_ms": wall / stored * 1000,
-        "wal_bytes": (wal_lsn(service) - wal) / stored,
-        "checkpoint": checkpoints(service) > ck,
+        "wal_bytes": (wal_after[0] - wal[0]) / stored,
+        "checkpoint": sum(wal_after[1:]) > sum(wal[1:]),
     }
 
 
@@ -266,7 +162,6 @@ def main(argv: list[str] | None = None) -> None:
     configure_logging(Settings(log_level="WARNING", log_format="json"))
     farm_sizes = replace(QUICK, feeds=10, ingest_feeds=args.feeds)
     ingest = Group(name="ingest", feeds=args.feeds, mix={"new": 1}, items=50, new_items=50)
-    archive = Group(name="poll", feeds=ARCHIVE_FEEDS, mix={"304": 1})
     result: dict[str, Any] = {
         "feeds": args.feeds,
         "rounds": args.rounds,
@@ -286,13 +181,12 @@ def main(argv: list[str] | None = None) -> None:
                 quoted = value.replace("'", "''")
                 service.execute(f"ALTER DATABASE {service.engine.url.database} SET {setting} = '{quoted}'")
             insert_feeds(service, ingest, port, 10.0, True)
-            insert_feeds(service, archive, port, 10.0, False)
+            first_archive = archive.insert_feeds(service)
             services[name] = service
             contexts[name] = pipeline.Context(settings=service.settings)
             feed_ids[name] = [
                 int(i) for (i,) in service.execute("SELECT id FROM feed WHERE enabled ORDER BY id")
             ]
-        (first_archive,) = services["large"].execute("SELECT min(id) FROM feed WHERE NOT enabled")[0]
         if settings_given:  # new sessions take the databases' settings
             db.dispose_engines()
             for service in services.values():
@@ -315,7 +209,7 @@ def main(argv: list[str] | None = None) -> None:
         end = utcnow().isoformat()
         have = 0
         for size in sizes:
-            grow(services["large"], int(first_archive), have, size, end)
+            archive.grow(services["large"], first_archive, have, size, end, log)
             have = size
             rounds: dict[str, list[dict[str, Any]]] = {"small": [], "large": []}
             for n in range(args.rounds):
@@ -323,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
                     rounds[name].append(ingest_round(services[name], contexts[name], feed_ids[name]))
             step: dict[str, Any] = {
                 "articles": size,
-                "loaded": loaded(services["large"], int(first_archive)),
-                "large_mb": table_mb(services["large"]),
+                "loaded": archive.loaded(services["large"], first_archive),
+                "large_mb": archive.table_mb(services["large"]),
             }
             for name in ("small", "large"):
                 step[name] = {**medians(rounds[name]), "status_ms": status_ms(services[name])}

@@ -26,7 +26,10 @@ after the phase they are the baseline of, beside the service with its feeds park
 done (:class:`Baselines`); the ratios divide by their mean, and ``baselines_steady`` says
 whether each moved less than ``STEADY_SPREAD`` between the two (a ratio is no evidence if not).
 
-Redis + PostgreSQL: Redis db 7 (flushed), a fresh PostgreSQL database, dropped afterwards.
+Redis + PostgreSQL: Redis db 7 (flushed), a fresh PostgreSQL database, dropped afterwards;
+``--archive N`` first grows its article table to N articles of a deployment's archive
+(``archive.py``), before beat starts. Each capacity and ingest window also reports the server's
+WAL bytes a poll or an item and the checkpoints begun in it (``wal``).
 Feeds are inserted into the database directly; 304 and unchanged feeds are pre-seeded with the
 ETag / body hash their first poll would have stored, so the steady state starts at once.
 Sizes: ``--quick`` (about a minute) or the full run (10,000 feeds); see benchmarks/README.md.
@@ -67,6 +70,7 @@ REAL_FEEDS = REPO.parent / "shared" / "corpus" / "feeds"
 sys.path.insert(0, str(REPO / "benchmarks"))
 sys.path.insert(0, str(REPO / "src"))
 
+import archive  # noqa: E402
 from farm import (  # noqa: E402
     CONSTANT_KINDS,
     CONTENT_TYPE,
@@ -385,6 +389,36 @@ def read_cpu(service: Service) -> CpuReading:
     snap = cpu_snapshot(service, switches=True)
     at = (start + time.monotonic()) / 2
     return CpuReading(snap, at, idle_cpu(), time.monotonic())
+
+
+def wal_reading(service: Service) -> tuple[int, int, int] | None:
+    """The server's WAL insert position (bytes) and the checkpoints it has begun: timed
+    (``checkpoint_timeout``) and requested (mostly by the WAL's volume: ``max_wal_size``).
+    None on SQLite."""
+    if service.engine.dialect.name != "postgresql":
+        return None
+    lsn, timed, requested = service.execute(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0'), checkpoints_timed, checkpoints_req"
+        " FROM pg_stat_bgwriter"
+    )[0]
+    return int(lsn), int(timed), int(requested)
+
+
+def wal_between(
+    first: tuple[int, int, int] | None, last: tuple[int, int, int] | None, units: int
+) -> dict[str, Any] | None:
+    """The WAL a unit (a poll, an item) between two readings (:func:`wal_reading`), the server's (every
+    database's), and the checkpoints begun between them. A page's first change after a
+    checkpoint writes the whole page to the WAL, so checkpoints close together (by the WAL's
+    volume) raise the bytes a unit, and the bytes bring the next checkpoint sooner (round 66).
+    None on SQLite."""
+    if first is None or last is None:
+        return None
+    return {
+        "bytes_each": round((last[0] - first[0]) / units) if units else None,
+        "checkpoints_timed": last[1] - first[1],
+        "checkpoints_requested": last[2] - first[2],
+    }
 
 
 def stolen_cpu() -> float:
@@ -1296,11 +1330,14 @@ def capacity_phase(
     tick = min(before["feeds"], service.settings.claim_batch)
     settle(lambda: farm_stats(port)[group]["hits"], tick, service, sampler)
     spy = start_profile(service, sizes.window, profile) if profile else None
+    wal0 = wal_reading(service)
     first, t0 = read_cpu(service), time.monotonic()
     since = log_offsets(nodes or [])
     result = measure_hits(port, group, sizes.window, service, sampler)
     elapsed = time.monotonic() - t0
     last = read_cpu(service)
+    if (wal := wal_between(wal0, wal_reading(service), result["polls"])) is not None:
+        result["wal"] = wal
     result["cores_used"], result["idle_cores"], seconds = last.since(first)
     snap0, snap1 = first.snap, last.snap
     result["postgres_cores_by_kind"] = cores_between(snap0["postgres"], snap1["postgres"], seconds)
@@ -1450,11 +1487,14 @@ def ingest_phase(
     n0, t0 = next_commit(newest, count, service, sampler)
     left0 = left_behind(service)
     spy = start_profile(service, sizes.window, profile, "ingest-profile.txt") if profile else None
+    wal0 = wal_reading(service)
     first = read_cpu(service)
     watch(service, sampler, sizes.window)
     n1, t1 = next_commit(newest, count, service, sampler)
     last = read_cpu(service)
     result: dict[str, Any] = {"items_per_s": round((n1 - n0) / (t1 - t0), 1), "items": n1 - n0}
+    if (wal := wal_between(wal0, wal_reading(service), n1 - n0)) is not None:
+        result["wal"] = wal
     result["window_s"] = round(t1 - t0, 2)
     # idle_cores: near zero with the workers busy (0.00-0.01 with 400 feeds; see QUICK for why not 100).
     result["cores_used"], result["idle_cores"], seconds = last.since(first)
@@ -1706,6 +1746,8 @@ def duplicates(service: Service, groups: dict[str, Group], port: int) -> dict[st
         "GROUP BY f.config_url"
     )
     for url, count in rows:
+        if url.startswith("https://archive"):  # --archive's feeds: never polled
+            continue
         name, index = url.rsplit("/", 2)[1], int(url.rsplit("/", 1)[1].split(".")[0])
         group = groups[name]
         if group.kinds[index] != "new":
@@ -2068,14 +2110,19 @@ def run_postgres(
     scale_out: int | None = None,
     on_stop: Any = None,
     windows: int = 1,
+    archived: int = 0,
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL, each throughput phase between two measurements of its
     baseline (``baselines``); ``windows``: that many capacity windows and ingest windows, each
     followed by its baseline again (``polls``, ``ingests``; ``poll``, ``ingest``: the first);
     ``scale_out``: then the scale-out phase, with nodes of that many processes. ``on_stop()``
     runs once the service is told to stop, before waiting for it (the next step's start-up,
-    measuring nothing, overlaps the shutdown)."""
+    measuring nothing, overlaps the shutdown). ``archived``: the article table first holds that
+    many articles of a deployment's archive (``archive.py``), grown in SQL before the phases."""
+    from feedwatch.timeutil import utcnow
+
     out: dict[str, Any] = {}
+    first_archive = archive_after = None
     sampler = RssSampler()
     with postgres_database() as db_url:
         service = Service(workdir / "pg", db_url, flush_redis(), sizes.concurrency, migrate=False)
@@ -2097,6 +2144,18 @@ def run_postgres(
                     insert_feeds(service, groups["real"], port, 1440, False)
                 if "scale" in groups:  # polled in the scale-out phase only
                     insert_feeds(service, groups["scale"], port, 1440, True, due_in=86_400)
+            if archived:
+                # Before beat starts: nothing is polled while it loads, and it is vacuumed,
+                # analyzed and checkpointed before any phase.
+                with phase("pg.archive"):
+                    first_archive = archive.insert_feeds(service)
+                    load_s = archive.grow(service, first_archive, 0, archived, utcnow().isoformat(), log)
+                    (archive_after,) = service.execute("SELECT max(id) + 1 FROM article")[0]
+                    out["archive"] = {
+                        **archive.loaded(service, first_archive),
+                        "load_s": round(load_s, 1),
+                        "article_mb": archive.table_mb(service),
+                    }
             with phase("pg.memory_idle"):
                 out["memory_idle"] = idle_memory(service, workers)
             log(f"postgres: idle workers {out['memory_idle']['by_process']}")
@@ -2154,7 +2213,12 @@ def run_postgres(
                     park(service, "real", sampler)
                     with_drain(out["ingest_real"], quiet(service, sampler, limit=DRAIN_LIMIT_S))
                     baselines.measure("parse_real", service, sampler)
-            alerts = service.execute("SELECT status, count(*) FROM alert GROUP BY status")
+            # The run's own alerts: the archive's (every one delivered) are counted in ``archive``.
+            alerts = service.execute(
+                "SELECT status, count(*) FROM alert"
+                + ("" if first_archive is None else f" WHERE article_id >= {archive_after}")
+                + " GROUP BY status"
+            )
             out["alerts"] = {status: n for status, n in alerts}
             if scale_out:
                 with phase("pg.scale_out"):
@@ -2268,8 +2332,18 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds of each baseline measurement (the bare loop, feedparser alone; default 5, "
         "quick 2; at most --window)",
     )
+    parser.add_argument(
+        "--archive",
+        type=int,
+        default=0,
+        metavar="N",
+        help="PostgreSQL's article table first holds N articles of a deployment's archive, grown in SQL "
+        "(archive.py; ~1 million a minute, ~1.1 GB a million)",
+    )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
+    if args.archive < 0:
+        parser.error("--archive: 0 or more articles")
     if args.windows < 1:
         parser.error("--windows: at least 1")
     if args.baseline_window is not None and args.baseline_window <= 0:
@@ -2326,6 +2400,7 @@ def main(argv: list[str] | None = None) -> None:
                 scale_out,
                 step4.start if step4 else None,
                 args.windows,
+                args.archive,
             )
             sqlite = step4.measure() if step4 else None
             if step4:
@@ -2427,6 +2502,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     if "scale_out" in pg:
         result["scale_out"] = pg["scale_out"]
+    if "archive" in pg:
+        result["archive"] = pg["archive"]
     if sqlite is not None:
         sqlite["ratio"] = ratio(sqlite["feeds_per_s"], poll["floor_feeds_per_s"])
         result["sqlite"] = sqlite

@@ -5,10 +5,11 @@ Shape only: tests never assert timings (the figures are the benchmark's job, doc
 database, then the embedded SQLite + filesystem-broker service), so it needs both servers and
 runs in the queue of the tests that start services (tests/conftest.py). With ``--scale-out`` on
 the poll feeds (``--scale-feeds 0``): the scale-out keys, and its duplicate counts, which are
-invariants, not timings. With ``--real``: the ingest of the shared corpus's real feeds
-(``ingest_real``), skipped without ../shared. ``article_bytes.py`` is here too: it reads the
-server's WAL position, which other tests' writes would move. The other scripts' tests are in
-``test_benchmark_scripts.py``.
+invariants, not timings. With ``--archive``: a deployment's stored articles first
+(``archive.py``), which the counts of stored against offered leave out. With ``--real``: the
+ingest of the shared corpus's real feeds (``ingest_real``), skipped without ../shared.
+``article_bytes.py`` is here too: it reads the server's WAL position, which other tests' writes
+would move. The other scripts' tests are in ``test_benchmark_scripts.py``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
         "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real",
-        "--windows", "2", "--baseline-window", "0.5"]  # fmt: skip
+        "--windows", "2", "--baseline-window", "0.5", "--archive", "2000"]  # fmt: skip
 
 
 def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> None:
@@ -154,6 +155,9 @@ def test_quick_json_shape() -> None:
     machine = result["machine"]  # which machine of the kind
     assert machine["cpu"] and machine["cpu"] in Path("/proc/cpuinfo").read_text()
     assert machine["last_level_cache"] is None or machine["last_level_cache"].startswith("L")
+    for figures in (poll, ingest):  # the server's WAL over the window, a poll or an item, and its checkpoints
+        wal = figures["wal"]
+        assert wal["bytes_each"] > 0 and wal["checkpoints_timed"] >= 0 and wal["checkpoints_requested"] >= 0
     for figures in (poll, ingest):  # PostgreSQL's share by its processes: its backends ran statements
         assert figures["postgres_cores_by_kind"]["backends"] > 0, figures["postgres_cores_by_kind"]
     # The feeds worker's share while polling, its pool's children (the polls) and its main process.
@@ -226,6 +230,17 @@ def test_quick_json_shape() -> None:
     ):  # fmt: skip
         assert key in phases, key
     assert all(isinstance(v, float) for v in phases.values())
+    # --archive 2000: the article table held a deployment's archive before the phases (a flagged
+    # article in fifty, each with its match and alert), and the stored-against-offered
+    # counts above are the run's own.
+    assert list(phases).index("pg.archive") < list(phases).index("pg.memory_idle")
+    archive = result["archive"]
+    assert {k: archive[k] for k in ("articles", "matches", "alerts")} == {
+        "articles": 2000,
+        "matches": 40,
+        "alerts": 40,
+    }
+    assert archive["article_mb"]["heap"] > 0 and archive["load_s"] >= 0
     assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all
 
 

@@ -174,6 +174,13 @@ def test_images_and_ports(services: dict[str, dict[str, Any]]) -> None:
     assert "9808:9808" in services["metrics"]["ports"]
 
 
+def test_postgres_checkpoints_as_operations_md_advises(services: dict[str, dict[str, Any]]) -> None:
+    """The server's one setting, and the figure operations.md gives for it (round 66)."""
+    assert command(services["postgres"]) == ["postgres", "-c", "max_wal_size=8GB"]
+    advice = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+    assert "max_wal_size = 8GB" in advice and "docker-compose.yml sets it" in advice
+
+
 def test_dockerfile_basics() -> None:
     text = (ROOT / "Dockerfile").read_text(encoding="utf-8")
     assert text.startswith("#") and "FROM python:3.11-slim" in text

@@ -1945,6 +1945,8 @@ def by_window(
         if "items_per_s_all_in" in window:  # an ingest window, the work it left charged to it
             row["items_per_s_all_in"] = window["items_per_s_all_in"]
             row["ratio_all_in"] = ratio(window["items_per_s_all_in"], base[base_key])
+        if "wal" in window:  # PostgreSQL: the server's WAL a unit and its checkpoints
+            row["wal"] = window["wal"]
         row["steady"] = base[spread_key] <= STEADY_SPREAD
         each.append(row)
     ratios = [w["ratio"] for w in each if w["ratio"] is not None]

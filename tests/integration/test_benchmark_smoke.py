@@ -38,6 +38,7 @@ def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> 
     assert windows[0][rate] == figures[rate] and windows[0][key] == figures[key]
     for window in windows:
         assert window[rate] > 0, window
+        assert window["wal"]["bytes_each"] > 0, window  # each window's WAL, not only the first's
         assert window["ratio"] == round(window[rate] / window[key], 3)
         assert window["steady"] is (window[spread] <= 0.10)
     steady = [w["ratio"] for w in windows if w["steady"]]

@@ -28,7 +28,8 @@ whether each moved less than ``STEADY_SPREAD`` between the two (a ratio is no ev
 
 Redis + PostgreSQL: Redis db 7 (flushed), a fresh PostgreSQL database, dropped afterwards;
 ``--archive N`` first grows its article table to N articles of a deployment's archive
-(``archive.py``), before beat starts. Each capacity and ingest window also reports the server's
+(``archive.py``), before beat starts (with ``--prewarm``, its identity index then read into the
+server's buffer pool). Each capacity and ingest window also reports the server's
 WAL bytes a poll or an item and the checkpoints begun in it (``wal``).
 Feeds are inserted into the database directly; 304 and unchanged feeds are pre-seeded with the
 ETag / body hash their first poll would have stored, so the steady state starts at once.
@@ -2113,6 +2114,7 @@ def run_postgres(
     on_stop: Any = None,
     windows: int = 1,
     archived: int = 0,
+    prewarm: bool = False,
 ) -> dict[str, Any]:
     """The phases on Redis + PostgreSQL, each throughput phase between two measurements of its
     baseline (``baselines``); ``windows``: that many capacity windows and ingest windows, each
@@ -2120,7 +2122,8 @@ def run_postgres(
     ``scale_out``: then the scale-out phase, with nodes of that many processes. ``on_stop()``
     runs once the service is told to stop, before waiting for it (the next step's start-up,
     measuring nothing, overlaps the shutdown). ``archived``: the article table first holds that
-    many articles of a deployment's archive (``archive.py``), grown in SQL before the phases."""
+    many articles of a deployment's archive (``archive.py``), grown in SQL before the phases;
+    ``prewarm``: then its identity index is read into the server's buffer pool (``archive.prewarm``)."""
     from feedwatch.timeutil import utcnow
 
     out: dict[str, Any] = {}
@@ -2158,6 +2161,8 @@ def run_postgres(
                         "load_s": round(load_s, 1),
                         "article_mb": archive.table_mb(service),
                     }
+                    if prewarm:
+                        out["archive"]["prewarmed"] = archive.prewarm(service)
             with phase("pg.memory_idle"):
                 out["memory_idle"] = idle_memory(service, workers)
             log(f"postgres: idle workers {out['memory_idle']['by_process']}")
@@ -2342,10 +2347,18 @@ def main(argv: list[str] | None = None) -> None:
         help="PostgreSQL's article table first holds N articles of a deployment's archive, grown in SQL "
         "(archive.py; 10 million in 4-6 minutes, ~1.2 GB of disk a million)",
     )
+    parser.add_argument(
+        "--prewarm",
+        action="store_true",
+        help="with --archive: then read the article identity index into PostgreSQL's buffer pool "
+        "(pg_prewarm), as a deployment's pool holds it after a while if shared_buffers is large enough",
+    )
     parser.add_argument("--keep", help="copy the work directory (logs, profile) here")
     args = parser.parse_args(argv)
     if args.archive < 0:
         parser.error("--archive: 0 or more articles")
+    if args.prewarm and not args.archive:
+        parser.error("--prewarm: needs --archive")
     if args.windows < 1:
         parser.error("--windows: at least 1")
     if args.baseline_window is not None and args.baseline_window <= 0:
@@ -2403,6 +2416,7 @@ def main(argv: list[str] | None = None) -> None:
                 step4.start if step4 else None,
                 args.windows,
                 args.archive,
+                args.prewarm,
             )
             sqlite = step4.measure() if step4 else None
             if step4:

@@ -27,7 +27,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.e2e, pytest.mark.timeout(300)
 
 TINY = ["--feeds", "60", "--ingest-feeds", "6", "--probes", "4", "--sqlite-feeds", "30", "--rate", "60",
         "--window", "2", "--hosts", "3", "--scale-out", "--scale-feeds", "0", "--real",
-        "--windows", "2", "--baseline-window", "0.5", "--archive", "2000"]  # fmt: skip
+        "--windows", "2", "--baseline-window", "0.5", "--archive", "2000", "--prewarm"]  # fmt: skip
 
 
 def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> None:
@@ -242,6 +242,11 @@ def test_quick_json_shape() -> None:
         "alerts": 40,
     }
     assert archive["article_mb"]["heap"] > 0 and archive["load_s"] >= 0
+    # --prewarm: the identity index read into the buffer pool, every block of it.
+    warm = archive["prewarmed"]
+    assert warm["index"] in archive["article_mb"]["indexes"]
+    assert warm["blocks"] == warm["index_blocks"] > 0
+    assert warm["shared_buffers_mb"] > 0
     assert result["sizes"]["hosts"] == 3  # feeds on 127.0.0.1 … .3: the warm-up waited for all
 
 

@@ -121,34 +121,24 @@ def grow(service: Any, first_feed: int, have: int, want: int, end: str, log: Cal
     return seconds
 
 
-def identity_index(service: Any) -> str:
-    """The name of the article identity key's unique index (its constraint's, on PostgreSQL)."""
-    query = (
-        "SELECT indexrelid::regclass::text FROM pg_index JOIN pg_attribute"
-        " ON attrelid = indrelid AND attnum = indkey[0]"
-        " WHERE indrelid = 'article'::regclass AND indisunique AND indnatts = 1 AND attname = 'identity_key'"
-    )
-    return str(service.execute(query)[0][0])
-
-
 def prewarm(service: Any) -> dict[str, Any]:
     """Read the article identity index into PostgreSQL's buffer pool (``pg_prewarm``, a contrib
     module), as a deployment's pool holds it after running a while if the pool is large enough
     (the pages its new articles' keys land on are random: round 66). The pool's size, the index's
     size and the blocks read into the pool (all of the index's: ``index_blocks``)."""
-    index = identity_index(service)
+    from feedwatch.db import identity_index
+
+    with service.engine.connect() as conn:
+        index = identity_index(conn)
+    assert index is not None, "PostgreSQL's article identity index"
     service.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
-    (blocks,) = service.execute("SELECT pg_prewarm(CAST(:index AS regclass))", {"index": index})[0]
-    pool, size = service.execute(
-        "SELECT pg_size_bytes(current_setting('shared_buffers')), pg_relation_size(CAST(:index AS regclass))",
-        {"index": index},
-    )[0]
+    (blocks,) = service.execute("SELECT pg_prewarm(CAST(:index AS regclass))", {"index": index.name})[0]
     return {
-        "index": index,
-        "index_mb": round(size / 2**20, 1),
-        "shared_buffers_mb": round(pool / 2**20, 1),
+        "index": index.name,
+        "index_mb": round(index.size_bytes / 2**20, 1),
+        "shared_buffers_mb": round(index.pool_bytes / 2**20, 1),
         "blocks": int(blocks),
-        "index_blocks": size // 8192,
+        "index_blocks": index.size_bytes // 8192,
     }
 
 

@@ -202,6 +202,38 @@ def autovacuum_off(conn: Connection) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class IdentityIndex:
+    """PostgreSQL's unique index on ``article.identity_key`` and the buffer pool it is read into."""
+
+    name: str
+    size_bytes: int
+    #: ``shared_buffers``.
+    pool_bytes: int
+
+
+_IDENTITY_INDEX = """
+SELECT indexrelid::regclass::text, pg_relation_size(indexrelid),
+    pg_size_bytes(current_setting('shared_buffers'))
+FROM pg_index JOIN pg_attribute ON attrelid = indrelid AND attnum = indkey[0]
+WHERE indrelid = 'article'::regclass AND indisunique AND indnatts = 1 AND attname = 'identity_key'
+"""
+
+
+def identity_index(conn: Connection) -> IdentityIndex | None:
+    """The article identity index against PostgreSQL's buffer pool; None on SQLite (whose pages
+    only the OS caches) or without the index.
+
+    Every new article's key lands on a random page of it (a SHA-256), and each poll's lookup of
+    the keys it has not stored reads random pages too: once the index outgrows the pool, each is
+    a read from outside it that evicts another table's page (round 66 in
+    docs/performance-history.md; ~120 MB a million articles)."""
+    if conn.dialect.name != "postgresql":
+        return None
+    row = conn.exec_driver_sql(_IDENTITY_INDEX).first()
+    return None if row is None else IdentityIndex(str(row[0]), int(row[1]), int(row[2]))
+
+
+@dataclass(frozen=True, slots=True)
 class TableActivity:
     """What PostgreSQL's statistics say happened to a table since it was last vacuumed and
     analyzed (``pg_stat_user_tables``), its size as the last of those counted it, and the

@@ -11,7 +11,7 @@ from rich.console import Console
 from sqlalchemy import text
 from support.settings import database_settings
 
-from feedwatch import db
+from feedwatch import db, status
 from feedwatch.ops import render_status
 from feedwatch.status import collect_status
 
@@ -60,3 +60,40 @@ def test_the_terminal_report_shows_the_databases_warnings() -> None:
     render_status(report, Console(file=out, width=200, color_system=None))
     assert "warning: autovacuum [b]off[/b]" in out.getvalue()  # as text, not markup
     assert "✓ healthy" in out.getvalue()  # a warning is not a problem
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_identity_index_is_read_against_the_buffer_pool(kind: str, tmp_path: Path) -> None:
+    """On PostgreSQL, ``db.identity_index`` finds the unique index on ``article.identity_key``
+    and reads its size and ``shared_buffers`` as the server reports them; SQLite has none."""
+    with database_settings(kind, tmp_path) as settings, db.get_engine(settings).connect() as conn:
+        index = db.identity_index(conn)
+        if kind == "sqlite":
+            assert index is None
+            return
+        assert index is not None
+        assert index.name == "article_identity_key_key"  # migration 0001's unique constraint
+        query = (
+            "SELECT pg_relation_size(CAST(:name AS regclass)),"
+            " pg_size_bytes(current_setting('shared_buffers'))"
+        )
+        size, pool = conn.execute(text(query), {"name": index.name}).one()
+        assert (index.size_bytes, index.pool_bytes) == (size, pool)
+        assert index.size_bytes >= 8192 and index.pool_bytes >= 128 * 8192  # a metapage; the server's minimum
+
+
+def test_the_report_warns_when_the_identity_index_outgrows_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The warning carries the real index's and pool's sizes. A test database's index is a few
+    pages, so the share that sets the warning off is made smaller than that here."""
+    with database_settings("postgresql", tmp_path) as settings:
+        quiet = collect_status(settings, ping_timeout=0)["database"]["warnings"]
+        with db.get_engine(settings).connect() as conn:
+            index = db.identity_index(conn)
+        assert index is not None
+        monkeypatch.setattr(status, "IDENTITY_INDEX_POOL_SHARE", index.size_bytes / index.pool_bytes / 2)
+        loud = collect_status(settings, ping_timeout=0)["database"]["warnings"]
+    assert not any("identity index" in w for w in quiet)
+    assert loud == [*quiet, status.pool_warning(index.size_bytes, index.pool_bytes)]
+    assert f"shared_buffers {index.pool_bytes / 2**20:,.0f} MB" in loud[-1]

@@ -184,6 +184,22 @@ def status_metrics(report: dict[str, Any]) -> list[Metric]:
             active.add_metric([w["name"]], float(w["active"]))
         metrics.append(active)
 
+    index = (report.get("database") or {}).get("identity_index")
+    if index is not None:  # PostgreSQL: the identity index against the buffer pool it outgrows
+        metrics.append(
+            GaugeMetricFamily(
+                "feedwatch_identity_index_bytes",
+                "Size of PostgreSQL's unique index on article.identity_key.",
+                value=float(index["bytes"]),
+            )
+        )
+        metrics.append(
+            GaugeMetricFamily(
+                "feedwatch_shared_buffers_bytes",
+                "PostgreSQL's buffer pool (shared_buffers).",
+                value=float(index["shared_buffers_bytes"]),
+            )
+        )
     metrics += _db_metrics(report)
     return metrics
 

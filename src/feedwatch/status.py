@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from sqlalchemy import bindparam, func, select
 from sqlmodel import Session, col
 
-from feedwatch.db import autovacuum_off, identity_index, session_scope
+from feedwatch.db import IdentityIndex, autovacuum_off, identity_index, session_scope
 from feedwatch.models import Alert, AlertStatus, Article, Feed, FeedState, FullTextStatus, Heartbeat, Match
 from feedwatch.settings import QUEUES, Settings
 from feedwatch.timeutil import isoformat_utc, to_utc, utcnow
@@ -449,7 +449,7 @@ def worker_status(app: Celery | None, timeout: float) -> dict[str, Any]:
 # --- the report ---------------------------------------------------------------------------------
 
 
-def database_warnings(session: Session, settings: Settings) -> list[str]:
+def database_warnings(session: Session, settings: Settings, index: IdentityIndex | None) -> list[str]:
     """What the database server is set to that the service does not work well with, one plain
     sentence each: not unhealthy (``check_status``), but worth an operator's look.
 
@@ -457,13 +457,11 @@ def database_warnings(session: Session, settings: Settings) -> list[str]:
     generic plans it made while they were small (round 47 in docs/performance-history.md), and
     never vacuums them, so the index entries of the feed rows' old versions pile up under the
     tick's claim (round 48), unless the service's own upkeep (``db.upkeep``) runs. A buffer pool
-    the article identity index has outgrown makes every new article cost the server more
-    (:func:`pool_warning`)."""
-    conn = session.connection()
+    the article identity index (``index``, ``db.identity_index``) has outgrown makes every new
+    article cost the server more (:func:`pool_warning`)."""
     warnings = []
-    if autovacuum_off(conn):
+    if autovacuum_off(session.connection()):
         warnings.append(_upkeep_warning(settings))
-    index = identity_index(conn)
     if index is not None and (warning := pool_warning(index.size_bytes, index.pool_bytes)):
         warnings.append(warning)
     return warnings
@@ -503,14 +501,23 @@ def _db_side(settings: Settings, now: datetime) -> dict[str, Any]:
     try:
         with session_scope(settings) as session:
             found = db_status(session, now, settings)
-            warnings = database_warnings(session, settings)
+            index = identity_index(session.connection())
+            warnings = database_warnings(session, settings, index)
     except Exception as exc:  # noqa: BLE001 - a dead database is reported, not raised
         error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
         return {
             "database": {"url": redact_url(settings.database_url), "ok": False, "error": error},
             **dict.fromkeys(DB_PARTS),
         }
-    database = {"url": redact_url(settings.database_url), "ok": True, "error": None, "warnings": warnings}
+    database = {
+        "url": redact_url(settings.database_url),
+        "ok": True,
+        "error": None,
+        "warnings": warnings,
+        "identity_index": None
+        if index is None
+        else {"bytes": index.size_bytes, "shared_buffers_bytes": index.pool_bytes},
+    }
     return {"database": database, **found}
 
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from sqlalchemy import text
 from support.settings import database_settings
 
-from feedwatch import db, status
+from feedwatch import db, metrics, status
 from feedwatch.ops import render_status
 from feedwatch.status import collect_status
 
@@ -65,11 +65,19 @@ def test_the_terminal_report_shows_the_databases_warnings() -> None:
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_identity_index_is_read_against_the_buffer_pool(kind: str, tmp_path: Path) -> None:
     """On PostgreSQL, ``db.identity_index`` finds the unique index on ``article.identity_key``
-    and reads its size and ``shared_buffers`` as the server reports them; SQLite has none."""
+    and reads its size and ``shared_buffers`` as the server reports them; the report's
+    ``database.identity_index`` and the two gauges of ``/metrics`` carry them. SQLite has none."""
     with database_settings(kind, tmp_path) as settings, db.get_engine(settings).connect() as conn:
         index = db.identity_index(conn)
+        report = collect_status(settings, ping_timeout=0)
+        gauges = {
+            m.name: m.samples[0].value
+            for m in metrics.status_metrics(report)
+            if m.name in ("feedwatch_identity_index_bytes", "feedwatch_shared_buffers_bytes")
+        }
         if kind == "sqlite":
             assert index is None
+            assert report["database"]["identity_index"] is None and gauges == {}
             return
         assert index is not None
         assert index.name == "article_identity_key_key"  # migration 0001's unique constraint
@@ -80,6 +88,8 @@ def test_identity_index_is_read_against_the_buffer_pool(kind: str, tmp_path: Pat
         size, pool = conn.execute(text(query), {"name": index.name}).one()
         assert (index.size_bytes, index.pool_bytes) == (size, pool)
         assert index.size_bytes >= 8192 and index.pool_bytes >= 128 * 8192  # a metapage; the server's minimum
+        assert report["database"]["identity_index"] == {"bytes": size, "shared_buffers_bytes": pool}
+        assert gauges == {"feedwatch_identity_index_bytes": size, "feedwatch_shared_buffers_bytes": pool}
 
 
 def test_the_report_warns_when_the_identity_index_outgrows_the_pool(

@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_ingest import farm_bodies
-from run import REAL_FEEDS, Service, postgres_database
+from run import REAL_FEEDS, Service, postgres_database, wal_between, wal_reading
 
 
 def drafts_of(bodies: Iterable[bytes]) -> list[Any]:
@@ -77,7 +77,7 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             session.add(feed)
             session.commit()
             rows = [(feed.id, d) for d in drafts]
-            ((before,),) = service.execute("SELECT pg_current_wal_lsn()")
+            before = wal_reading(service)
             psycopg.copy.LibpqWriter.write = counted  # type: ignore[method-assign]
             try:
                 stored = len(store.insert_articles(session, rows, datetime.now(UTC), set()))
@@ -86,13 +86,14 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             session.commit()
         if not sent[0]:  # the INSERT fallback ran, or the COPY went another way: no figure
             raise RuntimeError("article_bytes: the articles were not sent by COPY")
-        ((wal,),) = service.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :lsn)", {"lsn": before})
+        wal = wal_between(before, wal_reading(service), stored)
+        assert wal is not None  # PostgreSQL
         ((size,),) = service.execute("SELECT pg_total_relation_size('article')")
         service.engine.dispose()
     return {
         "articles": stored,
         "table_bytes_an_article": round(size / stored),
-        "wal_bytes_an_article": round(float(wal) / stored),
+        "wal_bytes_an_article": wal["bytes_each"],
         "sent_bytes_an_article": round(sent[0] / stored),
     }
 

@@ -76,6 +76,7 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             feed = Feed(config_url="http://127.0.0.1/", url="http://127.0.0.1/")
             session.add(feed)
             session.commit()
+            assert feed.id is not None
             rows = [(feed.id, d) for d in drafts]
             before = wal_reading(service)
             psycopg.copy.LibpqWriter.write = counted  # type: ignore[method-assign]

@@ -197,12 +197,12 @@ def main(argv: list[str] | None = None) -> None:
         engine.dispose()
     out: dict[str, Any] = {"sizes": vars(args), "forms": {}}
     for form in FORMS:
-        rows = sum(claimed[form])
+        feeds = sum(claimed[form])
         out["forms"][form] = {
             "claims": len(cpu[form]),
-            "claimed_feeds": rows,
+            "claimed_feeds": feeds,
             "postgres_ms_a_claim": round(sum(cpu[form]) / len(cpu[form]) * 1000, 3),
-            "postgres_us_a_claimed_feed": round(sum(cpu[form]) / rows * 1e6, 2) if rows else None,
+            "postgres_us_a_claimed_feed": round(sum(cpu[form]) / feeds * 1e6, 2) if feeds else None,
             "wall_ms_a_claim_median": round(statistics.median(wall[form]) * 1000, 3),
         }
     out["prepared_plans"] = plans

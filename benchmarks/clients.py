@@ -93,7 +93,7 @@ def service(port: int, group: Group, seconds: float) -> int:
 def pycurl_bare(port: int, group: Group, seconds: float) -> int:
     """libcurl's multi interface: ``IN_FLIGHT`` easy handles, each reused for its next request
     (keep-alive through the multi handle's connection cache), bodies into memory."""
-    import pycurl  # type: ignore[import-not-found,unused-ignore]
+    import pycurl  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     i = 0
 
@@ -115,7 +115,7 @@ def _drive(
     """libcurl's multi loop over ``handles``: each is set up by ``start`` and added; a finished
     one is handed to ``finish`` and started again until ``seconds`` have passed. Returns the
     requests done; a failed transfer raises."""
-    import pycurl  # type: ignore[import-not-found,unused-ignore]
+    import pycurl  # type: ignore[import-not-found,import-untyped,unused-ignore]
 
     multi = pycurl.CurlMulti()
     done = 0

@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
             for name, rate, burst in ways:
                 cpu = proc_cpu(proc.pid)
                 done, took = bare_loop(port, group, args.seconds, IN_FLIGHT, rate=rate, burst=burst)
-                figures = {
+                figures: dict[str, Any] = {
                     "req_per_s": round(done / took, 1),
                     "farm_us_per_request": round((proc_cpu(proc.pid) - cpu) / max(done, 1) * 1e6, 1),
                 }

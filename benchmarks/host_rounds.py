@@ -109,8 +109,10 @@ def simulate(
                     url = f"https://o{size}-{o}.example/feed/{k}"
                     seconds = 60.0 * rng.choice(INTERVALS_MIN)
                     due = START + timedelta(seconds=rng.uniform(0, seconds))
-                    specs.append((url, origin_of(url), seconds, size, due))
-        rows = [
+                    origin = origin_of(url)
+                    assert origin is not None  # an https URL has one
+                    specs.append((url, origin, seconds, size, due))
+        rows: list[dict[str, Any]] = [
             {
                 "config_url": url,
                 "url": url,

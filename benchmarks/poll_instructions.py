@@ -80,7 +80,7 @@ def inner(kind: str, feeds: int, rounds: int, items_out: Path, history: str = "s
 
     configure_logging(Settings(log_level="WARNING", log_format="json"))
     spec = {"feeds": feeds, **group_spec(kind)}
-    group = Group(name="poll", **spec)  # type: ignore[arg-type]
+    group = Group(name="poll", **spec)
     config = {"groups": {"poll": spec}}
     with (
         tempfile.TemporaryDirectory(prefix="fw-instr-") as tmp,

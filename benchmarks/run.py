@@ -1271,14 +1271,14 @@ def probe_latencies(service: Service, due: dict[int, datetime], sampler: RssSamp
         wait_until(lambda: len(delivered()) == len(due), timeout, "probe alerts", service, sampler)
     got = delivered()
     waits = {f: probe_stages(due[f], *got[f]) for f in due if f in got}
-    lat = [w["total"] for w in waits.values()]
-    slowest = sorted(waits.values(), key=lambda w: w["total"], reverse=True)[:5]
+    lat = [total for w in waits.values() if (total := w["total"]) is not None]  # never None
+    slowest = sorted(waits.values(), key=lambda w: w["total"] or 0.0, reverse=True)[:5]
     return {
         **quantiles(lat),
         "probes": len(due),
         "delivered": len(lat),
         "stages": {
-            stage: quantiles([w[stage] for w in waits.values() if w[stage] is not None])
+            stage: quantiles([s for w in waits.values() if (s := w[stage]) is not None])
             for stage in PROBE_STAGES
         },
         "slowest": [{k: (round(v, 3) if v is not None else None) for k, v in w.items()} for w in slowest],

@@ -123,7 +123,7 @@ def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
 
     def cost(part: str, role: str) -> float:
         before, after = start.snap[part], end.snap[part]
-        return (after.get(role, 0.0) - before.get(role, 0.0)) * 1e6 / polls
+        return float(after.get(role, 0.0) - before.get(role, 0.0)) * 1e6 / polls
 
     costs = {role: cost("roles", role) for role in COSTING}
     out: dict[str, float | None] = {role: round(value, 1) for role, value in costs.items()}

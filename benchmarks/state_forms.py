@@ -57,6 +57,7 @@ def statement(form: str) -> tuple[Any, dict[str, int], Any]:
     from sqlalchemy import BigInteger, Integer, Text, case, cast, column, literal_column, update
     from sqlalchemy.dialects import postgresql
     from sqlalchemy.sql import any_, bindparam
+    from sqlalchemy.sql.expression import ColumnClause
 
     from feedwatch import store
     from feedwatch.models import Feed
@@ -65,7 +66,7 @@ def statement(form: str) -> tuple[Any, dict[str, int], Any]:
     names = [c.name for c in table.c if c.name != "id"]
     bits = {name: 1 << i for i, name in enumerate(names)}
     inside = names if form == "nested" else [n for n in names if n != "poll_history"]
-    extra = [column("id", Integer), column("mask", BigInteger)]
+    extra: list[ColumnClause[Any]] = [column("id", Integer), column("mask", BigInteger)]
     if form == "string":
         extra.append(column("poll_history", Text))
     elif form == "apart_text":

@@ -60,11 +60,12 @@ def create(url: str, design: str, feeds: int) -> Any:
     import psycopg
     from sqlmodel import SQLModel, create_engine
 
+    from feedwatch import store
     from feedwatch.db import json_dumps
     from feedwatch.models import Feed
 
     engine = create_engine(url)
-    SQLModel.metadata.create_all(engine, tables=[Feed.__table__])  # type: ignore[list-item]
+    SQLModel.metadata.create_all(engine, tables=[store._table(Feed)])
     engine.dispose()
     conn = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
     try:

@@ -7,7 +7,7 @@ of each entry it showed
 (``Feed.entry_fingerprints``, in the same transaction). The next poll of the feed — in any
 process, on any host — marks the entries whose fingerprint is on the row as known
 (``parse_feed(known=...)``): their text work is skipped, and they are neither looked up in the
-database nor normalized. The others take the usual path (``store.sighted_keys``).
+database nor normalized. The others take the usual path (``store.stored_keys``).
 
 A fingerprint hashes what decides an entry's identity key (its guid, link and base, and the URL
 the feed was fetched from), before any canonicalization, so checking it costs one hash; equal

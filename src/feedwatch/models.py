@@ -247,7 +247,7 @@ class Article(SQLModel, table=True):
 class Sighting(SQLModel, table=True):
     # A feed other than the one that stored the article (``Article.feed_id``) showed it. Rows
     # written before round 10 (docs/performance-history.md) also record the storing feed; readers take
-    # either (``store.sighted_keys``).
+    # either (``store.stored_keys``).
     # The unique constraint's index serves lookups by article_id (its leading column).
     __table_args__ = (UniqueConstraint("article_id", "feed_id", name="uq_sighting_article_feed"),)
     id: int | None = Field(default=None, primary_key=True)

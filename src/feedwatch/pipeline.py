@@ -472,12 +472,12 @@ def _poll_part(
     # unbinding it for every feed was ~2 % of a feeds worker while polling (round 19).
     polls = [_prepare(ctx, feed, result, hashed) for feed, result, hashed in part]
     part.clear()  # the bodies: parsed now, and a batch held them all until it ended
-    seen = _seen_items(ctx, polls)
+    stored = _stored_items(ctx, polls)
     for poll in polls:
         if poll.parsed is not None:
-            _guarded(poll, partial(_normalize, poll, seen))
+            _guarded(poll, partial(_normalize, poll, stored.seen))
     _detect_languages(polls)
-    _store_batch(ctx, polls, {p.feed.id: rows[p.feed.id] for p in polls})
+    _store_batch(ctx, polls, {p.feed.id: rows[p.feed.id] for p in polls}, stored)
     reports = [p.report for p in polls]
     del polls  # the parsed entries and drafts; the reports say what was stored
     metrics.observe_polls(reports)
@@ -575,18 +575,19 @@ def body_hash(body: bytes) -> str:
     return xxhash.xxh3_128_hexdigest(body)
 
 
-def _seen_items(ctx: Context, polls: Sequence[_Poll]) -> set[tuple[int, str]]:
-    """(feed id, identity key) of the parsed entries this feed already stored, among those its
-    row does not list as known (``feedwatch.known``): one query a batch."""
+def _stored_items(ctx: Context, polls: Sequence[_Poll]) -> store.StoredKeys:
+    """Which parsed entries are stored already, among those their feed's row does not list as
+    known (``feedwatch.known``): their articles' ids, and the feeds that have seen them. One
+    query a batch; :func:`store_batch` takes the ids from it."""
     for p in polls:
         if p.parsed is not None and p.result is not None:
             url = p.result.url
             p.keys = [None if e.known else entry_identity_key(e, feed_url=url) for e in p.parsed.entries]
     keys = {key for p in polls for key in p.keys if key}
     if not keys:
-        return set()
+        return store.NO_KEYS
     with read_scope(ctx.settings) as session:
-        return store.sighted_keys(session, [p.report.feed_id for p in polls], list(keys))
+        return store.stored_keys(session, list(keys))
 
 
 def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
@@ -635,8 +636,11 @@ def _detect_languages(polls: Sequence[_Poll]) -> None:
 DEADLOCK = "40P01"
 
 
-def _store_batch(ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedstate.FeedRow]) -> None:
-    """Every feed's writes in one transaction; on a non-database failure, one transaction each."""
+def _store_batch(
+    ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedstate.FeedRow], stored: store.StoredKeys
+) -> None:
+    """Every feed's writes in one transaction; on a non-database failure, one transaction each
+    (which look every key up again: nothing of the failed attempt is trusted)."""
     if not polls:
         return
     try:
@@ -644,7 +648,7 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedst
         # columns are written when the block ends (store.update_feeds, rows in id order), after
         # the articles, matches and alerts (Core statements too).
         with session_scope(ctx.settings) as session, feedstate.batch(session, rows):
-            _write(ctx, session, polls)
+            _write(ctx, session, polls, stored)
         return
     except OperationalError as exc:
         # Two batches storing the same articles in opposite orders: PostgreSQL kills one. Its
@@ -663,7 +667,7 @@ def _store_batch(ctx: Context, polls: Sequence[_Poll], rows: Mapping[int, feedst
 def _store_one(ctx: Context, poll: _Poll) -> None:
     try:
         with session_scope(ctx.settings) as session:
-            _write(ctx, session, [poll])
+            _write(ctx, session, [poll], store.NO_KEYS)
         return
     except Exception as exc:
         if _fatal(exc):
@@ -671,16 +675,17 @@ def _store_one(ctx: Context, poll: _Poll) -> None:
         log.exception("feed.internal_error", feed_id=poll.report.feed_id)
         poll.fail("internal", f"{type(exc).__name__}: {exc}")
     with session_scope(ctx.settings) as session:
-        _write(ctx, session, [poll])
+        _write(ctx, session, [poll], store.NO_KEYS)
 
 
 #: A poll batch's commit does not wait for its WAL to reach disk (``poll_synchronous_commit``).
 _NO_COMMIT_WAIT = text("SET LOCAL synchronous_commit = off")
 
 
-def _write(ctx: Context, session: Session, polls: Sequence[_Poll]) -> None:
+def _write(ctx: Context, session: Session, polls: Sequence[_Poll], stored: store.StoredKeys) -> None:
     """The polls' writes: the new articles of every feed that parsed, with their matches and
-    alert rows (one :func:`store_batch`), then each feed's state, or its failure.
+    alert rows (one :func:`store_batch`, which takes the ids of the keys ``stored`` found),
+    then each feed's state, or its failure.
 
     On PostgreSQL the commit does not wait for the disk unless ``poll_synchronous_commit``; why
     that loses nothing a channel was sent is in docs/decisions.md ("A poll batch commits without
@@ -691,7 +696,7 @@ def _write(ctx: Context, session: Session, polls: Sequence[_Poll]) -> None:
     if parsed:
         feeds = [FeedDrafts(p.report.feed_id, p.drafts, p.report, p.feed.full_text) for p in parsed]
         story = stories.StoryPolicy.from_settings(ctx.settings)
-        store_batch(session, ctx.rulebook, feeds, parsed[0].now, story)
+        store_batch(session, ctx.rulebook, feeds, parsed[0].now, story, stored)
     for poll in polls:
         report, feed_id = poll.report, poll.report.feed_id
         if report.outcome == "error":
@@ -778,9 +783,17 @@ def store_batch(
     feeds: Sequence[FeedDrafts],
     now: datetime,
     story: stories.StoryPolicy | None = None,
+    looked_up: store.StoredKeys = store.NO_KEYS,
 ) -> None:
     """Store the feeds' new articles with their sightings, matches and alert rows, and fill in
     each feed's report (``new``, ``flagged``, ``alert_ids``, ``extract_ids``, ``candidates``).
+
+    ``looked_up``: what :func:`store.stored_keys` found of the drafts' keys before they were
+    normalized (a poll batch asks it once); only the keys it was not asked about are looked up
+    here. A key it found is stored still: articles are never deleted (a retry after a failed
+    batch looks every key up again). A key it did not find may have been stored since by another
+    transaction: then the articles' ``COPY`` fails and they go by ``INSERT … ON CONFLICT``, as
+    when that happens between this lookup and the insert.
 
     One lookup, one insert and one insert of sightings for the whole batch, however many feeds
     it holds (a statement cost the worker ~0.1 ms however few its rows); inserts go in chunks of
@@ -797,7 +810,8 @@ def store_batch(
     for feed in feeds:
         for draft in feed.drafts:
             owner.setdefault(draft.identity_key, (feed, draft))
-    stored = store.ids_by_key(session, list(owner))
+    stored = {key: looked_up.ids[key] for key in owner if key in looked_up.ids}
+    stored |= store.ids_by_key(session, [key for key in owner if key not in looked_up.asked])
     new = sorted(key for key in owner if key not in stored)
     assessed = match_drafts(rulebook, [owner[key][1] for key in new])
     inserted = store.insert_articles(

@@ -35,7 +35,6 @@ from sqlalchemy import (
     func,
     literal_column,
     type_coerce,
-    union_all,
     update,
 )
 from sqlalchemy import select as sa_select
@@ -1052,33 +1051,57 @@ def _copy_plan(connection: Any, table: Any, names: Sequence[str]) -> _CopyPlan:
     )
 
 
-def sighted_keys(session: Session, feed_ids: Sequence[int], keys: Sequence[str]) -> set[tuple[int, str]]:
-    """(feed id, identity key) pairs among these that are stored as seen in that feed: the
-    article's own feed (``Article.feed_id``, the feed that stored it) or a sighting."""
-    if not feed_ids or not keys:
-        return set()
-    # The feeds are picked here, not in SQL: with them in the WHERE clause PostgreSQL could serve
-    # the statement from the feed indexes (every article or sighting of the batch's feeds: 4.5 ms
-    # a batch with a custom plan, and a generic plan made on a new table may do the same); by
-    # the keys alone there is one way, the key's unique index, then the sightings by article.
-    wanted = set(feed_ids)
-    rows = session.execute(_SIGHTED, {"b_keys": list(keys)}).all()
-    return {(feed_id, key) for feed_id, key in rows if feed_id in wanted}
+class StoredKeys(NamedTuple):
+    """What :func:`stored_keys` found of the identity keys it was asked about."""
+
+    asked: frozenset[str]
+    ids: dict[str, int]  # identity key → article id, for the keys stored
+    seen: set[tuple[int, str]]  # (feed id, key): the feed that stored the article, and each sighting
 
 
-_SIGHTED = union_all(
-    sa_select(_ART.feed_id, _ART.identity_key).where(in_list(_ART.identity_key, "b_keys")),
-    sa_select(_table(Sighting).c.feed_id, _ART.identity_key)
-    .join(_table(Article), _ART.id == _table(Sighting).c.article_id)
-    .where(in_list(_ART.identity_key, "b_keys")),
-)
+NO_KEYS = StoredKeys(frozenset(), {}, set())
+
+
+def stored_keys(session: Session, keys: Sequence[str]) -> StoredKeys:
+    """Which of these identity keys are stored: each one's article id, and the feeds that have
+    seen it (the article's own feed, ``Article.feed_id``, and every sighting's).
+
+    One probe of the key's unique index a key, then the article's sightings by its id. Until
+    round 68 a poll batch probed it three times for each new item: here for the sightings and
+    again for the articles (a ``UNION`` of two lookups by key), then ``ids_by_key`` in
+    :func:`feedwatch.pipeline.store_batch`, which now takes the ids from here
+    (docs/performance-history.md, round 68). The feeds are not in the ``WHERE`` clause: with them
+    PostgreSQL could serve the statement from the feed indexes (every article or sighting of the
+    batch's feeds: 4.5 ms a batch with a custom plan); by the keys alone there is one way, the
+    key's index. The sightings are a correlated subquery, which PostgreSQL runs for each article
+    found by the unique index on ``(article_id, feed_id)``, whatever the statistics say."""
+    if not keys:
+        return NO_KEYS
+    ids: dict[str, int] = {}
+    seen: set[tuple[int, str]] = set()
+    for key, article_id, feed_id, others in session.execute(_STORED, {"b_keys": list(keys)}):
+        ids[key] = article_id
+        seen.add((feed_id, key))
+        if others:
+            seen.update((int(other), key) for other in others.split(","))
+    return StoredKeys(frozenset(keys), ids, seen)
+
+
+_STORED = sa_select(
+    _ART.identity_key,
+    _ART.id,
+    _ART.feed_id,
+    sa_select(func.aggregate_strings(cast(_table(Sighting).c.feed_id, Text), ","))
+    .where(_table(Sighting).c.article_id == _ART.id)
+    .scalar_subquery(),
+).where(in_list(_ART.identity_key, "b_keys"))
 
 
 def add_sightings(session: Session, pairs: Sequence[tuple[int, int]], now: datetime) -> None:
     """Record (article id, feed id) sightings, in the order given; one seen before is kept.
 
     An article's own feed needs none: ``Article.feed_id`` says it (since round 10 in
-    docs/performance-history.md; rows written before stay, and :func:`sighted_keys` reads both). A
+    docs/performance-history.md; rows written before stay, and :func:`stored_keys` reads both). A
     sighting's two foreign keys cost PostgreSQL ~0.07 ms a row then, ~0.01 without them: a
     sighting for every new article was about a third of its CPU per ingested article. Most of
     that was re-planning each key check under forced custom plans, dropped in round 11: on one

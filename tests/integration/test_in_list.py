@@ -67,34 +67,39 @@ def test_ids_by_key_finds_exactly_the_stored_keys_asked_for(session: Session) ->
     assert store.ids_by_key(session, []) == {}
 
 
-def test_sighted_keys_pairs_each_feed_with_its_own_sightings(session: Session) -> None:
-    one, two, _ = _store(session)
-    assert store.sighted_keys(session, [one], KEYS) == {(one, k) for k in KEYS[::2]}
-    assert store.sighted_keys(session, [one, two], KEYS[:4]) == {
-        (one, KEYS[0]),
-        (two, KEYS[1]),
-        (one, KEYS[2]),
-        (two, KEYS[3]),
-    }
-    assert store.sighted_keys(session, [two + 1000], KEYS) == set()
+def test_stored_keys_finds_each_stored_keys_article_and_the_feeds_that_saw_it(session: Session) -> None:
+    one, two, ids = _store(session)
+    found = store.stored_keys(session, KEYS)
+    assert found.asked == frozenset(KEYS) and found.ids == ids
+    assert found.seen == {(one, k) for k in KEYS[::2]} | {(two, k) for k in KEYS[1::2]}
+    some = [*KEYS[:4], "absent"]
+    found = store.stored_keys(session, some)
+    assert found.asked == frozenset(some) and found.ids == {k: ids[k] for k in KEYS[:4]}
+    assert found.seen == {(one, KEYS[0]), (two, KEYS[1]), (one, KEYS[2]), (two, KEYS[3])}
+    assert store.stored_keys(session, ["absent"]) == (frozenset(["absent"]), {}, set())
+    assert store.stored_keys(session, []) == store.NO_KEYS
 
 
-def test_sighted_keys_reads_the_feed_that_stored_an_article_and_the_sightings_of_others(
+def test_stored_keys_reads_the_feed_that_stored_an_article_and_the_sightings_of_others(
     session: Session,
 ) -> None:
     """Since round 10 the feed that stored an article has no sighting row: its ``feed_id`` says
-    it has seen it. Another feed's sighting is a row. Both count; nothing else does."""
-    one, two = _feed(session, 1), _feed(session, 2)
+    it has seen it. Another feed's sighting is a row, and an article may have several. All
+    count; nothing else does."""
+    one, two, three = _feed(session, 1), _feed(session, 2), _feed(session, 3)
     rows = [_article(one, key) for key in KEYS[:3]]
     ids = {key: article_id for article_id, key in store.insert_many(session, store._insert_articles, rows)}
-    store.add_sightings(session, [(ids[KEYS[1]], two)], AT)
-    assert store.sighted_keys(session, [one, two], KEYS) == {
+    store.add_sightings(session, [(ids[KEYS[1]], two), (ids[KEYS[1]], three), (ids[KEYS[2]], three)], AT)
+    found = store.stored_keys(session, KEYS)
+    assert found.ids == ids
+    assert found.seen == {
         (one, KEYS[0]),
         (one, KEYS[1]),
         (one, KEYS[2]),
         (two, KEYS[1]),
+        (three, KEYS[1]),
+        (three, KEYS[2]),
     }
-    assert store.sighted_keys(session, [two], KEYS) == {(two, KEYS[1])}
 
 
 def test_feed_columns_reads_the_rows_asked_for_in_id_order(session: Session) -> None:
@@ -133,11 +138,14 @@ def test_postgresql_sends_one_statement_text_whatever_the_list_length(tmp_path: 
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_the_statement_compiles_for_each_dialect(dialect: str, tmp_path: Path) -> None:
     with database_settings(dialect, tmp_path) as settings:
-        text = str(store._SIGHTED.compile(dialect=db.get_engine(settings).dialect))
+        text = str(store._STORED.compile(dialect=db.get_engine(settings).dialect))
+    # The keys once (one probe of the key's index a key), the sightings a correlated subquery.
+    assert text.count("FROM sighting") == 1 and "sighting.article_id = article.id" in text
     if dialect == "postgresql":
-        assert text.count("= ANY") == 2 and " IN " not in text  # the keys in each of two selects
+        assert text.count("= ANY") == 1 and " IN " not in text and "string_agg(" in text
     else:
-        assert text.count(" IN ") == 2 and "ANY" not in text and "= 1" not in text
+        assert text.count(" IN ") == 1 and "ANY" not in text and "= 1" not in text
+        assert "group_concat(" in text
 
 
 def test_only_psycopg_gets_the_binary_placeholder() -> None:

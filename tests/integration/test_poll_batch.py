@@ -7,6 +7,7 @@ import random
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
@@ -242,16 +243,17 @@ def test_a_deadlocked_batch_is_written_feed_by_feed(
     ids = add_feeds(ctx, [server.url("/a.xml"), server.url("/b.xml")])
     real, calls = pipeline._write, []
 
-    def write(ctx_: Any, session: Any, polls: Any) -> None:
-        calls.append([p.report.feed_id for p in polls])
+    def write(ctx_: Any, session: Any, polls: Any, stored: store.StoredKeys) -> None:
+        calls.append(([p.report.feed_id for p in polls], len(stored.asked)))
         if len(calls) == 1:  # the batch: PostgreSQL picked this transaction
             raise OperationalError("INSERT …", {}, Deadlock("deadlock detected"))
-        real(ctx_, session, polls)
+        real(ctx_, session, polls, stored)
 
     monkeypatch.setattr(pipeline, "_write", write)
     reports = pipeline.poll_feeds(ctx, ids)
     assert [r.outcome for r in reports] == ["ok", "ok"]
-    assert calls == [ids, [ids[0]], [ids[1]]]  # the batch, then one transaction each
+    # The batch with its lookup's 6 keys, then one transaction each, which looks them up again.
+    assert calls == [(ids, 6), ([ids[0]], 0), ([ids[1]], 0)]
     assert count(ctx, Article) == 6
 
 
@@ -264,13 +266,13 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     server.routes["/a.xml"] = Route(feed_body("a", range(10)))
     (a,) = add_feeds(ctx, [server.url("/a.xml")])
     asked: list[int] = []
-    real = store.sighted_keys
+    real = store.stored_keys
 
-    def spy(session: Any, feed_ids: Any, keys: Any) -> Any:
+    def spy(session: Any, keys: Any) -> Any:
         asked.append(len(keys))
-        return real(session, feed_ids, keys)
+        return real(session, keys)
 
-    monkeypatch.setattr(store, "sighted_keys", spy)
+    monkeypatch.setattr(store, "stored_keys", spy)
     pipeline.poll_feeds(ctx, [a])  # first poll: 10 new
     server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
     (second,) = pipeline.poll_feeds(ctx, [a])  # 9 listed on the row: asked about the 2 new only
@@ -349,21 +351,22 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
 ) -> None:
     """Two feeds carry the same items (URL guids: one article each). The second feed's poll
     stores no article twice and records its own sightings, also when the articles are stored
-    by another transaction between its lookup and its insert (the lookup is made to miss)."""
+    by another transaction between its lookup and its insert (the lookup before normalizing,
+    whose ids the write takes, is made to miss: the articles' ``COPY`` then meets them stored
+    and they go by ``INSERT … ON CONFLICT``)."""
     server.routes["/a.xml"] = Route(feed_body("same", range(4)))
     server.routes["/b.xml"] = Route(feed_body("same", range(3)))
     server.routes["/c.xml"] = Route(feed_body("same", range(1, 5)))
     a, b, c = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
     pipeline.poll_feeds(ctx, [a])
     (second,) = pipeline.poll_feeds(ctx, [b])
-    real = store.ids_by_key
-    looked_up: list[list[str]] = []
+    real = store.stored_keys
 
-    def first_lookup_misses(session: Any, keys: list[str]) -> dict[str, int]:
-        looked_up.append(keys)
-        return {} if len(looked_up) == 1 else real(session, keys)
+    def lookup_misses(session: Any, keys: list[str]) -> store.StoredKeys:
+        assert len(real(session, keys).ids) == 3  # items 1-3 are stored
+        return store.StoredKeys(frozenset(keys), {}, set())
 
-    monkeypatch.setattr(store, "ids_by_key", first_lookup_misses)
+    monkeypatch.setattr(store, "stored_keys", lookup_misses)
     (third,) = pipeline.poll_feeds(ctx, [c])
     assert (second.outcome, second.new, third.outcome, third.new) == ("ok", 0, "ok", 1)
     assert count(ctx, Article) == 5
@@ -372,30 +375,71 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
     assert sighting_rows(ctx) == {b: 3, c: 3}
 
 
+def lookup_spies(monkeypatch: pytest.MonkeyPatch) -> tuple[list[int], list[int]]:
+    """From now on, the number of keys of each ``store.stored_keys`` call (the lookup before
+    normalizing) and of each ``store.ids_by_key`` call (the write's)."""
+    asked: list[int] = []
+    looked_up: list[int] = []
+    stored_keys, ids_by_key = store.stored_keys, store.ids_by_key
+
+    def stored_spy(session: Any, keys: list[str]) -> store.StoredKeys:
+        asked.append(len(keys))
+        return stored_keys(session, keys)
+
+    def ids_spy(session: Any, keys: list[str]) -> dict[str, int]:
+        looked_up.append(len(keys))
+        return ids_by_key(session, keys)
+
+    monkeypatch.setattr(store, "stored_keys", stored_spy)
+    monkeypatch.setattr(store, "ids_by_key", ids_spy)
+    return asked, looked_up
+
+
+def test_items_keyed_by_their_title_are_looked_up_by_the_write(
+    ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An item with neither guid nor link is keyed by its title and date, which the lookup
+    before normalizing does not compute: the write looks those keys up itself, so a poll that
+    shows them again stores none twice (the others it takes from that lookup)."""
+    date = format_datetime(datetime(2026, 11, 30, 12, tzinfo=UTC))
+    untitled = [f"<item><title>Storm {i}</title><pubDate>{date}</pubDate></item>" for i in range(3)]
+    urls = [f"https://example.org/s/{s}" for s in range(3)]
+    linked = [item(url, f"Story {s}", "Rain.", url) for s, url in enumerate(urls)]
+    server.routes["/a.xml"] = Route(rss([*untitled, *linked[:2]]))
+    (a,) = add_feeds(ctx, [server.url("/a.xml")])
+    asked, looked_up = lookup_spies(monkeypatch)
+    (first,) = pipeline.poll_feeds(ctx, [a])
+    assert (first.outcome, first.new) == ("ok", 5)
+    assert asked == [2] and looked_up == [3, 0]  # the two linked items; the three untitled
+    server.routes["/a.xml"] = Route(rss([*untitled, *linked]))  # one more linked item
+    asked.clear(), looked_up.clear()
+    (second,) = pipeline.poll_feeds(ctx, [a])
+    # The two linked items are known by the row's fingerprints: only the new one is asked about.
+    assert (second.outcome, second.new) == ("ok", 1)
+    assert asked == [1] and looked_up == [3, 0]
+    assert count(ctx, Article) == 6
+
+
 @pytest.mark.parametrize("chunk", [store.INSERT_CHUNK, 2])
 def test_feeds_of_one_batch_showing_the_same_new_story_store_it_once(
     ctx: pipeline.Context, server: FeedServer, monkeypatch: pytest.MonkeyPatch, chunk: int
 ) -> None:
     """One batch, three feeds, overlapping items, one of them flagged: each article is stored
     once, by the first feed showing it; every other feed showing it gets a sighting; one alert. The whole
-    batch's articles take one lookup (and none for a race, as nothing else is storing). The
-    same in inserts of 2 rows (``store.INSERT_CHUNK``): chunks change nothing but the peak."""
+    batch's articles take one lookup, before normalizing (``store.stored_keys``), whose answer
+    the write takes: none there (and none for a race, as nothing else is storing). The same in
+    inserts of 2 rows (``store.INSERT_CHUNK``): chunks change nothing but the peak."""
     monkeypatch.setattr(store, "INSERT_CHUNK", chunk)
     server.routes["/a.xml"] = Route(feed_body("same", range(4), match=2))
     server.routes["/b.xml"] = Route(feed_body("same", range(2, 6), match=2))
     server.routes["/c.xml"] = Route(feed_body("other", range(3)))
     a, b, c = add_feeds(ctx, [server.url(f"/{n}.xml") for n in ("a", "b", "c")])
-    real, lookups = store.ids_by_key, []
-
-    def spy(session: Any, keys: list[str]) -> dict[str, int]:
-        lookups.append(len(keys))
-        return real(session, keys)
-
-    monkeypatch.setattr(store, "ids_by_key", spy)
+    asked, lookups = lookup_spies(monkeypatch)
     reports = pipeline.poll_feeds(ctx, [a, b, c])
     assert [(r.outcome, r.entries, r.new) for r in reports] == [("ok", 4, 4), ("ok", 4, 2), ("ok", 3, 3)]
     assert [len(r.alert_ids) for r in reports] == [1, 0, 0]
-    assert lookups == [9, 0]  # the batch's 9 distinct articles, then the (empty) race lookup
+    assert asked == [9]  # the batch's 9 distinct articles
+    assert lookups == [0, 0]  # none left for the write, then the (empty) race lookup
     assert count(ctx, Article) == 9 and count(ctx, Alert) == 1
     with db.session_scope(ctx.settings) as session:
         owners = Counter(session.exec(select(Article.feed_id)).all())

@@ -116,7 +116,7 @@ STATEMENTS: dict[tuple[Any, str], Any] = {
     (store, "_LOST_QUEUED"): lambda v: {"b_before": v["now"], "b_limit": 1000},
     # a poll batch's lookups and the full-text request
     (store, "_IDS_BY_KEY"): lambda v: {"b_ids": v["keys"]},
-    (store, "_SIGHTED"): lambda v: {"b_keys": v["keys"]},
+    (store, "_STORED"): lambda v: {"b_keys": v["keys"]},
     (store, "_REQUEST_FULL_TEXT"): lambda v: {"b_ids": v["article_ids"], "b_now": v["now"]},
     (stories, "_STORIES_BY_SIGNATURE"): lambda v: {
         "b_sigs": v["signatures"],

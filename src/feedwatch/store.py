@@ -1067,10 +1067,10 @@ def stored_keys(session: Session, keys: Sequence[str]) -> StoredKeys:
     seen it (the article's own feed, ``Article.feed_id``, and every sighting's).
 
     One probe of the key's unique index a key, then the article's sightings by its id. Until
-    round 68 a poll batch probed it three times for each new item: here for the sightings and
-    again for the articles (a ``UNION`` of two lookups by key), then ``ids_by_key`` in
-    :func:`feedwatch.pipeline.store_batch`, which now takes the ids from here
-    (docs/performance-history.md, round 68). The feeds are not in the ``WHERE`` clause: with them
+    round 68 this was a ``UNION`` of the articles by key and the sightings joined to the
+    articles by key, and :func:`feedwatch.pipeline.store_batch` then looked every new item's key
+    up again (``ids_by_key``); it takes the ids from here now (docs/performance-history.md,
+    round 68). The feeds are not in the ``WHERE`` clause: with them
     PostgreSQL could serve the statement from the feed indexes (every article or sighting of the
     batch's feeds: 4.5 ms a batch with a custom plan); by the keys alone there is one way, the
     key's index. The sightings are a correlated subquery, which PostgreSQL runs for each article

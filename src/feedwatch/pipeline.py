@@ -590,7 +590,7 @@ def _stored_items(ctx: Context, polls: Sequence[_Poll]) -> store.StoredKeys:
         return store.stored_keys(session, list(keys))
 
 
-def _normalize(poll: _Poll, seen: set[tuple[int, str]]) -> None:
+def _normalize(poll: _Poll, seen: frozenset[tuple[int, str]]) -> None:
     """Normalize the entries this feed has not stored yet, but for their languages
     (:func:`_detect_languages`). Normalizing (language detection above all) cost more than
     parsing; an entry seen before in this feed is stored already, with its sighting, matches and

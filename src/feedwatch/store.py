@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cache, partial
 from itertools import groupby
 from operator import itemgetter
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 from weakref import WeakKeyDictionary
 
@@ -1055,11 +1056,11 @@ class StoredKeys(NamedTuple):
     """What :func:`stored_keys` found of the identity keys it was asked about."""
 
     asked: frozenset[str]
-    ids: dict[str, int]  # identity key → article id, for the keys stored
-    seen: set[tuple[int, str]]  # (feed id, key): the feed that stored the article, and each sighting
+    ids: Mapping[str, int]  # identity key → article id, for the keys stored
+    seen: frozenset[tuple[int, str]]  # (feed id, key): the feed that stored the article, and each sighting
 
 
-NO_KEYS = StoredKeys(frozenset(), {}, set())
+NO_KEYS = StoredKeys(frozenset(), MappingProxyType({}), frozenset())
 
 
 def stored_keys(session: Session, keys: Sequence[str]) -> StoredKeys:
@@ -1084,7 +1085,7 @@ def stored_keys(session: Session, keys: Sequence[str]) -> StoredKeys:
         seen.add((feed_id, key))
         if others:
             seen.update((int(other), key) for other in others.split(","))
-    return StoredKeys(frozenset(keys), ids, seen)
+    return StoredKeys(frozenset(keys), ids, frozenset(seen))
 
 
 _STORED = sa_select(

@@ -76,7 +76,7 @@ def test_stored_keys_finds_each_stored_keys_article_and_the_feeds_that_saw_it(se
     found = store.stored_keys(session, some)
     assert found.asked == frozenset(some) and found.ids == {k: ids[k] for k in KEYS[:4]}
     assert found.seen == {(one, KEYS[0]), (two, KEYS[1]), (one, KEYS[2]), (two, KEYS[3])}
-    assert store.stored_keys(session, ["absent"]) == (frozenset(["absent"]), {}, set())
+    assert store.stored_keys(session, ["absent"]) == (frozenset(["absent"]), {}, frozenset())
     assert store.stored_keys(session, []) == store.NO_KEYS
 
 

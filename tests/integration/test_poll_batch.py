@@ -364,7 +364,7 @@ def test_an_article_stored_by_another_feed_gets_this_feeds_sighting(
 
     def lookup_misses(session: Any, keys: list[str]) -> store.StoredKeys:
         assert len(real(session, keys).ids) == 3  # items 1-3 are stored
-        return store.StoredKeys(frozenset(keys), {}, set())
+        return store.StoredKeys(frozenset(keys), {}, frozenset())
 
     monkeypatch.setattr(store, "stored_keys", lookup_misses)
     (third,) = pipeline.poll_feeds(ctx, [c])

@@ -265,14 +265,7 @@ def test_the_database_is_asked_only_about_entries_the_feed_row_does_not_list(
     whichever process polls it."""
     server.routes["/a.xml"] = Route(feed_body("a", range(10)))
     (a,) = add_feeds(ctx, [server.url("/a.xml")])
-    asked: list[int] = []
-    real = store.stored_keys
-
-    def spy(session: Any, keys: Any) -> Any:
-        asked.append(len(keys))
-        return real(session, keys)
-
-    monkeypatch.setattr(store, "stored_keys", spy)
+    asked, _ = lookup_spies(monkeypatch)
     pipeline.poll_feeds(ctx, [a])  # first poll: 10 new
     server.routes["/a.xml"] = Route(feed_body("a", range(1, 12)))
     (second,) = pipeline.poll_feeds(ctx, [a])  # 9 listed on the row: asked about the 2 new only

@@ -35,7 +35,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from real_ingest import farm_bodies
-from run import REAL_FEEDS, Service, postgres_database, wal_between, wal_reading
+from run import REAL_FEEDS, Service, postgres_database, server_reading, wal_between
 
 
 def drafts_of(bodies: Iterable[bytes]) -> list[Any]:
@@ -78,7 +78,7 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             session.commit()
             assert feed.id is not None
             rows = [(feed.id, d) for d in drafts]
-            before = wal_reading(service)
+            before = server_reading(service)
             psycopg.copy.LibpqWriter.write = counted  # type: ignore[method-assign]
             try:
                 stored = len(store.insert_articles(session, rows, datetime.now(UTC), set()))
@@ -87,7 +87,7 @@ def stored_bytes(drafts: list[Any]) -> dict[str, Any]:
             session.commit()
         if not sent[0]:  # the INSERT fallback ran, or the COPY went another way: no figure
             raise RuntimeError("article_bytes: the articles were not sent by COPY")
-        wal = wal_between(before, wal_reading(service), stored)
+        wal = wal_between(before, server_reading(service), stored)
         assert wal is not None  # PostgreSQL
         ((size,),) = service.execute("SELECT pg_total_relation_size('article')")
         service.engine.dispose()

@@ -65,8 +65,8 @@ from run import (
     insert_feeds,
     log,
     postgres_database,
+    server_reading,
     wal_between,
-    wal_reading,
 )
 
 #: ``status.db_status`` runs a database a size (the median is reported).
@@ -78,7 +78,7 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
     from feedwatch import pipeline
 
     size = service.settings.poll_batch_size
-    cpu, pg, wal = time.process_time(), postgres_cpu(service), wal_reading(service)
+    cpu, pg, wal = time.process_time(), postgres_cpu(service), server_reading(service)
     wall = time.perf_counter()
     stored = 0
     for k in range(0, len(feed_ids), size):
@@ -86,7 +86,7 @@ def ingest_round(service: Service, ctx: Any, feed_ids: list[int]) -> dict[str, A
     wall = time.perf_counter() - wall
     cpu = time.process_time() - cpu
     pg = postgres_cpu(service) - pg
-    written = wal_between(wal, wal_reading(service), stored)
+    written = wal_between(wal, server_reading(service), stored)
     if stored == 0:
         raise SystemExit("a round stored no article: the farm's ingest feeds brought nothing new")
     assert written is not None  # PostgreSQL's

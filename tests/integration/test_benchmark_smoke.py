@@ -39,6 +39,7 @@ def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> 
     for window in windows:
         assert window[rate] > 0, window
         assert window["wal"]["bytes_each"] > 0, window  # each window's WAL, not only the first's
+        assert window["pool"]["allocated_each"] >= 0, window  # and its buffer pool's traffic
         assert window["ratio"] == round(window[rate] / window[key], 3)
         assert window["steady"] is (window[spread] <= 0.10)
     steady = [w["ratio"] for w in windows if w["steady"]]
@@ -159,6 +160,14 @@ def test_quick_json_shape() -> None:
     for figures in (poll, ingest):  # the server's WAL over the window, a poll or an item, and its checkpoints
         wal = figures["wal"]
         assert wal["bytes_each"] > 0 and wal["checkpoints_timed"] >= 0 and wal["checkpoints_requested"] >= 0
+    for figures in (poll, ingest):  # the buffer pool's pages brought in and written out, a poll or an item
+        pool = figures["pool"]
+        assert pool["allocated_each"] >= 0, pool
+        assert set(pool["written_each"]) == {"by_backends", "by_bgwriter", "by_checkpoints"}
+        assert all(v >= 0 for v in pool["written_each"].values()), pool
+    assert ingest["pool"]["allocated_each"] > 0, ingest["pool"]  # its new articles took new pages
+    # The window's two article counts, each right after its commit, outside the window's CPU.
+    assert set(ingest["count_s"]) == {"start", "end"} and min(ingest["count_s"].values()) >= 0
     for figures in (poll, ingest):  # PostgreSQL's share by its processes: its backends ran statements
         assert figures["postgres_cores_by_kind"]["backends"] > 0, figures["postgres_cores_by_kind"]
     # The feeds worker's share while polling, its pool's children (the polls) and its main process.

@@ -243,15 +243,28 @@ def canonical_url(url: str, base: str | None = None) -> str | None:
     Others are cached: a feed re-polled after a change shows mostly the links it showed last
     time, and w3lib's canonicalization (~20-40 µs) was a tenth of a poll batch's CPU."""
     plain = _PLAIN_URL.fullmatch(url)
-    if plain and kept_port(plain["scheme"], plain["port"]) is not None:
+    if plain and kept_port(plain["scheme"], plain["port"]) is not None and _named_or_quad(plain["host"]):
         return url
     return _canonical_url(url, base)
 
 
 _PLAIN_URL = re.compile(
-    r"(?P<scheme>https?)://(?:[a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63}(?::(?P<port>[1-9][0-9]{0,4}))?"
+    r"(?P<scheme>https?)://(?P<host>(?:[a-z0-9-]{1,63}\.)*[a-z0-9-]{1,63})(?::(?P<port>[1-9][0-9]{0,4}))?"
     r"/(?:[A-Za-z0-9_~-][A-Za-z0-9._~-]*(?:/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/?)?"
 )
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_DOTTED_QUAD = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
+
+
+def _named_or_quad(host: str) -> bool:
+    """Whether the full canonicalization leaves ``host`` as it is: a name, or an IPv4 address
+    already written as four decimal octets. A host whose last label is a number (``0``,
+    ``127.1``, ``0x7f.1``) is an IPv4 address to the WHATWG URL standard, which w3lib follows
+    since 2.6 and rewrites it (``http://0/`` is ``http://0.0.0.0/``) or refuses it."""
+    last = host.rpartition(".")[2]
+    if not (last.isdigit() or last.startswith("0x")):
+        return True
+    return _DOTTED_QUAD.fullmatch(host) is not None
 
 
 @lru_cache(maxsize=32_768)

@@ -103,6 +103,19 @@ def test_generated_urls(url: str, base: str | None) -> None:
         "https://a.example/%41",
         "https://a.example/x?utm_source=rss",
         "https://a.example/x#top",
+        # A last label that is a number makes the host an IPv4 address (WHATWG; w3lib since 2.6),
+        # rewritten or refused; four decimal octets are left as they are.
+        "http://0/",
+        "http://127.1/",
+        "http://0x7f.1/x",
+        "http://1.2.3/",
+        "http://01.2.3.4/",
+        "http://1.2.3.4/",
+        "http://256.1.1.1/",
+        "http://09/",
+        "http://a.0/",
+        "http://a.0xg/",
+        "http://a.b1/",
     ],
 )
 def test_edges_of_the_fast_path(url: str) -> None:

@@ -4,8 +4,9 @@ Most feeds carry a title and a one-line teaser; the sentence that makes a story 
 often in paragraph three. This module turns the fetched page into the story's text, the way
 Media Cloud and Miniflux do:
 
-1. Decode: BOM, then the HTTP ``Content-Type`` charset, then ``<meta charset>``, then a guess
-   (w3lib's browser-like order; charset-normalizer guesses). Bodies that are not HTML
+1. Decode: BOM, then the HTTP ``Content-Type`` charset, then ``<meta charset>``, then UTF-8 if
+   the bytes are valid UTF-8, then a guess from the bytes and the URL's top-level domain (w3lib's
+   browser-like order, as Firefox does, since w3lib 2.6). Bodies that are not HTML
    (JSON, PDF, images…) fail as ``not_html``.
 2. trafilatura first (main-text detection with its own readability/jusText fallbacks; comments,
    navigation, ads and tables dropped), with the page's title, author and date.
@@ -101,7 +102,7 @@ def extract(
     time_limit: float | None = None,
 ) -> ExtractedText:
     """The main text of an article page; raises :class:`ExtractionError` when there is none."""
-    html = decode_html(body, content_type)[:max_chars]
+    html = decode_html(body, content_type, url)[:max_chars]
     declared = _page_language(html)
     note: str | None = None
     found: dict[str, Any] | None = None
@@ -133,24 +134,19 @@ def extract(
     )
 
 
-def decode_html(body: bytes, content_type: str | None) -> str:
-    """The page as text, decoded the way a browser would; ``not_html`` for other media."""
+def decode_html(body: bytes, content_type: str | None, url: str | None = None) -> str:
+    """The page as text, decoded the way a browser would (``url`` informs the last guess: a
+    ``.ru`` page without a declared charset is likelier windows-1251); ``not_html`` for other
+    media."""
     mtype = (content_type or "").split(";", 1)[0].strip().lower()
     if mtype not in _HTML_TYPES:
         raise ExtractionError("not_html", f"content-type {mtype!r}")
-    _, text = html_to_unicode(content_type, body, auto_detect_fun=_guess_encoding)
+    _, text = html_to_unicode(content_type, body, url=url)
     head = text[:2048].lstrip().lower()
     if not head.startswith("<") or "\x00" in head:
         raise ExtractionError("not_html", "the body does not start with markup")
     # lxml refuses str input that carries its own encoding declaration; it is decoded already.
     return str(_XML_DECL.sub("", text, count=1))
-
-
-def _guess_encoding(body: bytes) -> str | None:
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(body[:20_000]).best()
-    return best.encoding if best is not None else None
 
 
 def _trafilatura(html: str, url: str | None) -> dict[str, Any] | None:

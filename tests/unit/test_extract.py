@@ -20,7 +20,7 @@ from support.article_pages import (
 )
 
 from feedwatch import extract as extract_module
-from feedwatch.extract import MAX_TEXT_BYTES, ExtractionError, extract, paragraphs
+from feedwatch.extract import MAX_TEXT_BYTES, ExtractionError, decode_html, extract, paragraphs
 from feedwatch.normalize import html_to_text
 from feedwatch.rules import Rulebook, load_rulebook
 
@@ -61,6 +61,20 @@ def test_cyrillic_windows_1251(content_type: str | None) -> None:
     assert body.decode("cp1251").startswith("<!DOCTYPE")
     found = extract(body, None, content_type=content_type)
     assert BODY_ONLY_RU.paragraphs[2] in found.text
+
+
+UNDECLARED = (
+    "<!DOCTYPE html><html><head><title>Новости</title></head><body><p>Министр иностранных дел"
+    " России встретился с коллегой из Азербайджана в Баку, чтобы обсудить вопросы двусторонних"
+    " отношений и региональной безопасности.</p></body></html>"
+)
+
+
+@pytest.mark.parametrize("encoding", ["cp1251", "koi8-r", "utf-8"])
+@pytest.mark.parametrize("url", [None, "https://lenta.example.ru/news/1"])
+def test_a_page_without_a_declared_charset_is_guessed(encoding: str, url: str | None) -> None:
+    # No BOM, no charset in the header or the page: w3lib guesses as a browser does.
+    assert decode_html(UNDECLARED.encode(encoding), "text/html", url) == UNDECLARED
 
 
 @pytest.mark.parametrize(

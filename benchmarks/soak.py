@@ -13,7 +13,7 @@ where it is watched at work over many of its runs.
 The real service (docker-compose.yml's workers and beat, Redis db 7, a scratch PostgreSQL
 database) polls ``--feeds`` feeds of the farm's steady mix (70 % 304, 20 % unchanged, 10 % with
 2 new items of 50) at ``--rate`` polls/s, each feed every ``feeds / rate`` seconds. 1,000
-polls/s for 30 minutes is 1.8 million polls: 10,000 feeds polled every ten minutes for 50
+polls/s for 30 minutes is 1.8 million polls: 10,000 feeds polled every ten minutes for 30
 hours. Every step (``--step``, 60 s) it records:
 
 - ``polls_per_s``, the farm's count, and ``behind``: feeds due more than five seconds ago and

@@ -33,6 +33,11 @@ hours. Every step (``--step``, 60 s) it records:
 - ``feed_heap_mb``, ``feed_indexes_mb``, ``feed_dead_rows``, ``articles``, ``database_mb``;
 - ``upkeeps``: each ``db.upkeep`` the feeds worker logged in the step, its seconds and what it
   vacuumed and analyzed;
+- ``ticks``: the ticks each worker that consumes ``default`` ran in the step (``feeds``,
+  ``alerts_worker``), and ``flagged``: the flagged items the feeds worker's polls found
+  (``items``) and the poll batches they fell in (``batches``). Neither is a poll's own work, but
+  both move the feeds worker's cost a poll: in round 70's soak the feeds worker took more of the
+  ticks as the run went on, and the same flagged items fell into more batches (:func:`logged`);
 - ``feeds_rss_mb``: the feeds worker's pool children, their resident memory at the step's end.
 
 ``drift`` divides each figure's median over the last third of the steps by the first third's
@@ -107,6 +112,9 @@ DRIFTING = {
 
 #: The roles whose CPU a poll a step records: the service's two that poll, and the farm.
 COSTING = ("feeds", "postgres", "farm")
+
+#: The workers that consume ``default``, where the beat sends the tick: a step counts each one's.
+TICKING = ("feeds", "alerts_worker")
 
 
 def us_a_poll(start: Any, end: Any, polls: int) -> dict[str, float | None]:
@@ -251,20 +259,35 @@ def behind(service: Service) -> int:
     return int(n)
 
 
-def upkeeps(log_path: Path, offset: int) -> tuple[list[dict[str, Any]], int]:
-    """The ``db.upkeep`` lines the worker logged after ``offset`` (JSON logs), and the new offset."""
+def logged(log_path: Path, offset: int) -> tuple[dict[str, Any], int]:
+    """What a worker logged after ``offset`` (JSON logs), and the new offset: its ``db.upkeep``
+    runs (``upkeeps``), the ticks it ran (``ticks``: both workers consume ``default``, where the
+    beat sends them, and which of the two takes them moves over a run: round 70), and its polls'
+    flagged items (``flagged.items``) with the poll tasks they fell in (``flagged.batches``: each
+    such batch pays the alert path's fixed costs once, a story lookup and a message of alerts among
+    them). A batch whose lines fall on both sides of a step counts in both. Only whole lines are
+    read: a line the worker is still writing is read with the next step."""
     with log_path.open("rb") as fh:
         fh.seek(offset)
         text = fh.read()
-    found = []
+    text = text[: text.rfind(b"\n") + 1]
+    found: dict[str, Any] = {"upkeeps": [], "ticks": 0}
+    flagged, batches = 0, set()
     for line in text.splitlines():
-        if b'"db.upkeep"' not in line:
+        if not any(event in line for event in (b'"db.upkeep"', b'"tick"', b'"feed.polled"')):
             continue
         with contextlib.suppress(ValueError):
             entry = json.loads(line[line.index(b"{") :])
-            if entry.get("event") == "db.upkeep":
+            event = entry.get("event")
+            if event == "db.upkeep":
                 keys = ("seconds", "vacuumed", "analyzed", "left", "story_keys_pruned")
-                found.append({k: entry[k] for k in keys if k in entry})
+                found["upkeeps"].append({k: entry[k] for k in keys if k in entry})
+            elif event == "tick":
+                found["ticks"] += 1
+            elif event == "feed.polled" and entry.get("flagged"):
+                flagged += entry["flagged"]
+                batches.add(entry.get("task_id"))
+    found["flagged"] = {"items": flagged, "batches": len(batches)}
     return found, offset + len(text)
 
 
@@ -357,8 +380,8 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             log(f"soak: every feed polled once in {warm:.1f}s; offering {args.rate:g} polls/s")
             reschedule(service, "poll", args.feeds / args.rate, sampler, rate=args.rate)
             probes = feed_ids(service, "probe")
-            feeds_log = next(p for p in service.procs if role_of(p) == "feeds")
-            offset = feeds_log.log_path.stat().st_size
+            logs = {p: p.log_path.stat().st_size for p in service.procs if role_of(p) in TICKING}
+            feeds_log = next(p for p in logs if role_of(p) == "feeds")
             pending: dict[int, Any] = {}
             windows = spy_steps(args.steps, args.spy_steps)
             spied: dict[str, dict[str, Any]] = {}
@@ -386,7 +409,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     )
                 cores, idle, seconds = end_cpu.since(cpu)
                 rate = (end_hits - hits) / seconds
-                found, offset = upkeeps(feeds_log.log_path, offset)
+                seen = {}
+                for proc, offset in logs.items():
+                    seen[role_of(proc)], logs[proc] = logged(proc.log_path, offset)
                 costs = us_a_poll(cpu, end_cpu, end_hits - hits)
                 step: dict[str, Any] = {
                     "step": n + 1,
@@ -397,7 +422,9 @@ def soak(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
                     "us_a_poll": costs,
                     "claim": claim(service),
                     **tables(service),
-                    "upkeeps": found,
+                    "upkeeps": seen["feeds"]["upkeeps"],
+                    "ticks": {role: seen[role]["ticks"] for role in TICKING},
+                    "flagged": seen["feeds"]["flagged"],
                     "feeds_rss_mb": max(children_rss_mb(feeds_log), default=None),
                 }
                 if pending:  # the last step's probes: all due a step ago, delivered by now

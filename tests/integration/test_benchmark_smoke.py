@@ -36,6 +36,8 @@ def check_windows(figures: dict[str, Any], rate: str, key: str, spread: str) -> 
     assert len(windows) == 2
     assert windows[0][f"{key}_after"] == windows[1][f"{key}_before"]
     assert windows[0][rate] == figures[rate] and windows[0][key] == figures[key]
+    # The server's figures too are the first window's: each window carries its own reading.
+    assert windows[0]["wal"] == figures["wal"] and windows[0]["pool"] == figures["pool"], windows[0]
     for window in windows:
         assert window[rate] > 0, window
         assert window["wal"]["bytes_each"] > 0, window  # each window's WAL, not only the first's
@@ -299,6 +301,10 @@ def test_soak_json_shape() -> None:
                 ), (role, step)
         # The ratio of the unrounded costs: near the ratio of the rounded ones.
         assert abs(costs["feeds_over_farm"] - costs["feeds"] / costs["farm"]) < 0.01, step
+    for step in steps:  # the tick twice a second, run by one of the two workers that consume default
+        assert set(step["ticks"]) == {"feeds", "alerts_worker"} and sum(step["ticks"].values()) > 0, step
+        assert 0 <= step["flagged"]["batches"] <= step["flagged"]["items"], step
+    assert sum(s["flagged"]["items"] for s in steps) > 0  # the probes' items at least
     runs = [u for s in steps for u in s["upkeeps"]]
     summary = result["summary"]
     assert summary["upkeep"]["runs"] == len(runs) >= 3  # the task logs, where autovacuum is on too

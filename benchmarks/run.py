@@ -970,7 +970,8 @@ def insert_feeds(
     # A 304 feed's body hash too: its every 20th poll goes without validators
     # (feedstate.UNCONDITIONAL_EVERY) and must find the body it already stored.
     for i, state in zip(seeded, parsed_state(group, seeded, port), strict=True):
-        rows[i]["body_hash"], rows[i]["entry_fingerprints"], rows[i]["item_spans"] = state
+        row = rows[i]
+        row["body_hash"], row["entry_fingerprints"], row["item_spans"], row["body_bytes"] = state
     with service.engine.begin() as conn:
         conn.execute(insert(Feed), rows)
         seed_conditional_counts(conn, [rows[i]["config_url"] for i in seeded])
@@ -994,15 +995,18 @@ def seed_conditional_counts(conn: Any, urls: list[str]) -> None:
         conn.execute(phase, [{"fid": i, "n": unconditional_phase(i)} for i in ids])
 
 
-def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[str, bytes, bytes | None]]:
+def parsed_state(group: Group, indexes: list[int], port: int) -> list[tuple[str, bytes, bytes | None, int]]:
     """What a poll that parsed each of these feeds' constant bodies stored in its row: the
-    body's hash, the entries' fingerprints and the item spans (``Feed.body_hash``,
-    ``Feed.entry_fingerprints``, ``Feed.item_spans``), as a feed in service holds them. A 304 or
-    unchanged poll never reads the last two, but it reads and writes back the row that holds
-    them, ~1.6 KB for 50 items (round 33: seeded bare until then, such rows cost PostgreSQL
-    ~5 µs a 304 less than a deployment's). One render and one parse a feed, on both cores (the
-    hash was taken from a second render in the runner's own process until round 52: ~10 s of
-    setup for the 9,000 seeded feeds on that round's slowest machine)."""
+    body's hash, the entries' fingerprints, the item spans and the body's size
+    (``Feed.body_hash``, ``Feed.entry_fingerprints``, ``Feed.item_spans``, ``Feed.body_bytes``),
+    as a feed in service holds them. A 304 or unchanged poll never reads the middle two, but it
+    reads and writes back the row that holds them, ~1.6 KB for 50 items (round 33: seeded bare
+    until then, such rows cost PostgreSQL ~5 µs a 304 less than a deployment's). The tick cuts
+    its poll messages by the size (round 71: without it a 304 feed counted as
+    ``pipeline.UNKNOWN_BODY_BYTES`` until its first unconditional poll, and the first capacity
+    window sent smaller messages than the later ones). One render and one parse a feed, on both
+    cores (the hash was taken from a second render in the runner's own process until round 52:
+    ~10 s of setup for the 9,000 seeded feeds on that round's slowest machine)."""
     from feedwatch import pipeline  # noqa: F401  (loaded before the fork: the children find it)
 
     if not indexes:
@@ -1029,7 +1033,7 @@ def pool_starmap(
         pool.join()
 
 
-def _parsed_state(group: Group, index: int, port: int) -> tuple[str, bytes, bytes | None]:
+def _parsed_state(group: Group, index: int, port: int) -> tuple[str, bytes, bytes | None, int]:
     from feedwatch import known
     from feedwatch.parse import parse_feed
     from feedwatch.pipeline import body_hash
@@ -1037,7 +1041,7 @@ def _parsed_state(group: Group, index: int, port: int) -> tuple[str, bytes, byte
     body = constant_body(group, index, port)
     url = farm_url(port, group.name, index, group.hosts)
     parsed = parse_feed(body, headers={"content-type": CONTENT_TYPE}, url=url)
-    return body_hash(body), known.fingerprints(parsed), parsed.spans
+    return body_hash(body), known.fingerprints(parsed), parsed.spans, len(body)
 
 
 def feed_ids(service: Service, group: str) -> list[int]:

@@ -188,9 +188,8 @@ def tick(ctx: Context) -> TickReport:
     most_of_origin = origin_most(s)
     batches = [
         piece
-        for batch in split_batches(list(healthy), s.poll_batch_size, s.poll_min_batches)
-        for part in cut_by_bytes(batch, [healthy[f] for f in batch], s.poll_batch_bytes)
-        for piece in cut_by_origin(part, [origins[f] for f in part], most_of_origin)
+        for batch in poll_batches(healthy, s.poll_batch_size, s.poll_batch_bytes, s.poll_min_batches)
+        for piece in cut_by_origin(batch, [origins[f] for f in batch], most_of_origin)
     ] + [[f] for f in suspect]
     unsent: list[int] = []
     for batch in batches:
@@ -276,6 +275,29 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
     return [list(ids[bounds[k] : bounds[k + 1]]) for k in range(count)]
 
 
+def poll_batches(sizes: Mapping[int, int], most: int, most_bytes: int, least_batches: int) -> list[list[int]]:
+    """A tick's due feeds (``sizes``: each id, in order, with its last body's bytes) in poll
+    messages of at most ``most`` feeds and ``most_bytes``: ``split_batches``' near-equal batches
+    where each fits the byte bound, and otherwise as few messages as the two bounds allow, each
+    full but the last (a feed larger than ``most_bytes`` goes alone). Where that is fewer than
+    the spread ``split_batches`` makes of a few due feeds, its batches are cut by bytes instead.
+
+    Cut by count first and by bytes second, every batch past the byte bound went as two
+    messages, a full one and the rest: 200 feeds of the shared corpus's sizes (60 KB on average)
+    as ~140 and ~60 at the defaults, and the benchmark's 304 feeds before their first body
+    (``UNKNOWN_BODY_BYTES``) as 144 and 56, where a message has a fixed cost of its own (round
+    71 in docs/performance-history.md). Never more messages than that cut made: no cut into
+    consecutive runs within both bounds has fewer than the greedy one."""
+    ids = list(sizes)
+    even = split_batches(ids, most, least_batches)
+    if all(len(batch) == 1 or sum(sizes[f] for f in batch) <= most_bytes for batch in even):
+        return even
+    runs = cut_by_bytes(ids, [sizes[f] for f in ids], most_bytes, most_items=most)
+    if len(runs) >= len(even):
+        return runs
+    return [part for batch in even for part in cut_by_bytes(batch, [sizes[f] for f in batch], most_bytes)]
+
+
 #: The share of a poll task's soft time limit that the pacing of one host's requests may take.
 ORIGIN_PACING_SHARE = 0.5
 
@@ -324,9 +346,11 @@ def cut_by_origin(items: Sequence[T], origins: Sequence[str | None], most: int |
 UNKNOWN_BODY_BYTES = 64 << 10
 
 
-def cut_by_bytes(items: Sequence[T], sizes: Sequence[int], most: int) -> list[list[T]]:
-    """``items`` in consecutive runs whose ``sizes`` add up to ``most`` at most; an item larger
-    than ``most`` is a run of its own.
+def cut_by_bytes(
+    items: Sequence[T], sizes: Sequence[int], most: int, most_items: int | None = None
+) -> list[list[T]]:
+    """``items`` in consecutive runs whose ``sizes`` add up to ``most`` at most (and of at most
+    ``most_items`` items); an item larger than ``most`` is a run of its own.
 
     A poll batch holds its feeds' bodies, parsed entries and drafts together, so
     ``poll_batch_size`` alone bounds a worker's memory only for feeds of a known size: one batch
@@ -340,7 +364,7 @@ def cut_by_bytes(items: Sequence[T], sizes: Sequence[int], most: int) -> list[li
     run: list[T] = []
     total = 0
     for item, size in zip(items, sizes, strict=True):
-        if run and total + size > most:
+        if run and (total + size > most or (most_items is not None and len(run) >= most_items)):
             runs.append(run)
             run, total = [], 0
         run.append(item)

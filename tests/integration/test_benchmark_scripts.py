@@ -228,6 +228,28 @@ def test_host_rounds_json_shape() -> None:
         assert by_keep["15"] >= by_keep["60"] >= by_keep["600"] and by_keep["600"] < by_keep["15"]
 
 
+def test_batch_messages_json_shape() -> None:
+    """``benchmarks/batch_messages.py`` counts the poll messages of a tick of 2,000 due feeds:
+    the farm's sized feeds fit the default byte bound in batches of 200 (the same cut either
+    way); its first window's feeds, seven in ten unsized, went in 20 messages and go in 14; the
+    corpus's sizes, where the shared corpus is present, never in more messages than before."""
+    result = bench_json("batch_messages.py", "--feeds", "2000", "--bytes", str(6 << 20), timeout=120)
+    assert (result["feeds"], result["poll_batch_size"]) == (2000, 200)
+    mixes = result["mixes"]
+    default, six = mixes["farm"]["by_bound"]
+    assert (default["batch_bytes"], six["batch_bytes"]) == (8 << 20, 6 << 20)
+    assert default["messages"] == {"count_then_bytes": 10, "poll_batches": 10} and default["ratio"] == 1.0
+    assert six["messages"]["count_then_bytes"] == 20 and six["messages"]["poll_batches"] < 20
+    first = mixes["farm_first_window"]["by_bound"][0]
+    assert first["messages"] == {"count_then_bytes": 20, "poll_batches": 14} and first["ratio"] == 0.7
+    assert first["feeds_a_message"] == {"count_then_bytes": 100.0, "poll_batches": 142.9}
+    if not (SHARED / "corpus" / "feeds").is_dir():
+        assert "skipped" in mixes["corpus"]
+    else:
+        for bound in mixes["corpus"]["by_bound"]:
+            assert bound["messages"]["poll_batches"] <= bound["messages"]["count_then_bytes"]
+
+
 def test_language_calls_json_shape() -> None:
     """``benchmarks/language_calls.py`` for two rounds: both ways timed, the ratio their figures
     give, and the same languages either way."""
@@ -240,9 +262,9 @@ def test_language_calls_json_shape() -> None:
 
 def test_seeded_feed_rows_hold_what_a_parse_stored() -> None:
     """``run.parsed_state`` seeds a 304 or unchanged feed's row as a poll that parsed its body
-    left it: the fingerprints of its items, and item spans from which the next parse of the
-    same body keeps every item and parses none (so the record is the service's own, not bytes
-    of the right size)."""
+    left it: the fingerprints of its items, item spans from which the next parse of the same
+    body keeps every item and parses none (so the record is the service's own, not bytes of the
+    right size), and the body's size."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import run  # type: ignore[import-not-found]
     from farm import CONTENT_TYPE, Group, constant_body  # type: ignore[import-not-found]
@@ -253,9 +275,12 @@ def test_seeded_feed_rows_hold_what_a_parse_stored() -> None:
     group = Group(name="poll", feeds=12, mix={"304": 0.5, "unchanged": 0.5}, items=50, new_items=2)
     indexes = [1, 4, 7]
     port = 8123
-    for index, (digest, prints, spans) in zip(indexes, run.parsed_state(group, indexes, port), strict=True):
+    states = run.parsed_state(group, indexes, port)
+    for index, (digest, prints, spans, size) in zip(indexes, states, strict=True):
         # The hash the service takes of the body the farm serves: the unconditional poll finds it.
         assert digest == pipeline.body_hash(constant_body(group, index, port))
+        # The size the tick cuts its messages by, as a poll of that body records it.
+        assert size == len(constant_body(group, index, port)) > 40_000
         assert len(prints) == 50 * known.SIZE and spans
         url = run.farm_url(port, group.name, index, group.hosts)
         again = parse_feed(

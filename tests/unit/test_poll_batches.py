@@ -1,17 +1,19 @@
-"""How a tick splits its due feeds into poll messages (``pipeline.split_batches``), how a batch
-is cut by its feeds' body sizes (``pipeline.cut_by_bytes``: the tick by their last sizes, a worker
-by what it fetched), and by how many feeds of one origin its host's pacing lets start in time
+"""How a tick splits its due feeds into poll messages by count and by their last bodies' bytes
+(``pipeline.split_batches``, ``pipeline.poll_batches``), how a batch is cut by its feeds' body
+sizes (``pipeline.cut_by_bytes``: the tick by their last sizes, a worker by what it fetched),
+and by how many feeds of one origin its host's pacing lets start in time
 (``pipeline.cut_by_origin``, ``pipeline.origin_most``)."""
 
 from __future__ import annotations
 
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from feedwatch.pipeline import cut_by_bytes, cut_by_origin, origin_most, split_batches
+from feedwatch.pipeline import cut_by_bytes, cut_by_origin, origin_most, poll_batches, split_batches
 from feedwatch.settings import Settings
 
 
@@ -63,6 +65,64 @@ def test_runs_by_bytes_cover_every_item_once_in_order_and_are_as_long_as_the_bud
         assert run and (total <= most or len(run) == 1)  # over the budget: one item alone
         if k + 1 < len(runs):  # a run ends only where the next item would not fit
             assert total + sizes[runs[k + 1][0]] > most
+
+
+@given(
+    data=st.data(),
+    n=st.integers(0, 400),
+    most=st.integers(1, 120),
+    most_bytes=st.integers(1, 60_000),
+    least=st.integers(1, 8),
+)
+def test_poll_messages_keep_both_bounds_and_are_never_more_than_a_cut_by_count_then_bytes(
+    data: st.DataObject, n: int, most: int, most_bytes: int, least: int
+) -> None:
+    # The length drawn first: lists drawn whole are mostly a few items long, too few for a tick
+    # of several batches.
+    sizes = data.draw(st.lists(st.integers(0, 5000), min_size=n, max_size=n))
+    ids = list(range(1000, 1000 + len(sizes)))
+    size_of = dict(zip(ids, sizes, strict=True))
+    batches = poll_batches(size_of, most, most_bytes, least)
+    assert [f for b in batches for f in b] == ids
+    assert all(0 < len(b) <= most for b in batches)
+    assert all(len(b) == 1 or sum(size_of[f] for f in b) <= most_bytes for b in batches)
+    even = split_batches(ids, most, least)
+    before = [part for b in even for part in cut_by_bytes(b, [size_of[f] for f in b], most_bytes)]
+    assert len(batches) <= len(before)
+    fewest = len(cut_by_bytes(ids, sizes, most_bytes, most_items=most))
+    if before == even:  # no batch past the byte bound: the same
+        assert batches == before
+    elif fewest >= len(even):  # as few as both bounds allow: every message full but the last
+        assert len(batches) == fewest
+        for b, after in pairwise(batches):
+            assert len(b) == most or sum(size_of[f] for f in b) + size_of[after[0]] > most_bytes
+    else:  # fewer than the spread: the spread's batches, cut by bytes
+        assert batches == before
+
+
+def test_poll_messages_past_the_byte_bound_go_full_not_a_full_one_and_the_rest() -> None:
+    """Eight feeds of 3 bytes, 4 feeds and 10 bytes a message: cut by count, then by bytes, they
+    went as 3 + 1 + 3 + 1; now as 3 + 3 + 2. The benchmark's first capacity window, 304 feeds
+    not yet sized (64 KiB) among feeds of ~41 KB, went 143 + 57 a batch of 200: 2,000 such feeds
+    in 20 messages, now 14."""
+    sizes = dict.fromkeys(range(8), 3)
+    assert poll_batches(sizes, 4, 10, 1) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    farm = {f: (64 << 10) if f % 10 < 7 else 41_400 for f in range(2000)}
+    assert [len(b) for b in poll_batches(farm, 200, 8 << 20, 4)] == [143, 143, 144] * 4 + [143, 137]
+
+
+def test_poll_messages_within_the_byte_bound_are_split_batches_own() -> None:
+    """Where every near-equal batch fits the byte bound nothing changes: 101 feeds are 51 + 50,
+    and a few due feeds are spread over the workers, each batch cut by bytes if it must be."""
+    assert [len(b) for b in poll_batches(dict.fromkeys(range(101), 10), 100, 10_000, 1)] == [51, 50]
+    assert poll_batches(dict.fromkeys(range(100), 1), 100, 1000, 4) == split_batches(list(range(100)), 100, 4)
+    # Four batches of 25 for the spread; the first holds a feed of 900 bytes and is cut by bytes
+    # (the cut by both bounds at once would make two messages, fewer than the spread).
+    sizes = dict.fromkeys(range(100), 1) | {3: 900}
+    assert [len(b) for b in poll_batches(sizes, 100, 910, 4)] == [11, 14, 25, 25, 25]
+    sizes |= {4: 900}
+    assert [len(b) for b in poll_batches(sizes, 100, 910, 4)] == [4, 11, 10, 25, 25, 25]
+    assert poll_batches({}, 100, 1000, 4) == []
 
 
 def test_a_feed_larger_than_the_budget_goes_alone() -> None:

@@ -6,7 +6,7 @@ docs/performance-history.md: ~3.5 ms of the machine a message, 19 µs a poll bet
 100 and 200). The tick cuts its due feeds by count (``poll_batch_size``) and by their last
 bodies' bytes (``poll_batch_bytes``). Until round 71 it cut by count first and by bytes second,
 so every batch past the byte bound went as two messages, a full one and the rest;
-``pipeline.poll_batches`` cuts by both at once where the bytes bind.
+``pipeline.poll_batches`` cuts by both at once where that makes fewer messages.
 
 For each size mix, ``--feeds`` due feeds in one tick (an origin each, as in the benchmark's
 farm), this prints one JSON object: the messages and feeds a message of the old cut and of

@@ -277,25 +277,24 @@ def split_batches(ids: Sequence[int], most: int, least_batches: int) -> list[lis
 
 def poll_batches(sizes: Mapping[int, int], most: int, most_bytes: int, least_batches: int) -> list[list[int]]:
     """A tick's due feeds (``sizes``: each id, in order, with its last body's bytes) in poll
-    messages of at most ``most`` feeds and ``most_bytes``: ``split_batches``' near-equal batches
-    where each fits the byte bound, and otherwise as few messages as the two bounds allow, each
-    full but the last (a feed larger than ``most_bytes`` goes alone). Where that is fewer than
-    the spread ``split_batches`` makes of a few due feeds, its batches are cut by bytes instead.
+    messages of at most ``most`` feeds and ``most_bytes``: ``split_batches``' near-equal batches,
+    each cut by bytes where it passes the bound, unless cutting by both bounds at once makes
+    fewer messages (each full but the last) and still at least the spread ``split_batches``
+    makes of a few due feeds. A feed larger than ``most_bytes`` goes alone.
 
     Cut by count first and by bytes second, every batch past the byte bound went as two
     messages, a full one and the rest: 200 feeds of the shared corpus's sizes (60 KB on average)
     as ~140 and ~60 at the defaults, and the benchmark's 304 feeds before their first body
-    (``UNKNOWN_BODY_BYTES``) as 144 and 56, where a message has a fixed cost of its own (round
-    71 in docs/performance-history.md). Never more messages than that cut made: no cut into
-    consecutive runs within both bounds has fewer than the greedy one."""
+    (``UNKNOWN_BODY_BYTES``) as 143 and 57, where a message has a fixed cost of its own (round
+    71 in docs/performance-history.md). Never more messages than that cut: no cut into
+    consecutive runs within both bounds has fewer than the one by both at once."""
     ids = list(sizes)
     even = split_batches(ids, most, least_batches)
-    if all(len(batch) == 1 or sum(sizes[f] for f in batch) <= most_bytes for batch in even):
+    cut = [part for batch in even for part in cut_by_bytes(batch, [sizes[f] for f in batch], most_bytes)]
+    if len(cut) == len(even):  # no batch past the byte bound
         return even
     runs = cut_by_bytes(ids, [sizes[f] for f in ids], most_bytes, most_items=most)
-    if len(runs) >= len(even):
-        return runs
-    return [part for batch in even for part in cut_by_bytes(batch, [sizes[f] for f in batch], most_bytes)]
+    return runs if len(even) <= len(runs) < len(cut) else cut
 
 
 #: The share of a poll task's soft time limit that the pacing of one host's requests may take.

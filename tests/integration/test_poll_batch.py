@@ -609,24 +609,54 @@ def test_a_part_that_fails_on_the_database_keeps_the_parts_stored_before_it(
 def test_a_tick_cuts_batches_by_the_feeds_last_body_sizes(pipeline_settings: Settings) -> None:
     """Feeds whose last bodies add up to more than ``poll_batch_bytes`` go in separate messages;
     a feed never fetched counts ``UNKNOWN_BODY_BYTES``, so new feeds still go 100 a message."""
-    mib = 1 << 20
+    ctx, ids, published = ticking(pipeline_settings, feeds=110, batch_size=100)
+    set_body_bytes(
+        ctx.settings, {ids[1]: 5 * MIB, ids[2]: 5 * MIB, ids[3]: 9 * MIB, ids[4]: 3 * MIB, ids[5]: 0}
+    )
+    report = pipeline.tick(ctx)
+    assert report.claimed == 110
+    # By count first (110 = 55 + 55), then each batch by bytes, in id order (by both bounds at
+    # once, 2 + 1 + 1 + 82 + 24, would be as many messages: the near-equal ones stay).
+    assert published == [ids[0:2], ids[2:3], ids[3:4], ids[4:55], ids[55:110]]
+
+
+def test_a_tick_sends_full_messages_where_a_cut_by_count_then_bytes_sends_more(
+    pipeline_settings: Settings,
+) -> None:
+    """Six feeds of 3 MiB, four a message and 8 MiB: by count 3 + 3, each cut by bytes into 2 + 1,
+    four messages; the tick cuts by both bounds at once, three messages of two
+    (``pipeline.poll_batches``)."""
+    ctx, ids, published = ticking(pipeline_settings, feeds=6, batch_size=4)
+    set_body_bytes(ctx.settings, dict.fromkeys(ids, 3 * MIB))
+    assert pipeline.tick(ctx).batches == 3
+    assert published == [ids[0:2], ids[2:4], ids[4:6]]
+
+
+MIB = 1 << 20
+
+
+def ticking(
+    pipeline_settings: Settings, feeds: int, batch_size: int
+) -> tuple[pipeline.Context, list[int], list[list[int]]]:
+    """A tick's context over ``feeds`` new feeds, ``batch_size`` a message, 8 MiB of bodies, no
+    spread; and the messages it publishes."""
     settings = pipeline_settings.model_copy(
-        update={"poll_batch_size": 100, "poll_min_batches": 1, "poll_batch_bytes": 8 * mib}
+        update={"poll_batch_size": batch_size, "poll_min_batches": 1, "poll_batch_bytes": 8 * MIB}
     )
     published: list[list[int]] = []
     ctx = pipeline.Context(settings, rng=random.Random(7), publish_poll=published.append)
-    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(110)])
-    sizes = {ids[1]: 5 * mib, ids[2]: 5 * mib, ids[3]: 9 * mib, ids[4]: 3 * mib, ids[5]: 0}
+    ids = add_feeds(ctx, [f"http://127.0.0.1:9/feed/{n}.xml" for n in range(feeds)])
+    return ctx, ids, published
+
+
+def set_body_bytes(settings: Settings, sizes: dict[int, int]) -> None:
+    """Give feeds the size of a last body, as a poll that brought one records it."""
     with db.session_scope(settings) as session:
         for feed_id, size in sizes.items():
             feed = session.get(Feed, feed_id)
             assert feed is not None
             feed.body_bytes = size
             session.add(feed)
-    report = pipeline.tick(ctx)
-    assert report.claimed == 110
-    # By count first (110 = 55 + 55), then each batch by bytes, in id order.
-    assert published == [ids[0:2], ids[2:3], ids[3:4], ids[4:55], ids[55:110]]
 
 
 def test_a_tick_of_new_feeds_sends_them_a_full_batch_at_a_time(pipeline_settings: Settings) -> None:

@@ -90,13 +90,11 @@ def test_poll_messages_keep_both_bounds_and_are_never_more_than_a_cut_by_count_t
     before = [part for b in even for part in cut_by_bytes(b, [size_of[f] for f in b], most_bytes)]
     assert len(batches) <= len(before)
     fewest = len(cut_by_bytes(ids, sizes, most_bytes, most_items=most))
-    if before == even:  # no batch past the byte bound: the same
-        assert batches == before
-    elif fewest >= len(even):  # as few as both bounds allow: every message full but the last
+    if len(even) <= fewest < len(before):  # as few as both bounds allow: each full but the last
         assert len(batches) == fewest
         for b, after in pairwise(batches):
             assert len(b) == most or sum(size_of[f] for f in b) + size_of[after[0]] > most_bytes
-    else:  # fewer than the spread: the spread's batches, cut by bytes
+    else:  # nothing to save, or fewer than the spread: the near-equal batches, cut by bytes
         assert batches == before
 
 
@@ -111,9 +109,10 @@ def test_poll_messages_past_the_byte_bound_go_full_not_a_full_one_and_the_rest()
     assert [len(b) for b in poll_batches(farm, 200, 8 << 20, 4)] == [143, 143, 144] * 4 + [143, 137]
 
 
-def test_poll_messages_within_the_byte_bound_are_split_batches_own() -> None:
-    """Where every near-equal batch fits the byte bound nothing changes: 101 feeds are 51 + 50,
-    and a few due feeds are spread over the workers, each batch cut by bytes if it must be."""
+def test_poll_messages_are_split_batches_own_where_a_cut_by_both_bounds_saves_none() -> None:
+    """Where every near-equal batch fits the byte bound nothing changes: 101 feeds are 51 + 50;
+    a few due feeds are spread over the workers, each batch cut by bytes if it must be; and a
+    cut by both bounds that makes as many messages keeps the near-equal ones."""
     assert [len(b) for b in poll_batches(dict.fromkeys(range(101), 10), 100, 10_000, 1)] == [51, 50]
     assert poll_batches(dict.fromkeys(range(100), 1), 100, 1000, 4) == split_batches(list(range(100)), 100, 4)
     # Four batches of 25 for the spread; the first holds a feed of 900 bytes and is cut by bytes
@@ -122,6 +121,8 @@ def test_poll_messages_within_the_byte_bound_are_split_batches_own() -> None:
     assert [len(b) for b in poll_batches(sizes, 100, 910, 4)] == [11, 14, 25, 25, 25]
     sizes |= {4: 900}
     assert [len(b) for b in poll_batches(sizes, 100, 910, 4)] == [4, 11, 10, 25, 25, 25]
+    # 3 + 3 by count, the first cut by bytes into 1 + 2; by both bounds 1 + 4 + 1: as many.
+    assert poll_batches(dict(enumerate([6, 5, 1, 1, 1, 1])), 4, 10, 1) == [[0], [1, 2], [3, 4, 5]]
     assert poll_batches({}, 100, 1000, 4) == []
 
 
